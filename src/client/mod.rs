@@ -1,0 +1,1 @@
+//! A small blocking Kafka protocol client used by the client tools.

@@ -1,0 +1,495 @@
+//! Every broker setting, with Kafka's name where Kafka has one, validated at start-up.
+//!
+//! Settings come from three places, later ones winning: the defaults below, an optional TOML
+//! file (`gregor serve --config FILE`), and `--set name=value` flags. In the TOML file a name may
+//! be written dotted (`log.retention.ms = 1000`, which TOML reads as nested tables) or quoted
+//! (`"log.retention.ms" = 1000`); both are flattened back to Kafka's dotted name.
+//!
+//! Topic-level overrides (`retention.ms`, `segment.bytes`, ...) are kept per topic as strings in
+//! the metadata and resolved against the broker defaults by [`LogConfig::resolve`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("unknown setting `{0}`")]
+    Unknown(String),
+    #[error("setting `{name}`: invalid value `{value}`: {why}")]
+    Invalid {
+        name: String,
+        value: String,
+        why: String,
+    },
+    #[error("cannot read config file {path}: {why}")]
+    File { path: String, why: String },
+}
+
+/// How record timestamps are set: by the producer or by the broker at append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// The settings a partition log needs, resolved from broker defaults and topic overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    /// -1 means keep forever.
+    pub retention_ms: i64,
+    /// -1 means no size limit.
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u32,
+    /// Largest record batch accepted, in bytes (Kafka's max.message.bytes).
+    pub max_message_bytes: u32,
+    pub timestamp_type: TimestampType,
+    /// fdatasync after this many messages; None relies on direct writes alone.
+    pub flush_messages: Option<u64>,
+    /// fdatasync when the oldest unsynced write is this old; None relies on direct writes alone.
+    pub flush_ms: Option<u64>,
+    pub cleanup_policy: String,
+}
+
+/// Broker-wide settings. Built once at start-up, then shared read-only by every shard.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_id: i32,
+    pub listener: SocketAddr,
+    /// Host and port written into Metadata responses.
+    pub advertised_listener: (String, u16),
+    pub log_dirs: PathBuf,
+    /// Number of shards (cores); 0 means one per available core.
+    pub num_shards: usize,
+    pub socket_request_max_bytes: u32,
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub retention_check_interval_ms: u64,
+    /// Bytes of recent batches each shard keeps in memory for fetches at the log tail.
+    pub fetch_cache_bytes: usize,
+    /// Memory glommio pins per shard for io_uring buffers.
+    pub io_memory_bytes: usize,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 1,
+            listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_listener: ("127.0.0.1".to_string(), 9092),
+            log_dirs: PathBuf::from("./data"),
+            num_shards: 0,
+            socket_request_max_bytes: 104_857_600,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            retention_check_interval_ms: 300_000,
+            fetch_cache_bytes: 256 << 20,
+            io_memory_bytes: 2 << 20,
+            log: LogConfig {
+                segment_bytes: 1 << 30,
+                segment_ms: 7 * 24 * 3_600_000,
+                retention_ms: 7 * 24 * 3_600_000,
+                retention_bytes: -1,
+                index_interval_bytes: 4096,
+                max_message_bytes: 1_048_588,
+                timestamp_type: TimestampType::CreateTime,
+                flush_messages: None,
+                flush_ms: None,
+                cleanup_policy: "delete".to_string(),
+            },
+        }
+    }
+}
+
+fn invalid(name: &str, value: &str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_string(),
+        value: value.to_string(),
+        why: why.into(),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(name, value, "not a number in range"))
+}
+
+fn parse_min<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
+    name: &str,
+    value: &str,
+    min: T,
+) -> Result<T, ConfigError> {
+    let v: T = parse_num(name, value)?;
+    if v < min {
+        return Err(invalid(name, value, format!("must be at least {min}")));
+    }
+    Ok(v)
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(name, value, "expected true or false")),
+    }
+}
+
+/// `PLAINTEXT://host:port`, `host:port`, or `:port` (all interfaces).
+fn parse_listener(name: &str, value: &str) -> Result<(String, u16), ConfigError> {
+    let first = value.split(',').next().unwrap_or("").trim();
+    let rest = match first.split_once("://") {
+        Some(("PLAINTEXT", rest)) => rest,
+        Some((proto, _)) => return Err(invalid(name, value, format!("{proto} is not supported"))),
+        None => first,
+    };
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(name, value, "expected host:port"))?;
+    let port: u16 = parse_num(name, port)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((host.to_string(), port))
+}
+
+fn parse_timestamp_type(name: &str, value: &str) -> Result<TimestampType, ConfigError> {
+    match value.trim() {
+        "CreateTime" => Ok(TimestampType::CreateTime),
+        "LogAppendTime" => Ok(TimestampType::LogAppendTime),
+        _ => Err(invalid(name, value, "expected CreateTime or LogAppendTime")),
+    }
+}
+
+/// Kafka uses Long.MAX_VALUE for "never flush"; so do we, as None.
+fn parse_flush(name: &str, value: &str) -> Result<Option<u64>, ConfigError> {
+    let v: i64 = parse_min(name, value, 1)?;
+    Ok((v != i64::MAX).then_some(v as u64))
+}
+
+fn parse_cleanup_policy(name: &str, value: &str) -> Result<String, ConfigError> {
+    let ok = value
+        .split(',')
+        .all(|p| matches!(p.trim(), "delete" | "compact"));
+    if !ok || value.trim().is_empty() {
+        return Err(invalid(name, value, "expected delete, compact or both"));
+    }
+    Ok(value.trim().to_string())
+}
+
+/// Topic-level settings that CreateTopics may override, with the broker setting each defaults to.
+pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("cleanup.policy", "log.cleanup.policy"),
+    ("retention.ms", "log.retention.ms"),
+    ("retention.bytes", "log.retention.bytes"),
+    ("segment.bytes", "log.segment.bytes"),
+    ("segment.ms", "log.roll.ms"),
+    ("max.message.bytes", "message.max.bytes"),
+    ("message.timestamp.type", "log.message.timestamp.type"),
+    ("index.interval.bytes", "log.index.interval.bytes"),
+    ("flush.messages", "log.flush.interval.messages"),
+    ("flush.ms", "log.flush.interval.ms"),
+];
+
+impl LogConfig {
+    /// Applies one topic-level setting (Kafka's topic config name).
+    pub fn set_topic(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        match name {
+            "cleanup.policy" => self.cleanup_policy = parse_cleanup_policy(name, value)?,
+            "retention.ms" => self.retention_ms = parse_min(name, value, -1)?,
+            "retention.bytes" => self.retention_bytes = parse_min(name, value, -1)?,
+            "segment.bytes" => self.segment_bytes = parse_min(name, value, 14)?,
+            "segment.ms" => self.segment_ms = parse_min(name, value, 1)?,
+            "max.message.bytes" => self.max_message_bytes = parse_min(name, value, 0)?,
+            "message.timestamp.type" => self.timestamp_type = parse_timestamp_type(name, value)?,
+            "index.interval.bytes" => self.index_interval_bytes = parse_min(name, value, 0)?,
+            "flush.messages" => self.flush_messages = parse_flush(name, value)?,
+            "flush.ms" => self.flush_ms = parse_flush(name, value)?,
+            _ => return Err(ConfigError::Unknown(name.to_string())),
+        }
+        Ok(())
+    }
+
+    /// The broker defaults with a topic's overrides applied. Overrides were validated when the
+    /// topic was created, so a failure here means the metadata itself is corrupt.
+    pub fn resolve(
+        defaults: &LogConfig,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<LogConfig, ConfigError> {
+        let mut c = defaults.clone();
+        for (k, v) in overrides {
+            c.set_topic(k, v)?;
+        }
+        Ok(c)
+    }
+
+    /// The value of a topic-level setting as DescribeConfigs reports it.
+    pub fn get_topic(&self, name: &str) -> Option<String> {
+        let never = |v: Option<u64>| v.map_or(i64::MAX.to_string(), |v| v.to_string());
+        Some(match name {
+            "cleanup.policy" => self.cleanup_policy.clone(),
+            "retention.ms" => self.retention_ms.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "message.timestamp.type" => match self.timestamp_type {
+                TimestampType::CreateTime => "CreateTime".to_string(),
+                TimestampType::LogAppendTime => "LogAppendTime".to_string(),
+            },
+            "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            "flush.messages" => never(self.flush_messages),
+            "flush.ms" => never(self.flush_ms),
+            _ => return None,
+        })
+    }
+}
+
+/// Broker-level names, in the order DescribeConfigs lists them.
+pub const BROKER_CONFIGS: &[&str] = &[
+    "node.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "num.shards",
+    "socket.request.max.bytes",
+    "auto.create.topics.enable",
+    "num.partitions",
+    "default.replication.factor",
+    "log.retention.check.interval.ms",
+    "fetch.cache.bytes",
+    "io.memory.bytes",
+    "log.cleanup.policy",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.index.interval.bytes",
+    "message.max.bytes",
+    "log.message.timestamp.type",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+];
+
+impl Config {
+    /// Applies one broker setting by its Kafka name. The value is the text form (TOML values are
+    /// turned into text first, so `--set` and the file behave the same).
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        if let Some((topic_name, _)) = TOPIC_CONFIGS.iter().find(|(_, broker)| *broker == name) {
+            return self.log.set_topic(topic_name, value);
+        }
+        match name {
+            "log.retention.hours" => {
+                let h: i64 = parse_min(name, value, -1)?;
+                self.log.retention_ms = if h < 0 { -1 } else { h * 3_600_000 };
+            }
+            "log.roll.hours" => self.log.segment_ms = parse_min::<i64>(name, value, 1)? * 3_600_000,
+            "node.id" | "broker.id" => self.node_id = parse_min(name, value, 0)?,
+            "listeners" => {
+                let (host, port) = parse_listener(name, value)?;
+                self.listener = format!("{host}:{port}")
+                    .parse()
+                    .map_err(|_| invalid(name, value, "expected an IP address and port"))?;
+                if host != "0.0.0.0" {
+                    self.advertised_listener = (host, port);
+                } else {
+                    self.advertised_listener.1 = port;
+                }
+            }
+            "advertised.listeners" => self.advertised_listener = parse_listener(name, value)?,
+            "log.dirs" | "log.dir" => {
+                let first = value.split(',').next().unwrap_or("").trim();
+                if first.is_empty() {
+                    return Err(invalid(name, value, "empty path"));
+                }
+                self.log_dirs = PathBuf::from(first);
+            }
+            "num.shards" => self.num_shards = parse_num(name, value)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse_min(name, value, 1)?,
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(name, value)?,
+            "num.partitions" => self.num_partitions = parse_min(name, value, 1)?,
+            "default.replication.factor" => {
+                self.default_replication_factor = parse_min(name, value, 1)?
+            }
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = parse_min(name, value, 1)?
+            }
+            "fetch.cache.bytes" => self.fetch_cache_bytes = parse_num(name, value)?,
+            "io.memory.bytes" => self.io_memory_bytes = parse_min(name, value, 64 << 10)?,
+            _ => return Err(ConfigError::Unknown(name.to_string())),
+        }
+        Ok(())
+    }
+
+    /// The value of a broker setting as DescribeConfigs reports it.
+    pub fn get(&self, name: &str) -> Option<String> {
+        if let Some((topic_name, _)) = TOPIC_CONFIGS.iter().find(|(_, broker)| *broker == name) {
+            return self.log.get_topic(topic_name);
+        }
+        let (host, port) = &self.advertised_listener;
+        Some(match name {
+            "node.id" => self.node_id.to_string(),
+            "listeners" => format!("PLAINTEXT://{}", self.listener),
+            "advertised.listeners" => format!("PLAINTEXT://{host}:{port}"),
+            "log.dirs" => self.log_dirs.display().to_string(),
+            "num.shards" => self.num_shards.to_string(),
+            "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
+            "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
+            "num.partitions" => self.num_partitions.to_string(),
+            "default.replication.factor" => self.default_replication_factor.to_string(),
+            "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
+            "fetch.cache.bytes" => self.fetch_cache_bytes.to_string(),
+            "io.memory.bytes" => self.io_memory_bytes.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Reads a TOML file and applies every setting in it.
+    pub fn apply_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
+            path: path.to_string(),
+            why: e.to_string(),
+        })?;
+        let mut flat = Vec::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for (name, value) in flat {
+            self.set(&name, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `name=value` pairs as given on the command line.
+    pub fn apply_overrides(&mut self, pairs: &[String]) -> Result<(), ConfigError> {
+        for pair in pairs {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| invalid(pair, "", "expected name=value"))?;
+            self.set(name.trim(), value.trim())?;
+        }
+        Ok(())
+    }
+
+    /// Cross-setting checks that no single `set` can make.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.log.max_message_bytes > self.socket_request_max_bytes {
+            return Err(invalid(
+                "message.max.bytes",
+                &self.log.max_message_bytes.to_string(),
+                "must not exceed socket.request.max.bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&name, v, out);
+            }
+        }
+        toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        toml::Value::Array(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            out.push((prefix.to_string(), parts.join(",")));
+        }
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_a_local_single_node_broker() {
+        let c = Config::default();
+        assert_eq!(c.listener.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.log_dirs, PathBuf::from("./data"));
+        assert!(c.auto_create_topics_enable);
+        assert_eq!(c.log.max_message_bytes, 1_048_588);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_dotted_and_quoted_names_both_apply() {
+        let mut c = Config::default();
+        let text = r#"
+            log.retention.ms = 1000
+            "log.segment.bytes" = 4096
+            listeners = "PLAINTEXT://127.0.0.1:19092"
+            log.dirs = ["/tmp/a", "/tmp/b"]
+            auto.create.topics.enable = false
+        "#;
+        c.apply_toml(text, "x.toml").unwrap();
+        assert_eq!(c.log.retention_ms, 1000);
+        assert_eq!(c.log.segment_bytes, 4096);
+        assert_eq!(c.listener.port(), 19092);
+        assert_eq!(c.log_dirs, PathBuf::from("/tmp/a"));
+        assert!(!c.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn bad_settings_are_rejected_with_their_name() {
+        let table: &[(&str, &str)] = &[
+            ("no.such.setting", "1"),
+            ("log.segment.bytes", "abc"),
+            ("log.segment.bytes", "3"),
+            ("num.partitions", "0"),
+            ("auto.create.topics.enable", "yes"),
+            ("listeners", "SSL://h:1"),
+            ("log.message.timestamp.type", "Now"),
+            ("log.cleanup.policy", "keep"),
+        ];
+        for (name, value) in table {
+            let mut c = Config::default();
+            assert!(c.set(name, value).is_err(), "{name}={value} accepted");
+        }
+    }
+
+    #[test]
+    fn overrides_and_topic_resolution() {
+        let mut c = Config::default();
+        c.apply_overrides(&["log.retention.hours=1".into(), "num.shards=3".into()])
+            .unwrap();
+        assert_eq!(c.log.retention_ms, 3_600_000);
+        assert_eq!(c.num_shards, 3);
+        let mut o = BTreeMap::new();
+        o.insert("retention.ms".to_string(), "5".to_string());
+        o.insert(
+            "message.timestamp.type".to_string(),
+            "LogAppendTime".to_string(),
+        );
+        let r = LogConfig::resolve(&c.log, &o).unwrap();
+        assert_eq!(r.retention_ms, 5);
+        assert_eq!(r.timestamp_type, TimestampType::LogAppendTime);
+        assert_eq!(r.get_topic("retention.ms").unwrap(), "5");
+        assert_eq!(r.get_topic("flush.ms").unwrap(), i64::MAX.to_string());
+    }
+
+    #[test]
+    fn message_max_must_fit_a_request() {
+        let mut c = Config::default();
+        c.set("message.max.bytes", "200000000").unwrap();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,35 @@
+//! gregor: a Kafka-compatible event-streaming broker, thread-per-core on io_uring.
+//!
+//! # Request flow
+//! A connection is accepted by one shard (SO_REUSEPORT spreads them) and lives there until it
+//! closes. `server::connection` frames requests, `protocol` decodes them with the kafka-protocol
+//! crate, and a handler per API family turns them into domain commands. Commands for partitions
+//! owned by other shards travel over the `shard` mesh to their owner, whose `storage` log is the
+//! only code that touches those files; answers come back the same way and are merged. Responses
+//! on one connection leave in request order.
+//!
+//! # Modules
+//! | module | owns |
+//! |---|---|
+//! | `config` | every setting, Kafka's names, validation |
+//! | `record` | RecordBatch v2 header view, CRC-32C, in-place rewrites |
+//! | `protocol` | framing, request headers, the ApiVersions table |
+//! | `server` | listener, connections, handlers, error-code mapping |
+//! | `shard` | glommio executors, the cross-shard mesh, partition ownership |
+//! | `metadata` | topics, partitions and configs as a log of records; snapshots per shard |
+//! | `storage` | segments, indexes, recovery, retention |
+//! | `cli` | the client tools (topics, produce, consume, dump-log) |
+//!
+//! # Glossary
+//! - LEO (log end offset): the offset the next appended record gets.
+//! - HW (high watermark): offsets below it are written and may be read by consumers.
+//! - Log start offset: the first offset still kept after retention.
+//! - Shard: one glommio executor pinned to one core; it owns a fixed set of partitions.
+
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod record;
+pub mod storage;
+pub mod types;

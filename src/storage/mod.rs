@@ -1,0 +1,41 @@
+//! Partition logs on disk, laid out exactly as Kafka lays them out.
+//!
+//! `<log.dirs>/<topic>-<partition>/<20-digit base offset>.log|.index|.timeindex`. A
+//! [`PartitionLog`] lives on the shard that owns its partition and is touched by nothing else;
+//! it is `!Send` and shared between that shard's tasks through `Rc`.
+//!
+//! Invariants: offsets strictly increase across batches; `log_start_offset <= high_watermark <=
+//! log_end_offset`; the high watermark only covers bytes whose write has completed, so a fetch
+//! never returns data that a crash could take back.
+
+mod log;
+
+pub use log::{AppendInfo, PartitionLog, ReadResult};
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("offset {requested} is outside the log [{log_start}, {log_end})")]
+    OffsetOutOfRange {
+        requested: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("corrupt data in {path} at position {position}: {why}")]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        why: String,
+    },
+    #[error("partition log {0} is closed")]
+    Closed(PathBuf),
+}

@@ -1,0 +1,285 @@
+//! The wire edge over the kafka-protocol crate: request headers, response framing, and the table
+//! of API versions this broker implements (the single source of truth for ApiVersions).
+//!
+//! Nothing here trusts the peer: header parsing fails cleanly on short or unknown input, and the
+//! caller closes the connection, as Kafka does.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use thiserror::Error;
+
+pub mod legacy_produce;
+
+/// The APIs this broker implements and the versions of each it handles.
+///
+/// Produce is handled from v3 (Kafka 4 removed v0-v2, KIP-896) but advertised from v0: librdkafka
+/// before 2.10 turns compression off when a broker's Produce minimum is above 0, so Kafka 4
+/// advertises 0 and answers v0-v2 with UNSUPPORTED_VERSION (KAFKA-18659). We do the same.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The range a request of this key must fall in to be handled, if the key is implemented.
+pub fn handled_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// The range written into ApiVersions responses.
+fn advertised_versions(key: ApiKey, min: i16, max: i16) -> (i16, i16) {
+    match key {
+        ApiKey::Produce => (0, max),
+        _ => (min, max),
+    }
+}
+
+/// The ApiVersions response for a supported request version.
+pub fn api_versions_response() -> ApiVersionsResponse {
+    let api_keys = SUPPORTED
+        .iter()
+        .map(|(key, min, max)| {
+            let (min, max) = advertised_versions(*key, *min, *max);
+            ApiVersion::default()
+                .with_api_key(*key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect();
+    ApiVersionsResponse::default()
+        .with_error_code(0)
+        .with_api_keys(api_keys)
+}
+
+/// The answer to an ApiVersions request of a version we do not know: a v0 response carrying
+/// UNSUPPORTED_VERSION and our ApiVersions range, so the client can retry with a version we
+/// speak. Kafka sends exactly this (v0 body, v0 header) whatever version was asked.
+pub fn api_versions_fallback(correlation_id: i32) -> Bytes {
+    let (min, max) = handled_versions(ApiKey::ApiVersions).unwrap_or((0, 0));
+    let body = ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(vec![ApiVersion::default()
+            .with_api_key(ApiKey::ApiVersions as i16)
+            .with_min_version(min)
+            .with_max_version(max)]);
+    frame_response(correlation_id, 0, &body, 0).unwrap_or_else(|e| {
+        panic!("encoding the fixed ApiVersions fallback cannot fail: {e}");
+    })
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("request shorter than a header: {len} bytes")]
+    Short { len: usize },
+    #[error("unknown api key {key}")]
+    UnknownApiKey { key: i16 },
+    #[error("{key:?} version {version} is not supported")]
+    UnsupportedVersion { key: ApiKey, version: i16 },
+    #[error("malformed {what}: {why}")]
+    Malformed { what: String, why: String },
+}
+
+/// A parsed request header and the body bytes after it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+    pub body: Bytes,
+}
+
+/// Reads the fixed start of a header without trusting the rest.
+pub fn peek_key_version(frame: &[u8]) -> Result<(i16, i16, i32), ProtocolError> {
+    if frame.len() < 8 {
+        return Err(ProtocolError::Short { len: frame.len() });
+    }
+    let mut b = &frame[..8];
+    Ok((b.get_i16(), b.get_i16(), b.get_i32()))
+}
+
+/// Splits a request frame into its header and body.
+///
+/// Produce v0-v2 parse too: they are advertised and must be answered (see `legacy_produce`).
+/// Unknown keys and unsupported versions come back as errors before the rest of the header is
+/// read, so the caller can answer ApiVersions with the fallback and close for anything else.
+pub fn parse_request(mut frame: Bytes) -> Result<Request, ProtocolError> {
+    let (key, version, _) = peek_key_version(&frame)?;
+    let api_key = ApiKey::try_from(key).map_err(|_| ProtocolError::UnknownApiKey { key })?;
+    let refused_produce = api_key == ApiKey::Produce && (0..3).contains(&version);
+    match handled_versions(api_key) {
+        Some((min, max)) if (min..=max).contains(&version) || refused_produce => {}
+        _ => {
+            return Err(ProtocolError::UnsupportedVersion {
+                key: api_key,
+                version,
+            })
+        }
+    }
+    let header_version = api_key.request_header_version(version);
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| ProtocolError::Malformed {
+            what: "request header".to_string(),
+            why: e.to_string(),
+        })?;
+    Ok(Request {
+        api_key,
+        api_version: version,
+        correlation_id: header.correlation_id,
+        client_id: header.client_id.map(|s| s.to_string()),
+        body: frame,
+    })
+}
+
+/// Decodes a request body of the version the header named; trailing bytes are an error.
+pub fn decode_body<T: Decodable>(req: &Request) -> Result<T, ProtocolError> {
+    let mut body = req.body.clone();
+    let decoded = T::decode(&mut body, req.api_version).map_err(|e| ProtocolError::Malformed {
+        what: format!("{:?} v{} body", req.api_key, req.api_version),
+        why: e.to_string(),
+    })?;
+    if body.has_remaining() {
+        return Err(ProtocolError::Malformed {
+            what: format!("{:?} v{} body", req.api_key, req.api_version),
+            why: format!("{} trailing bytes", body.remaining()),
+        });
+    }
+    Ok(decoded)
+}
+
+/// Encodes a size-prefixed response frame: length, correlation id, (tagged fields), body.
+pub fn frame_response<T: Encodable>(
+    correlation_id: i32,
+    header_version: i16,
+    body: &T,
+    version: i16,
+) -> anyhow::Result<Bytes> {
+    let size = body.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(size + 9);
+    buf.put_i32(0);
+    buf.put_i32(correlation_id);
+    if header_version >= 1 {
+        buf.put_u8(0); // no tagged fields in the response header
+    }
+    body.encode(&mut buf, version)?;
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// Encodes the response to `req` with the header version its API and version call for.
+pub fn respond<T: Encodable>(req: &Request, body: &T) -> anyhow::Result<Bytes> {
+    let header_version = req.api_key.response_header_version(req.api_version);
+    frame_response(req.correlation_id, header_version, body, req.api_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiVersionsRequest;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn request_frame(key: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("t")));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn every_supported_range_is_one_the_codec_speaks() {
+        for (key, min, max) in SUPPORTED {
+            let valid = key.valid_versions();
+            assert!(
+                valid.min <= *min && *max <= valid.max,
+                "{key:?} {min}-{max} outside codec range {valid:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_every_api_versions_version() {
+        for v in 0..=4 {
+            let frame = request_frame(ApiKey::ApiVersions, v, &ApiVersionsRequest::default());
+            let req = parse_request(frame).unwrap();
+            assert_eq!(req.correlation_id, 7);
+            assert_eq!(req.client_id.as_deref(), Some("t"));
+            let _: ApiVersionsRequest = decode_body(&req).unwrap();
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_keys_versions_and_short_frames() {
+        let mut raw = BytesMut::new();
+        raw.put_i16(999);
+        raw.put_i16(0);
+        raw.put_i32(1);
+        raw.put_i16(-1);
+        assert_eq!(
+            parse_request(raw.freeze()).unwrap_err(),
+            ProtocolError::UnknownApiKey { key: 999 }
+        );
+        let frame = request_frame(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default());
+        let mut bumped = BytesMut::from(&frame[..]);
+        bumped[2..4].copy_from_slice(&99i16.to_be_bytes());
+        assert!(matches!(
+            parse_request(bumped.freeze()),
+            Err(ProtocolError::UnsupportedVersion { version: 99, .. })
+        ));
+        assert!(matches!(
+            parse_request(Bytes::from_static(&[0, 18, 0])),
+            Err(ProtocolError::Short { .. })
+        ));
+    }
+
+    #[test]
+    fn trailing_body_bytes_are_malformed() {
+        let frame = request_frame(ApiKey::ApiVersions, 1, &ApiVersionsRequest::default());
+        let mut longer = BytesMut::from(&frame[..]);
+        longer.put_u8(1);
+        let req = parse_request(longer.freeze()).unwrap();
+        assert!(decode_body::<ApiVersionsRequest>(&req).is_err());
+    }
+
+    #[test]
+    fn fallback_is_a_v0_api_versions_response() {
+        let frame = api_versions_fallback(42);
+        // length, correlation id, error code, array of one (key, min, max)
+        let expect: &[u8] = &[
+            0, 0, 0, 16, 0, 0, 0, 42, 0, 35, 0, 0, 0, 1, 0, 18, 0, 0, 0, 4,
+        ];
+        assert_eq!(&frame[..], expect);
+    }
+
+    #[test]
+    fn produce_is_advertised_from_zero() {
+        let resp = api_versions_response();
+        let produce = resp
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::Produce as i16)
+            .unwrap();
+        assert_eq!((produce.min_version, produce.max_version), (0, 11));
+        assert_eq!(handled_versions(ApiKey::Produce), Some((3, 11)));
+    }
+}

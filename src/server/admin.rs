@@ -1,0 +1,428 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs.
+//!
+//! Changes run on shard 0, which owns the metadata controller; each change is durable in the
+//! metadata log and visible on every shard (logs opened or deleted) before the answer is sent.
+
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::{errors, reply, Outcome};
+use crate::config::{Config, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::metadata::{CreateTopic, MetadataError, TopicMeta};
+use crate::protocol::{decode_body, Request};
+use crate::shard::Shard;
+use crate::types::ShardId;
+
+const CONTROLLER: ShardId = ShardId(0);
+
+/// A failed admin operation: the Kafka error code and a message for the client.
+pub type AdminError = (i16, String);
+
+fn admin_err(e: &MetadataError) -> AdminError {
+    (errors::metadata(e).code(), e.to_string())
+}
+
+/// What a created topic looks like, as CreateTopics v5+ reports it.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub id: Uuid,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// Every topic config with its value and whether the topic overrides it.
+    pub configs: Vec<(String, String, bool)>,
+}
+
+fn created(meta: &TopicMeta) -> Created {
+    let configs = TOPIC_CONFIGS
+        .iter()
+        .map(|(name, _)| {
+            let value = meta.log_config.get_topic(name).unwrap_or_default();
+            (name.to_string(), value, meta.configs.contains_key(*name))
+        })
+        .collect();
+    Created {
+        id: meta.id,
+        partitions: meta.partitions,
+        replication_factor: 1,
+        configs,
+    }
+}
+
+/// Creates topics on the controller and publishes the result to every shard.
+pub async fn create_on_controller(
+    shard: &Rc<Shard>,
+    topics: Vec<CreateTopic>,
+    validate_only: bool,
+) -> Vec<Result<Created, AdminError>> {
+    let call = shard.invoke_on(CONTROLLER, move |s| async move {
+        let Some(controller) = s.controller() else {
+            let e = (ResponseError::NotController.code(), "not the controller".to_string());
+            return topics.iter().map(|_| Err(e.clone())).collect();
+        };
+        let (results, snap) = {
+            let mut c = controller.borrow_mut();
+            let results: Vec<Result<Created, AdminError>> = topics
+                .into_iter()
+                .map(|t| {
+                    c.create_topic(t, validate_only)
+                        .map(|m| created(&m))
+                        .map_err(|e| admin_err(&e))
+                })
+                .collect();
+            (results, c.snapshot())
+        };
+        if !validate_only && results.iter().any(|r| r.is_ok()) {
+            super::publish_snapshot(&s, snap).await;
+        }
+        results
+    });
+    call.await.unwrap_or_else(|e| {
+        let err = (errors::shard(&e).code(), e.to_string());
+        vec![Err(err)]
+    })
+}
+
+/// Turns one CreateTopics entry into a command, filling in broker defaults (-1).
+fn creatable(t: &CreatableTopic, config: &Config) -> Result<CreateTopic, AdminError> {
+    let invalid = |code: ResponseError, msg: &str| Err((code.code(), msg.to_string()));
+    let mut partitions = t.num_partitions;
+    let mut replication_factor = t.replication_factor;
+    if !t.assignments.is_empty() {
+        if partitions != -1 || replication_factor != -1 {
+            return invalid(
+                ResponseError::InvalidRequest,
+                "both partition count and replica assignments were given",
+            );
+        }
+        if t
+            .assignments
+            .iter()
+            .any(|a| a.broker_ids.is_empty() || a.broker_ids.iter().any(|b| b.0 != config.node_id))
+        {
+            return invalid(
+                ResponseError::InvalidReplicaAssignment,
+                "replicas must be on this broker",
+            );
+        }
+        partitions = t.assignments.len() as i32;
+        replication_factor = t.assignments[0].broker_ids.len() as i16;
+    }
+    if partitions == -1 {
+        partitions = config.num_partitions;
+    }
+    if replication_factor == -1 {
+        replication_factor = config.default_replication_factor;
+    }
+    let mut configs = BTreeMap::new();
+    for c in &t.configs {
+        let Some(value) = &c.value else {
+            return invalid(
+                ResponseError::InvalidConfig,
+                &format!("null value for config {}", c.name.as_str()),
+            );
+        };
+        configs.insert(c.name.to_string(), value.to_string());
+    }
+    Ok(CreateTopic {
+        name: t.name.to_string(),
+        partitions,
+        replication_factor,
+        configs,
+    })
+}
+
+pub fn create_topics(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: CreateTopicsRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let shard = shard.clone();
+    Box::pin(async move {
+        let mut seen = HashSet::new();
+        let dupes: HashSet<&str> = body
+            .topics
+            .iter()
+            .filter(|t| !seen.insert(t.name.as_str()))
+            .map(|t| t.name.as_str())
+            .collect();
+        let mut results: Vec<Result<Created, AdminError>> = Vec::new();
+        let mut commands = Vec::new();
+        let mut slots = Vec::new();
+        for (i, t) in body.topics.iter().enumerate() {
+            let cmd = if dupes.contains(t.name.as_str()) {
+                Err((
+                    ResponseError::InvalidRequest.code(),
+                    "topic named more than once".to_string(),
+                ))
+            } else {
+                creatable(t, &shard.config)
+            };
+            results.push(Err((0, String::new())));
+            match cmd {
+                Ok(c) => {
+                    commands.push(c);
+                    slots.push(i);
+                }
+                Err(e) => results[i] = Err(e),
+            }
+        }
+        let done = create_on_controller(&shard, commands, body.validate_only).await;
+        for (slot, r) in slots.into_iter().zip(done) {
+            results[slot] = r;
+        }
+        let topics = body
+            .topics
+            .iter()
+            .zip(results)
+            .map(|(t, r)| create_result(t.name.clone(), r, req.api_version))
+            .collect();
+        reply(&req, &CreateTopicsResponse::default().with_topics(topics))
+    })
+}
+
+fn create_result(
+    name: TopicName,
+    r: Result<Created, AdminError>,
+    version: i16,
+) -> CreatableTopicResult {
+    let base = CreatableTopicResult::default().with_name(name);
+    match r {
+        Err((code, msg)) => base
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(msg)))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1),
+        Ok(c) => {
+            let configs = (version >= 5).then(|| {
+                c.configs
+                    .into_iter()
+                    .map(|(name, value, overridden)| {
+                        CreatableTopicConfigs::default()
+                            .with_name(StrBytes::from_string(name))
+                            .with_value(Some(StrBytes::from_string(value)))
+                            .with_config_source(if overridden { 1 } else { 5 })
+                    })
+                    .collect()
+            });
+            base.with_topic_id(c.id)
+                .with_num_partitions(c.partitions)
+                .with_replication_factor(c.replication_factor)
+                .with_configs(configs)
+        }
+    }
+}
+
+pub fn delete_topics(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: DeleteTopicsRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    // v6 names topics by name or id; older versions by name only.
+    let targets: Vec<(Option<String>, Uuid)> = if req.api_version >= 6 {
+        body.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id))
+            .collect()
+    } else {
+        body.topic_names
+            .iter()
+            .map(|n| (Some(n.to_string()), Uuid::nil()))
+            .collect()
+    };
+    let call = shard.invoke_on(CONTROLLER, move |s| delete_on_controller(s, targets));
+    Box::pin(async move {
+        let results = call.await.unwrap_or_default();
+        let responses = results
+            .into_iter()
+            .map(|(name, id, err)| {
+                let mut r = DeletableTopicResult::default()
+                    .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+                    .with_topic_id(id);
+                if let Some((code, msg)) = err {
+                    r = r.with_error_code(code);
+                    if req.api_version >= 5 {
+                        r = r.with_error_message(Some(StrBytes::from_string(msg)));
+                    }
+                }
+                r
+            })
+            .collect();
+        reply(&req, &DeleteTopicsResponse::default().with_responses(responses))
+    })
+}
+
+type DeleteResult = (Option<String>, Uuid, Option<AdminError>);
+
+async fn delete_on_controller(s: Rc<Shard>, targets: Vec<(Option<String>, Uuid)>) -> Vec<DeleteResult> {
+    let Some(controller) = s.controller() else {
+        return Vec::new();
+    };
+    let (results, snap) = {
+        let mut c = controller.borrow_mut();
+        let results: Vec<DeleteResult> = targets
+            .into_iter()
+            .map(|(name, id)| {
+                let name = match name {
+                    Some(n) => Ok(n),
+                    None => c.topic_name(&id),
+                };
+                match name.and_then(|n| c.delete_topic(&n).map(|id| (n, id))) {
+                    Ok((n, id)) => (Some(n), id, None),
+                    Err(e) => (None, id, Some(admin_err(&e))),
+                }
+            })
+            .collect();
+        (results, c.snapshot())
+    };
+    if results.iter().any(|(_, _, e)| e.is_none()) {
+        super::publish_snapshot(&s, snap).await;
+    }
+    results
+}
+
+pub fn create_partitions(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: CreatePartitionsRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let asks: Vec<(String, i32)> = body
+        .topics
+        .iter()
+        .map(|t| (t.name.to_string(), t.count))
+        .collect();
+    let validate_only = body.validate_only;
+    let call = shard.invoke_on(CONTROLLER, move |s| async move {
+        let Some(controller) = s.controller() else {
+            return Vec::new();
+        };
+        let (results, snap) = {
+            let mut c = controller.borrow_mut();
+            let results: Vec<Option<AdminError>> = asks
+                .iter()
+                .map(|(name, count)| {
+                    c.create_partitions(name, *count, validate_only)
+                        .err()
+                        .map(|e| admin_err(&e))
+                })
+                .collect();
+            (results, c.snapshot())
+        };
+        if !validate_only && results.iter().any(|r| r.is_none()) {
+            super::publish_snapshot(&s, snap).await;
+        }
+        results
+    });
+    Box::pin(async move {
+        let results = call.await.unwrap_or_default();
+        let out = body
+            .topics
+            .iter()
+            .zip(results)
+            .map(|(t, err)| {
+                let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+                match err {
+                    Some((code, msg)) => r
+                        .with_error_code(code)
+                        .with_error_message(Some(StrBytes::from_string(msg))),
+                    None => r,
+                }
+            })
+            .collect();
+        reply(&req, &CreatePartitionsResponse::default().with_results(out))
+    })
+}
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+pub fn describe_configs(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: DescribeConfigsRequest = match decode_body(req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let snap = shard.snapshot();
+    let results = body
+        .resources
+        .iter()
+        .map(|r| {
+            let keys: Option<Vec<String>> = r
+                .configuration_keys
+                .as_ref()
+                .map(|k| k.iter().map(|s| s.to_string()).collect());
+            let wanted = |name: &str| keys.as_ref().is_none_or(|k| k.iter().any(|x| x == name));
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let entries: Result<Vec<(String, String, i8)>, ResponseError> = match r.resource_type {
+                RESOURCE_TOPIC => match snap.topic(r.resource_name.as_str()) {
+                    Some(t) => Ok(TOPIC_CONFIGS
+                        .iter()
+                        .filter(|(n, _)| wanted(n))
+                        .map(|(n, _)| {
+                            let source = if t.configs.contains_key(*n) {
+                                SOURCE_TOPIC
+                            } else {
+                                SOURCE_DEFAULT
+                            };
+                            (n.to_string(), t.log_config.get_topic(n).unwrap_or_default(), source)
+                        })
+                        .collect()),
+                    None => Err(ResponseError::UnknownTopicOrPartition),
+                },
+                RESOURCE_BROKER => {
+                    let name = r.resource_name.as_str();
+                    if name.is_empty() || name == shard.config.node_id.to_string() {
+                        Ok(BROKER_CONFIGS
+                            .iter()
+                            .filter(|n| wanted(n))
+                            .map(|n| {
+                                let v = shard.config.get(n).unwrap_or_default();
+                                (n.to_string(), v, SOURCE_STATIC_BROKER)
+                            })
+                            .collect())
+                    } else {
+                        Err(ResponseError::InvalidRequest)
+                    }
+                }
+                _ => Err(ResponseError::InvalidRequest),
+            };
+            match entries {
+                Err(e) => base
+                    .with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+                Ok(entries) => base.with_configs(
+                    entries
+                        .into_iter()
+                        .map(|(name, value, source)| {
+                            DescribeConfigsResourceResult::default()
+                                .with_name(StrBytes::from_string(name))
+                                .with_value(Some(StrBytes::from_string(value)))
+                                .with_config_source(source)
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    super::ready(reply(req, &DescribeConfigsResponse::default().with_results(results)))
+}

@@ -1,0 +1,148 @@
+//! ApiVersions, Metadata and DescribeCluster: what the cluster looks like to a client.
+//!
+//! Metadata creates unknown topics when auto.create.topics.enable is on and the client allows
+//! it, as Kafka does (producers learn about a topic through Metadata before producing to it).
+
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{reply, Outcome};
+use crate::metadata::{validate_topic_name, CreateTopic, Snapshot};
+use crate::protocol::{self, decode_body, Request};
+use crate::shard::Shard;
+
+pub fn api_versions(req: &Request) -> LocalBoxFuture<'static, Outcome> {
+    // The request body (client software name/version) carries nothing we act on.
+    super::ready(reply(req, &protocol::api_versions_response()))
+}
+
+fn host_port(shard: &Shard) -> (StrBytes, i32) {
+    let (host, port) = &shard.config.advertised_listener;
+    (StrBytes::from_string(host.clone()), *port as i32)
+}
+
+pub fn metadata(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: MetadataRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let shard = shard.clone();
+    Box::pin(async move {
+        // v0 asks for every topic with an empty list; v1+ with a null one.
+        let names: Option<Vec<String>> = match &body.topics {
+            None => None,
+            Some(t) if t.is_empty() && req.api_version == 0 => None,
+            Some(t) => Some(
+                t.iter()
+                    .map(|x| match &x.name {
+                        Some(n) => n.to_string(),
+                        None => shard
+                            .snapshot()
+                            .topic_by_id(&x.topic_id)
+                            .map(|m| m.name.clone())
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            ),
+        };
+        let allow_create = req.api_version < 4 || body.allow_auto_topic_creation;
+        if let (Some(names), true) = (&names, allow_create && shard.config.auto_create_topics_enable) {
+            auto_create(&shard, names).await;
+        }
+        let snap = shard.snapshot();
+        let topics = match names {
+            None => snap.topics.keys().map(|n| topic_metadata(&shard, &snap, n)).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| topic_metadata(&shard, &snap, n))
+                .collect(),
+        };
+        let (host, port) = host_port(&shard);
+        let resp = MetadataResponse::default()
+            .with_brokers(vec![MetadataResponseBroker::default()
+                .with_node_id(BrokerId(shard.config.node_id))
+                .with_host(host)
+                .with_port(port)])
+            .with_cluster_id(Some(StrBytes::from_string(snap.cluster_id.clone())))
+            .with_controller_id(BrokerId(shard.config.node_id))
+            .with_topics(topics);
+        reply(&req, &resp)
+    })
+}
+
+/// Creates the requested topics that do not exist yet and have valid names.
+async fn auto_create(shard: &Rc<Shard>, names: &[String]) {
+    let snap = shard.snapshot();
+    let missing: Vec<CreateTopic> = names
+        .iter()
+        .filter(|n| snap.topic(n).is_none() && validate_topic_name(n).is_ok())
+        .map(|n| CreateTopic {
+            name: n.clone(),
+            partitions: shard.config.num_partitions,
+            replication_factor: shard.config.default_replication_factor,
+            configs: Default::default(),
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    for r in super::admin::create_on_controller(shard, missing, false).await {
+        if let Err((code, msg)) = r {
+            // Another client may have created it first; anything else is worth a line.
+            if code != ResponseError::TopicAlreadyExists.code() {
+                tracing::warn!(code, %msg, "auto-creating topic failed");
+            }
+        }
+    }
+}
+
+fn topic_metadata(shard: &Shard, snap: &Snapshot, name: &str) -> MetadataResponseTopic {
+    let base = MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(
+        name.to_string(),
+    ))));
+    let Some(t) = snap.topic(name) else {
+        let code = if validate_topic_name(name).is_err() {
+            ResponseError::InvalidTopicException
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        return base.with_error_code(code.code());
+    };
+    let node = BrokerId(shard.config.node_id);
+    let partitions = (0..t.partitions)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(node)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    base.with_topic_id(t.id).with_partitions(partitions)
+}
+
+pub fn describe_cluster(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
+    if let Err(e) = decode_body::<kafka_protocol::messages::DescribeClusterRequest>(req) {
+        return super::ready(Outcome::Close(e.to_string()));
+    }
+    let (host, port) = host_port(shard);
+    let resp = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(shard.snapshot().cluster_id.clone()))
+        .with_controller_id(BrokerId(shard.config.node_id))
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(shard.config.node_id))
+            .with_host(host)
+            .with_port(port)]);
+    super::ready(reply(req, &resp))
+}

@@ -1,0 +1,123 @@
+//! One client connection: framing, dispatch, and responses in request order.
+//!
+//! A reader reads size-prefixed frames and starts each request's handler at once (clients
+//! pipeline up to max.in.flight requests); a writer awaits the handlers in arrival order and
+//! writes their responses. At most [`IN_FLIGHT_MAX`] requests are in progress per connection:
+//! when the writer falls behind, the reader stops reading and TCP pushes back on the client.
+//! Anything unparseable closes the connection after the responses already owed, as Kafka does.
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+
+use super::Outcome;
+use crate::protocol::{self, ProtocolError};
+use crate::shard::Shard;
+
+/// Requests in progress per connection before the reader waits.
+pub const IN_FLIGHT_MAX: usize = 64;
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.split();
+    let (tx, rx) = local_channel::new_bounded::<glommio::Task<Outcome>>(IN_FLIGHT_MAX);
+    let writer_task = glommio::spawn_local(write_responses(writer, rx, peer.clone()));
+    if let Err(why) = read_requests(&shard, reader, &tx).await {
+        tracing::info!(%peer, %why, "closing connection");
+        let close = glommio::spawn_local(async move { Outcome::Close(why) });
+        let _ = tx.send(close).await;
+    }
+    drop(tx);
+    writer_task.await;
+}
+
+/// Reads frames until EOF or a protocol error; returns why it stopped if it was an error.
+async fn read_requests(
+    shard: &Rc<Shard>,
+    mut reader: futures::io::ReadHalf<TcpStream>,
+    tx: &local_channel::LocalSender<glommio::Task<Outcome>>,
+) -> Result<(), String> {
+    let max = shard.config.socket_request_max_bytes;
+    loop {
+        let mut len = [0u8; 4];
+        match reader.read_exact(&mut len).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(format!("read error: {e}")),
+        }
+        let len = i32::from_be_bytes(len);
+        if len < 0 || len as u32 > max {
+            return Err(format!(
+                "frame of {len} bytes exceeds socket.request.max.bytes ({max})"
+            ));
+        }
+        let mut frame = BytesMut::zeroed(len as usize);
+        reader
+            .read_exact(&mut frame)
+            .await
+            .map_err(|e| format!("truncated frame: {e}"))?;
+        let frame = frame.freeze();
+        let task = match protocol::parse_request(frame.clone()) {
+            Ok(req) => {
+                let fut = super::dispatch(shard, req);
+                glommio::spawn_local(fut)
+            }
+            Err(e) => {
+                let outcome = answer_unparsed(e, &frame);
+                let close = matches!(outcome, Outcome::Close(_));
+                let t = glommio::spawn_local(async move { outcome });
+                tx.send(t).await.map_err(|_| "writer gone".to_string())?;
+                if close {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        tx.send(task)
+            .await
+            .map_err(|_| "writer gone".to_string())?;
+    }
+}
+
+/// What to do with a request whose header we will not handle: ApiVersions of an unknown
+/// version gets the v0 fallback (so the client can retry lower); anything else closes.
+fn answer_unparsed(e: ProtocolError, frame: &[u8]) -> Outcome {
+    if let ProtocolError::UnsupportedVersion { key, .. } = &e {
+        if *key == kafka_protocol::messages::ApiKey::ApiVersions {
+            if let Ok((_, _, correlation_id)) = protocol::peek_key_version(frame) {
+                return Outcome::Reply(protocol::api_versions_fallback(correlation_id));
+            }
+        }
+    }
+    Outcome::Close(e.to_string())
+}
+
+async fn write_responses(
+    mut writer: futures::io::WriteHalf<TcpStream>,
+    rx: local_channel::LocalReceiver<glommio::Task<Outcome>>,
+    peer: String,
+) {
+    while let Some(task) = rx.recv().await {
+        match task.await {
+            Outcome::Reply(frame) => {
+                if let Err(e) = writer.write_all(&frame).await {
+                    tracing::debug!(%peer, error = %e, "write failed");
+                    break;
+                }
+            }
+            Outcome::NoReply => {}
+            Outcome::Close(why) => {
+                tracing::info!(%peer, %why, "closing connection");
+                break;
+            }
+        }
+    }
+    let _ = writer.close().await;
+}

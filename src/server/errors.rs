@@ -1,0 +1,47 @@
+//! The one place where domain errors become Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+
+use crate::metadata::MetadataError;
+use crate::record::BatchError;
+use crate::shard::ShardError;
+use crate::storage::StorageError;
+
+pub fn storage(e: &StorageError) -> ResponseError {
+    match e {
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        // A closed log is one being deleted or shut down: the client should refresh metadata.
+        StorageError::Closed(_) => ResponseError::NotLeaderOrFollower,
+        StorageError::Io { .. } | StorageError::Corrupt { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// Kafka's produce validation: a wrong magic or batch count is INVALID_RECORD (the request
+/// shape is wrong); bytes that do not check out are CORRUPT_MESSAGE.
+pub fn batch(e: &BatchError) -> ResponseError {
+    match e {
+        BatchError::BadMagic { .. } | BatchError::BadCount { .. } => ResponseError::InvalidRecord,
+        BatchError::TooShort { .. }
+        | BatchError::LengthMismatch { .. }
+        | BatchError::BadCrc { .. }
+        | BatchError::BadCompression { .. } => ResponseError::CorruptMessage,
+    }
+}
+
+pub fn metadata(e: &MetadataError) -> ResponseError {
+    match e {
+        MetadataError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        MetadataError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+        MetadataError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        MetadataError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        MetadataError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        MetadataError::Io(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// A shard that stopped mid-request: only happens during shutdown.
+pub fn shard(_: &ShardError) -> ResponseError {
+    ResponseError::NotLeaderOrFollower
+}

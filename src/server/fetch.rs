@@ -1,0 +1,282 @@
+//! Fetch: read whole batches from each partition's owner, in parallel, and long-poll when there
+//! is less than fetch.min.bytes until data arrives or fetch.max.wait.ms passes.
+//!
+//! Partitions are read concurrently, each up to its partition_max_bytes; the response is then
+//! cut to max_bytes in request order, always keeping the first batch of the first partition that
+//! has data so a consumer can make progress past a batch larger than its limits (as Kafka does).
+//! No fetch sessions are created (session id 0), so clients send full fetch requests.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+
+use super::{errors, reply, Outcome};
+use crate::protocol::{decode_body, Request};
+use crate::shard::Shard;
+use crate::types::{ShardId, TopicPartition};
+
+/// What one partition of the request asks for, resolved against the metadata.
+#[derive(Clone)]
+struct Want {
+    slot: (usize, usize),
+    tp: TopicPartition,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// One partition's answer from its owner.
+#[derive(Default)]
+struct Got {
+    error: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    batches: Vec<Bytes>,
+}
+
+impl Got {
+    fn err(e: ResponseError) -> Self {
+        Got {
+            error: e.code(),
+            high_watermark: -1,
+            log_start_offset: -1,
+            batches: Vec::new(),
+        }
+    }
+    fn bytes(&self) -> usize {
+        self.batches.iter().map(|b| b.len()).sum()
+    }
+}
+
+/// Per topic of the request: its name and id as the response must echo them, and per
+/// partition either a read to do or an error already known.
+type Plan = Vec<(TopicName, uuid::Uuid, Vec<(i32, Result<Want, ResponseError>)>)>;
+
+fn plan(shard: &Shard, body: &FetchRequest, version: i16) -> Plan {
+    let snap = shard.snapshot();
+    body.topics
+        .iter()
+        .enumerate()
+        .map(|(ti, t)| {
+            let (meta, missing) = if version >= 13 {
+                (snap.topic_by_id(&t.topic_id), ResponseError::UnknownTopicId)
+            } else {
+                (snap.topic(t.topic.as_str()), ResponseError::UnknownTopicOrPartition)
+            };
+            let name = meta.map_or(t.topic.clone(), |m| TopicName(m.name.clone().into()));
+            let parts = t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(pi, p)| {
+                    let want = match meta {
+                        None => Err(missing),
+                        Some(m) if p.partition < 0 || p.partition >= m.partitions => {
+                            Err(ResponseError::UnknownTopicOrPartition)
+                        }
+                        Some(m) => Ok(Want {
+                            slot: (ti, pi),
+                            tp: TopicPartition::new(m.name.clone(), p.partition),
+                            offset: p.fetch_offset,
+                            max_bytes: p.partition_max_bytes.max(0) as usize,
+                        }),
+                    };
+                    (p.partition, want)
+                })
+                .collect();
+            (name, t.topic_id, parts)
+        })
+        .collect()
+}
+
+fn wants_by_owner(shard: &Shard, plan: &Plan) -> BTreeMap<ShardId, Vec<Want>> {
+    let mut by_owner: BTreeMap<ShardId, Vec<Want>> = BTreeMap::new();
+    for (_, _, parts) in plan {
+        for w in parts.iter().filter_map(|(_, w)| w.as_ref().ok()) {
+            let owner = shard.owner_of(&w.tp.topic, w.tp.partition);
+            by_owner.entry(owner).or_default().push(w.clone());
+        }
+    }
+    by_owner
+}
+
+pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: FetchRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let shard = shard.clone();
+    Box::pin(async move {
+        if body.session_id != 0 || body.session_epoch > 0 {
+            let resp = FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+            return reply(&req, &resp);
+        }
+        let plan = plan(&shard, &body, req.api_version);
+        let by_owner = wants_by_owner(&shard, &plan);
+        let deadline = shard.now_ms() + body.max_wait_ms.max(0) as i64;
+        let min_bytes = body.min_bytes.max(0) as usize;
+        let mut got = read_all(&shard, &by_owner).await;
+        loop {
+            let total: usize = got.values().map(Got::bytes).sum();
+            let any_error = got.values().any(|g| g.error != 0);
+            let remaining = deadline - shard.now_ms();
+            if total >= min_bytes || any_error || remaining <= 0 || by_owner.is_empty() {
+                break;
+            }
+            wait_any(&shard, &by_owner, remaining).await;
+            got = read_all(&shard, &by_owner).await;
+        }
+        let resp = build_response(plan, got, body.max_bytes.max(0) as usize, body.isolation_level);
+        reply(&req, &resp)
+    })
+}
+
+async fn read_all(
+    shard: &Rc<Shard>,
+    by_owner: &BTreeMap<ShardId, Vec<Want>>,
+) -> BTreeMap<(usize, usize), Got> {
+    let calls: Vec<_> = by_owner
+        .iter()
+        .map(|(owner, wants)| {
+            let wants = wants.clone();
+            shard.invoke_on(*owner, move |s| read_on_owner(s, wants))
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for (call, wants) in futures::future::join_all(calls).await.into_iter().zip(by_owner.values()) {
+        match call {
+            Ok(results) => out.extend(results),
+            Err(e) => {
+                for w in wants {
+                    out.insert(w.slot, Got::err(errors::shard(&e)));
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn read_on_owner(shard: Rc<Shard>, wants: Vec<Want>) -> Vec<((usize, usize), Got)> {
+    let mut out = Vec::with_capacity(wants.len());
+    for w in wants {
+        let Some(log) = shard.log(&w.tp) else {
+            out.push((w.slot, Got::err(ResponseError::NotLeaderOrFollower)));
+            continue;
+        };
+        let mut got = Got {
+            error: 0,
+            high_watermark: log.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+            batches: Vec::new(),
+        };
+        match log.read(w.offset, w.max_bytes, true).await {
+            Ok(r) => got.batches = r.batches,
+            Err(e) => got.error = errors::storage(&e).code(),
+        }
+        out.push((w.slot, got));
+    }
+    out
+}
+
+/// Returns when any of the partitions has data past its fetch offset, or after `wait_ms`.
+async fn wait_any(shard: &Rc<Shard>, by_owner: &BTreeMap<ShardId, Vec<Want>>, wait_ms: i64) {
+    let calls: Vec<_> = by_owner
+        .iter()
+        .map(|(owner, wants)| {
+            let wants: Vec<(TopicPartition, i64)> =
+                wants.iter().map(|w| (w.tp.clone(), w.offset)).collect();
+            shard.invoke_on(*owner, move |s| wait_on_owner(s, wants, wait_ms))
+        })
+        .collect();
+    let _ = futures::future::select_all(calls).await;
+}
+
+async fn wait_on_owner(shard: Rc<Shard>, wants: Vec<(TopicPartition, i64)>, wait_ms: i64) {
+    let waits: Vec<LocalBoxFuture<'static, ()>> = wants
+        .into_iter()
+        .filter_map(|(tp, offset)| shard.log(&tp).map(|log| (log, offset)))
+        .map(|(log, offset)| -> LocalBoxFuture<'static, ()> {
+            Box::pin(async move { log.wait_for_data(offset).await })
+        })
+        .collect();
+    let timer = glommio::timer::sleep(Duration::from_millis(wait_ms.max(0) as u64));
+    if waits.is_empty() {
+        timer.await;
+        return;
+    }
+    futures::future::select(Box::pin(timer), futures::future::select_all(waits)).await;
+}
+
+/// Cuts the data to `max_bytes` in request order and encodes the partitions.
+fn build_response(
+    plan: Plan,
+    mut got: BTreeMap<(usize, usize), Got>,
+    max_bytes: usize,
+    isolation_level: i8,
+) -> FetchResponse {
+    let mut used = 0usize;
+    let responses = plan
+        .into_iter()
+        .enumerate()
+        .map(|(ti, (name, topic_id, parts))| {
+            let partitions = parts
+                .into_iter()
+                .enumerate()
+                .map(|(pi, (index, want))| {
+                    let g = match want {
+                        Err(e) => Got::err(e),
+                        Ok(_) => got.remove(&(ti, pi)).unwrap_or_default(),
+                    };
+                    partition_data(index, g, &mut used, max_bytes, isolation_level)
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(name)
+                .with_topic_id(topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
+}
+
+fn partition_data(
+    index: i32,
+    g: Got,
+    used: &mut usize,
+    max_bytes: usize,
+    isolation_level: i8,
+) -> PartitionData {
+    let mut keep = Vec::new();
+    for b in g.batches {
+        let first_data = *used == 0 && keep.is_empty();
+        if !first_data && *used + b.len() > max_bytes {
+            break;
+        }
+        *used += b.len();
+        keep.push(b);
+    }
+    let records = match keep.len() {
+        0 => Bytes::new(),
+        1 => keep.pop().unwrap_or_default(),
+        _ => {
+            let mut buf = BytesMut::with_capacity(keep.iter().map(|b| b.len()).sum());
+            keep.iter().for_each(|b| buf.extend_from_slice(b));
+            buf.freeze()
+        }
+    };
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(g.error)
+        .with_high_watermark(g.high_watermark)
+        .with_last_stable_offset(g.high_watermark)
+        .with_log_start_offset(g.log_start_offset)
+        .with_aborted_transactions((isolation_level == 1).then(Vec::new))
+        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+        .with_records(Some(records))
+}

@@ -1,0 +1,132 @@
+//! The client-facing edge: listeners, connections and one handler module per API family.
+//!
+//! Handlers translate kafka-protocol wire structs into domain calls on the shards and back;
+//! nothing below this module sees a wire struct. Error codes are chosen in [`errors`] only.
+
+mod admin;
+mod cluster;
+mod connection;
+mod errors;
+mod fetch;
+mod offsets;
+mod produce;
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::ApiKey;
+
+use crate::metadata::Snapshot;
+use crate::protocol::Request;
+use crate::shard::Shard;
+
+/// What a handler produced for one request.
+pub enum Outcome {
+    /// A framed response to write.
+    Reply(bytes::Bytes),
+    /// Nothing to write (produce with acks=0).
+    NoReply,
+    /// Close the connection after the responses before this one (Kafka's answer to requests it
+    /// cannot parse, and to failed acks=0 produces).
+    Close(String),
+}
+
+/// Starts handling `req`. The synchronous part of the handler (validation, and for produce the
+/// appends themselves) runs before this returns, so requests on one connection take effect in
+/// the order they arrived even though their responses are awaited concurrently.
+pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    match req.api_key {
+        ApiKey::ApiVersions => cluster::api_versions(&req),
+        ApiKey::Metadata => cluster::metadata(shard, req),
+        ApiKey::DescribeCluster => cluster::describe_cluster(shard, &req),
+        ApiKey::Produce => produce::handle(shard, req),
+        ApiKey::Fetch => fetch::handle(shard, req),
+        ApiKey::ListOffsets => offsets::handle(shard, req),
+        ApiKey::CreateTopics => admin::create_topics(shard, req),
+        ApiKey::DeleteTopics => admin::delete_topics(shard, req),
+        ApiKey::CreatePartitions => admin::create_partitions(shard, req),
+        ApiKey::DescribeConfigs => admin::describe_configs(shard, &req),
+        other => ready(Outcome::Close(format!("{other:?} is not handled"))),
+    }
+}
+
+fn ready(o: Outcome) -> LocalBoxFuture<'static, Outcome> {
+    Box::pin(std::future::ready(o))
+}
+
+/// Encodes a response, or closes the connection if it cannot be encoded (a bug, logged).
+fn reply<T: kafka_protocol::protocol::Encodable>(req: &Request, body: &T) -> Outcome {
+    match crate::protocol::respond(req, body) {
+        Ok(frame) => Outcome::Reply(frame),
+        Err(e) => {
+            tracing::error!(api = ?req.api_key, version = req.api_version, error = %e, "cannot encode response");
+            Outcome::Close(format!("cannot encode {:?} response: {e}", req.api_key))
+        }
+    }
+}
+
+/// Binds this shard's listener (SO_REUSEPORT: every shard binds the same address and the
+/// kernel spreads connections) and starts accepting, plus the retention timer.
+pub fn start_listener(shard: &Rc<Shard>) {
+    let listener = match glommio::net::TcpListener::bind(shard.config.listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("gregor: cannot listen on {}: {e}", shard.config.listener);
+            std::process::exit(1);
+        }
+    };
+    let accept_shard = shard.clone();
+    let accept = glommio::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    let s = accept_shard.clone();
+                    glommio::spawn_local(connection::serve(s, stream)).detach();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    });
+    let retention = glommio::spawn_local(retention_loop(shard.clone()));
+    shard.background.borrow_mut().extend([accept, retention]);
+}
+
+/// Stops accepting and stops background work; open connections end with the executor.
+pub fn stop_listener(shard: &Rc<Shard>) {
+    shard.background.borrow_mut().clear();
+}
+
+async fn retention_loop(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.config.retention_check_interval_ms);
+    loop {
+        glommio::timer::sleep(every).await;
+        for (tp, log) in shard.all_logs() {
+            match log.apply_retention(shard.now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(partition = %tp, segments = n, "retention deleted segments"),
+                Err(e) => tracing::error!(partition = %tp, error = %e, "retention failed"),
+            }
+        }
+    }
+}
+
+/// Makes `snap` visible on every shard (each opens or deletes the logs it owns first) and
+/// returns once all have it, so a client that created a topic can use it on any connection.
+pub async fn publish_snapshot(shard: &Rc<Shard>, snap: Arc<Snapshot>) {
+    let results = shard
+        .invoke_on_all(move |s| {
+            let snap = snap.clone();
+            async move { s.apply_snapshot(snap).await }
+        })
+        .await;
+    for r in results {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "publishing metadata failed");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! ListOffsets: earliest, latest, or the first offset at or after a timestamp.
+//!
+//! Versions up to 6 are handled, so the special timestamps of later versions (max timestamp,
+//! earliest local, tiered) are never asked for.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{errors, reply, Outcome};
+use crate::protocol::{decode_body, Request};
+use crate::shard::Shard;
+use crate::types::{ShardId, TopicPartition};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    error: i16,
+    timestamp: i64,
+    offset: i64,
+}
+
+impl Found {
+    fn err(e: ResponseError) -> Self {
+        Found {
+            error: e.code(),
+            timestamp: -1,
+            offset: -1,
+        }
+    }
+}
+
+pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: ListOffsetsRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let snap = shard.snapshot();
+    let mut found: BTreeMap<(usize, usize), Found> = BTreeMap::new();
+    let mut by_owner: BTreeMap<ShardId, Vec<((usize, usize), TopicPartition, i64)>> =
+        BTreeMap::new();
+    for (ti, t) in body.topics.iter().enumerate() {
+        let meta = snap.topic(t.name.as_str());
+        for (pi, p) in t.partitions.iter().enumerate() {
+            match meta {
+                Some(m) if p.partition_index >= 0 && p.partition_index < m.partitions => {
+                    let tp = TopicPartition::new(m.name.clone(), p.partition_index);
+                    let owner = shard.owner_of(&tp.topic, tp.partition);
+                    by_owner
+                        .entry(owner)
+                        .or_default()
+                        .push(((ti, pi), tp, p.timestamp));
+                }
+                _ => {
+                    found.insert((ti, pi), Found::err(ResponseError::UnknownTopicOrPartition));
+                }
+            }
+        }
+    }
+    let calls: Vec<_> = by_owner
+        .into_iter()
+        .map(|(owner, items)| {
+            let slots: Vec<(usize, usize)> = items.iter().map(|(s, _, _)| *s).collect();
+            let call = shard.invoke_on(owner, move |s| lookup_on_owner(s, items));
+            async move {
+                call.await.unwrap_or_else(|e| {
+                    let f = Found::err(errors::shard(&e));
+                    slots.into_iter().map(|s| (s, f)).collect()
+                })
+            }
+        })
+        .collect();
+    Box::pin(async move {
+        for results in futures::future::join_all(calls).await {
+            found.extend(results);
+        }
+        let topics = body
+            .topics
+            .iter()
+            .enumerate()
+            .map(|(ti, t)| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(pi, p)| {
+                        let f = found
+                            .get(&(ti, pi))
+                            .copied()
+                            .unwrap_or(Found::err(ResponseError::UnknownServerError));
+                        let mut r = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(f.error)
+                            .with_timestamp(f.timestamp)
+                            .with_offset(f.offset);
+                        if req.api_version >= 4 && f.error == 0 {
+                            r = r.with_leader_epoch(0);
+                        }
+                        r
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        reply(&req, &ListOffsetsResponse::default().with_topics(topics))
+    })
+}
+
+async fn lookup_on_owner(
+    shard: Rc<Shard>,
+    items: Vec<((usize, usize), TopicPartition, i64)>,
+) -> Vec<((usize, usize), Found)> {
+    let mut out = Vec::with_capacity(items.len());
+    for (slot, tp, timestamp) in items {
+        let Some(log) = shard.log(&tp) else {
+            out.push((slot, Found::err(ResponseError::NotLeaderOrFollower)));
+            continue;
+        };
+        let found = match timestamp {
+            LATEST => Found {
+                error: 0,
+                timestamp: -1,
+                offset: log.high_watermark(),
+            },
+            EARLIEST => Found {
+                error: 0,
+                timestamp: -1,
+                offset: log.log_start_offset(),
+            },
+            ts if ts < 0 => Found::err(ResponseError::InvalidRequest),
+            ts => match log.offset_for_timestamp(ts).await {
+                Ok(Some((offset, timestamp))) => Found {
+                    error: 0,
+                    timestamp,
+                    offset,
+                },
+                Ok(None) => Found {
+                    error: 0,
+                    timestamp: -1,
+                    offset: -1,
+                },
+                Err(e) => Found::err(errors::storage(&e)),
+            },
+        };
+        out.push((slot, found));
+    }
+    out
+}

@@ -1,0 +1,264 @@
+//! Produce: validate each partition's batch once, send it to the owning shard, which appends
+//! it in place; answer when the writes are done (acks=1/all) or not at all (acks=0).
+//!
+//! Records are never decoded here: the batch header and CRC-32C are checked and the owner
+//! rewrites the base offset in the bytes it stores.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{errors, reply, Outcome};
+use crate::protocol::{decode_body, legacy_produce, Request};
+use crate::record;
+use crate::shard::Shard;
+use crate::storage::AppendInfo;
+use crate::types::{ShardId, TopicPartition};
+
+/// One partition's batch on its way to the owner. `slot` is its place in the response.
+struct AppendItem {
+    slot: (usize, usize),
+    tp: TopicPartition,
+    batch: Bytes,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PartResult {
+    error: i16,
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+}
+
+impl PartResult {
+    fn err(e: ResponseError) -> Self {
+        PartResult {
+            error: e.code(),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// Checks a partition's records as Kafka's produce path does, before anything is written.
+fn check_records(records: Option<&Bytes>, max_message_bytes: u32) -> Result<(), ResponseError> {
+    let records = match records {
+        Some(r) if !r.is_empty() => r,
+        _ => return Err(ResponseError::InvalidRecord),
+    };
+    let header = record::BatchHeader::parse(records).map_err(|e| errors::batch(&e))?;
+    if header.magic != 2 {
+        return Err(ResponseError::InvalidRecord);
+    }
+    if header.total_bytes() < records.len() {
+        // Produce v3+ carries exactly one batch per partition.
+        return Err(ResponseError::InvalidRecord);
+    }
+    if records.len() > max_message_bytes as usize {
+        return Err(ResponseError::MessageTooLarge);
+    }
+    record::validate_produced(records).map_err(|e| errors::batch(&e))?;
+    Ok(())
+}
+
+pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    if req.api_version < 3 {
+        let refused = legacy_produce::refuse(req.correlation_id, req.api_version, req.body);
+        return super::ready(refused.map_or(
+            Outcome::Close("malformed produce v0-v2".to_string()),
+            Outcome::Reply,
+        ));
+    }
+    let body: ProduceRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let acks = body.acks;
+    let mut results: Vec<Vec<(i32, PartResult)>> = Vec::with_capacity(body.topic_data.len());
+    let mut by_owner: BTreeMap<ShardId, Vec<AppendItem>> = BTreeMap::new();
+    let snap = shard.snapshot();
+    for (ti, topic) in body.topic_data.iter().enumerate() {
+        let meta = snap.topic(topic.name.as_str());
+        let mut parts = Vec::with_capacity(topic.partition_data.len());
+        for (pi, p) in topic.partition_data.iter().enumerate() {
+            let checked = if !matches!(acks, -1..=1) {
+                Err(ResponseError::InvalidRequiredAcks)
+            } else {
+                match meta {
+                    Some(m) if p.index >= 0 && p.index < m.partitions => {
+                        check_records(p.records.as_ref(), m.log_config.max_message_bytes)
+                    }
+                    _ => Err(ResponseError::UnknownTopicOrPartition),
+                }
+            };
+            match checked {
+                Ok(()) => {
+                    let tp = TopicPartition::new(topic.name.as_str(), p.index);
+                    let owner = shard.owner_of(&tp.topic, tp.partition);
+                    by_owner.entry(owner).or_default().push(AppendItem {
+                        slot: (ti, pi),
+                        tp,
+                        batch: p.records.clone().unwrap_or_default(),
+                    });
+                    parts.push((p.index, PartResult::err(ResponseError::UnknownServerError)));
+                }
+                Err(e) => parts.push((p.index, PartResult::err(e))),
+            }
+        }
+        results.push(parts);
+    }
+    // Queue every append now, in request order; only the waiting happens later.
+    let calls: Vec<_> = by_owner
+        .into_iter()
+        .map(|(owner, items)| {
+            shard.invoke_on(owner, move |s| append_on_owner(s, items, acks != 0))
+        })
+        .collect();
+    Box::pin(async move {
+        for (done, call) in futures::future::join_all(calls).await.into_iter().enumerate() {
+            match call {
+                Ok(outs) => {
+                    for (slot, r) in outs {
+                        results[slot.0][slot.1].1 = r;
+                    }
+                }
+                Err(e) => tracing::warn!(call = done, error = %e, "produce to shard failed"),
+            }
+        }
+        finish(&req, &body, results, acks)
+    })
+}
+
+/// Runs on the owner: appends every batch now (synchronously, so in arrival order), then
+/// waits for the writes if the producer asked to be answered.
+fn append_on_owner(
+    shard: Rc<Shard>,
+    items: Vec<AppendItem>,
+    wait: bool,
+) -> impl std::future::Future<Output = Vec<((usize, usize), PartResult)>> {
+    let now = shard.now_ms();
+    let appended: Vec<_> = items
+        .into_iter()
+        .map(|item| {
+            let Some(log) = shard.log(&item.tp) else {
+                return (item.slot, None, PartResult::err(ResponseError::NotLeaderOrFollower));
+            };
+            match log.append(BytesMut::from(&item.batch[..]), now) {
+                Ok(info) => {
+                    let r = ok_result(info, log.log_start_offset());
+                    (item.slot, Some((log, info.last_offset + 1)), r)
+                }
+                Err(e) => (item.slot, None, PartResult::err(errors::storage(&e))),
+            }
+        })
+        .collect();
+    async move {
+        let mut out = Vec::with_capacity(appended.len());
+        for (slot, pending, mut r) in appended {
+            if let (true, Some((log, end))) = (wait, pending) {
+                if let Err(e) = log.wait_written(end).await {
+                    r = PartResult::err(errors::storage(&e));
+                }
+            }
+            out.push((slot, r));
+        }
+        out
+    }
+}
+
+fn ok_result(info: AppendInfo, log_start_offset: i64) -> PartResult {
+    PartResult {
+        error: 0,
+        base_offset: info.base_offset,
+        log_append_time_ms: info.log_append_time_ms,
+        log_start_offset,
+    }
+}
+
+fn finish(
+    req: &Request,
+    body: &ProduceRequest,
+    results: Vec<Vec<(i32, PartResult)>>,
+    acks: i16,
+) -> Outcome {
+    if acks == 0 {
+        // The producer reads no answer; closing is how Kafka tells it something failed.
+        let failed = results.iter().flatten().any(|(_, r)| r.error != 0);
+        return if failed {
+            Outcome::Close("acks=0 produce failed".to_string())
+        } else {
+            Outcome::NoReply
+        };
+    }
+    let responses = body
+        .topic_data
+        .iter()
+        .zip(results)
+        .map(|(topic, parts)| {
+            let partition_responses = parts
+                .into_iter()
+                .map(|(index, r)| {
+                    PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_error_code(r.error)
+                        .with_base_offset(r.base_offset)
+                        .with_log_append_time_ms(r.log_append_time_ms)
+                        .with_log_start_offset(r.log_start_offset)
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    reply(req, &ProduceResponse::default().with_responses(responses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::make_batch;
+
+    #[test]
+    fn produce_checks_map_to_kafka_codes() {
+        let good = Bytes::from(make_batch(0, 3, 1));
+        let mut two = make_batch(0, 1, 1);
+        two.extend_from_slice(&make_batch(0, 1, 1));
+        let mut crc = make_batch(0, 2, 1);
+        let last = crc.len() - 1;
+        crc[last] ^= 1;
+        let mut magic = make_batch(0, 2, 1);
+        magic[16] = 1;
+        let table: Vec<(&str, Option<Bytes>, u32, Result<(), ResponseError>)> = vec![
+            ("good", Some(good.clone()), 1 << 20, Ok(())),
+            ("null records", None, 1 << 20, Err(ResponseError::InvalidRecord)),
+            ("empty", Some(Bytes::new()), 1 << 20, Err(ResponseError::InvalidRecord)),
+            ("two batches", Some(two.into()), 1 << 20, Err(ResponseError::InvalidRecord)),
+            ("bad crc", Some(crc.into()), 1 << 20, Err(ResponseError::CorruptMessage)),
+            ("magic 1", Some(magic.into()), 1 << 20, Err(ResponseError::InvalidRecord)),
+            ("too large", Some(good.clone()), 10, Err(ResponseError::MessageTooLarge)),
+            (
+                "short",
+                Some(good.slice(..30)),
+                1 << 20,
+                Err(ResponseError::CorruptMessage),
+            ),
+            (
+                "truncated",
+                Some(good.slice(..good.len() - 1)),
+                1 << 20,
+                Err(ResponseError::CorruptMessage),
+            ),
+        ];
+        for (name, records, max, want) in table {
+            assert_eq!(check_records(records.as_ref(), max), want, "{name}");
+        }
+    }
+}

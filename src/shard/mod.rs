@@ -1,0 +1,222 @@
+//! Shards: one glommio executor per core, each owning a fixed set of partitions.
+//!
+//! A [`Shard`] lives on its executor thread only (`Rc`, never `Send`). It holds the partition
+//! logs it owns, its read-only copy of the metadata snapshot, and the outboxes through which it
+//! asks other shards to do work. Cross-shard work is a closure sent to the owner over the glommio
+//! channel mesh ([`Shard::invoke_on`]); the owner runs it against its own state and answers
+//! through a oneshot channel. No lock guards a log: only its owner touches it.
+
+mod mesh;
+mod runtime;
+
+pub use mesh::ShardError;
+pub use runtime::{run, StartError};
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+use uuid::Uuid;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::metadata::{Controller, Snapshot};
+use crate::storage::PartitionLog;
+use crate::types::{owner_shard, ShardId, TopicPartition};
+
+/// A partition log with the id of the topic incarnation it belongs to, so a topic deleted and
+/// created again under the same name never reuses the old log.
+struct OwnedLog {
+    topic_id: Uuid,
+    log: Rc<PartitionLog>,
+}
+
+/// One shard's state. Lives on its executor thread; mutated only by that thread's tasks.
+pub struct Shard {
+    pub id: ShardId,
+    pub num_shards: usize,
+    pub config: Arc<Config>,
+    snapshot: RefCell<Arc<Snapshot>>,
+    logs: RefCell<HashMap<TopicPartition, OwnedLog>>,
+    mesh: mesh::Outboxes,
+    /// The metadata controller; present on shard 0 only.
+    controller: Option<RefCell<Controller>>,
+    /// Serializes snapshot application, which opens and deletes logs across awaits.
+    reconcile: glommio::sync::Semaphore,
+    shutting_down: Cell<bool>,
+    /// Long-running tasks of this shard (listener, retention); dropping them cancels them.
+    pub(crate) background: RefCell<Vec<glommio::Task<()>>>,
+    clock: SystemClock,
+}
+
+impl Shard {
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The metadata as this shard last saw it.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn owner_of(&self, topic: &str, partition: i32) -> ShardId {
+        owner_shard(topic, partition, self.num_shards)
+    }
+
+    /// The log of a partition this shard owns, if it is open.
+    pub fn log(&self, tp: &TopicPartition) -> Option<Rc<PartitionLog>> {
+        debug_assert_eq!(self.owner_of(&tp.topic, tp.partition), self.id);
+        self.logs.borrow().get(tp).map(|o| o.log.clone())
+    }
+
+    /// Every log this shard owns (for retention and shutdown).
+    pub fn all_logs(&self) -> Vec<(TopicPartition, Rc<PartitionLog>)> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|(tp, o)| (tp.clone(), o.log.clone()))
+            .collect()
+    }
+
+    pub fn controller(&self) -> Option<&RefCell<Controller>> {
+        self.controller.as_ref()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    /// Runs `f` on shard `target` and returns its result.
+    ///
+    /// The work is queued before this returns (not when the future is first polled), and jobs
+    /// for one shard run there in the order they were queued; `f`'s synchronous part runs in
+    /// that order too. The produce path relies on this to append in request order.
+    pub fn invoke_on<R, F, Fut>(
+        self: &Rc<Self>,
+        target: ShardId,
+        f: F,
+    ) -> LocalBoxFuture<'static, Result<R, ShardError>>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        if target == self.id {
+            let fut = f(self.clone());
+            return Box::pin(async move { Ok(fut.await) });
+        }
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let job: mesh::Job = Box::new(move |shard: Rc<Shard>| {
+            let fut = f(shard);
+            Box::pin(async move {
+                let _ = tx.send(fut.await);
+            })
+        });
+        self.mesh.push(target, job);
+        Box::pin(async move { rx.await.map_err(|_| ShardError::PeerGone(target)) })
+    }
+
+    /// Runs `f` on every shard and collects the results in shard order.
+    pub async fn invoke_on_all<R, F, Fut>(self: &Rc<Self>, f: F) -> Vec<Result<R, ShardError>>
+    where
+        R: Send + 'static,
+        F: Fn(Rc<Shard>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        let calls: Vec<_> = (0..self.num_shards)
+            .map(|i| self.invoke_on(ShardId(i), f.clone()))
+            .collect();
+        futures::future::join_all(calls).await
+    }
+
+    /// Installs a newer snapshot: deletes the logs of partitions that are gone, opens the logs
+    /// of new partitions this shard owns, then makes the snapshot visible to handlers.
+    pub async fn apply_snapshot(self: &Rc<Self>, snap: Arc<Snapshot>) {
+        if self.reconcile.acquire(1).await.is_err() {
+            return;
+        }
+        if snap.version > self.snapshot.borrow().version {
+            self.drop_removed_logs(&snap).await;
+            self.open_new_logs(&snap).await;
+            *self.snapshot.borrow_mut() = snap;
+        }
+        self.reconcile.signal(1);
+    }
+
+    async fn drop_removed_logs(&self, snap: &Snapshot) {
+        let gone: Vec<(TopicPartition, OwnedLog)> = {
+            let mut logs = self.logs.borrow_mut();
+            let keys: Vec<TopicPartition> = logs
+                .iter()
+                .filter(|(tp, o)| {
+                    snap.topic(&tp.topic)
+                        .is_none_or(|t| t.id != o.topic_id || tp.partition >= t.partitions)
+                })
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| logs.remove(&k).map(|o| (k, o)))
+                .collect()
+        };
+        for (tp, owned) in gone {
+            if let Err(e) = owned.log.delete().await {
+                tracing::error!(partition = %tp, error = %e, "deleting partition log failed");
+            } else {
+                tracing::info!(partition = %tp, "deleted partition log");
+            }
+        }
+    }
+
+    async fn open_new_logs(&self, snap: &Snapshot) {
+        let cache_each = self.config.fetch_cache_bytes / 64;
+        for t in snap.topics.values() {
+            for p in 0..t.partitions {
+                let tp = TopicPartition::new(t.name.clone(), p);
+                if self.owner_of(&t.name, p) != self.id {
+                    continue;
+                }
+                let known = self.logs.borrow().get(&tp).map(|o| o.topic_id);
+                match known {
+                    Some(id) if id == t.id => {
+                        if let Some(o) = self.logs.borrow().get(&tp) {
+                            o.log.update_config(t.log_config.clone());
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                let dir = self.config.log_dirs.join(tp.dir_name());
+                let opened =
+                    PartitionLog::open(dir, t.log_config.clone(), cache_each, self.now_ms()).await;
+                match opened {
+                    Ok(log) => {
+                        self.logs.borrow_mut().insert(
+                            tp,
+                            OwnedLog {
+                                topic_id: t.id,
+                                log,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(partition = %tp, error = %e, "cannot open partition log")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes every log this shard owns, writing what is pending.
+    pub async fn close_logs(&self) {
+        self.shutting_down.set(true);
+        let logs: Vec<(TopicPartition, OwnedLog)> = self.logs.borrow_mut().drain().collect();
+        for (tp, owned) in logs {
+            if let Err(e) = owned.log.close().await {
+                tracing::error!(partition = %tp, error = %e, "closing partition log failed");
+            }
+        }
+    }
+}

@@ -312,8 +312,12 @@ impl Config {
                 self.log_dirs = PathBuf::from(first);
             }
             "num.shards" => self.num_shards = parse_num(name, value)?,
-            "socket.request.max.bytes" => self.socket_request_max_bytes = parse_min(name, value, 1)?,
-            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(name, value)?,
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes = parse_min(name, value, 1)?
+            }
+            "auto.create.topics.enable" => {
+                self.auto_create_topics_enable = parse_bool(name, value)?
+            }
             "num.partitions" => self.num_partitions = parse_min(name, value, 1)?,
             "default.replication.factor" => {
                 self.default_replication_factor = parse_min(name, value, 1)?
@@ -353,10 +357,12 @@ impl Config {
 
     /// Reads a TOML file and applies every setting in it.
     pub fn apply_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-            path: path.to_string(),
-            why: e.to_string(),
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: path.to_string(),
+                why: e.to_string(),
+            })?;
         let mut flat = Vec::new();
         flatten("", &toml::Value::Table(table), &mut flat);
         for (name, value) in flat {

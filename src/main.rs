@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use gregor::config::Config;
 
 #[derive(Parser, Debug)]
-#[command(name = "gregor", version, about = "A Kafka-compatible event-streaming broker")]
+#[command(
+    name = "gregor",
+    version,
+    about = "A Kafka-compatible event-streaming broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

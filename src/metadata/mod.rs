@@ -10,7 +10,9 @@ mod log;
 mod state;
 
 pub use log::MetadataLog;
-pub use state::{Controller, CreateTopic, MetadataError, Record, Snapshot, TopicMeta, PARTITIONS_MAX};
+pub use state::{
+    Controller, CreateTopic, MetadataError, Record, Snapshot, TopicMeta, PARTITIONS_MAX,
+};
 
 /// Kafka's rule for topic names: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {

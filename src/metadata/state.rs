@@ -348,18 +348,25 @@ mod tests {
         unknown_cfg.configs.insert("no.such".into(), "1".into());
         let mut rf = req("u", 1);
         rf.replication_factor = 3;
-        let cases: Vec<(CreateTopic, fn(&MetadataError) -> bool)> = vec![
+        type Check = fn(&MetadataError) -> bool;
+        let cases: Vec<(CreateTopic, Check)> = vec![
             (req("t", 1), |e| matches!(e, MetadataError::TopicExists(_))),
             (req("bad/name", 1), |e| {
                 matches!(e, MetadataError::InvalidTopic(_))
             }),
-            (req("u", 0), |e| matches!(e, MetadataError::InvalidPartitions(_))),
+            (req("u", 0), |e| {
+                matches!(e, MetadataError::InvalidPartitions(_))
+            }),
             (req("u", -5), |e| {
                 matches!(e, MetadataError::InvalidPartitions(_))
             }),
             (bad_cfg, |e| matches!(e, MetadataError::InvalidConfig(_))),
-            (unknown_cfg, |e| matches!(e, MetadataError::InvalidConfig(_))),
-            (rf, |e| matches!(e, MetadataError::InvalidReplicationFactor(_))),
+            (unknown_cfg, |e| {
+                matches!(e, MetadataError::InvalidConfig(_))
+            }),
+            (rf, |e| {
+                matches!(e, MetadataError::InvalidReplicationFactor(_))
+            }),
         ];
         for (r, check) in cases {
             let name = r.name.clone();

@@ -130,11 +130,12 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, ProtocolError> {
         }
     }
     let header_version = api_key.request_header_version(version);
-    let header =
-        RequestHeader::decode(&mut frame, header_version).map_err(|e| ProtocolError::Malformed {
+    let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| {
+        ProtocolError::Malformed {
             what: "request header".to_string(),
             why: e.to_string(),
-        })?;
+        }
+    })?;
     Ok(Request {
         api_key,
         api_version: version,

@@ -10,7 +10,9 @@ use futures::future::LocalBoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
@@ -73,7 +75,10 @@ pub async fn create_on_controller(
 ) -> Vec<Result<Created, AdminError>> {
     let call = shard.invoke_on(CONTROLLER, move |s| async move {
         let Some(controller) = s.controller() else {
-            let e = (ResponseError::NotController.code(), "not the controller".to_string());
+            let e = (
+                ResponseError::NotController.code(),
+                "not the controller".to_string(),
+            );
             return topics.iter().map(|_| Err(e.clone())).collect();
         };
         let (results, snap) = {
@@ -111,8 +116,7 @@ fn creatable(t: &CreatableTopic, config: &Config) -> Result<CreateTopic, AdminEr
                 "both partition count and replica assignments were given",
             );
         }
-        if t
-            .assignments
+        if t.assignments
             .iter()
             .any(|a| a.broker_ids.is_empty() || a.broker_ids.iter().any(|b| b.0 != config.node_id))
         {
@@ -264,13 +268,19 @@ pub fn delete_topics(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
                 r
             })
             .collect();
-        reply(&req, &DeleteTopicsResponse::default().with_responses(responses))
+        reply(
+            &req,
+            &DeleteTopicsResponse::default().with_responses(responses),
+        )
     })
 }
 
 type DeleteResult = (Option<String>, Uuid, Option<AdminError>);
 
-async fn delete_on_controller(s: Rc<Shard>, targets: Vec<(Option<String>, Uuid)>) -> Vec<DeleteResult> {
+async fn delete_on_controller(
+    s: Rc<Shard>,
+    targets: Vec<(Option<String>, Uuid)>,
+) -> Vec<DeleteResult> {
     let Some(controller) = s.controller() else {
         return Vec::new();
     };
@@ -384,7 +394,11 @@ pub fn describe_configs(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
                             } else {
                                 SOURCE_DEFAULT
                             };
-                            (n.to_string(), t.log_config.get_topic(n).unwrap_or_default(), source)
+                            (
+                                n.to_string(),
+                                t.log_config.get_topic(n).unwrap_or_default(),
+                                source,
+                            )
                         })
                         .collect()),
                     None => Err(ResponseError::UnknownTopicOrPartition),
@@ -424,5 +438,8 @@ pub fn describe_configs(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
             }
         })
         .collect();
-    super::ready(reply(req, &DescribeConfigsResponse::default().with_results(results)))
+    super::ready(reply(
+        req,
+        &DescribeConfigsResponse::default().with_results(results),
+    ))
 }

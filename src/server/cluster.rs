@@ -56,12 +56,19 @@ pub fn metadata(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
             ),
         };
         let allow_create = req.api_version < 4 || body.allow_auto_topic_creation;
-        if let (Some(names), true) = (&names, allow_create && shard.config.auto_create_topics_enable) {
+        if let (Some(names), true) = (
+            &names,
+            allow_create && shard.config.auto_create_topics_enable,
+        ) {
             auto_create(&shard, names).await;
         }
         let snap = shard.snapshot();
         let topics = match names {
-            None => snap.topics.keys().map(|n| topic_metadata(&shard, &snap, n)).collect(),
+            None => snap
+                .topics
+                .keys()
+                .map(|n| topic_metadata(&shard, &snap, n))
+                .collect(),
             Some(names) => names
                 .iter()
                 .map(|n| topic_metadata(&shard, &snap, n))
@@ -107,9 +114,8 @@ async fn auto_create(shard: &Rc<Shard>, names: &[String]) {
 }
 
 fn topic_metadata(shard: &Shard, snap: &Snapshot, name: &str) -> MetadataResponseTopic {
-    let base = MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(
-        name.to_string(),
-    ))));
+    let base = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))));
     let Some(t) = snap.topic(name) else {
         let code = if validate_topic_name(name).is_err() {
             ResponseError::InvalidTopicException

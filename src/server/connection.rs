@@ -80,9 +80,7 @@ async fn read_requests(
                 continue;
             }
         };
-        tx.send(task)
-            .await
-            .map_err(|_| "writer gone".to_string())?;
+        tx.send(task).await.map_err(|_| "writer gone".to_string())?;
     }
 }
 

@@ -55,7 +55,11 @@ impl Got {
 
 /// Per topic of the request: its name and id as the response must echo them, and per
 /// partition either a read to do or an error already known.
-type Plan = Vec<(TopicName, uuid::Uuid, Vec<(i32, Result<Want, ResponseError>)>)>;
+type Plan = Vec<(
+    TopicName,
+    uuid::Uuid,
+    Vec<(i32, Result<Want, ResponseError>)>,
+)>;
 
 fn plan(shard: &Shard, body: &FetchRequest, version: i16) -> Plan {
     let snap = shard.snapshot();
@@ -66,7 +70,10 @@ fn plan(shard: &Shard, body: &FetchRequest, version: i16) -> Plan {
             let (meta, missing) = if version >= 13 {
                 (snap.topic_by_id(&t.topic_id), ResponseError::UnknownTopicId)
             } else {
-                (snap.topic(t.topic.as_str()), ResponseError::UnknownTopicOrPartition)
+                (
+                    snap.topic(t.topic.as_str()),
+                    ResponseError::UnknownTopicOrPartition,
+                )
             };
             let name = meta.map_or(t.topic.clone(), |m| TopicName(m.name.clone().into()));
             let parts = t
@@ -132,7 +139,12 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             wait_any(&shard, &by_owner, remaining).await;
             got = read_all(&shard, &by_owner).await;
         }
-        let resp = build_response(plan, got, body.max_bytes.max(0) as usize, body.isolation_level);
+        let resp = build_response(
+            plan,
+            got,
+            body.max_bytes.max(0) as usize,
+            body.isolation_level,
+        );
         reply(&req, &resp)
     })
 }
@@ -149,7 +161,11 @@ async fn read_all(
         })
         .collect();
     let mut out = BTreeMap::new();
-    for (call, wants) in futures::future::join_all(calls).await.into_iter().zip(by_owner.values()) {
+    for (call, wants) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .zip(by_owner.values())
+    {
         match call {
             Ok(results) => out.extend(results),
             Err(e) => {

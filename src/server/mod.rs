@@ -93,7 +93,11 @@ pub fn start_listener(shard: &Rc<Shard>) {
         }
     });
     let retention = glommio::spawn_local(retention_loop(shard.clone()));
-    shard.background.borrow_mut().extend([accept, retention]);
+    let flush = glommio::spawn_local(flush_loop(shard.clone()));
+    shard
+        .background
+        .borrow_mut()
+        .extend([accept, retention, flush]);
 }
 
 /// Stops accepting and stops background work; open connections end with the executor.
@@ -108,8 +112,25 @@ async fn retention_loop(shard: Rc<Shard>) {
         for (tp, log) in shard.all_logs() {
             match log.apply_retention(shard.now_ms()).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(partition = %tp, segments = n, "retention deleted segments"),
+                Ok(n) => {
+                    tracing::info!(partition = %tp, segments = n, "retention deleted segments")
+                }
                 Err(e) => tracing::error!(partition = %tp, error = %e, "retention failed"),
+            }
+        }
+    }
+}
+
+/// How often idle logs are checked against flush.ms.
+const FLUSH_TICK: Duration = Duration::from_millis(50);
+
+/// Syncs logs whose flush.ms has passed while no write came to trigger it.
+async fn flush_loop(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(FLUSH_TICK).await;
+        for (tp, log) in shard.all_logs() {
+            if let Err(e) = log.sync_if_due(shard.now_ms()).await {
+                tracing::error!(partition = %tp, error = %e, "flush failed");
             }
         }
     }

@@ -18,6 +18,9 @@ use crate::protocol::{decode_body, Request};
 use crate::shard::Shard;
 use crate::types::{ShardId, TopicPartition};
 
+/// One partition to look up: its place in the response, the partition, the timestamp asked.
+type Lookup = ((usize, usize), TopicPartition, i64);
+
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 
@@ -45,8 +48,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     };
     let snap = shard.snapshot();
     let mut found: BTreeMap<(usize, usize), Found> = BTreeMap::new();
-    let mut by_owner: BTreeMap<ShardId, Vec<((usize, usize), TopicPartition, i64)>> =
-        BTreeMap::new();
+    let mut by_owner: BTreeMap<ShardId, Vec<Lookup>> = BTreeMap::new();
     for (ti, t) in body.topics.iter().enumerate() {
         let meta = snap.topic(t.name.as_str());
         for (pi, p) in t.partitions.iter().enumerate() {
@@ -116,10 +118,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     })
 }
 
-async fn lookup_on_owner(
-    shard: Rc<Shard>,
-    items: Vec<((usize, usize), TopicPartition, i64)>,
-) -> Vec<((usize, usize), Found)> {
+async fn lookup_on_owner(shard: Rc<Shard>, items: Vec<Lookup>) -> Vec<((usize, usize), Found)> {
     let mut out = Vec::with_capacity(items.len());
     for (slot, tp, timestamp) in items {
         let Some(log) = shard.log(&tp) else {

@@ -116,12 +116,14 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     // Queue every append now, in request order; only the waiting happens later.
     let calls: Vec<_> = by_owner
         .into_iter()
-        .map(|(owner, items)| {
-            shard.invoke_on(owner, move |s| append_on_owner(s, items, acks != 0))
-        })
+        .map(|(owner, items)| shard.invoke_on(owner, move |s| append_on_owner(s, items, acks != 0)))
         .collect();
     Box::pin(async move {
-        for (done, call) in futures::future::join_all(calls).await.into_iter().enumerate() {
+        for (done, call) in futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             match call {
                 Ok(outs) => {
                     for (slot, r) in outs {
@@ -147,7 +149,11 @@ fn append_on_owner(
         .into_iter()
         .map(|item| {
             let Some(log) = shard.log(&item.tp) else {
-                return (item.slot, None, PartResult::err(ResponseError::NotLeaderOrFollower));
+                return (
+                    item.slot,
+                    None,
+                    PartResult::err(ResponseError::NotLeaderOrFollower),
+                );
             };
             match log.append(BytesMut::from(&item.batch[..]), now) {
                 Ok(info) => {
@@ -236,14 +242,45 @@ mod tests {
         crc[last] ^= 1;
         let mut magic = make_batch(0, 2, 1);
         magic[16] = 1;
-        let table: Vec<(&str, Option<Bytes>, u32, Result<(), ResponseError>)> = vec![
+        type Case = (&'static str, Option<Bytes>, u32, Result<(), ResponseError>);
+        let table: Vec<Case> = vec![
             ("good", Some(good.clone()), 1 << 20, Ok(())),
-            ("null records", None, 1 << 20, Err(ResponseError::InvalidRecord)),
-            ("empty", Some(Bytes::new()), 1 << 20, Err(ResponseError::InvalidRecord)),
-            ("two batches", Some(two.into()), 1 << 20, Err(ResponseError::InvalidRecord)),
-            ("bad crc", Some(crc.into()), 1 << 20, Err(ResponseError::CorruptMessage)),
-            ("magic 1", Some(magic.into()), 1 << 20, Err(ResponseError::InvalidRecord)),
-            ("too large", Some(good.clone()), 10, Err(ResponseError::MessageTooLarge)),
+            (
+                "null records",
+                None,
+                1 << 20,
+                Err(ResponseError::InvalidRecord),
+            ),
+            (
+                "empty",
+                Some(Bytes::new()),
+                1 << 20,
+                Err(ResponseError::InvalidRecord),
+            ),
+            (
+                "two batches",
+                Some(two.into()),
+                1 << 20,
+                Err(ResponseError::InvalidRecord),
+            ),
+            (
+                "bad crc",
+                Some(crc.into()),
+                1 << 20,
+                Err(ResponseError::CorruptMessage),
+            ),
+            (
+                "magic 1",
+                Some(magic.into()),
+                1 << 20,
+                Err(ResponseError::InvalidRecord),
+            ),
+            (
+                "too large",
+                Some(good.clone()),
+                10,
+                Err(ResponseError::MessageTooLarge),
+            ),
             (
                 "short",
                 Some(good.slice(..30)),

@@ -1,12 +1,30 @@
-//! The partition log: the API the shard uses. (Interface skeleton; bodies being written.)
+//! The partition log: the API the shard uses, and the state its parts share.
+//!
+//! Lives on the shard that owns the partition (`!Send`, shared through `Rc`); the shard's request
+//! tasks call it, and one writer task per log (`writer.rs`) does the writes. `append` is
+//! synchronous: it assigns offsets and queues bytes; the writer makes them durable in group
+//! commits; the high watermark then covers them and waiters wake.
+//!
+//! Invariants: offsets strictly increase; `log_start_offset <= high_watermark <= log_end_offset`;
+//! the last segment in `segments` is the active one; no borrow of `state` is held across an
+//! `.await`.
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::cache::BatchCache;
+use super::recovery;
+use super::segment::{io_error, Segment};
+use super::wait::{Wait, WaitList};
+use super::writer::{self, Tail};
 use super::StorageError;
-use crate::config::LogConfig;
+use crate::config::{LogConfig, TimestampType};
+use crate::record::{self, BatchHeader};
 
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +44,58 @@ pub struct ReadResult {
 
 /// One partition's log. Lives on its owner shard only.
 pub struct PartitionLog {
-    _dir: PathBuf,
+    inner: Rc<Inner>,
+}
+
+/// What the API and the writer task share.
+pub(super) struct Inner {
+    pub dir: PathBuf,
+    pub state: RefCell<State>,
+    /// Waiting for the high watermark to reach a key.
+    hw_waiters: WaitList,
+    /// Waiting for the writer to finish the job with a given sequence number.
+    job_waiters: WaitList,
+}
+
+/// Bytes queued for one write to one segment. Appends extend the last job until the writer
+/// takes it.
+#[derive(Debug)]
+pub(super) struct Job {
+    pub seq: u64,
+    pub segment_base: i64,
+    pub data: Vec<u8>,
+    /// The log end offset once this job is written.
+    pub end_offset: i64,
+    pub messages: u64,
+    /// After this job, seal the segment and start the next one at `end_offset`.
+    pub roll: bool,
+    /// `now_ms` of the job's first append, for the flush.ms policy.
+    pub first_append_ms: i64,
+}
+
+pub(super) struct State {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    high_watermark: i64,
+    log_end_offset: i64,
+    cache: BatchCache,
+    pub pending: VecDeque<Job>,
+    next_job_seq: u64,
+    done_job_seq: u64,
+    pub writer_running: bool,
+    /// The active segment's partial last block; the writer holds it while writing.
+    pub tail: Option<Tail>,
+    failed: Option<(io::ErrorKind, String)>,
+    closing: bool,
+    closed: bool,
+    unsynced_messages: u64,
+    /// `now_ms` of the first append not yet synced.
+    unsynced_since_ms: Option<i64>,
+    last_append_ms: i64,
+    pub writes: u64,
+    syncs: u64,
 }
 
 impl PartitionLog {
@@ -38,40 +107,149 @@ impl PartitionLog {
         cache_bytes: usize,
         now_ms: i64,
     ) -> Result<Rc<PartitionLog>, StorageError> {
-        let _ = (config, cache_bytes, now_ms);
-        todo!("open {dir:?}")
+        let recovered = recovery::recover(&dir, &config, now_ms).await?;
+        let segments = recovered.segments;
+        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset);
+        let state = State {
+            dir: dir.clone(),
+            config,
+            segments,
+            log_start_offset,
+            high_watermark: log_end_offset,
+            log_end_offset,
+            cache: BatchCache::new(cache_bytes),
+            pending: VecDeque::new(),
+            next_job_seq: 1,
+            done_job_seq: 0,
+            writer_running: false,
+            tail: Some(recovered.tail),
+            failed: None,
+            closing: false,
+            closed: false,
+            unsynced_messages: 0,
+            unsynced_since_ms: None,
+            last_append_ms: now_ms,
+            writes: 0,
+            syncs: 0,
+        };
+        state.check_invariants();
+        let inner = Inner {
+            dir,
+            state: RefCell::new(state),
+            hw_waiters: WaitList::default(),
+            job_waiters: WaitList::default(),
+        };
+        Ok(Rc::new(PartitionLog {
+            inner: Rc::new(inner),
+        }))
     }
 
     /// Appends one validated batch: writes the next offset into it (and the append time for
     /// LogAppendTime topics), queues it for the next group-commit write. Not yet readable.
-    pub fn append(&self, batch: BytesMut, now_ms: i64) -> Result<AppendInfo, StorageError> {
-        let _ = (batch, now_ms);
-        todo!()
+    pub fn append(&self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, StorageError> {
+        let mut st = self.inner.state.borrow_mut();
+        st.check_writable()?;
+        let base_offset = st.log_end_offset;
+        record::set_base_offset(&mut batch, base_offset);
+        let log_append_time_ms = match st.config.timestamp_type {
+            TimestampType::LogAppendTime => {
+                record::set_log_append_time(&mut batch, now_ms);
+                now_ms
+            }
+            TimestampType::CreateTime => -1,
+        };
+        let header = BatchHeader::parse(&batch).map_err(|e| StorageError::Corrupt {
+            path: st.dir.clone(),
+            position: 0,
+            why: format!("appended batch: {e}"),
+        })?;
+        debug_assert!(
+            record::validate(&batch).is_ok(),
+            "append of an invalid batch"
+        );
+        if st.should_roll(&header, now_ms) {
+            st.roll(now_ms);
+        }
+        st.push_batch(&header, batch.freeze(), now_ms);
+        drop(st);
+        self.ensure_writer();
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: header.last_offset(),
+            log_append_time_ms,
+        })
     }
 
     /// Resolves once every offset below `end_offset` is written (and synced if the flush policy
     /// asks for it).
     pub async fn wait_written(&self, end_offset: i64) -> Result<(), StorageError> {
-        let _ = end_offset;
-        todo!()
+        let inner = &self.inner;
+        Wait::new(&inner.hw_waiters, end_offset, || {
+            let st = inner.state.borrow();
+            if st.high_watermark >= end_offset {
+                Some(Ok(()))
+            } else if st.failed.is_some() || st.closed {
+                Some(st.check_writable())
+            } else {
+                None
+            }
+        })
+        .await
     }
 
     /// Resolves when the high watermark moves above `offset` or the log is closed.
     pub async fn wait_for_data(&self, offset: i64) {
-        let _ = offset;
-        todo!()
+        let inner = &self.inner;
+        Wait::new(&inner.hw_waiters, offset.saturating_add(1), || {
+            let st = inner.state.borrow();
+            (st.high_watermark > offset || st.closed || st.failed.is_some()).then_some(())
+        })
+        .await
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        todo!()
+        self.inner.state.borrow().log_start_offset
     }
 
     pub fn high_watermark(&self) -> i64 {
-        todo!()
+        self.inner.state.borrow().high_watermark
     }
 
     pub fn log_end_offset(&self) -> i64 {
-        todo!()
+        self.inner.state.borrow().log_end_offset
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.len()
+    }
+
+    /// Logical bytes of all segments (appended, written or not).
+    pub fn size_bytes(&self) -> u64 {
+        let st = self.inner.state.borrow();
+        st.segments.values().map(|s| s.size_bytes).sum()
+    }
+
+    /// Bytes of recent batches held in memory for tail reads.
+    pub fn cached_bytes(&self) -> usize {
+        self.inner.state.borrow().cache.held_bytes()
+    }
+
+    /// Futures currently parked on the high watermark (tests check dropped ones leave).
+    #[cfg(test)]
+    pub fn waiter_count(&self) -> usize {
+        self.inner.hw_waiters.len()
+    }
+
+    /// Direct writes issued so far (one per group commit); for tests and metrics.
+    pub fn write_count(&self) -> u64 {
+        self.inner.state.borrow().writes
+    }
+
+    /// fdatasyncs issued by the flush policy so far; for tests and metrics.
+    pub fn sync_count(&self) -> u64 {
+        self.inner.state.borrow().syncs
     }
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` (the first batch is
@@ -82,38 +260,309 @@ impl PartitionLog {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, StorageError> {
-        let _ = (offset, max_bytes, min_one);
-        todo!()
+        let limit = ReadLimit {
+            high_watermark: self.inner.state.borrow().high_watermark,
+            max_bytes,
+            min_one,
+        };
+        let mut after_base = None;
+        loop {
+            let from_disk = {
+                let st = self.inner.state.borrow();
+                st.check_readable(offset)?;
+                if offset == st.high_watermark {
+                    return Ok(ReadResult::default());
+                }
+                if let Some(cached) = st.cache.batches_from(offset) {
+                    let mut out = ReadResult::default();
+                    for b in cached.take_while(|b| b.base_offset < limit.high_watermark) {
+                        if !limit.admit(&mut out, &b.bytes) {
+                            break;
+                        }
+                    }
+                    return Ok(out);
+                }
+                st.disk_read_start(offset, after_base)
+            };
+            let Some((base_offset, walker)) = from_disk else {
+                return Ok(ReadResult::default());
+            };
+            match read_segment(walker, offset, &limit).await? {
+                Some(out) => return Ok(out),
+                // The offset lies past this segment's batches (a gap): try the next one.
+                None => after_base = Some(base_offset),
+            }
+        }
     }
 
     /// The first offset whose timestamp is >= `timestamp_ms`, with that timestamp.
+    ///
+    /// Records are not decoded, so this is the base offset and max timestamp of the first
+    /// batch (in offset order) whose max timestamp is >= `timestamp_ms`; Kafka would return the
+    /// offset of the first record inside that batch that reaches it.
     pub async fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<(i64, i64)>, StorageError> {
-        let _ = timestamp_ms;
-        todo!()
+        let mut after_base = None;
+        loop {
+            let (base_offset, mut walker, high_watermark) = {
+                let st = self.inner.state.borrow();
+                st.check_open()?;
+                match st.time_search_start(timestamp_ms, after_base) {
+                    Some((base, walker)) => (base, walker, st.high_watermark),
+                    None => return Ok(None),
+                }
+            };
+            loop {
+                match walker.next().await? {
+                    Ok((_, h, _)) if h.base_offset >= high_watermark => return Ok(None),
+                    Ok((_, h, _)) if h.max_timestamp >= timestamp_ms => {
+                        return Ok(Some((h.base_offset, h.max_timestamp)))
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            after_base = Some(base_offset);
+        }
     }
 
     /// Deletes closed segments past retention.ms / retention.bytes; returns how many went.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
-        let _ = now_ms;
-        todo!()
+        let (count, all) = {
+            let st = self.inner.state.borrow();
+            st.check_writable()?;
+            let count = st.retention_count(now_ms);
+            (count, count == st.segments.len())
+        };
+        if count == 0 {
+            return Ok(0);
+        }
+        let seq = {
+            let mut st = self.inner.state.borrow_mut();
+            if all {
+                // Kafka rolls first so the log keeps its end offset in a fresh, empty segment.
+                st.roll(now_ms);
+            }
+            st.next_job_seq - 1
+        };
+        self.ensure_writer();
+        self.wait_job(seq).await?;
+        let doomed = self.inner.state.borrow_mut().remove_retained(now_ms);
+        for seg in &doomed {
+            remove_segment_files(seg)?;
+        }
+        Ok(doomed.len())
     }
 
     /// Applies changed topic settings (segment size, retention, ...) from now on.
     pub fn update_config(&self, config: LogConfig) {
-        let _ = config;
-        todo!()
+        let mut st = self.inner.state.borrow_mut();
+        let interval = config.index_interval_bytes;
+        if let Some(active) = st.segments.values_mut().next_back() {
+            active.set_index_interval(interval);
+        }
+        st.config = config;
     }
 
     /// Writes everything pending, syncs, trims the direct-I/O padding and writes the indexes.
     pub async fn close(&self) -> Result<(), StorageError> {
-        todo!()
+        let seq = {
+            let mut st = self.inner.state.borrow_mut();
+            if st.closed {
+                return Ok(());
+            }
+            st.closing = true;
+            st.next_job_seq - 1
+        };
+        let drained = self.wait_job(seq).await;
+        let result = match drained {
+            Ok(()) => self.seal_active().await,
+            Err(e) => Err(e),
+        };
+        self.inner.state.borrow_mut().closed = true;
+        self.inner.hw_waiters.wake_all();
+        self.inner.job_waiters.wake_all();
+        result
+    }
+
+    /// Syncs written data that flush.ms says is too old to leave unsynced. The writer checks
+    /// the age only when it writes; this covers a log that has gone idle. Called from a timer.
+    pub async fn sync_if_due(&self, now_ms: i64) -> Result<(), StorageError> {
+        let (file, seq) = {
+            let st = self.inner.state.borrow();
+            let due = match (st.config.flush_ms, st.unsynced_since_ms) {
+                (Some(ms), Some(since)) => now_ms - since >= ms as i64,
+                _ => false,
+            };
+            if !due || st.writer_running || st.closing || st.closed || st.failed.is_some() {
+                return Ok(());
+            }
+            let (base, _) = st.active();
+            (st.segment_file(*base), st.done_job_seq)
+        };
+        file.fdatasync()
+            .await
+            .map_err(|e| io_error(&self.inner.dir, e))?;
+        let mut st = self.inner.state.borrow_mut();
+        // Only what was written before the sync is covered by it.
+        if st.done_job_seq == seq && !st.writer_running {
+            st.unsynced_messages = 0;
+            st.unsynced_since_ms = None;
+            st.syncs += 1;
+        }
+        Ok(())
     }
 
     /// Closes the log and removes its directory.
     pub async fn delete(&self) -> Result<(), StorageError> {
-        todo!()
+        let closed = self.close().await;
+        if let Err(e) = &closed {
+            tracing::warn!(dir = %self.inner.dir.display(), error = %e, "deleting a failed log");
+        }
+        // std::fs: deleting a partition is rare and not on any hot path.
+        std::fs::remove_dir_all(&self.inner.dir).map_err(|e| io_error(&self.inner.dir, e))
+    }
+
+    /// Starts the writer task unless it runs. Call without a borrow of the state: the new task
+    /// may run before `spawn_local` returns.
+    fn ensure_writer(&self) {
+        {
+            let mut st = self.inner.state.borrow_mut();
+            if st.writer_running || st.pending.is_empty() {
+                return;
+            }
+            st.writer_running = true;
+        }
+        glommio::spawn_local(writer::run(self.inner.clone())).detach();
+    }
+
+    async fn wait_job(&self, seq: u64) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        Wait::new(&inner.job_waiters, seq as i64, || {
+            let st = inner.state.borrow();
+            if st.done_job_seq >= seq {
+                Some(Ok(()))
+            } else if st.failed.is_some() {
+                Some(st.check_writable())
+            } else {
+                None
+            }
+        })
+        .await
+    }
+
+    async fn seal_active(&self) -> Result<(), StorageError> {
+        let (base, file) = {
+            let st = self.inner.state.borrow();
+            assert!(
+                st.pending.is_empty() && !st.writer_running,
+                "close with writes in flight: {} jobs pending",
+                st.pending.len()
+            );
+            let (base, seg) = st.active();
+            (*base, seg.file.clone())
+        };
+        match file {
+            Some(file) => writer::seal(&self.inner, base, &file).await,
+            None => Ok(()),
+        }
     }
 }
+
+/// How much one read may return.
+struct ReadLimit {
+    high_watermark: i64,
+    max_bytes: usize,
+    min_one: bool,
+}
+
+impl ReadLimit {
+    /// Adds `batch` if it fits; false when the read is full.
+    fn admit(&self, out: &mut ReadResult, batch: &Bytes) -> bool {
+        let fits = out.bytes + batch.len() <= self.max_bytes;
+        if fits || (out.batches.is_empty() && self.min_one) {
+            out.bytes += batch.len();
+            out.batches.push(batch.clone());
+        }
+        fits
+    }
+}
+
+/// Reads from one segment; None when no batch of it reaches `offset`.
+async fn read_segment(
+    mut walker: super::segment::BatchWalker,
+    offset: i64,
+    limit: &ReadLimit,
+) -> Result<Option<ReadResult>, StorageError> {
+    let mut out = ReadResult::default();
+    let mut found = false;
+    loop {
+        match walker.next().await? {
+            Ok((_, h, _)) if h.last_offset() < offset => {}
+            Ok((_, h, _)) if h.base_offset >= limit.high_watermark => break,
+            Ok((_, _, bytes)) => {
+                found = true;
+                if !limit.admit(&mut out, &bytes) {
+                    break;
+                }
+            }
+            Err(super::segment::WalkEnd::Clean) => break,
+            Err(end) => {
+                return Err(StorageError::Corrupt {
+                    path: walker.path().to_path_buf(),
+                    position: walker.position(),
+                    why: format!("below the high watermark: {end:?}"),
+                })
+            }
+        }
+    }
+    Ok(found.then_some(out))
+}
+
+fn remove_segment_files(seg: &Segment) -> Result<(), StorageError> {
+    // std::fs: retention runs in the background a few times an hour, not per request.
+    for ext in ["log", "index", "timeindex"] {
+        let path = seg.path(ext);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&path, e)),
+        }
+    }
+    Ok(())
+}
+
+impl Inner {
+    /// Called by the writer when a job is on disk (and synced, if `synced`).
+    pub fn complete_job(&self, job: &Job, synced: bool) {
+        let hw = {
+            let mut st = self.state.borrow_mut();
+            st.job_done(job, synced);
+            st.high_watermark
+        };
+        self.hw_waiters.wake_upto(hw);
+        self.job_waiters.wake_upto(job.seq as i64);
+    }
+
+    /// A write failed: every waiter fails, and so does every later append.
+    pub fn fail(&self, error: StorageError) {
+        tracing::error!(dir = %self.dir.display(), %error, "partition log write failed");
+        {
+            let mut st = self.state.borrow_mut();
+            let (kind, msg) = match &error {
+                StorageError::Io { source, .. } => (source.kind(), error.to_string()),
+                other => (io::ErrorKind::Other, other.to_string()),
+            };
+            st.failed = Some((kind, msg));
+            st.pending.clear();
+            st.writer_running = false;
+        }
+        self.hw_waiters.wake_all();
+        self.job_waiters.wake_all();
+    }
+}
+
+#[path = "state.rs"]
+mod state;

@@ -8,7 +8,16 @@
 //! log_end_offset`; the high watermark only covers bytes whose write has completed, so a fetch
 //! never returns data that a crash could take back.
 
+mod cache;
+mod index;
 mod log;
+mod recovery;
+mod retention;
+mod segment;
+#[cfg(test)]
+mod tests;
+mod wait;
+mod writer;
 
 pub use log::{AppendInfo, PartitionLog, ReadResult};
 

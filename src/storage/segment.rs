@@ -1,0 +1,334 @@
+//! One segment: a `.log` file of RecordBatch v2 bytes back to back, starting at `base_offset`,
+//! with its `.index` and `.timeindex` (see `index.rs`).
+//!
+//! Owns the segment's bookkeeping (sizes, next offset, index building) and the I/O that reads
+//! batches back ([`BatchWalker`]) and persists indexes. Appending bytes to the file is the
+//! writer's job (`writer.rs`); this struct only learns where each batch landed.
+//!
+//! Invariants: `written_bytes <= size_bytes`; bytes below `written_bytes` are on disk and hold
+//! whole batches; the file may carry zero padding after the logical end until it is sealed.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::io::{DmaFile, OpenOptions};
+
+use super::index::{OffsetIndex, TimeIndex};
+use super::StorageError;
+use crate::record::{self, BatchHeader, Scan};
+
+/// How much a reader asks the disk for at once when walking batch headers.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+
+pub fn file_name(base_offset: i64, extension: &str) -> String {
+    format!("{base_offset:020}.{extension}")
+}
+
+/// The base offset a segment file name encodes, if it is one of ours.
+pub fn parse_file_name(name: &str, extension: &str) -> Option<i64> {
+    let stem = name.strip_suffix(extension)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+pub fn io_error(path: &Path, source: impl Into<io::Error>) -> StorageError {
+    StorageError::Io {
+        path: path.to_path_buf(),
+        source: source.into(),
+    }
+}
+
+/// Opens (creating if absent) a segment's log for direct reads and writes.
+pub async fn open_log_file(path: &Path) -> Result<DmaFile, StorageError> {
+    prime_iopoll_probe(path).await?;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| io_error(path, e))
+}
+
+thread_local! {
+    /// Devices whose io_uring poll support glommio has probed on this thread.
+    static PROBED_DEVICES: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// glommio 0.9 decides once per device and thread whether reads may use the io_uring poll
+/// ring, by reading the first block of the first DMA file opened there. When that file is empty
+/// the read succeeds trivially, the poll ring is chosen, and every later read on a device
+/// without polled I/O fails with EOPNOTSUPP. So the first open on each device is of a
+/// non-empty scratch file, which makes the probe honest. (std::fs: once per device.)
+async fn prime_iopoll_probe(log_path: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = log_path.parent().unwrap_or(Path::new("."));
+    let dev = std::fs::metadata(dir).map_err(|e| io_error(dir, e))?.dev();
+    if PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
+        return Ok(());
+    }
+    let probe = dir.join(format!(".iopoll-probe-{}", std::process::id()));
+    std::fs::write(&probe, vec![0xa5u8; 4096]).map_err(|e| io_error(&probe, e))?;
+    let opened = DmaFile::open(&probe).await;
+    let _ = std::fs::remove_file(&probe);
+    let file = opened.map_err(|e| io_error(&probe, e))?;
+    file.close().await.map_err(|e| io_error(&probe, e))?;
+    PROBED_DEVICES.with(|p| p.borrow_mut().push(dev));
+    Ok(())
+}
+
+/// Where index entries go as batches are appended (Kafka's `LogSegment.append` bookkeeping).
+#[derive(Debug, Clone)]
+struct Indexer {
+    bytes_since_entry: u64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    pub base_offset: i64,
+    pub dir: PathBuf,
+    /// None only between an append-time roll and the writer creating the file.
+    pub file: Option<Rc<DmaFile>>,
+    /// Logical bytes, counting batches appended but not yet written.
+    pub size_bytes: u64,
+    /// Bytes whose write has completed.
+    pub written_bytes: u64,
+    /// Offset after the last batch appended to this segment.
+    pub next_offset: i64,
+    pub created_ms: i64,
+    /// Trimmed, synced and indexes persisted: no write will touch it again.
+    pub sealed: bool,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    indexer: Indexer,
+    index_interval_bytes: u64,
+}
+
+impl Segment {
+    pub fn new(dir: &Path, base_offset: i64, index_interval_bytes: u32, now_ms: i64) -> Self {
+        Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            file: None,
+            size_bytes: 0,
+            written_bytes: 0,
+            next_offset: base_offset,
+            created_ms: now_ms,
+            sealed: false,
+            offset_index: OffsetIndex::new(base_offset),
+            time_index: TimeIndex::new(base_offset),
+            indexer: Indexer {
+                bytes_since_entry: 0,
+                max_timestamp: -1,
+                offset_of_max_timestamp: base_offset,
+            },
+            index_interval_bytes: index_interval_bytes as u64,
+        }
+    }
+
+    pub fn path(&self, extension: &str) -> PathBuf {
+        self.dir.join(file_name(self.base_offset, extension))
+    }
+
+    pub fn index_interval(&self) -> u32 {
+        self.index_interval_bytes as u32
+    }
+
+    pub fn set_index_interval(&mut self, bytes: u32) {
+        self.index_interval_bytes = bytes as u64;
+    }
+
+    /// Records that `header`'s batch now ends the segment; returns the position it starts at.
+    pub fn note_batch(&mut self, header: &BatchHeader) -> u64 {
+        assert!(
+            header.base_offset >= self.next_offset,
+            "segment {} expects offset {} or above next, got a batch at {}",
+            self.base_offset,
+            self.next_offset,
+            header.base_offset
+        );
+        let position = self.size_bytes;
+        let ix = &mut self.indexer;
+        if header.max_timestamp > ix.max_timestamp {
+            ix.max_timestamp = header.max_timestamp;
+            ix.offset_of_max_timestamp = header.last_offset();
+        }
+        if ix.bytes_since_entry > self.index_interval_bytes {
+            self.offset_index
+                .append(header.last_offset(), position_u32(position));
+            self.time_index
+                .maybe_append(ix.max_timestamp, ix.offset_of_max_timestamp);
+            ix.bytes_since_entry = 0;
+        }
+        ix.bytes_since_entry += header.total_bytes() as u64;
+        self.size_bytes += header.total_bytes() as u64;
+        self.next_offset = header.next_offset();
+        position
+    }
+
+    /// The largest batch timestamp seen, -1 when none (empty, or indexes loaded from disk
+    /// without a final entry).
+    pub fn max_timestamp(&self) -> i64 {
+        let from_index = self.time_index.last_timestamp().unwrap_or(-1);
+        self.indexer.max_timestamp.max(from_index)
+    }
+
+    /// Puts indexes loaded from disk in place, picking up the timestamp bookkeeping from them.
+    pub fn adopt_indexes(&mut self, offsets: OffsetIndex, times: TimeIndex) {
+        self.offset_index = offsets;
+        self.time_index = times;
+    }
+
+    /// Adds the final time index entry Kafka writes when a segment stops being active, so the
+    /// last entry carries the segment's largest timestamp.
+    pub fn seal_time_index(&mut self) {
+        let ix = &self.indexer;
+        if ix.max_timestamp >= 0 {
+            self.time_index
+                .maybe_append(ix.max_timestamp, ix.offset_of_max_timestamp);
+        }
+    }
+
+    /// Writes both index files and fsyncs them. std::fs is fine here: it runs at roll and
+    /// close only, never per batch.
+    pub fn persist_indexes(&self) -> Result<(), StorageError> {
+        write_synced(&self.path("index"), &self.offset_index.encode())?;
+        write_synced(&self.path("timeindex"), &self.time_index.encode())
+    }
+
+    pub fn walker(&self, position: u64, end: u64) -> Option<BatchWalker> {
+        let file = self.file.clone()?;
+        Some(BatchWalker::new(file, self.path("log"), position, end))
+    }
+}
+
+fn position_u32(position: u64) -> u32 {
+    u32::try_from(position).unwrap_or_else(|_| panic!("segment position {position} over 4 GiB"))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| io_error(path, e))?;
+    f.write_all(bytes).map_err(|e| io_error(path, e))?;
+    f.sync_all().map_err(|e| io_error(path, e))
+}
+
+/// What a walk over a segment met after its last whole batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalkEnd {
+    /// The end of the range, or zero padding.
+    Clean,
+    /// A batch cut short by the end of the range (a torn write).
+    Torn,
+    /// Bytes that are not a valid batch.
+    Corrupt(String),
+}
+
+/// Reads whole, CRC-checked batches from a segment file in order, `READ_CHUNK_BYTES` at a time.
+pub struct BatchWalker {
+    file: Rc<DmaFile>,
+    path: PathBuf,
+    /// File position of `buf[0]`.
+    buf_pos: u64,
+    buf: Bytes,
+    /// Position of the next batch.
+    pos: u64,
+    end: u64,
+}
+
+impl BatchWalker {
+    pub fn new(file: Rc<DmaFile>, path: PathBuf, position: u64, end: u64) -> Self {
+        BatchWalker {
+            file,
+            path,
+            buf_pos: position,
+            buf: Bytes::new(),
+            pos: position,
+            end,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Position of the next batch (after a walk ends: the end of the last whole batch).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The next batch with the position it starts at, or how the walk ended.
+    pub async fn next(
+        &mut self,
+    ) -> Result<Result<(u64, BatchHeader, Bytes), WalkEnd>, StorageError> {
+        let mut want = record::HEADER_BYTES;
+        loop {
+            let have = self.buffered(want).await?;
+            let at = (self.pos - self.buf_pos) as usize;
+            match record::scan(&self.buf[at..at + have]) {
+                Scan::Batch(h) => {
+                    let n = h.total_bytes();
+                    let bytes = self.buf.slice(at..at + n);
+                    let pos = self.pos;
+                    self.pos += n as u64;
+                    return Ok(Ok((pos, h, bytes)));
+                }
+                Scan::End => return Ok(Err(WalkEnd::Clean)),
+                // Asking again for what we already asked for means the file is shorter.
+                Scan::Incomplete { needed } if needed <= want => return Ok(Err(WalkEnd::Torn)),
+                Scan::Incomplete { needed } if self.pos + needed as u64 > self.end => {
+                    return Ok(Err(WalkEnd::Torn))
+                }
+                Scan::Incomplete { needed } => want = needed,
+                Scan::Corrupt(e) => return Ok(Err(WalkEnd::Corrupt(e.to_string()))),
+            }
+        }
+    }
+
+    /// Makes at least `want` bytes from `pos` buffered when the range has them; returns how
+    /// many are buffered (less only at the end of the range).
+    async fn buffered(&mut self, want: usize) -> Result<usize, StorageError> {
+        let at = (self.pos - self.buf_pos) as usize;
+        let left = (self.end - self.pos) as usize;
+        let want = want.min(left);
+        if self.buf.len() - at.min(self.buf.len()) < want {
+            let len = want.max(READ_CHUNK_BYTES).min(left);
+            let read = self
+                .file
+                .read_at(self.pos, len)
+                .await
+                .map_err(|e| io_error(&self.path, e))?;
+            self.buf = Bytes::copy_from_slice(&read);
+            self.buf_pos = self.pos;
+        }
+        let at = (self.pos - self.buf_pos) as usize;
+        Ok((self.buf.len() - at).min(left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_twenty_digits() {
+        assert_eq!(file_name(0, "log"), "00000000000000000000.log");
+        assert_eq!(file_name(1234, "index"), "00000000000000001234.index");
+        let table = [
+            ("00000000000000001234.log", Some(1234)),
+            ("00000000000000001234.index", None),
+            ("1234.log", None),
+            ("0000000000000000123x.log", None),
+            ("00000000000000001234log", None),
+        ];
+        for (name, want) in table {
+            assert_eq!(parse_file_name(name, "log"), want, "{name}");
+        }
+    }
+}

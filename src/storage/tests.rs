@@ -1,0 +1,472 @@
+//! Partition log tests against real files through glommio: round trips, group commit, recovery
+//! of torn tails and broken indexes, retention, timestamps and the on-disk layout.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{PartitionLog, StorageError};
+use crate::config::{Config, LogConfig, TimestampType};
+use crate::record::tests::make_batch;
+use crate::record::{self, BatchHeader, Scan};
+
+fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+    glommio::LocalExecutorBuilder::default()
+        .make()
+        .unwrap()
+        .run(f());
+}
+
+fn config(segment_bytes: u64) -> LogConfig {
+    let mut c = Config::default().log;
+    c.segment_bytes = segment_bytes;
+    c.index_interval_bytes = 100;
+    c
+}
+
+async fn open(dir: &Path, config: LogConfig, cache_bytes: usize) -> Rc<PartitionLog> {
+    PartitionLog::open(dir.to_path_buf(), config, cache_bytes, 1_000)
+        .await
+        .unwrap()
+}
+
+/// Appends batches of 1..=4 records with timestamps 1000, 1010, ...; returns the bytes as
+/// stored (base offset assigned).
+fn append_many(log: &PartitionLog, n: usize) -> Vec<Bytes> {
+    let mut stored = Vec::new();
+    for i in 0..n {
+        let count = 1 + (i % 4) as i32;
+        let mut b = make_batch(0, count, 1000 + 10 * i as i64);
+        let info = log.append(BytesMut::from(&b[..]), 1_000).unwrap();
+        record::set_base_offset(&mut b, info.base_offset);
+        assert_eq!(info.last_offset, info.base_offset + count as i64 - 1);
+        stored.push(Bytes::from(b));
+    }
+    stored
+}
+
+fn base(b: &Bytes) -> i64 {
+    BatchHeader::parse(b).unwrap().base_offset
+}
+
+/// Reads every batch from the start, one read per batch, and compares with `stored`.
+async fn assert_reads_back(log: &PartitionLog, stored: &[Bytes]) {
+    for want in stored {
+        let h = BatchHeader::parse(want).unwrap();
+        for offset in [h.base_offset, h.last_offset()] {
+            let got = log.read(offset, 1, true).await.unwrap();
+            assert_eq!(got.batches, vec![want.clone()], "read at {offset}");
+        }
+    }
+    let end = log.read(log.high_watermark(), 1 << 20, true).await.unwrap();
+    assert!(end.batches.is_empty());
+}
+
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn round_trip_across_segments_from_cache_and_disk() {
+    for cache_bytes in [0usize, 700, 1 << 20] {
+        run(move || async move {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open(dir.path(), config(1000), cache_bytes).await;
+            let stored = append_many(&log, 60);
+            log.wait_written(log.log_end_offset()).await.unwrap();
+            assert!(log.segment_count() > 3, "cache {cache_bytes}");
+            assert!(log.cached_bytes() <= cache_bytes);
+            assert_eq!(log.high_watermark(), log.log_end_offset());
+            assert_reads_back(&log, &stored).await;
+            log.close().await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn read_limits_max_bytes_and_min_one() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), config(1 << 20), 0).await;
+        let stored = append_many(&log, 8);
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        let len = stored[1].len() + stored[2].len();
+        let offset = base(&stored[1]) + 1; // inside batch 1
+        let table: &[(usize, bool, usize)] = &[
+            (len, false, 2),
+            (len + stored[3].len() - 1, true, 2),
+            (1, true, 1),
+            (1, false, 0),
+            (1 << 20, false, 7),
+        ];
+        for &(max_bytes, min_one, want) in table {
+            let got = log.read(offset, max_bytes, min_one).await.unwrap();
+            assert_eq!(got.batches.len(), want, "max {max_bytes} min_one {min_one}");
+            assert_eq!(&got.batches[..], &stored[1..1 + want]);
+            assert_eq!(got.bytes, got.batches.iter().map(Bytes::len).sum::<usize>());
+        }
+        let past = log.read(log.high_watermark() + 1, 100, true).await;
+        assert!(matches!(past, Err(StorageError::OffsetOutOfRange { .. })));
+    });
+}
+
+#[test]
+fn group_commit_takes_many_appends_in_one_write() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), config(1 << 20), 1 << 20).await;
+        let stored = append_many(&log, 200);
+        assert_eq!(log.high_watermark(), 0, "nothing readable before the write");
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        // The writer may start at the first append; the other 199 share the next write.
+        let first = log.write_count();
+        assert!((1..=2).contains(&first), "{first} writes for 200 appends");
+        let more = append_many(&log, 3);
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        assert!(log.write_count() - first <= 2);
+        assert_eq!(log.sync_count(), 0, "no flush policy, no syncs");
+        let all: Vec<Bytes> = stored.into_iter().chain(more).collect();
+        assert_reads_back(&log, &all).await;
+    });
+}
+
+#[test]
+fn flush_messages_policy_syncs() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(1 << 20);
+        c.flush_messages = Some(1);
+        let log = open(dir.path(), c, 0).await;
+        for _ in 0..3 {
+            append_many(&log, 1);
+            log.wait_written(log.log_end_offset()).await.unwrap();
+        }
+        assert_eq!(log.sync_count(), 3);
+    });
+}
+
+#[test]
+fn flush_ms_syncs_an_idle_log_from_the_timer() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(1 << 20);
+        c.flush_ms = Some(100);
+        let log = open(dir.path(), c, 0).await;
+        append_many(&log, 2);
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        assert_eq!(
+            log.sync_count(),
+            0,
+            "young data is not synced by the writer"
+        );
+        log.sync_if_due(1_050).await.unwrap();
+        assert_eq!(log.sync_count(), 0, "not due yet");
+        log.sync_if_due(1_100).await.unwrap();
+        assert_eq!(log.sync_count(), 1);
+        log.sync_if_due(5_000).await.unwrap();
+        assert_eq!(log.sync_count(), 1, "nothing left unsynced");
+    });
+}
+
+#[test]
+fn reopen_after_close_restores_offsets_and_bytes() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), config(1500), 0).await;
+        let mut stored = append_many(&log, 40);
+        log.close().await.unwrap();
+        let leo = log.log_end_offset();
+        assert!(matches!(
+            log.append(BytesMut::from(&stored[0][..]), 1),
+            Err(StorageError::Closed(_))
+        ));
+        assert!(matches!(
+            log.read(0, 10, true).await,
+            Err(StorageError::Closed(_))
+        ));
+        let log = open(dir.path(), config(1500), 0).await;
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.high_watermark(),
+                log.log_end_offset()
+            ),
+            (0, leo, leo)
+        );
+        stored.extend(append_many(&log, 5));
+        assert_eq!(base(&stored[40]), leo);
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        assert_reads_back(&log, &stored).await;
+    });
+}
+
+type Damage = fn(&mut Vec<u8>, usize);
+
+#[test]
+fn torn_tail_is_cut_at_the_last_valid_batch() {
+    // (name, damage to the active .log given the start of its last batch, batches kept)
+    let table: &[(&str, Damage, usize)] = &[
+        (
+            "garbage appended",
+            |f, _| f.extend_from_slice(&[0xab; 37]),
+            10,
+        ),
+        (
+            "partial batch",
+            |f, _| f.extend_from_slice(&make_batch(0, 3, 1)[..50]),
+            10,
+        ),
+        ("zero padding", |f, _| f.extend_from_slice(&[0; 4096]), 10),
+        (
+            "byte flipped in last batch",
+            |f, last| f[last + 70] ^= 0x40,
+            9,
+        ),
+        ("last batch cut short", |f, last| f.truncate(last + 20), 9),
+    ];
+    for &(name, damage, kept) in table {
+        run(move || async move {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open(dir.path(), config(1 << 20), 0).await;
+            let stored = append_many(&log, 10);
+            log.close().await.unwrap();
+            let path = log_files(dir.path()).pop().unwrap();
+            let mut bytes = std::fs::read(&path).unwrap();
+            let last = bytes.len() - stored[9].len();
+            damage(&mut bytes, last);
+            std::fs::write(&path, &bytes).unwrap();
+            let log = open(dir.path(), config(1 << 20), 0).await;
+            let want_leo = BatchHeader::parse(&stored[kept - 1]).unwrap().next_offset();
+            assert_eq!(log.log_end_offset(), want_leo, "{name}");
+            let mut kept_batches = stored[..kept].to_vec();
+            kept_batches.extend(append_many(&log, 2));
+            assert_eq!(base(&kept_batches[kept]), want_leo, "{name}");
+            log.wait_written(log.log_end_offset()).await.unwrap();
+            assert_reads_back(&log, &kept_batches).await;
+        });
+    }
+}
+
+#[test]
+fn missing_or_corrupt_indexes_are_rebuilt() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), config(1000), 0).await;
+        let stored = append_many(&log, 60);
+        log.close().await.unwrap();
+        let logs = log_files(dir.path());
+        assert!(logs.len() >= 4);
+        let idx = |i: usize, ext: &str| logs[i].with_extension(ext);
+        let good_index = std::fs::read(idx(0, "index")).unwrap();
+        assert!(!good_index.is_empty() && good_index.len() % 8 == 0);
+        std::fs::remove_file(idx(0, "index")).unwrap();
+        std::fs::remove_file(idx(1, "timeindex")).unwrap();
+        std::fs::write(idx(2, "index"), [1u8; 13]).unwrap();
+        let mut swapped = std::fs::read(idx(1, "index")).unwrap();
+        swapped.rotate_left(8);
+        std::fs::write(idx(1, "index"), swapped).unwrap();
+        let log = open(dir.path(), config(1000), 0).await;
+        assert_eq!(std::fs::read(idx(0, "index")).unwrap(), good_index);
+        assert_eq!(std::fs::read(idx(2, "index")).unwrap().len() % 8, 0);
+        assert_eq!(std::fs::read(idx(1, "timeindex")).unwrap().len() % 12, 0);
+        assert_reads_back(&log, &stored).await;
+        let hit = log.offset_for_timestamp(1000 + 10 * 30).await.unwrap();
+        assert_eq!(hit, Some((base(&stored[30]), 1300)));
+    });
+}
+
+#[test]
+fn offset_for_timestamp_finds_first_batch_reaching_it() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), config(800), 0).await;
+        let stored = append_many(&log, 40); // timestamps 1000, 1010, ..., 1390
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        let table: &[(i64, Option<usize>)] = &[
+            (0, Some(0)),
+            (1000, Some(0)),
+            (1001, Some(1)),
+            (1205, Some(21)),
+            (1390, Some(39)),
+            (1391, None),
+        ];
+        for &(ts, want) in table {
+            let got = log.offset_for_timestamp(ts).await.unwrap();
+            let want = want.map(|i| (base(&stored[i]), 1000 + 10 * i as i64));
+            assert_eq!(got, want, "timestamp {ts}");
+        }
+    });
+}
+
+#[test]
+fn log_append_time_is_stamped_by_the_broker() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(1 << 20);
+        c.timestamp_type = TimestampType::LogAppendTime;
+        let log = open(dir.path(), c, 0).await;
+        let info = log
+            .append(BytesMut::from(&make_batch(0, 2, 5)[..]), 777_000)
+            .unwrap();
+        assert_eq!(info.log_append_time_ms, 777_000);
+        log.wait_written(info.last_offset + 1).await.unwrap();
+        let got = log.read(0, 1 << 20, true).await.unwrap();
+        let h = record::validate(&got.batches[0]).unwrap();
+        assert!(h.is_log_append_time());
+        assert_eq!(h.max_timestamp, 777_000);
+        let create = open(tempfile::tempdir().unwrap().path(), config(1 << 20), 0).await;
+        let info = create
+            .append(BytesMut::from(&make_batch(0, 1, 5)[..]), 9)
+            .unwrap();
+        assert_eq!(info.log_append_time_ms, -1);
+    });
+}
+
+#[test]
+fn retention_by_time_deletes_old_segments_and_moves_log_start() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(800);
+        c.retention_ms = 100;
+        let log = open(dir.path(), c, 0).await;
+        let stored = append_many(&log, 40); // timestamps 1000..=1390
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        let segments = log.segment_count();
+        assert_eq!(log.apply_retention(1000).await.unwrap(), 0);
+        let gone = log.apply_retention(1250).await.unwrap();
+        assert!(gone > 0 && gone < segments, "{gone} of {segments}");
+        assert_eq!(log.segment_count(), segments - gone);
+        let start = log.log_start_offset();
+        assert!(start > 0);
+        let below = log.read(start - 1, 1 << 20, true).await;
+        assert!(matches!(below, Err(StorageError::OffsetOutOfRange { .. })));
+        assert_eq!(log_files(dir.path()).len(), segments - gone);
+        let kept: Vec<Bytes> = stored.into_iter().filter(|b| base(b) >= start).collect();
+        assert_reads_back(&log, &kept).await;
+        // Everything old: the active segment goes too, after a roll keeps the log end.
+        let leo = log.log_end_offset();
+        assert_eq!(log.apply_retention(10_000).await.unwrap(), segments - gone);
+        assert_eq!((log.segment_count(), log.log_start_offset()), (1, leo));
+        assert_eq!((log.high_watermark(), log.log_end_offset()), (leo, leo));
+        let more = append_many(&log, 2);
+        assert_eq!(base(&more[0]), leo);
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        assert_reads_back(&log, &more).await;
+        log.close().await.unwrap();
+        let log = open(dir.path(), config(800), 0).await;
+        assert_eq!(log.log_start_offset(), leo);
+    });
+}
+
+#[test]
+fn retention_by_size_keeps_at_least_retention_bytes() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(800);
+        c.retention_ms = -1;
+        c.retention_bytes = 2000;
+        let log = open(dir.path(), c.clone(), 0).await;
+        append_many(&log, 40);
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        let before = log.size_bytes();
+        let gone = log.apply_retention(i64::MAX).await.unwrap();
+        assert!(gone > 0);
+        assert!(log.size_bytes() >= 2000 && log.size_bytes() < before);
+        assert_eq!(log.apply_retention(i64::MAX).await.unwrap(), 0);
+        c.retention_bytes = -1;
+        log.update_config(c);
+        assert_eq!(log.apply_retention(i64::MAX).await.unwrap(), 0);
+    });
+}
+
+#[test]
+fn files_have_kafka_names_and_layout() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), config(1000), 0).await;
+        let stored = append_many(&log, 30);
+        log.close().await.unwrap();
+        let mut next = 0;
+        for path in log_files(dir.path()) {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert_eq!(name, format!("{next:020}.log"));
+            let bytes = std::fs::read(&path).unwrap();
+            let mut at = 0;
+            while at < bytes.len() {
+                let Scan::Batch(h) = record::scan(&bytes[at..]) else {
+                    panic!("{name}: no batch at {at}");
+                };
+                assert_eq!(h.base_offset, next, "{name} at {at}");
+                next = h.next_offset();
+                at += h.total_bytes();
+            }
+            assert_eq!(at, bytes.len(), "{name}: padding left after close");
+            let index = std::fs::read(path.with_extension("index")).unwrap();
+            let times = std::fs::read(path.with_extension("timeindex")).unwrap();
+            assert_eq!((index.len() % 8, times.len() % 12), (0, 0));
+            assert!(
+                !times.is_empty(),
+                "{name}: sealed segments carry a final time entry"
+            );
+        }
+        assert_eq!(next, base(&stored[29]) + 2);
+    });
+}
+
+#[test]
+fn wait_for_data_wakes_on_write_and_close_and_can_be_dropped() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), config(1 << 20), 1 << 20).await;
+        {
+            let abandoned = log.wait_for_data(0);
+            let timeout = glommio::timer::sleep(std::time::Duration::from_millis(5));
+            futures::pin_mut!(abandoned, timeout);
+            let first = futures::future::select(abandoned, timeout).await;
+            assert!(matches!(first, futures::future::Either::Right(_)));
+        }
+        assert_eq!(log.waiter_count(), 0);
+        let waiter = glommio::spawn_local({
+            let log = log.clone();
+            async move { log.wait_for_data(0).await }
+        });
+        append_many(&log, 1);
+        waiter.await;
+        assert!(log.high_watermark() > 0);
+        log.wait_for_data(0).await;
+        let on_close = glommio::spawn_local({
+            let log = log.clone();
+            async move { log.wait_for_data(100).await }
+        });
+        glommio::yield_if_needed().await;
+        log.close().await.unwrap();
+        on_close.await;
+    });
+}
+
+#[test]
+fn segment_ms_rolls_old_segments_and_delete_removes_the_dir() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut c = config(1 << 20);
+        c.segment_ms = 1000;
+        let log = open(&path, c, 0).await;
+        let b = || BytesMut::from(&make_batch(0, 1, 1)[..]);
+        log.append(b(), 1_000).unwrap();
+        log.append(b(), 1_500).unwrap();
+        log.append(b(), 2_001).unwrap();
+        log.wait_written(3).await.unwrap();
+        assert_eq!(log.segment_count(), 2);
+        log.delete().await.unwrap();
+        assert!(!path.exists());
+    });
+}

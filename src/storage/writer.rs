@@ -1,0 +1,182 @@
+//! The group-commit writer: one task per log at most, writing everything appended since its
+//! last write in one direct (O_DIRECT) write, then syncing and rolling segments as due.
+//!
+//! Direct writes must cover whole aligned blocks, so the partly filled last block of the active
+//! segment ([`Tail`]) stays in memory and is written again, whole, with the next write; the file
+//! carries zero padding after the logical end until the segment is sealed (truncated).
+//!
+//! Invariants: at most one writer runs (`State::writer_running`); it never holds a borrow of the
+//! state across an `.await`; jobs complete in order, and the high watermark only moves to the end
+//! of a completed job. After a write error the log is failed for good.
+
+use std::rc::Rc;
+
+use glommio::io::DmaFile;
+
+use super::log::{Inner, Job};
+use super::segment::{io_error, open_log_file};
+use super::StorageError;
+
+/// The partly written last block of the active segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    /// Aligned file position of `bytes[0]`.
+    pub pos: u64,
+    /// Fewer than one alignment unit of bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Tail {
+    pub fn empty() -> Self {
+        Tail {
+            pos: 0,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// The tail after `data_len` more bytes are written through it.
+    fn advanced(&self, data: &[u8], align: usize) -> Tail {
+        let total = self.bytes.len() + data.len();
+        let full = total / align * align;
+        let bytes = if full == 0 {
+            [self.bytes.as_slice(), data].concat()
+        } else {
+            data[full - self.bytes.len()..].to_vec()
+        };
+        Tail {
+            pos: self.pos + full as u64,
+            bytes,
+        }
+    }
+}
+
+/// Writes `tail` + `data`, zero padded to the alignment, at the tail's position; moves the tail.
+pub async fn write_through(
+    file: &DmaFile,
+    inner: &Inner,
+    tail: &mut Tail,
+    data: &[u8],
+) -> Result<(), StorageError> {
+    let align = file.alignment() as usize;
+    assert!(
+        tail.bytes.len() < align && tail.pos.is_multiple_of(align as u64),
+        "tail not aligned: pos {} len {} align {align}",
+        tail.pos,
+        tail.bytes.len()
+    );
+    let total = tail.bytes.len() + data.len();
+    let len = total.div_ceil(align) * align;
+    let mut buf = file.alloc_dma_buffer(len);
+    let out = buf.as_bytes_mut();
+    out[..tail.bytes.len()].copy_from_slice(&tail.bytes);
+    out[tail.bytes.len()..total].copy_from_slice(data);
+    out[total..].fill(0);
+    let next = tail.advanced(data, align);
+    let written = file
+        .write_at(buf, tail.pos)
+        .await
+        .map_err(|e| io_error(&inner.dir, e))?;
+    if written != len {
+        let short = std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!(
+                "short direct write: {written} of {len} bytes at {}",
+                tail.pos
+            ),
+        );
+        return Err(io_error(&inner.dir, short));
+    }
+    *tail = next;
+    Ok(())
+}
+
+/// The writer task: runs jobs until none are pending, then exits (append restarts it).
+pub async fn run(inner: Rc<Inner>) {
+    loop {
+        let job = {
+            let mut st = inner.state.borrow_mut();
+            match st.pending.pop_front() {
+                Some(job) => job,
+                None => {
+                    st.writer_running = false;
+                    return;
+                }
+            }
+        };
+        match run_job(&inner, &job).await {
+            Ok(synced) => inner.complete_job(&job, synced),
+            Err(e) => {
+                inner.fail(e);
+                return;
+            }
+        }
+    }
+}
+
+/// Writes one job; returns whether the data is now synced.
+async fn run_job(inner: &Inner, job: &Job) -> Result<bool, StorageError> {
+    let (file, mut tail, sync_due) = {
+        let mut st = inner.state.borrow_mut();
+        let sync_due = st.sync_due(job);
+        let tail = st.tail.take();
+        let tail = tail.unwrap_or_else(|| panic!("writer has no tail for {job:?}"));
+        (st.segment_file(job.segment_base), tail, sync_due)
+    };
+    if !job.data.is_empty() {
+        write_through(&file, inner, &mut tail, &job.data).await?;
+        inner.state.borrow_mut().writes += 1;
+    }
+    if job.roll {
+        seal(inner, job.segment_base, &file).await?;
+        open_next(inner, job.end_offset).await?;
+        return Ok(true);
+    }
+    if sync_due {
+        file.fdatasync()
+            .await
+            .map_err(|e| io_error(&inner.dir, e))?;
+    }
+    inner.state.borrow_mut().tail = Some(tail);
+    Ok(sync_due)
+}
+
+/// Trims the padding of a segment that stops being active, syncs it and persists its indexes.
+pub async fn seal(inner: &Inner, base_offset: i64, file: &DmaFile) -> Result<(), StorageError> {
+    let size_bytes = inner.state.borrow().segment_size(base_offset);
+    file.truncate(size_bytes)
+        .await
+        .map_err(|e| io_error(&inner.dir, e))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| io_error(&inner.dir, e))?;
+    inner.state.borrow_mut().seal_indexes(base_offset)
+}
+
+/// Creates the file of the segment that a roll made active.
+async fn open_next(inner: &Inner, base_offset: i64) -> Result<(), StorageError> {
+    let path = inner.state.borrow().segment_path(base_offset);
+    let file = open_log_file(&path).await?;
+    let mut st = inner.state.borrow_mut();
+    st.set_segment_file(base_offset, Rc::new(file));
+    st.tail = Some(Tail::empty());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_partial_last_block() {
+        let t = Tail::empty();
+        let t1 = t.advanced(&[1; 100], 512);
+        assert_eq!((t1.pos, t1.bytes.len()), (0, 100));
+        let t2 = t1.advanced(&[2; 500], 512);
+        assert_eq!((t2.pos, t2.bytes.len()), (512, 88));
+        assert!(t2.bytes.iter().all(|b| *b == 2));
+        let t3 = t2.advanced(&[3; 424], 512);
+        assert_eq!((t3.pos, t3.bytes.len()), (1024, 0));
+        let t4 = t3.advanced(&[4; 2000], 512);
+        assert_eq!((t4.pos, t4.bytes.len()), (1024 + 1536, 464));
+    }
+}

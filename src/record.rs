@@ -191,6 +191,11 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Writes the leader epoch the batch was appended under; the CRC does not cover it.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
+}
+
 /// Marks the batch LogAppendTime with the broker's clock and recomputes the CRC, as Kafka does.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attrs = i16_at(batch, ATTRIBUTES) | TIMESTAMP_TYPE_BIT;
@@ -302,8 +307,10 @@ pub(crate) mod tests {
     fn base_offset_rewrite_keeps_crc_valid() {
         let mut b = make_batch(0, 2, 5);
         set_base_offset(&mut b, 42);
+        set_partition_leader_epoch(&mut b, 7);
         let h = validate(&b).unwrap();
         assert_eq!(h.base_offset, 42);
+        assert_eq!(h.partition_leader_epoch, 7);
         assert_eq!(h.last_offset(), 43);
         assert_eq!(h.next_offset(), 44);
     }
@@ -371,7 +378,10 @@ pub(crate) mod tests {
         ));
         let mut garbage = b.clone();
         garbage[30] ^= 0x55;
-        assert!(matches!(scan(&garbage), Scan::Corrupt(BatchError::BadCrc { .. })));
+        assert!(matches!(
+            scan(&garbage),
+            Scan::Corrupt(BatchError::BadCrc { .. })
+        ));
         assert!(matches!(scan(&[0xff; 100]), Scan::Corrupt(_)));
     }
 }

@@ -1,15 +1,210 @@
 //! Client commands: they speak the Kafka protocol to a broker (dump-log reads a file).
+//!
+//! Each command lives in its own file and returns `anyhow::Result`; a broker-reported failure
+//! carries the Kafka error name (`TOPIC_ALREADY_EXISTS`) in its message, and `main` turns any
+//! `Err` into a non-zero exit.
+
+mod cluster;
+mod consume;
+mod dump_log;
+mod produce;
+mod topics;
+
+use anyhow::{anyhow, Context};
+
+/// Where every networked command connects first.
+pub const BOOTSTRAP_DEFAULT: &str = "127.0.0.1:9092";
+/// The client id the tools send in every request header.
+const CLIENT_ID: &str = "gregor-cli";
+
+/// Broker address shared by all networked commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BrokerArgs {
+    /// Broker to connect to first (host:port); partition leaders are found from its metadata.
+    #[arg(long, default_value = BOOTSTRAP_DEFAULT, global = true)]
+    pub bootstrap_server: String,
+}
 
 /// The client subcommands of the `gregor` binary.
 #[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Placeholder while the client tools are written.
-    #[command(hide = true)]
-    Placeholder,
+    /// Create, list, describe and delete topics, and add partitions.
+    Topics(topics::TopicsArgs),
+    /// Produce the lines of stdin as records.
+    ///
+    /// Each line (without its newline) is one record value; with --key-separator the text
+    /// before the first separator is the key. Keyed records go to Kafka's murmur2 partition,
+    /// unkeyed ones to one partition per batch, round-robin. A summary goes to stderr.
+    #[command(verbatim_doc_comment)]
+    Produce(produce::ProduceArgs),
+    /// Fetch records and print them, one per line.
+    ///
+    /// Output: one line per record. Optional fields come first, in this order, each followed
+    /// by a tab (kafka-console-consumer's layout):
+    ///
+    ///   [CreateTime:<ms>|LogAppendTime:<ms>] [Partition:<p>] [Offset:<o>]
+    ///   [<hkey>:<hvalue>,...|NO_HEADERS] [<key>] <value>
+    ///
+    /// A missing key, value or header value prints as `null`; bytes are written as they are.
+    /// Runs until interrupted unless --max-messages or --timeout-ms ends it; a summary goes to
+    /// stderr.
+    #[command(verbatim_doc_comment)]
+    Consume(consume::ConsumeArgs),
+    /// Print the batches of a segment `.log` file, or the entries of a `.index`/`.timeindex`
+    /// file, without a broker (like kafka-dump-log.sh).
+    DumpLog(dump_log::DumpLogArgs),
 }
 
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
-        ClientCommand::Placeholder => Ok(()),
+        ClientCommand::Topics(args) => topics::run(args),
+        ClientCommand::Produce(args) => produce::run(args),
+        ClientCommand::Consume(args) => consume::run(args),
+        ClientCommand::DumpLog(args) => dump_log::run(args),
+    }
+}
+
+/// Splits `k=v` at the first `=` (values may contain `=`).
+fn parse_key_value(s: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("expected key=value, got {s:?}"))?;
+    if k.is_empty() {
+        return Err(anyhow!("empty key in {s:?}"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn parse_key_values(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|s| parse_key_value(s).with_context(|| format!("bad argument {s:?}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Parser, Subcommand};
+
+    /// Stands in for main.rs's command enum, which flattens ours.
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Top,
+    }
+
+    #[derive(Subcommand, Debug)]
+    enum Top {
+        Serve,
+        #[command(flatten)]
+        Client(ClientCommand),
+    }
+
+    fn parse(args: &[&str]) -> Result<Top, clap::Error> {
+        Cli::try_parse_from(std::iter::once("gregor").chain(args.iter().copied())).map(|c| c.cmd)
+    }
+
+    #[test]
+    fn command_tree_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_every_subcommand() {
+        let ok: &[&[&str]] = &[
+            &["topics", "create", "--topic", "t", "--partitions", "3"],
+            &[
+                "topics", "create", "--topic", "t", "--config", "a=b", "--config", "c=d",
+            ],
+            &["topics", "list", "--bootstrap-server", "h:1"],
+            &["topics", "--bootstrap-server", "h:1", "describe"],
+            &["topics", "describe", "--topic", "t"],
+            &["topics", "delete", "--topic", "t"],
+            &[
+                "topics",
+                "alter-partitions",
+                "--topic",
+                "t",
+                "--partitions",
+                "4",
+            ],
+            &[
+                "produce",
+                "--topic",
+                "t",
+                "--compression",
+                "zstd",
+                "--acks",
+                "all",
+            ],
+            &[
+                "produce",
+                "--topic",
+                "t",
+                "--key-separator",
+                ":",
+                "--header",
+                "a=b",
+            ],
+            &[
+                "consume",
+                "--topic",
+                "t",
+                "--from-beginning",
+                "--max-messages",
+                "5",
+            ],
+            &[
+                "consume",
+                "--topic",
+                "t",
+                "--offset",
+                "7",
+                "--partition",
+                "0",
+            ],
+            &["consume", "--topic", "t", "--timestamp", "1700000000000"],
+            &[
+                "consume",
+                "--topic",
+                "t",
+                "--isolation-level",
+                "read_committed",
+            ],
+            &["dump-log", "x.log", "--print-data-log"],
+        ];
+        for args in ok {
+            let parsed = parse(args);
+            assert!(matches!(parsed, Ok(Top::Client(_))), "{args:?}: {parsed:?}");
+        }
+        let bad: &[&[&str]] = &[
+            &[
+                "consume",
+                "--topic",
+                "t",
+                "--from-beginning",
+                "--offset",
+                "1",
+            ],
+            &["produce", "--topic", "t", "--acks", "2"],
+            &["produce", "--topic", "t", "--compression", "brotli"],
+            &["topics", "create"],
+        ];
+        for args in bad {
+            assert!(parse(args).is_err(), "{args:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn key_values_split_at_first_equals() {
+        assert_eq!(
+            parse_key_value("a=b=c").unwrap(),
+            ("a".to_string(), "b=c".to_string())
+        );
+        assert_eq!(parse_key_value("a=").unwrap(), ("a".into(), String::new()));
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=v").is_err());
     }
 }

@@ -1,1 +1,211 @@
-//! A small blocking Kafka protocol client used by the client tools.
+//! A small blocking Kafka protocol client used by the client tools and the bench driver.
+//!
+//! One [`Client`] owns one TCP connection and sends one request at a time (no pipelining), so a
+//! response always answers the request just sent; the correlation id is still checked. Every
+//! codec is kafka-protocol's. On connect the client sends ApiVersions and from then on uses, per
+//! API, the highest version both sides support ([`versions`]).
+//!
+//! - [`frame`]: request/response framing, no I/O.
+//! - [`ops`]: convenience calls (metadata, topics, produce, fetch, list offsets) that turn
+//!   per-topic/partition error codes into [`ClientError::Kafka`].
+//! - [`batch`]: RecordBatch v2 building and reading on top of kafka-protocol's codec.
+//! - [`partitioner`]: Kafka's default key partitioner (murmur2).
+
+pub mod batch;
+pub mod error;
+pub mod frame;
+pub mod ops;
+pub mod partitioner;
+pub mod versions;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
+
+pub use error::{error_name, ClientError};
+pub use versions::BrokerVersions;
+
+/// How long a blocking read may wait for a response before the call fails.
+pub const READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// ApiVersions answers UNSUPPORTED_VERSION with a v0 body listing what it does support.
+const UNSUPPORTED_VERSION: i16 = 35;
+
+/// One blocking connection to one broker.
+pub struct Client {
+    addr: String,
+    stream: TcpStream,
+    client_id: String,
+    next_correlation_id: i32,
+    versions: BrokerVersions,
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port`) and negotiates API versions.
+    pub fn connect(addr: &str, client_id: &str) -> Result<Client, ClientError> {
+        let stream = connect_stream(addr)?;
+        let mut client = Client {
+            addr: addr.to_string(),
+            stream,
+            client_id: client_id.to_string(),
+            next_correlation_id: 0,
+            versions: BrokerVersions::default(),
+        };
+        client.versions = client.negotiate()?;
+        Ok(client)
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The broker's advertised API ranges.
+    pub fn versions(&self) -> &BrokerVersions {
+        &self.versions
+    }
+
+    /// The version this client uses for `api` with this broker.
+    pub fn version_for(&self, api: ApiKey) -> Result<i16, ClientError> {
+        self.versions.pick(api)
+    }
+
+    /// Changes how long a read may block (long-poll fetches need more than their max wait).
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .map_err(|source| self.io_err(source))
+    }
+
+    /// Sends `req` at the negotiated version and waits for its response.
+    pub fn send<R: Request>(&mut self, req: &R) -> Result<R::Response, ClientError> {
+        let version = self.version_for(frame::api_key_of::<R>()?)?;
+        self.send_version(req, version)
+    }
+
+    /// Sends `req` at an explicit version and waits for its response.
+    pub fn send_version<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
+        let body = self.round_trip(req, version)?;
+        frame::decode_body::<R>(version, body)
+    }
+
+    /// Sends `req` at the negotiated version without reading a response (Produce with acks=0,
+    /// which the broker never answers).
+    pub fn send_no_response<R: Request>(&mut self, req: &R) -> Result<(), ClientError> {
+        let version = self.version_for(frame::api_key_of::<R>()?)?;
+        let correlation_id = self.take_correlation_id();
+        let bytes = frame::encode_request(req, version, correlation_id, &self.client_id)?;
+        self.stream
+            .write_all(&bytes)
+            .map_err(|source| self.io_err(source))
+    }
+
+    /// Writes one request and reads the matching response body (header stripped).
+    fn round_trip<R: Request>(&mut self, req: &R, version: i16) -> Result<Bytes, ClientError> {
+        let api = frame::api_key_of::<R>()?;
+        let correlation_id = self.take_correlation_id();
+        let bytes = frame::encode_request(req, version, correlation_id, &self.client_id)?;
+        self.stream
+            .write_all(&bytes)
+            .map_err(|source| self.io_err(source))?;
+        let body = self.read_frame()?;
+        frame::strip_response_header(api, version, body, correlation_id)
+    }
+
+    fn read_frame(&mut self) -> Result<Bytes, ClientError> {
+        let mut size = [0u8; 4];
+        self.stream
+            .read_exact(&mut size)
+            .map_err(|source| self.io_err(source))?;
+        let len = frame::body_len(size)?;
+        let mut body = vec![0u8; len];
+        self.stream
+            .read_exact(&mut body)
+            .map_err(|source| self.io_err(source))?;
+        Ok(Bytes::from(body))
+    }
+
+    fn take_correlation_id(&mut self) -> i32 {
+        let id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        id
+    }
+
+    fn io_err(&self, reason: std::io::Error) -> ClientError {
+        ClientError::Io {
+            addr: self.addr.clone(),
+            reason,
+        }
+    }
+
+    /// ApiVersions at our highest version; if the broker does not support it, it answers with
+    /// a v0 body and we retry at the highest version it listed (Kafka's client does the same).
+    fn negotiate(&mut self) -> Result<BrokerVersions, ClientError> {
+        let (_, ours) = versions::client_range(ApiKey::ApiVersions);
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("gregor"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let body = self.round_trip(&req, ours)?;
+        let resp = if frame::peek_error_code(&body) == Some(UNSUPPORTED_VERSION) {
+            let v0 = decode_api_versions(body, 0)?;
+            let theirs = v0
+                .api_keys
+                .iter()
+                .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+                .map_or(0, |k| k.max_version);
+            let version = ours.min(theirs);
+            let body = self.round_trip(&req, version)?;
+            decode_api_versions(body, version)?
+        } else {
+            decode_api_versions(body, ours)?
+        };
+        error::check_code(resp.error_code, None, || "ApiVersions".to_string())?;
+        Ok(BrokerVersions::new(
+            resp.api_keys
+                .iter()
+                .map(|k| (k.api_key, k.min_version, k.max_version)),
+        ))
+    }
+}
+
+fn decode_api_versions(mut body: Bytes, version: i16) -> Result<ApiVersionsResponse, ClientError> {
+    ApiVersionsResponse::decode(&mut body, version).map_err(|e| ClientError::Decode {
+        api: ApiKey::ApiVersions,
+        version,
+        message: e.to_string(),
+    })
+}
+
+fn connect_stream(addr: &str) -> Result<TcpStream, ClientError> {
+    let connect_err = |reason| ClientError::Connect {
+        addr: addr.to_string(),
+        reason,
+    };
+    let mut last_err = None;
+    for sock in addr.to_socket_addrs().map_err(connect_err)? {
+        match TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT) {
+            Ok(stream) => {
+                // Requests are small and answered one at a time; Nagle would only add latency.
+                stream.set_nodelay(true).map_err(connect_err)?;
+                stream
+                    .set_read_timeout(Some(READ_TIMEOUT_DEFAULT))
+                    .map_err(connect_err)?;
+                return Ok(stream);
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(connect_err(last_err.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "address resolved to nothing")
+    })))
+}
+
+#[cfg(test)]
+mod tests;

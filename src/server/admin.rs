@@ -288,14 +288,15 @@ async fn delete_on_controller(
         let mut c = controller.borrow_mut();
         let results: Vec<DeleteResult> = targets
             .into_iter()
-            .map(|(name, id)| {
-                let name = match name {
-                    Some(n) => Ok(n),
+            .map(|(asked, id)| {
+                let name = match &asked {
+                    Some(n) => Ok(n.clone()),
                     None => c.topic_name(&id),
                 };
                 match name.and_then(|n| c.delete_topic(&n).map(|id| (n, id))) {
                     Ok((n, id)) => (Some(n), id, None),
-                    Err(e) => (None, id, Some(admin_err(&e))),
+                    // Echo what was asked for, as Kafka does.
+                    Err(e) => (asked, id, Some(admin_err(&e))),
                 }
             })
             .collect();

@@ -130,7 +130,7 @@ fn topic_metadata(shard: &Shard, snap: &Snapshot, name: &str) -> MetadataRespons
             MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(node)
-                .with_leader_epoch(0)
+                .with_leader_epoch(super::produce::LEADER_EPOCH)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })

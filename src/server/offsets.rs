@@ -104,7 +104,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
                             .with_timestamp(f.timestamp)
                             .with_offset(f.offset);
                         if req.api_version >= 4 && f.error == 0 {
-                            r = r.with_leader_epoch(0);
+                            r = r.with_leader_epoch(super::produce::LEADER_EPOCH);
                         }
                         r
                     })

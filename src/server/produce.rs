@@ -20,6 +20,9 @@ use crate::shard::Shard;
 use crate::storage::AppendInfo;
 use crate::types::{ShardId, TopicPartition};
 
+/// The leader epoch of every partition: a single node is leader of all of them from the start.
+pub const LEADER_EPOCH: i32 = 0;
+
 /// One partition's batch on its way to the owner. `slot` is its place in the response.
 struct AppendItem {
     slot: (usize, usize),
@@ -155,7 +158,9 @@ fn append_on_owner(
                     PartResult::err(ResponseError::NotLeaderOrFollower),
                 );
             };
-            match log.append(BytesMut::from(&item.batch[..]), now) {
+            let mut batch = BytesMut::from(&item.batch[..]);
+            record::set_partition_leader_epoch(&mut batch, LEADER_EPOCH);
+            match log.append(batch, now) {
                 Ok(info) => {
                     let r = ok_result(info, log.log_start_offset());
                     (item.slot, Some((log, info.last_offset + 1)), r)

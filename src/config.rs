@@ -74,7 +74,36 @@ pub struct Config {
     pub fetch_cache_bytes: usize,
     /// Memory glommio pins per shard for io_uring buffers.
     pub io_memory_bytes: usize,
+    pub groups: GroupConfig,
     pub log: LogConfig,
+}
+
+/// Consumer group coordinator settings (Kafka's names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_segment_bytes: u64,
+    pub offsets_retention_ms: i64,
+    pub offsets_retention_check_interval_ms: u64,
+    pub offset_metadata_max_bytes: usize,
+    pub initial_rebalance_delay_ms: i64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 100 << 20,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -92,6 +121,7 @@ impl Default for Config {
             retention_check_interval_ms: 300_000,
             fetch_cache_bytes: 256 << 20,
             io_memory_bytes: 2 << 20,
+            groups: GroupConfig::default(),
             log: LogConfig {
                 segment_bytes: 1 << 30,
                 segment_ms: 7 * 24 * 3_600_000,
@@ -266,6 +296,14 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "log.retention.check.interval.ms",
     "fetch.cache.bytes",
     "io.memory.bytes",
+    "offsets.topic.num.partitions",
+    "offsets.topic.segment.bytes",
+    "offsets.retention.minutes",
+    "offsets.retention.check.interval.ms",
+    "offset.metadata.max.bytes",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
     "log.cleanup.policy",
     "log.segment.bytes",
     "log.roll.ms",
@@ -327,7 +365,7 @@ impl Config {
             }
             "fetch.cache.bytes" => self.fetch_cache_bytes = parse_num(name, value)?,
             "io.memory.bytes" => self.io_memory_bytes = parse_min(name, value, 64 << 10)?,
-            _ => return Err(ConfigError::Unknown(name.to_string())),
+            _ => return self.set_group(name, value),
         }
         Ok(())
     }
@@ -351,6 +389,49 @@ impl Config {
             "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
             "fetch.cache.bytes" => self.fetch_cache_bytes.to_string(),
             "io.memory.bytes" => self.io_memory_bytes.to_string(),
+            _ => return self.get_group(name),
+        })
+    }
+
+    fn set_group(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let g = &mut self.groups;
+        match name {
+            "offsets.topic.num.partitions" => {
+                g.offsets_topic_num_partitions = parse_min(name, value, 1)?
+            }
+            "offsets.topic.segment.bytes" => {
+                g.offsets_topic_segment_bytes = parse_min(name, value, 14)?
+            }
+            "offsets.retention.minutes" => {
+                g.offsets_retention_ms = parse_min::<i64>(name, value, 1)? * 60_000
+            }
+            "offsets.retention.check.interval.ms" => {
+                g.offsets_retention_check_interval_ms = parse_min(name, value, 1)?
+            }
+            "offset.metadata.max.bytes" => g.offset_metadata_max_bytes = parse_num(name, value)?,
+            "group.initial.rebalance.delay.ms" => {
+                g.initial_rebalance_delay_ms = parse_min(name, value, 0)?
+            }
+            "group.min.session.timeout.ms" => g.min_session_timeout_ms = parse_min(name, value, 1)?,
+            "group.max.session.timeout.ms" => g.max_session_timeout_ms = parse_min(name, value, 1)?,
+            _ => return Err(ConfigError::Unknown(name.to_string())),
+        }
+        Ok(())
+    }
+
+    fn get_group(&self, name: &str) -> Option<String> {
+        let g = &self.groups;
+        Some(match name {
+            "offsets.topic.num.partitions" => g.offsets_topic_num_partitions.to_string(),
+            "offsets.topic.segment.bytes" => g.offsets_topic_segment_bytes.to_string(),
+            "offsets.retention.minutes" => (g.offsets_retention_ms / 60_000).to_string(),
+            "offsets.retention.check.interval.ms" => {
+                g.offsets_retention_check_interval_ms.to_string()
+            }
+            "offset.metadata.max.bytes" => g.offset_metadata_max_bytes.to_string(),
+            "group.initial.rebalance.delay.ms" => g.initial_rebalance_delay_ms.to_string(),
+            "group.min.session.timeout.ms" => g.min_session_timeout_ms.to_string(),
+            "group.max.session.timeout.ms" => g.max_session_timeout_ms.to_string(),
             _ => return None,
         })
     }
@@ -384,6 +465,13 @@ impl Config {
 
     /// Cross-setting checks that no single `set` can make.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.groups.min_session_timeout_ms > self.groups.max_session_timeout_ms {
+            return Err(invalid(
+                "group.min.session.timeout.ms",
+                &self.groups.min_session_timeout_ms.to_string(),
+                "must not exceed group.max.session.timeout.ms",
+            ));
+        }
         if self.log.max_message_bytes > self.socket_request_max_bytes {
             return Err(invalid(
                 "message.max.bytes",

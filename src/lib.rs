@@ -18,6 +18,7 @@
 //! | `shard` | glommio executors, the cross-shard mesh, partition ownership |
 //! | `metadata` | topics, partitions and configs as a log of records; snapshots per shard |
 //! | `storage` | segments, indexes, recovery, retention |
+//! | `group` | consumer group coordinator, rebalancing, committed offsets |
 //! | `cli` | the client tools (topics, produce, consume, dump-log) |
 //!
 //! # Glossary
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod group;
 pub mod metadata;
 pub mod protocol;
 pub mod record;

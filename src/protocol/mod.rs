@@ -29,6 +29,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The range a request of this key must fall in to be handled, if the key is implemented.
@@ -99,6 +110,8 @@ pub struct Request {
     pub api_version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The peer as Kafka reports it to group tools (`/127.0.0.1`); set by the connection.
+    pub client_host: String,
     pub body: Bytes,
 }
 
@@ -141,6 +154,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, ProtocolError> {
         api_version: version,
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
+        client_host: String::new(),
         body: frame,
     })
 }

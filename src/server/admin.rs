@@ -293,6 +293,16 @@ async fn delete_on_controller(
                     Some(n) => Ok(n.clone()),
                     None => c.topic_name(&id),
                 };
+                if let Ok(n) = &name {
+                    if crate::group::is_internal_topic(n) {
+                        let e = ResponseError::InvalidTopicException;
+                        return (
+                            asked,
+                            id,
+                            Some((e.code(), format!("{n} is an internal topic"))),
+                        );
+                    }
+                }
                 match name.and_then(|n| c.delete_topic(&n).map(|id| (n, id))) {
                     Ok((n, id)) => (Some(n), id, None),
                     // Echo what was asked for, as Kafka does.

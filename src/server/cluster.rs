@@ -135,7 +135,9 @@ fn topic_metadata(shard: &Shard, snap: &Snapshot, name: &str) -> MetadataRespons
                 .with_isr_nodes(vec![node])
         })
         .collect();
-    base.with_topic_id(t.id).with_partitions(partitions)
+    base.with_topic_id(t.id)
+        .with_is_internal(crate::group::is_internal_topic(&t.name))
+        .with_partitions(partitions)
 }
 
 pub fn describe_cluster(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {

@@ -21,15 +21,16 @@ use crate::shard::Shard;
 pub const IN_FLIGHT_MAX: usize = 64;
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
+    let client_host = peer_addr
+        .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.split();
     let (tx, rx) = local_channel::new_bounded::<glommio::Task<Outcome>>(IN_FLIGHT_MAX);
     let writer_task = glommio::spawn_local(write_responses(writer, rx, peer.clone()));
-    if let Err(why) = read_requests(&shard, reader, &tx).await {
+    if let Err(why) = read_requests(&shard, reader, &tx, &client_host).await {
         tracing::info!(%peer, %why, "closing connection");
         let close = glommio::spawn_local(async move { Outcome::Close(why) });
         let _ = tx.send(close).await;
@@ -43,6 +44,7 @@ async fn read_requests(
     shard: &Rc<Shard>,
     mut reader: futures::io::ReadHalf<TcpStream>,
     tx: &local_channel::LocalSender<glommio::Task<Outcome>>,
+    client_host: &str,
 ) -> Result<(), String> {
     let max = shard.config.socket_request_max_bytes;
     loop {
@@ -65,7 +67,8 @@ async fn read_requests(
             .map_err(|e| format!("truncated frame: {e}"))?;
         let frame = frame.freeze();
         let task = match protocol::parse_request(frame.clone()) {
-            Ok(req) => {
+            Ok(mut req) => {
+                req.client_host = client_host.to_string();
                 let fut = super::dispatch(shard, req);
                 glommio::spawn_local(fut)
             }

@@ -8,6 +8,7 @@ mod cluster;
 mod connection;
 mod errors;
 mod fetch;
+mod groups;
 mod offsets;
 mod produce;
 
@@ -48,6 +49,17 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::DeleteTopics => admin::delete_topics(shard, req),
         ApiKey::CreatePartitions => admin::create_partitions(shard, req),
         ApiKey::DescribeConfigs => admin::describe_configs(shard, &req),
+        ApiKey::FindCoordinator => groups::find_coordinator(shard, &req),
+        ApiKey::JoinGroup => groups::join_group(shard, req),
+        ApiKey::SyncGroup => groups::sync_group(shard, req),
+        ApiKey::Heartbeat => groups::heartbeat(shard, req),
+        ApiKey::LeaveGroup => groups::leave_group(shard, req),
+        ApiKey::OffsetCommit => groups::offset_commit(shard, req),
+        ApiKey::OffsetFetch => groups::offset_fetch(shard, req),
+        ApiKey::DescribeGroups => groups::describe_groups(shard, req),
+        ApiKey::ListGroups => groups::list_groups(shard, req),
+        ApiKey::DeleteGroups => groups::delete_groups(shard, req),
+        ApiKey::OffsetDelete => groups::offset_delete(shard, req),
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
     }
 }
@@ -94,10 +106,11 @@ pub fn start_listener(shard: &Rc<Shard>) {
     });
     let retention = glommio::spawn_local(retention_loop(shard.clone()));
     let flush = glommio::spawn_local(flush_loop(shard.clone()));
+    let groups = glommio::spawn_local(crate::group::coordinator::run_timers(shard.clone()));
     shard
         .background
         .borrow_mut()
-        .extend([accept, retention, flush]);
+        .extend([accept, retention, flush, groups]);
 }
 
 /// Stops accepting and stops background work; open connections end with the executor.

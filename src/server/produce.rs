@@ -94,6 +94,9 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
                 Err(ResponseError::InvalidRequiredAcks)
             } else {
                 match meta {
+                    Some(m) if crate::group::is_internal_topic(&m.name) => {
+                        Err(ResponseError::InvalidTopicException)
+                    }
                     Some(m) if p.index >= 0 && p.index < m.partitions => {
                         check_records(p.records.as_ref(), m.log_config.max_message_bytes)
                     }

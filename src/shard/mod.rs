@@ -47,6 +47,8 @@ pub struct Shard {
     /// Serializes snapshot application, which opens and deletes logs across awaits.
     reconcile: glommio::sync::Semaphore,
     shutting_down: Cell<bool>,
+    /// Consumer groups whose `__consumer_offsets` partition this shard owns.
+    pub(crate) coordinator: RefCell<crate::group::Coordinator>,
     /// Long-running tasks of this shard (listener, retention); dropping them cancels them.
     pub(crate) background: RefCell<Vec<glommio::Task<()>>>,
     clock: SystemClock,

@@ -208,6 +208,7 @@ async fn shard_main(
         controller: controller.map(RefCell::new),
         reconcile: glommio::sync::Semaphore::new(1),
         shutting_down: Cell::new(false),
+        coordinator: RefCell::new(Default::default()),
         background: RefCell::new(Vec::new()),
         clock: Default::default(),
     });
@@ -232,10 +233,18 @@ fn open_controller(config: &Config) -> Controller {
 async fn boot_cluster(shard: &Rc<Shard>) {
     let snap = shard
         .controller()
-        .map(|c| c.borrow().snapshot())
+        .map(|c| ensure_offsets_topic(&shard.config, &mut c.borrow_mut()))
         .unwrap_or_else(|| fatal_start("boot", "shard 0 has no controller"));
     crate::server::publish_snapshot(shard, snap.clone()).await;
     remove_stray_partition_dirs(&shard.config, &snap);
+    for r in shard
+        .invoke_on_all(|s| async move { crate::group::coordinator::load(s).await })
+        .await
+    {
+        if let Err(e) = r {
+            fatal_start("loading consumer groups", e);
+        }
+    }
     for r in shard
         .invoke_on_all(|s| async move { crate::server::start_listener(&s) })
         .await
@@ -244,6 +253,30 @@ async fn boot_cluster(shard: &Rc<Shard>) {
             fatal_start("starting listeners", e);
         }
     }
+}
+
+/// Creates `__consumer_offsets` on first start (compacted, offsets.topic.* settings).
+fn ensure_offsets_topic(config: &Config, c: &mut Controller) -> Arc<crate::metadata::Snapshot> {
+    let snap = c.snapshot();
+    if snap.topic(crate::group::OFFSETS_TOPIC).is_some() {
+        return snap;
+    }
+    let mut configs = std::collections::BTreeMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert(
+        "segment.bytes".to_string(),
+        config.groups.offsets_topic_segment_bytes.to_string(),
+    );
+    let topic = crate::metadata::CreateTopic {
+        name: crate::group::OFFSETS_TOPIC.to_string(),
+        partitions: config.groups.offsets_topic_num_partitions,
+        replication_factor: 1,
+        configs,
+    };
+    if let Err(e) = c.create_topic(topic, false) {
+        fatal_start("creating __consumer_offsets", e);
+    }
+    c.snapshot()
 }
 
 /// A crash between deleting a topic and removing its directories leaves them behind.

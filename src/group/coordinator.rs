@@ -1,0 +1,758 @@
+//! The group coordinator of one shard: the groups whose `__consumer_offsets` partition this
+//! shard owns, their committed offsets, and the requests parked until a rebalance step ends.
+//!
+//! Every function here runs on the owning shard (handlers reach it with `invoke_on`). State
+//! changes happen synchronously under a short `RefCell` borrow; writes to `__consumer_offsets`
+//! happen after the borrow is released, and an offset commit is answered only once its record
+//! is written, so a committed offset survives a crash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::oneshot;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::Compression;
+
+use super::state::{
+    Effect, Group, GroupState, JoinReply, JoinRequest, JoinResult, Limits, SyncReply, SyncResult,
+};
+use super::store::{self, CommittedOffset, StoreRecord};
+use super::OFFSETS_TOPIC;
+use crate::client::batch::{decode_batch, encode_batch, ProducerRecord};
+use crate::config::Config;
+use crate::shard::Shard;
+use crate::storage::StorageError;
+use crate::types::TopicPartition;
+
+/// Per-shard coordinator state. Lives on its shard; mutated only there.
+#[derive(Default)]
+pub struct Coordinator {
+    groups: HashMap<String, Group>,
+    offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    joins: HashMap<(String, String), oneshot::Sender<JoinResult>>,
+    syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
+    loaded: bool,
+}
+
+/// A record of `__consumer_offsets`: key, and value or None for a tombstone.
+type KeyValue = (Bytes, Option<Bytes>);
+
+/// One partition's commit, as OffsetCommit carries it.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// member id, instance id, client id, host, metadata, assignment
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+fn limits(config: &Config) -> Limits {
+    Limits {
+        initial_rebalance_delay_ms: config.groups.initial_rebalance_delay_ms,
+        min_session_timeout_ms: config.groups.min_session_timeout_ms,
+        max_session_timeout_ms: config.groups.max_session_timeout_ms,
+    }
+}
+
+/// The `__consumer_offsets` partition that holds a group.
+pub fn offsets_partition(config: &Config, group: &str) -> TopicPartition {
+    let p = store::partition_for(group, config.groups.offsets_topic_num_partitions);
+    TopicPartition::new(OFFSETS_TOPIC, p)
+}
+
+impl Coordinator {
+    /// Hands answers to the requests they were parked for; returns whether to persist.
+    fn apply(&mut self, group: &str, effects: Vec<Effect>) -> bool {
+        let mut persist = false;
+        for e in effects {
+            match e {
+                Effect::Join { member_id, result } => {
+                    if let Some(tx) = self.joins.remove(&(group.to_string(), member_id)) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Effect::Sync { member_id, result } => {
+                    if let Some(tx) = self.syncs.remove(&(group.to_string(), member_id)) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Effect::Persist => persist = true,
+            }
+        }
+        persist
+    }
+
+    fn group_value(&self, group: &str) -> Option<Bytes> {
+        self.groups
+            .get(group)
+            .filter(|g| g.state != GroupState::Dead)
+            .map(store::group_value)
+    }
+}
+
+fn not_loaded(shard: &Shard) -> bool {
+    !shard.coordinator.borrow().loaded
+}
+
+/// Appends records (key, value; None is a tombstone) to a `__consumer_offsets` partition and
+/// waits until they are written.
+async fn append(
+    shard: &Shard,
+    tp: &TopicPartition,
+    records: Vec<KeyValue>,
+) -> Result<(), StorageError> {
+    let Some(log) = shard.log(tp) else {
+        return Err(StorageError::Closed(tp.dir_name().into()));
+    };
+    let records: Vec<ProducerRecord> = records
+        .into_iter()
+        .map(|(k, v)| ProducerRecord {
+            key: Some(k),
+            value: v,
+            headers: Vec::new(),
+        })
+        .collect();
+    let batch = encode_batch(&records, shard.now_ms(), Compression::None).map_err(|e| {
+        StorageError::Corrupt {
+            path: tp.dir_name().into(),
+            position: 0,
+            why: e.to_string(),
+        }
+    })?;
+    let info = log.append(BytesMut::from(&batch[..]), shard.now_ms())?;
+    log.wait_written(info.last_offset + 1).await
+}
+
+async fn persist_group(shard: &Shard, group: &str) {
+    let value = shard.coordinator.borrow().group_value(group);
+    let tp = offsets_partition(&shard.config, group);
+    if let Err(e) = append(shard, &tp, vec![(store::group_key(group), value)]).await {
+        tracing::error!(%group, error = %e, "persisting group metadata failed");
+    }
+}
+
+/// JoinGroup: answered at once, or parked until the rebalance's join phase completes.
+pub async fn join(shard: Rc<Shard>, group_id: String, req: JoinRequest) -> JoinResult {
+    if not_loaded(&shard) {
+        return JoinResult::error(ResponseError::CoordinatorLoadInProgress, &req.member_id);
+    }
+    let now = shard.now_ms();
+    let lim = limits(&shard.config);
+    let (reply, rx, persist) = {
+        let mut c = shard.coordinator.borrow_mut();
+        let g = c
+            .groups
+            .entry(group_id.clone())
+            .or_insert_with(|| Group::new(&group_id, now));
+        if g.state == GroupState::Dead {
+            *g = Group::new(&group_id, now);
+        }
+        let (reply, effects) = g.join(req, &lim, now);
+        let rx = match &reply {
+            JoinReply::Parked(member) => {
+                let (tx, rx) = oneshot::channel();
+                c.joins.insert((group_id.clone(), member.clone()), tx);
+                Some(rx)
+            }
+            JoinReply::Now(_) => None,
+        };
+        let persist = c.apply(&group_id, effects);
+        (reply, rx, persist)
+    };
+    if persist {
+        persist_group(&shard, &group_id).await;
+    }
+    match (reply, rx) {
+        (JoinReply::Now(r), _) => r,
+        (JoinReply::Parked(member), Some(rx)) => rx
+            .await
+            .unwrap_or_else(|_| JoinResult::error(ResponseError::RebalanceInProgress, &member)),
+        (JoinReply::Parked(member), None) => {
+            JoinResult::error(ResponseError::UnknownServerError, &member)
+        }
+    }
+}
+
+/// SyncGroup: the leader's assignment ends the rebalance; the others wait for it.
+pub async fn sync(
+    shard: Rc<Shard>,
+    group_id: String,
+    member_id: String,
+    instance_id: Option<String>,
+    generation: i32,
+    assignments: Vec<(String, Bytes)>,
+) -> SyncResult {
+    if not_loaded(&shard) {
+        return SyncResult::error(ResponseError::CoordinatorLoadInProgress);
+    }
+    let now = shard.now_ms();
+    let (reply, rx, persist) = {
+        let mut c = shard.coordinator.borrow_mut();
+        let Some(g) = c.groups.get_mut(&group_id) else {
+            return SyncResult::error(ResponseError::UnknownMemberId);
+        };
+        let (reply, effects) = g.sync(
+            &member_id,
+            instance_id.as_deref(),
+            generation,
+            assignments,
+            now,
+        );
+        let rx = (reply == SyncReply::Parked).then(|| {
+            let (tx, rx) = oneshot::channel();
+            c.syncs.insert((group_id.clone(), member_id.clone()), tx);
+            rx
+        });
+        let persist = c.apply(&group_id, effects);
+        (reply, rx, persist)
+    };
+    if persist {
+        persist_group(&shard, &group_id).await;
+    }
+    match (reply, rx) {
+        (SyncReply::Now(r), _) => r,
+        (SyncReply::Parked, Some(rx)) => rx
+            .await
+            .unwrap_or_else(|_| SyncResult::error(ResponseError::RebalanceInProgress)),
+        (SyncReply::Parked, None) => SyncResult::error(ResponseError::UnknownServerError),
+    }
+}
+
+pub fn heartbeat(
+    shard: &Shard,
+    group_id: &str,
+    member_id: &str,
+    instance_id: Option<&str>,
+    generation: i32,
+) -> Option<ResponseError> {
+    if not_loaded(shard) {
+        return Some(ResponseError::CoordinatorLoadInProgress);
+    }
+    let now = shard.now_ms();
+    let mut c = shard.coordinator.borrow_mut();
+    match c.groups.get_mut(group_id) {
+        None => Some(ResponseError::UnknownMemberId),
+        Some(g) => g.heartbeat(member_id, instance_id, generation, now).err(),
+    }
+}
+
+/// LeaveGroup for each (member id, instance id); one error (or none) per member.
+pub async fn leave(
+    shard: Rc<Shard>,
+    group_id: String,
+    members: Vec<(String, Option<String>)>,
+) -> Vec<Option<ResponseError>> {
+    if not_loaded(&shard) {
+        return vec![Some(ResponseError::CoordinatorLoadInProgress); members.len()];
+    }
+    let now = shard.now_ms();
+    let lim = limits(&shard.config);
+    let (results, persist) = {
+        let mut c = shard.coordinator.borrow_mut();
+        let mut all = Vec::new();
+        let results: Vec<Option<ResponseError>> = match c.groups.get_mut(&group_id) {
+            None => vec![Some(ResponseError::UnknownMemberId); members.len()],
+            Some(g) => members
+                .iter()
+                .map(|(m, i)| {
+                    let (r, effects) = g.leave(m, i.as_deref(), &lim, now);
+                    all.extend(effects);
+                    r.err()
+                })
+                .collect(),
+        };
+        let persist = c.apply(&group_id, all);
+        (results, persist)
+    };
+    if persist {
+        persist_group(&shard, &group_id).await;
+    }
+    results
+}
+
+/// OffsetCommit: checks the member and generation as Kafka does, writes the offsets, and
+/// answers once they are durable. Returns one error (or none) per commit.
+pub async fn commit(
+    shard: Rc<Shard>,
+    group_id: String,
+    generation: i32,
+    member_id: String,
+    instance_id: Option<String>,
+    commits: Vec<Commit>,
+) -> Vec<Option<ResponseError>> {
+    let all = |e: ResponseError| vec![Some(e); commits.len()];
+    if not_loaded(&shard) {
+        return all(ResponseError::CoordinatorLoadInProgress);
+    }
+    let now = shard.now_ms();
+    {
+        let mut c = shard.coordinator.borrow_mut();
+        if let Err(e) = check_commit(
+            &mut c,
+            &group_id,
+            generation,
+            &member_id,
+            instance_id.as_deref(),
+            now,
+        ) {
+            return all(e);
+        }
+    }
+    let snap = shard.snapshot();
+    let max_meta = shard.config.groups.offset_metadata_max_bytes;
+    let mut results = Vec::with_capacity(commits.len());
+    let mut records = Vec::new();
+    let mut accepted = Vec::new();
+    for c in commits {
+        let known = snap
+            .topic(&c.topic)
+            .is_some_and(|t| c.partition >= 0 && c.partition < t.partitions);
+        if !known {
+            results.push(Some(ResponseError::UnknownTopicOrPartition));
+        } else if c.metadata.len() > max_meta {
+            results.push(Some(ResponseError::OffsetMetadataTooLarge));
+        } else {
+            let value = CommittedOffset {
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata.clone(),
+                commit_ms: now,
+            };
+            records.push((
+                store::offset_key(&group_id, &c.topic, c.partition),
+                Some(store::offset_value(&value)),
+            ));
+            accepted.push((results.len(), (c.topic, c.partition), value));
+            results.push(None);
+        }
+    }
+    if records.is_empty() {
+        return results;
+    }
+    let tp = offsets_partition(&shard.config, &group_id);
+    if let Err(e) = append(&shard, &tp, records).await {
+        tracing::error!(group = %group_id, error = %e, "writing offsets failed");
+        for (i, _, _) in &accepted {
+            results[*i] = Some(ResponseError::CoordinatorNotAvailable);
+        }
+        return results;
+    }
+    let mut c = shard.coordinator.borrow_mut();
+    let offsets = c.offsets.entry(group_id).or_default();
+    for (_, key, value) in accepted {
+        offsets.insert(key, value);
+    }
+    results
+}
+
+fn check_commit(
+    c: &mut Coordinator,
+    group_id: &str,
+    generation: i32,
+    member_id: &str,
+    instance_id: Option<&str>,
+    now: i64,
+) -> Result<(), ResponseError> {
+    let Some(g) = c.groups.get(group_id) else {
+        if generation < 0 {
+            // A commit outside group management (simple consumer, offset reset tools).
+            c.groups
+                .insert(group_id.to_string(), Group::new(group_id, now));
+            return Ok(());
+        }
+        return Err(ResponseError::IllegalGeneration);
+    };
+    if generation < 0 && g.state == GroupState::Empty {
+        return Ok(());
+    }
+    if g.state == GroupState::CompletingRebalance {
+        return Err(ResponseError::RebalanceInProgress);
+    }
+    if let Some(iid) = instance_id {
+        if g.members
+            .values()
+            .any(|m| m.instance_id.as_deref() == Some(iid) && m.id != member_id)
+        {
+            return Err(ResponseError::FencedInstanceId);
+        }
+    }
+    if !g.members.contains_key(member_id) {
+        return Err(ResponseError::UnknownMemberId);
+    }
+    if generation != g.generation {
+        return Err(ResponseError::IllegalGeneration);
+    }
+    Ok(())
+}
+
+/// Committed offsets of a group: of the partitions asked for (-1 where none), or all of them.
+pub fn fetch_offsets(
+    shard: &Shard,
+    group_id: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, ResponseError> {
+    if not_loaded(shard) {
+        return Err(ResponseError::CoordinatorLoadInProgress);
+    }
+    let c = shard.coordinator.borrow();
+    let offsets = c.offsets.get(group_id);
+    Ok(match wanted {
+        Some(topics) => topics
+            .into_iter()
+            .flat_map(|(t, parts)| {
+                parts.into_iter().map(move |p| {
+                    let v = offsets.and_then(|o| o.get(&(t.clone(), p))).cloned();
+                    (t.clone(), p, v)
+                })
+            })
+            .collect(),
+        None => offsets
+            .map(|o| {
+                o.iter()
+                    .map(|((t, p), v)| (t.clone(), *p, Some(v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+pub fn describe(shard: &Shard, group_id: &str) -> Result<Described, ResponseError> {
+    if not_loaded(shard) {
+        return Err(ResponseError::CoordinatorLoadInProgress);
+    }
+    let c = shard.coordinator.borrow();
+    let Some(g) = c.groups.get(group_id) else {
+        return Ok(Described {
+            state: GroupState::Dead.name(),
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        });
+    };
+    let protocol = g.protocol.clone().unwrap_or_default();
+    let stable = g.state == GroupState::Stable;
+    Ok(Described {
+        state: g.state.name(),
+        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+        protocol: if stable {
+            protocol.clone()
+        } else {
+            String::new()
+        },
+        members: g
+            .members
+            .values()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    m.instance_id.clone(),
+                    m.client_id.clone(),
+                    m.client_host.clone(),
+                    if stable {
+                        m.metadata(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                )
+            })
+            .collect(),
+    })
+}
+
+/// (group id, protocol type, state) of every group on this shard.
+pub fn list(shard: &Shard) -> Vec<(String, String, &'static str)> {
+    let c = shard.coordinator.borrow();
+    c.groups
+        .values()
+        .filter(|g| g.state != GroupState::Dead)
+        .map(|g| {
+            (
+                g.id.clone(),
+                g.protocol_type.clone().unwrap_or_default(),
+                g.state.name(),
+            )
+        })
+        .collect()
+}
+
+/// DeleteGroups for one group: only an empty group goes, with its offsets.
+pub async fn delete_group(shard: Rc<Shard>, group_id: String) -> Option<ResponseError> {
+    if not_loaded(&shard) {
+        return Some(ResponseError::CoordinatorLoadInProgress);
+    }
+    let keys = {
+        let mut c = shard.coordinator.borrow_mut();
+        match c.groups.get_mut(&group_id) {
+            None => return Some(ResponseError::GroupIdNotFound),
+            Some(g) if !g.is_empty() => return Some(ResponseError::NonEmptyGroup),
+            Some(g) => g.mark_dead(shard.now_ms()),
+        }
+        c.groups.remove(&group_id);
+        let offsets = c.offsets.remove(&group_id).unwrap_or_default();
+        offsets.into_keys().collect::<Vec<_>>()
+    };
+    let mut records: Vec<KeyValue> = keys
+        .iter()
+        .map(|(t, p)| (store::offset_key(&group_id, t, *p), None))
+        .collect();
+    records.push((store::group_key(&group_id), None));
+    let tp = offsets_partition(&shard.config, &group_id);
+    match append(&shard, &tp, records).await {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::error!(group = %group_id, error = %e, "writing group tombstones failed");
+            Some(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
+
+/// OffsetDelete: removes committed offsets of topics the group does not subscribe to.
+pub async fn delete_offsets(
+    shard: Rc<Shard>,
+    group_id: String,
+    topics: Vec<(String, Vec<i32>)>,
+) -> Result<Vec<(String, i32, Option<ResponseError>)>, ResponseError> {
+    if not_loaded(&shard) {
+        return Err(ResponseError::CoordinatorLoadInProgress);
+    }
+    let mut out = Vec::new();
+    let mut records = Vec::new();
+    {
+        let mut c = shard.coordinator.borrow_mut();
+        let Some(g) = c.groups.get(&group_id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        let active = !g.is_empty();
+        let subscribed: Vec<bool> = topics
+            .iter()
+            .map(|(t, _)| active && g.subscribes_to(t))
+            .collect();
+        let offsets = c.offsets.entry(group_id.clone()).or_default();
+        for ((topic, parts), subscribed) in topics.into_iter().zip(subscribed) {
+            for p in parts {
+                if subscribed {
+                    out.push((
+                        topic.clone(),
+                        p,
+                        Some(ResponseError::GroupSubscribedToTopic),
+                    ));
+                    continue;
+                }
+                if offsets.remove(&(topic.clone(), p)).is_some() {
+                    records.push((store::offset_key(&group_id, &topic, p), None));
+                }
+                out.push((topic.clone(), p, None));
+            }
+        }
+    }
+    if !records.is_empty() {
+        let tp = offsets_partition(&shard.config, &group_id);
+        if let Err(e) = append(&shard, &tp, records).await {
+            tracing::error!(group = %group_id, error = %e, "writing offset tombstones failed");
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+    }
+    Ok(out)
+}
+
+/// Replays this shard's `__consumer_offsets` partitions into groups and offsets.
+pub async fn load(shard: Rc<Shard>) {
+    let partitions = shard.config.groups.offsets_topic_num_partitions;
+    let mut loaded_records = 0usize;
+    for p in 0..partitions {
+        if shard.owner_of(OFFSETS_TOPIC, p) != shard.id {
+            continue;
+        }
+        let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+        let Some(log) = shard.log(&tp) else {
+            continue;
+        };
+        let mut offset = log.log_start_offset();
+        while offset < log.high_watermark() {
+            let read = match log.read(offset, 1 << 20, true).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(partition = %tp, error = %e, "loading groups stopped");
+                    break;
+                }
+            };
+            if read.batches.is_empty() {
+                break;
+            }
+            for batch in read.batches {
+                let Ok(h) = crate::record::BatchHeader::parse(&batch) else {
+                    break;
+                };
+                offset = h.next_offset();
+                match decode_batch(batch) {
+                    Ok(records) => {
+                        for r in records {
+                            loaded_records += 1;
+                            replay(&shard, r.key, r.value);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = %tp, error = %e, "skipping undecodable batch")
+                    }
+                }
+            }
+        }
+    }
+    shard.coordinator.borrow_mut().loaded = true;
+    if loaded_records > 0 {
+        tracing::info!(
+            shard = shard.id.0,
+            records = loaded_records,
+            "loaded consumer groups"
+        );
+    }
+}
+
+fn replay(shard: &Shard, key: Option<Bytes>, value: Option<Bytes>) {
+    let now = shard.now_ms();
+    let mut c = shard.coordinator.borrow_mut();
+    match store::decode(key, value) {
+        Ok(StoreRecord::Offset {
+            group,
+            topic,
+            partition,
+            value: Some(v),
+        }) => {
+            c.groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group, now));
+            c.offsets
+                .entry(group)
+                .or_default()
+                .insert((topic, partition), v);
+        }
+        Ok(StoreRecord::Offset {
+            group,
+            topic,
+            partition,
+            value: None,
+        }) => {
+            if let Some(o) = c.offsets.get_mut(&group) {
+                o.remove(&(topic, partition));
+            }
+        }
+        Ok(StoreRecord::Group {
+            group,
+            value: Some(v),
+        }) => {
+            let g = Group::restore(
+                &group,
+                v.generation,
+                (!v.protocol_type.is_empty()).then_some(v.protocol_type),
+                v.protocol,
+                v.leader,
+                v.members,
+                now,
+            );
+            c.groups.insert(group, g);
+        }
+        Ok(StoreRecord::Group { group, value: None }) => {
+            c.groups.remove(&group);
+            c.offsets.remove(&group);
+        }
+        Err(e) => tracing::warn!(error = %e, "skipping record"),
+    }
+}
+
+/// How often group timers (session expiry, join deadlines) are checked.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Drives the groups' timers and the expiry of offsets of empty groups.
+pub async fn run_timers(shard: Rc<Shard>) {
+    let mut last_expiry = shard.now_ms();
+    loop {
+        glommio::timer::sleep(TICK).await;
+        if not_loaded(&shard) {
+            continue;
+        }
+        let now = shard.now_ms();
+        let lim = limits(&shard.config);
+        let to_persist: Vec<String> = {
+            let mut c = shard.coordinator.borrow_mut();
+            let ids: Vec<String> = c.groups.keys().cloned().collect();
+            ids.into_iter()
+                .filter(|id| {
+                    let effects = c
+                        .groups
+                        .get_mut(id)
+                        .map(|g| g.tick(&lim, now))
+                        .unwrap_or_default();
+                    c.apply(id, effects)
+                })
+                .collect()
+        };
+        for id in to_persist {
+            persist_group(&shard, &id).await;
+        }
+        if now - last_expiry >= shard.config.groups.offsets_retention_check_interval_ms as i64 {
+            last_expiry = now;
+            expire_offsets(&shard, now).await;
+        }
+    }
+}
+
+/// Deletes the offsets of empty groups older than offsets.retention.minutes, then the groups
+/// left with nothing.
+async fn expire_offsets(shard: &Rc<Shard>, now: i64) {
+    let retention = shard.config.groups.offsets_retention_ms;
+    let mut by_group: Vec<(String, Vec<KeyValue>)> = Vec::new();
+    {
+        let mut c = shard.coordinator.borrow_mut();
+        let empty: Vec<(String, i64)> = c
+            .groups
+            .values()
+            .filter(|g| g.state == GroupState::Empty)
+            .map(|g| (g.id.clone(), g.state_since_ms))
+            .collect();
+        for (id, since) in empty {
+            let mut records = Vec::new();
+            if let Some(o) = c.offsets.get_mut(&id) {
+                o.retain(|(t, p), v| {
+                    let expired = now - v.commit_ms.max(since) >= retention;
+                    if expired {
+                        records.push((store::offset_key(&id, t, *p), None));
+                    }
+                    !expired
+                });
+            }
+            if c.offsets.get(&id).is_none_or(|o| o.is_empty()) && now - since >= retention {
+                c.offsets.remove(&id);
+                c.groups.remove(&id);
+                records.push((store::group_key(&id), None));
+            }
+            if !records.is_empty() {
+                by_group.push((id, records));
+            }
+        }
+    }
+    for (id, records) in by_group {
+        let tp = offsets_partition(&shard.config, &id);
+        match append(shard, &tp, records).await {
+            Ok(()) => tracing::info!(group = %id, "expired offsets"),
+            Err(e) => tracing::error!(group = %id, error = %e, "expiring offsets failed"),
+        }
+    }
+}

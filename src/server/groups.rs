@@ -1,0 +1,667 @@
+//! Consumer group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete.
+//!
+//! Each request is translated here and run by the coordinator on the shard that owns the
+//! group's `__consumer_offsets` partition; answers come back by message.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::{reply, Outcome};
+use crate::group::coordinator::{self, offsets_partition, Commit};
+use crate::group::state::JoinRequest;
+use crate::group::valid_group_id;
+use crate::protocol::{decode_body, Request};
+use crate::shard::Shard;
+use crate::types::ShardId;
+
+fn coordinator_of(shard: &Shard, group: &str) -> ShardId {
+    let tp = offsets_partition(&shard.config, group);
+    shard.owner_of(&tp.topic, tp.partition)
+}
+
+fn s(x: &str) -> StrBytes {
+    StrBytes::from_string(x.to_string())
+}
+
+fn code(e: Option<ResponseError>) -> i16 {
+    e.map_or(0, |e| e.code())
+}
+
+macro_rules! body_or_close {
+    ($req:expr, $t:ty) => {
+        match decode_body::<$t>(&$req) {
+            Ok(b) => b,
+            Err(e) => return super::ready(Outcome::Close(e.to_string())),
+        }
+    };
+}
+
+pub fn find_coordinator(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, FindCoordinatorRequest);
+    let (host, port) = &shard.config.advertised_listener;
+    let node = BrokerId(shard.config.node_id);
+    // Only group coordinators exist here; transaction coordinators come with transactions.
+    let answer = |key: &StrBytes| -> (i16, Option<String>) {
+        if body.key_type != 0 {
+            (
+                ResponseError::CoordinatorNotAvailable.code(),
+                Some("no transaction coordinator".into()),
+            )
+        } else if !valid_group_id(key.as_str()) {
+            (
+                ResponseError::InvalidGroupId.code(),
+                Some("invalid group id".into()),
+            )
+        } else {
+            (0, None)
+        }
+    };
+    let resp = if req.api_version >= 4 {
+        let coordinators = body
+            .coordinator_keys
+            .iter()
+            .map(|k| {
+                let (err, msg) = answer(k);
+                let c = find_coordinator_response::Coordinator::default()
+                    .with_key(k.clone())
+                    .with_error_code(err)
+                    .with_error_message(msg.map(StrBytes::from_string));
+                if err == 0 {
+                    c.with_node_id(node)
+                        .with_host(s(host))
+                        .with_port(*port as i32)
+                } else {
+                    c.with_node_id(BrokerId(-1)).with_port(-1)
+                }
+            })
+            .collect();
+        FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else {
+        let (err, msg) = answer(&body.key);
+        let r = FindCoordinatorResponse::default().with_error_code(err);
+        let r = if req.api_version >= 1 {
+            r.with_error_message(msg.map(StrBytes::from_string))
+        } else {
+            r
+        };
+        if err == 0 {
+            r.with_node_id(node)
+                .with_host(s(host))
+                .with_port(*port as i32)
+        } else {
+            r.with_node_id(BrokerId(-1)).with_port(-1)
+        }
+    };
+    super::ready(reply(req, &resp))
+}
+
+pub fn join_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, JoinGroupRequest);
+    let group = body.group_id.to_string();
+    if !valid_group_id(&group) {
+        let resp = JoinGroupResponse::default()
+            .with_error_code(ResponseError::InvalidGroupId.code())
+            .with_generation_id(-1)
+            .with_member_id(body.member_id.clone());
+        return super::ready(reply(&req, &resp));
+    }
+    let join = JoinRequest {
+        member_id: body.member_id.to_string(),
+        instance_id: body.group_instance_id.as_ref().map(|x| x.to_string()),
+        client_id: req.client_id.clone().unwrap_or_default(),
+        client_host: req.client_host.clone(),
+        session_timeout_ms: body.session_timeout_ms,
+        rebalance_timeout_ms: if req.api_version >= 1 {
+            body.rebalance_timeout_ms
+        } else {
+            body.session_timeout_ms
+        },
+        protocol_type: body.protocol_type.to_string(),
+        protocols: body
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
+        require_known_member_id: req.api_version >= 4,
+    };
+    let owner = coordinator_of(shard, &group);
+    let call = shard.invoke_on(owner, move |s| coordinator::join(s, group, join));
+    Box::pin(async move {
+        let Ok(r) = call.await else {
+            return Outcome::Close("coordinator shard stopped".into());
+        };
+        let members = r
+            .members
+            .into_iter()
+            .map(|(id, iid, meta)| {
+                join_group_response::JoinGroupResponseMember::default()
+                    .with_member_id(StrBytes::from_string(id))
+                    .with_group_instance_id(if req.api_version >= 5 {
+                        iid.map(StrBytes::from_string)
+                    } else {
+                        None
+                    })
+                    .with_metadata(meta)
+            })
+            .collect();
+        let mut resp = JoinGroupResponse::default()
+            .with_error_code(code(r.error))
+            .with_generation_id(r.generation)
+            .with_protocol_name(r.protocol.map(StrBytes::from_string))
+            .with_leader(StrBytes::from_string(r.leader))
+            .with_member_id(StrBytes::from_string(r.member_id))
+            .with_members(members);
+        if req.api_version >= 7 {
+            resp = resp.with_protocol_type(r.protocol_type.map(StrBytes::from_string));
+        }
+        if req.api_version < 7 && resp.protocol_name.is_none() {
+            resp = resp.with_protocol_name(Some(StrBytes::default()));
+        }
+        reply(&req, &resp)
+    })
+}
+
+pub fn sync_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, SyncGroupRequest);
+    let group = body.group_id.to_string();
+    if !valid_group_id(&group) {
+        let resp =
+            SyncGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+        return super::ready(reply(&req, &resp));
+    }
+    let member = body.member_id.to_string();
+    let instance = body.group_instance_id.as_ref().map(|x| x.to_string());
+    let generation = body.generation_id;
+    let assignments: Vec<(String, Bytes)> = body
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+        .collect();
+    let owner = coordinator_of(shard, &group);
+    let call = shard.invoke_on(owner, move |s| {
+        coordinator::sync(s, group, member, instance, generation, assignments)
+    });
+    Box::pin(async move {
+        let Ok(r) = call.await else {
+            return Outcome::Close("coordinator shard stopped".into());
+        };
+        let mut resp = SyncGroupResponse::default()
+            .with_error_code(code(r.error))
+            .with_assignment(r.assignment);
+        if req.api_version >= 5 {
+            resp = resp
+                .with_protocol_type(r.protocol_type.map(StrBytes::from_string))
+                .with_protocol_name(r.protocol.map(StrBytes::from_string));
+        }
+        reply(&req, &resp)
+    })
+}
+
+pub fn heartbeat(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, HeartbeatRequest);
+    let group = body.group_id.to_string();
+    if !valid_group_id(&group) {
+        let resp =
+            HeartbeatResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+        return super::ready(reply(&req, &resp));
+    }
+    let owner = coordinator_of(shard, &group);
+    let call = shard.invoke_on(owner, move |s| async move {
+        coordinator::heartbeat(
+            &s,
+            &group,
+            body.member_id.as_str(),
+            body.group_instance_id.as_deref(),
+            body.generation_id,
+        )
+    });
+    Box::pin(async move {
+        let err = call
+            .await
+            .unwrap_or(Some(ResponseError::CoordinatorNotAvailable));
+        reply(
+            &req,
+            &HeartbeatResponse::default().with_error_code(code(err)),
+        )
+    })
+}
+
+pub fn leave_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, LeaveGroupRequest);
+    let group = body.group_id.to_string();
+    if !valid_group_id(&group) {
+        let resp =
+            LeaveGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+        return super::ready(reply(&req, &resp));
+    }
+    let members: Vec<(String, Option<String>)> = if req.api_version >= 3 {
+        body.members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|x| x.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(body.member_id.to_string(), None)]
+    };
+    let asked = members.clone();
+    let owner = coordinator_of(shard, &group);
+    let call = shard.invoke_on(owner, move |s| coordinator::leave(s, group, members));
+    Box::pin(async move {
+        let results = call
+            .await
+            .unwrap_or_else(|_| vec![Some(ResponseError::CoordinatorNotAvailable); asked.len()]);
+        let resp = if req.api_version >= 3 {
+            let members = asked
+                .into_iter()
+                .zip(results)
+                .map(|((m, i), e)| {
+                    leave_group_response::MemberResponse::default()
+                        .with_member_id(StrBytes::from_string(m))
+                        .with_group_instance_id(i.map(StrBytes::from_string))
+                        .with_error_code(code(e))
+                })
+                .collect();
+            LeaveGroupResponse::default().with_members(members)
+        } else {
+            LeaveGroupResponse::default()
+                .with_error_code(code(results.into_iter().next().flatten()))
+        };
+        reply(&req, &resp)
+    })
+}
+
+pub fn offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, OffsetCommitRequest);
+    let group = body.group_id.to_string();
+    let commits: Vec<Commit> = body
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| Commit {
+                topic: t.name.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    let n = commits.len();
+    let call = if valid_group_id(&group) {
+        let owner = coordinator_of(shard, &group);
+        let generation = body.generation_id_or_member_epoch;
+        let member = body.member_id.to_string();
+        let instance = body.group_instance_id.as_ref().map(|x| x.to_string());
+        Some(shard.invoke_on(owner, move |s| {
+            coordinator::commit(s, group, generation, member, instance, commits)
+        }))
+    } else {
+        None
+    };
+    Box::pin(async move {
+        let errors = match call {
+            None => vec![Some(ResponseError::InvalidGroupId); n],
+            Some(c) => c
+                .await
+                .unwrap_or_else(|_| vec![Some(ResponseError::CoordinatorNotAvailable); n]),
+        };
+        let mut errors = errors.into_iter();
+        let topics = body
+            .topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        offset_commit_response::OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code(errors.next().flatten()))
+                    })
+                    .collect();
+                offset_commit_response::OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        reply(&req, &OffsetCommitResponse::default().with_topics(topics))
+    })
+}
+
+type Wanted = Option<Vec<(String, Vec<i32>)>>;
+type Fetched =
+    Result<Vec<(String, i32, Option<crate::group::store::CommittedOffset>)>, ResponseError>;
+
+fn fetch_group(
+    shard: &Rc<Shard>,
+    group: String,
+    wanted: Wanted,
+) -> LocalBoxFuture<'static, Fetched> {
+    if !valid_group_id(&group) {
+        return Box::pin(std::future::ready(Err(ResponseError::InvalidGroupId)));
+    }
+    let owner = coordinator_of(shard, &group);
+    let call = shard.invoke_on(owner, move |s| async move {
+        coordinator::fetch_offsets(&s, &group, wanted)
+    });
+    Box::pin(async move {
+        call.await
+            .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+    })
+}
+
+/// (topic, [(partition, offset, epoch, metadata)]) in first-seen topic order.
+type ByTopic = Vec<(String, Vec<(i32, i64, i32, Option<String>)>)>;
+
+fn by_topic(rows: Vec<(String, i32, Option<crate::group::store::CommittedOffset>)>) -> ByTopic {
+    let mut out: ByTopic = Vec::new();
+    for (t, p, v) in rows {
+        let entry = match v {
+            Some(v) => (p, v.offset, v.leader_epoch, Some(v.metadata)),
+            None => (p, -1, -1, Some(String::new())),
+        };
+        match out.iter_mut().find(|(name, _)| *name == t) {
+            Some((_, parts)) => parts.push(entry),
+            None => out.push((t, vec![entry])),
+        }
+    }
+    out
+}
+
+pub fn offset_fetch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, OffsetFetchRequest);
+    let groups: Vec<(String, Wanted)> = if req.api_version >= 8 {
+        body.groups
+            .iter()
+            .map(|g| {
+                let wanted = g.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                        .collect()
+                });
+                (g.group_id.to_string(), wanted)
+            })
+            .collect()
+    } else {
+        let wanted = body.topics.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                .collect()
+        });
+        vec![(body.group_id.to_string(), wanted)]
+    };
+    let calls: Vec<_> = groups
+        .iter()
+        .map(|(g, w)| fetch_group(shard, g.clone(), w.clone()))
+        .collect();
+    Box::pin(async move {
+        let results = futures::future::join_all(calls).await;
+        let resp = if req.api_version >= 8 {
+            let groups = groups
+                .into_iter()
+                .zip(results)
+                .map(|((g, _), r)| fetch_group_response(g, r))
+                .collect();
+            OffsetFetchResponse::default().with_groups(groups)
+        } else {
+            let r = results
+                .into_iter()
+                .next()
+                .unwrap_or(Err(ResponseError::UnknownServerError));
+            let (err, rows) = match r {
+                Ok(rows) => (0, rows),
+                Err(e) => (e.code(), Vec::new()),
+            };
+            let topics = by_topic(rows)
+                .into_iter()
+                .map(|(t, parts)| {
+                    let partitions = parts
+                        .into_iter()
+                        .map(|(p, o, e, m)| {
+                            offset_fetch_response::OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(o)
+                                .with_committed_leader_epoch(if req.api_version >= 5 {
+                                    e
+                                } else {
+                                    -1
+                                })
+                                .with_metadata(m.map(StrBytes::from_string))
+                        })
+                        .collect();
+                    offset_fetch_response::OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t)))
+                        .with_partitions(partitions)
+                })
+                .collect();
+            let resp = OffsetFetchResponse::default().with_topics(topics);
+            if req.api_version >= 2 {
+                resp.with_error_code(err)
+            } else {
+                resp
+            }
+        };
+        reply(&req, &resp)
+    })
+}
+
+fn fetch_group_response(
+    group: String,
+    r: Fetched,
+) -> offset_fetch_response::OffsetFetchResponseGroup {
+    let g = offset_fetch_response::OffsetFetchResponseGroup::default()
+        .with_group_id(GroupId(StrBytes::from_string(group)));
+    match r {
+        Err(e) => g.with_error_code(e.code()),
+        Ok(rows) => g.with_topics(
+            by_topic(rows)
+                .into_iter()
+                .map(|(t, parts)| {
+                    offset_fetch_response::OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(StrBytes::from_string(t)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(p, o, e, m)| {
+                                    offset_fetch_response::OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(o)
+                                        .with_committed_leader_epoch(e)
+                                        .with_metadata(m.map(StrBytes::from_string))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+    }
+}
+
+pub fn describe_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, DescribeGroupsRequest);
+    let calls: Vec<_> = body
+        .groups
+        .iter()
+        .map(|g| {
+            let group = g.to_string();
+            let owner = coordinator_of(shard, &group);
+            shard.invoke_on(
+                owner,
+                move |s| async move { coordinator::describe(&s, &group) },
+            )
+        })
+        .collect();
+    Box::pin(async move {
+        let results = futures::future::join_all(calls).await;
+        let groups = body
+            .groups
+            .iter()
+            .zip(results)
+            .map(|(id, r)| {
+                let g =
+                    describe_groups_response::DescribedGroup::default().with_group_id(id.clone());
+                match r.unwrap_or(Err(ResponseError::CoordinatorNotAvailable)) {
+                    Err(e) => g.with_error_code(e.code()),
+                    Ok(d) => g
+                        .with_group_state(s(d.state))
+                        .with_protocol_type(StrBytes::from_string(d.protocol_type))
+                        .with_protocol_data(StrBytes::from_string(d.protocol))
+                        .with_members(
+                            d.members
+                                .into_iter()
+                                .map(|(m, i, c, h, meta, asg)| {
+                                    describe_groups_response::DescribedGroupMember::default()
+                                        .with_member_id(StrBytes::from_string(m))
+                                        .with_group_instance_id(if req.api_version >= 4 {
+                                            i.map(StrBytes::from_string)
+                                        } else {
+                                            None
+                                        })
+                                        .with_client_id(StrBytes::from_string(c))
+                                        .with_client_host(StrBytes::from_string(h))
+                                        .with_member_metadata(meta)
+                                        .with_member_assignment(asg)
+                                })
+                                .collect(),
+                        ),
+                }
+            })
+            .collect();
+        reply(&req, &DescribeGroupsResponse::default().with_groups(groups))
+    })
+}
+
+pub fn list_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, ListGroupsRequest);
+    let shard = shard.clone();
+    Box::pin(async move {
+        let states: Vec<String> = body
+            .states_filter
+            .iter()
+            .map(|x| x.to_lowercase())
+            .collect();
+        let all = shard
+            .invoke_on_all(|s| async move { coordinator::list(&s) })
+            .await;
+        let groups = all
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
+            .map(|(id, ptype, state)| {
+                let g = list_groups_response::ListedGroup::default()
+                    .with_group_id(GroupId(StrBytes::from_string(id)))
+                    .with_protocol_type(StrBytes::from_string(ptype));
+                let g = if req.api_version >= 4 {
+                    g.with_group_state(s(state))
+                } else {
+                    g
+                };
+                if req.api_version >= 5 {
+                    g.with_group_type(s("classic"))
+                } else {
+                    g
+                }
+            })
+            .collect();
+        reply(&req, &ListGroupsResponse::default().with_groups(groups))
+    })
+}
+
+pub fn delete_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, DeleteGroupsRequest);
+    let calls: Vec<_> = body
+        .groups_names
+        .iter()
+        .map(|g| {
+            let group = g.to_string();
+            let owner = coordinator_of(shard, &group);
+            let valid = valid_group_id(&group);
+            let call = shard.invoke_on(owner, move |s| coordinator::delete_group(s, group));
+            async move {
+                if !valid {
+                    return Some(ResponseError::InvalidGroupId);
+                }
+                call.await
+                    .unwrap_or(Some(ResponseError::CoordinatorNotAvailable))
+            }
+        })
+        .collect();
+    Box::pin(async move {
+        let results = futures::future::join_all(calls).await;
+        let out = body
+            .groups_names
+            .iter()
+            .zip(results)
+            .map(|(g, e)| {
+                delete_groups_response::DeletableGroupResult::default()
+                    .with_group_id(g.clone())
+                    .with_error_code(code(e))
+            })
+            .collect();
+        reply(&req, &DeleteGroupsResponse::default().with_results(out))
+    })
+}
+
+pub fn offset_delete(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, OffsetDeleteRequest);
+    let group = body.group_id.to_string();
+    let topics: Vec<(String, Vec<i32>)> = body
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.to_string(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    let valid = valid_group_id(&group);
+    let owner = coordinator_of(shard, &group);
+    let call = shard.invoke_on(owner, move |s| {
+        coordinator::delete_offsets(s, group, topics)
+    });
+    Box::pin(async move {
+        let result = if valid {
+            call.await
+                .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+        } else {
+            Err(ResponseError::InvalidGroupId)
+        };
+        let resp = match result {
+            Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
+            Ok(rows) => {
+                let mut topics: Vec<offset_delete_response::OffsetDeleteResponseTopic> = Vec::new();
+                for (t, p, e) in rows {
+                    let part = offset_delete_response::OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_error_code(code(e));
+                    match topics.iter_mut().find(|x| x.name.as_str() == t) {
+                        Some(x) => x.partitions.push(part),
+                        None => topics.push(
+                            offset_delete_response::OffsetDeleteResponseTopic::default()
+                                .with_name(TopicName(StrBytes::from_string(t)))
+                                .with_partitions(vec![part]),
+                        ),
+                    }
+                }
+                OffsetDeleteResponse::default().with_topics(topics)
+            }
+        };
+        reply(&req, &resp)
+    })
+}

@@ -321,7 +321,15 @@ impl Config {
     /// turned into text first, so `--set` and the file behave the same).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         if let Some((topic_name, _)) = TOPIC_CONFIGS.iter().find(|(_, broker)| *broker == name) {
-            return self.log.set_topic(topic_name, value);
+            // Report the name the operator wrote, not the topic-level twin.
+            return self.log.set_topic(topic_name, value).map_err(|e| match e {
+                ConfigError::Invalid { value, why, .. } => ConfigError::Invalid {
+                    name: name.to_string(),
+                    value,
+                    why,
+                },
+                other => other,
+            });
         }
         match name {
             "log.retention.hours" => {
@@ -578,6 +586,28 @@ mod tests {
         assert_eq!(r.timestamp_type, TimestampType::LogAppendTime);
         assert_eq!(r.get_topic("retention.ms").unwrap(), "5");
         assert_eq!(r.get_topic("flush.ms").unwrap(), i64::MAX.to_string());
+    }
+
+    #[test]
+    fn every_listed_setting_reads_back_what_was_set() {
+        for name in BROKER_CONFIGS {
+            let c = Config::default();
+            let value = c.get(name).unwrap_or_else(|| panic!("{name} has no value"));
+            let mut d = Config::default();
+            d.set(name, &value)
+                .unwrap_or_else(|e| panic!("{name}={value} rejected: {e}"));
+            assert_eq!(d.get(name), Some(value), "{name}");
+        }
+        for (name, _) in TOPIC_CONFIGS {
+            let log = Config::default().log;
+            let value = log.get_topic(name).unwrap();
+            let mut l = log.clone();
+            l.set_topic(name, &value).unwrap();
+            assert_eq!(l, log, "{name}");
+        }
+        let mut c = Config::default();
+        let e = c.set("log.segment.bytes", "lots").unwrap_err();
+        assert!(e.to_string().contains("log.segment.bytes"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,9 @@ fn preflight(config: &Config) -> Result<(), StartError> {
     }
     raise_memlock_limit();
     let io_memory = config.io_memory_bytes;
+    // The probe may panic inside glommio; its message is replaced by ours below.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let probe = std::panic::catch_unwind(move || {
         LocalExecutorBuilder::new(Placement::Unbound)
             .io_memory(io_memory)
@@ -47,6 +50,7 @@ fn preflight(config: &Config) -> Result<(), StartError> {
             .map(|ex| ex.run(async {}))
             .map_err(|e| e.to_string())
     });
+    std::panic::set_hook(hook);
     let why = match probe {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => e,

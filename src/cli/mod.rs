@@ -1,4 +1,4 @@
-//! Client commands: they speak the Kafka protocol to a broker (dump-log reads a file).
+//! Client commands (topics, produce, consume, groups, dump-log): they speak the Kafka protocol to a broker (dump-log reads a file).
 //!
 //! Each command lives in its own file and returns `anyhow::Result`; a broker-reported failure
 //! carries the Kafka error name (`TOPIC_ALREADY_EXISTS`) in its message, and `main` turns any
@@ -7,6 +7,7 @@
 mod cluster;
 mod consume;
 mod dump_log;
+mod groups;
 mod produce;
 mod topics;
 
@@ -53,6 +54,9 @@ pub enum ClientCommand {
     /// Print the batches of a segment `.log` file, or the entries of a `.index`/`.timeindex`
     /// file, without a broker (like kafka-dump-log.sh).
     DumpLog(dump_log::DumpLogArgs),
+    /// List, describe and delete consumer groups, and reset their committed offsets (like
+    /// kafka-consumer-groups.sh).
+    Groups(groups::GroupsArgs),
 }
 
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
@@ -61,6 +65,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Produce(args) => produce::run(args),
         ClientCommand::Consume(args) => consume::run(args),
         ClientCommand::DumpLog(args) => dump_log::run(args),
+        ClientCommand::Groups(args) => groups::run(args),
     }
 }
 

@@ -8,12 +8,14 @@
 //! - [`frame`]: request/response framing, no I/O.
 //! - [`ops`]: convenience calls (metadata, topics, produce, fetch, list offsets) that turn
 //!   per-topic/partition error codes into [`ClientError::Kafka`].
+//! - [`groups`]: consumer group calls (coordinator, describe, list, delete, offsets).
 //! - [`batch`]: RecordBatch v2 building and reading on top of kafka-protocol's codec.
 //! - [`partitioner`]: Kafka's default key partitioner (murmur2).
 
 pub mod batch;
 pub mod error;
 pub mod frame;
+pub mod groups;
 pub mod ops;
 pub mod partitioner;
 pub mod versions;

@@ -21,6 +21,18 @@ const CAPS: &[(ApiKey, i16)] = &[
     (ApiKey::DeleteTopics, 6),
     (ApiKey::CreatePartitions, 3),
     (ApiKey::DescribeConfigs, 4),
+    // Group APIs: the classic protocol, as librdkafka 2.x and the Java client 3.x use it.
+    (ApiKey::FindCoordinator, 4),
+    (ApiKey::JoinGroup, 9),
+    (ApiKey::SyncGroup, 5),
+    (ApiKey::Heartbeat, 4),
+    (ApiKey::LeaveGroup, 5),
+    (ApiKey::OffsetCommit, 8),
+    (ApiKey::OffsetFetch, 8),
+    (ApiKey::DescribeGroups, 5),
+    (ApiKey::ListGroups, 4),
+    (ApiKey::DeleteGroups, 2),
+    (ApiKey::OffsetDelete, 0),
 ];
 
 /// Lowest version used per API, where higher than kafka-protocol's own minimum.

@@ -378,9 +378,6 @@ fn check_commit(
     if generation < 0 && g.state == GroupState::Empty {
         return Ok(());
     }
-    if g.state == GroupState::CompletingRebalance {
-        return Err(ResponseError::RebalanceInProgress);
-    }
     if let Some(iid) = instance_id {
         if g.members
             .values()
@@ -394,6 +391,10 @@ fn check_commit(
     }
     if generation != g.generation {
         return Err(ResponseError::IllegalGeneration);
+    }
+    // Only a current member learns that it must finish the rebalance first (Kafka's order).
+    if g.state == GroupState::CompletingRebalance {
+        return Err(ResponseError::RebalanceInProgress);
     }
     Ok(())
 }

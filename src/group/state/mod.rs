@@ -467,8 +467,14 @@ impl Group {
             self.leader = Some(new_id.clone());
         }
         effects.push(Effect::Persist);
-        if self.state == GroupState::Stable && unchanged && !was_leader {
-            return JoinReply::Now(self.current_join_result(&new_id, false));
+        if self.state == GroupState::Stable && unchanged {
+            // No rebalance. A returning leader is told the old leader id, so it acts as a
+            // follower and does not reassign; SyncGroup hands it its stored assignment.
+            let mut r = self.current_join_result(&new_id, false);
+            if was_leader {
+                r.leader = old.id.clone();
+            }
+            return JoinReply::Now(r);
         }
         if let Some(m) = self.members.get_mut(&new_id) {
             m.protocols = req.protocols;

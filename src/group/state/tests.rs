@@ -297,6 +297,22 @@ fn static_member_restart_keeps_its_assignment_without_a_rebalance() {
         g.heartbeat(&b, Some("ib"), generation, 7),
         Err(ResponseError::FencedInstanceId)
     );
+    // The leader restarts too: still no rebalance, and it is told the old leader id so it
+    // does not run the assignor; its assignment is kept.
+    let (reply, _) = g.join(req("", Some("ia"), &["range"]), &LIMITS, 8);
+    let JoinReply::Now(r) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(
+        (r.error, r.generation, r.leader.as_str()),
+        (None, generation, a.as_str())
+    );
+    assert!(r.members.is_empty());
+    assert_eq!(g.state, GroupState::Stable);
+    let (s, _) = g.sync(&r.member_id, Some("ia"), generation, vec![], 9);
+    assert!(
+        matches!(s, SyncReply::Now(SyncResult { error: None, ref assignment, .. }) if assignment == "A")
+    );
 }
 
 #[test]

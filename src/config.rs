@@ -62,6 +62,8 @@ pub struct Config {
     pub listener: SocketAddr,
     /// Host and port written into Metadata responses.
     pub advertised_listener: (String, u16),
+    /// Whether advertised.listeners was given; if not, it follows `listeners`.
+    advertised_explicit: bool,
     pub log_dirs: PathBuf,
     /// Number of shards (cores); 0 means one per available core.
     pub num_shards: usize,
@@ -112,6 +114,7 @@ impl Default for Config {
             node_id: 1,
             listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_listener: ("127.0.0.1".to_string(), 9092),
+            advertised_explicit: false,
             log_dirs: PathBuf::from("./data"),
             num_shards: 0,
             socket_request_max_bytes: 104_857_600,
@@ -343,13 +346,18 @@ impl Config {
                 self.listener = format!("{host}:{port}")
                     .parse()
                     .map_err(|_| invalid(name, value, "expected an IP address and port"))?;
-                if host != "0.0.0.0" {
-                    self.advertised_listener = (host, port);
-                } else {
-                    self.advertised_listener.1 = port;
+                if !self.advertised_explicit {
+                    if host != "0.0.0.0" {
+                        self.advertised_listener = (host, port);
+                    } else {
+                        self.advertised_listener.1 = port;
+                    }
                 }
             }
-            "advertised.listeners" => self.advertised_listener = parse_listener(name, value)?,
+            "advertised.listeners" => {
+                self.advertised_listener = parse_listener(name, value)?;
+                self.advertised_explicit = true;
+            }
             "log.dirs" | "log.dir" => {
                 let first = value.split(',').next().unwrap_or("").trim();
                 if first.is_empty() {
@@ -608,6 +616,19 @@ mod tests {
         let mut c = Config::default();
         let e = c.set("log.segment.bytes", "lots").unwrap_err();
         assert!(e.to_string().contains("log.segment.bytes"), "{e}");
+    }
+
+    #[test]
+    fn advertised_listener_wins_whatever_the_order() {
+        for text in [
+            "advertised.listeners = \"PLAINTEXT://broker.example:9093\"\nlisteners = \"PLAINTEXT://0.0.0.0:19092\"",
+            "listeners = \"PLAINTEXT://0.0.0.0:19092\"\nadvertised.listeners = \"PLAINTEXT://broker.example:9093\"",
+        ] {
+            let mut c = Config::default();
+            c.apply_toml(text, "x.toml").unwrap();
+            assert_eq!(c.advertised_listener, ("broker.example".to_string(), 9093));
+            assert_eq!(c.listener.port(), 19092);
+        }
     }
 
     #[test]

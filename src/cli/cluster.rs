@@ -68,9 +68,12 @@ impl Cluster {
             .ok_or_else(|| anyhow!("connection to {addr} vanished"))
     }
 
-    /// Looks up a topic's partitions and leaders, refreshing the broker addresses.
-    pub fn topic(&mut self, topic: &str) -> anyhow::Result<TopicLayout> {
-        let resp = self.bootstrap()?.metadata(Some(&[topic]))?;
+    /// Looks up a topic's partitions and leaders, refreshing the broker addresses. With
+    /// `auto_create` the broker may create a missing topic, as it does for producers.
+    pub fn topic(&mut self, topic: &str, auto_create: bool) -> anyhow::Result<TopicLayout> {
+        let resp = self
+            .bootstrap()?
+            .metadata_creating(Some(&[topic]), auto_create)?;
         for b in &resp.brokers {
             self.brokers
                 .insert(b.node_id.0, format!("{}:{}", b.host.as_str(), b.port));

@@ -264,7 +264,7 @@ impl Consumer {
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let mut cluster = Cluster::connect(&args.broker.bootstrap_server)?;
-    let layout = cluster.topic(&args.topic)?;
+    let layout = cluster.topic(&args.topic, false)?;
     let partitions: Vec<i32> = match args.partition {
         Some(p) => {
             layout.leader_of(p)?;

@@ -396,7 +396,7 @@ fn offsets_of(
     partitions: Option<&[i32]>,
     timestamp: i64,
 ) -> anyhow::Result<Vec<(i32, i64)>> {
-    let layout = cluster.topic(topic)?;
+    let layout = cluster.topic(topic, false)?;
     let wanted: Vec<i32> = match partitions {
         Some(ps) => ps.to_vec(),
         None => layout.partitions.iter().map(|(p, _)| *p).collect(),
@@ -479,7 +479,7 @@ fn plan_topic(
     committed: &[CommittedRow],
 ) -> anyhow::Result<Vec<CommittedRow>> {
     let t = spec.topic.as_str();
-    let layout = cluster.topic(t)?;
+    let layout = cluster.topic(t, false)?;
     let partitions: Vec<i32> = match &spec.partitions {
         Some(ps) => {
             for p in ps {

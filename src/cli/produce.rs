@@ -241,7 +241,7 @@ impl Sender<'_> {
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cluster = Cluster::connect(&args.broker.bootstrap_server)?;
-    let layout = cluster.topic(&args.topic)?;
+    let layout = cluster.topic(&args.topic, true)?;
     if let Some(p) = args.partition {
         layout.leader_of(p)?;
     }

@@ -95,6 +95,16 @@ pub struct FetchSpec {
 impl Client {
     /// Metadata for `topics`, or for every topic when `None`. Never auto-creates topics.
     pub fn metadata(&mut self, topics: Option<&[&str]>) -> Result<MetadataResponse, ClientError> {
+        self.metadata_creating(topics, false)
+    }
+
+    /// Metadata that lets the broker create missing topics (auto.create.topics.enable), as a
+    /// producer's metadata request does.
+    pub fn metadata_creating(
+        &mut self,
+        topics: Option<&[&str]>,
+        allow_auto_create: bool,
+    ) -> Result<MetadataResponse, ClientError> {
         let topics = topics.map(|ts| {
             ts.iter()
                 .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
@@ -102,7 +112,7 @@ impl Client {
         });
         let req = MetadataRequest::default()
             .with_topics(topics)
-            .with_allow_auto_topic_creation(false);
+            .with_allow_auto_topic_creation(allow_auto_create);
         let resp = self.send(&req)?;
         check_code(resp.error_code, None, || "metadata".to_string())?;
         Ok(resp)

@@ -138,10 +138,18 @@ async fn lookup_on_owner(shard: Rc<Shard>, items: Vec<Lookup>) -> Vec<((usize, u
             },
             ts if ts < 0 => Found::err(ResponseError::InvalidRequest),
             ts => match log.offset_for_timestamp(ts).await {
-                Ok(Some((offset, timestamp))) => Found {
-                    error: 0,
-                    timestamp,
-                    offset,
+                Ok(Some((base_offset, _))) => match first_record_at(&log, base_offset, ts).await {
+                    Ok(Some((offset, timestamp))) => Found {
+                        error: 0,
+                        timestamp,
+                        offset,
+                    },
+                    Ok(None) => Found {
+                        error: 0,
+                        timestamp: -1,
+                        offset: -1,
+                    },
+                    Err(e) => Found::err(e),
                 },
                 Ok(None) => Found {
                     error: 0,
@@ -154,4 +162,33 @@ async fn lookup_on_owner(shard: Rc<Shard>, items: Vec<Lookup>) -> Vec<((usize, u
         out.push((slot, found));
     }
     out
+}
+
+/// The first record at or after `timestamp_ms` in the batch at `base_offset` (the batch the
+/// time index found: the first whose max timestamp reaches it). Kafka answers with the record,
+/// not the batch, so this one batch is decoded; ListOffsets is not on the produce/fetch path.
+async fn first_record_at(
+    log: &crate::storage::PartitionLog,
+    base_offset: i64,
+    timestamp_ms: i64,
+) -> Result<Option<(i64, i64)>, ResponseError> {
+    let read = log
+        .read(base_offset, 1, true)
+        .await
+        .map_err(|e| errors::storage(&e))?;
+    let Some(batch) = read.batches.into_iter().next() else {
+        return Ok(None);
+    };
+    let header = crate::record::BatchHeader::parse(&batch).map_err(|e| errors::batch(&e))?;
+    if header.is_log_append_time() {
+        return Ok(Some((header.base_offset, header.max_timestamp)));
+    }
+    let records = crate::client::batch::decode_batch(batch).map_err(|e| {
+        tracing::error!(offset = base_offset, error = %e, "stored batch does not decode");
+        ResponseError::KafkaStorageError
+    })?;
+    Ok(records
+        .into_iter()
+        .find(|r| r.timestamp >= timestamp_ms)
+        .map(|r| (r.offset, r.timestamp)))
 }

@@ -79,6 +79,10 @@ fn raise_memlock_limit() {
     }
 }
 
+/// How long start-up waits for a port that still answers, which is what a broker killed a
+/// moment ago leaves behind while the kernel tears its io_uring and sockets down.
+const PORT_WAIT: Duration = Duration::from_secs(5);
+
 /// Refuses to share the port with another broker: SO_REUSEPORT would let two processes bind it
 /// and split the connections between them.
 fn check_port_free(config: &Config) -> Result<(), StartError> {
@@ -88,8 +92,12 @@ fn check_port_free(config: &Config) -> Result<(), StartError> {
     } else {
         addr
     };
-    if std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
-        return Err(StartError::Io(format!("address {addr} is already in use")));
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
+        if start.elapsed() > PORT_WAIT {
+            return Err(StartError::Io(format!("address {addr} is already in use")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
 }

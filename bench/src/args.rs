@@ -1,0 +1,278 @@
+//! Command-line knobs of the driver and their validation. Everything a run needs is decided
+//! here, so the workers never see a string: acks become Kafka's i16, compression the codec id,
+//! `--rate 0` / `unlimited` becomes `None`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use kafka_protocol::records::Compression;
+
+/// Smallest record the driver writes: the value carries an 8-byte send timestamp.
+pub const RECORD_SIZE_MIN: usize = 8;
+
+/// What the driver measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Producers only; produce-acknowledge latency.
+    Produce,
+    /// Fill a fresh topic, then consumers read it from the start; consume throughput.
+    Consume,
+    /// Producers and consumers together; produce and end-to-end latency.
+    #[value(alias = "e2e")]
+    EndToEnd,
+}
+
+/// Codec of produced batches (Kafka's compression.type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Codec {
+    pub fn compression(self) -> Compression {
+        match self {
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+/// Load driver for Kafka-compatible brokers: produce, consume and end-to-end latency.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gregor-bench", version)]
+pub struct Args {
+    /// Bootstrap broker, host:port.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Topic name prefix; each acks setting gets a fresh topic `<topic>-<run>-acks<a>`.
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    #[arg(long, value_enum, default_value = "produce")]
+    pub workload: Workload,
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i16,
+    /// Bytes of each record value (at least 8: the send timestamp).
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+    /// Distinct keys; 0 = unkeyed records with sticky partitioning.
+    #[arg(long, default_value_t = 0)]
+    pub key_cardinality: u64,
+    /// One or more of 0, 1, all (comma separated); each runs in turn on a fresh topic.
+    #[arg(long, default_value = "1", value_delimiter = ',')]
+    pub acks: Vec<String>,
+    /// Largest batch per partition, in bytes of encoded records (Kafka's batch.size).
+    #[arg(long, default_value_t = 16384)]
+    pub batch_size: usize,
+    /// How long an open batch may wait for more records.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    #[arg(long, value_enum, default_value = "none")]
+    pub compression: Codec,
+    /// Producer threads; each has its own connection per leader.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Consumer threads (consume and end-to-end workloads); partitions are split among them.
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    /// Unanswered produce requests allowed per connection.
+    #[arg(long, default_value_t = 5)]
+    pub max_in_flight: usize,
+    /// Records per second over all producers (open loop), or `unlimited`.
+    #[arg(long, default_value = "unlimited")]
+    pub rate: String,
+    /// Measured time, after the warm-up (e.g. 30s, 500ms, 2m).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Records to produce in total (including warm-up), instead of --duration.
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// Time at the start whose samples and counts are not measured.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub warmup: Duration,
+    /// Largest produce request in bytes (Kafka's max.request.size).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_request_size: usize,
+    /// Bytes of closed batches a producer may hold while its requests are in flight.
+    #[arg(long, default_value_t = 32 << 20)]
+    pub buffer_memory: usize,
+    /// Broker-side wait of a fetch that finds nothing new.
+    #[arg(long, default_value_t = 100)]
+    pub fetch_max_wait_ms: i32,
+    /// Most bytes one fetch may return for one partition.
+    #[arg(long, default_value_t = 8 << 20)]
+    pub fetch_partition_max_bytes: i32,
+    /// How long consumers may take, after the producers stop, to see every record.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub drain_timeout: Duration,
+    /// Broker process id: its CPU use is reported next to the driver's.
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    /// Label of this broker in the outputs (e.g. gregor, tansu-memory).
+    #[arg(long, default_value = "broker")]
+    pub label: String,
+    /// Directory for the .hgrm files, result.json and report.svg.
+    #[arg(long, default_value = "bench-out")]
+    pub out: PathBuf,
+    /// Keep the topics after each run instead of deleting them.
+    #[arg(long)]
+    pub keep_topics: bool,
+    /// Progress line interval; 0 turns it off.
+    #[arg(long, default_value_t = 1)]
+    pub progress_secs: u64,
+    /// Run nothing: draw one report from these result.json files (e.g. two brokers).
+    #[arg(long, num_args = 1..)]
+    pub report_from: Vec<PathBuf>,
+    /// Title of the report chart; defaults to the label.
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// A validated run plan derived from [`Args`].
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub acks: Vec<i16>,
+    /// Records per second over all producers; `None` = as fast as acknowledgements allow.
+    pub rate: Option<f64>,
+    pub stop: Stop,
+}
+
+/// When producers stop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    /// After warm-up plus this long.
+    After(Duration),
+    /// After this many records in total.
+    Records(u64),
+}
+
+impl Args {
+    /// Checks every knob and derives the plan.
+    pub fn plan(&self) -> Result<Plan> {
+        if self.record_size < RECORD_SIZE_MIN {
+            bail!("--record-size must be at least {RECORD_SIZE_MIN}");
+        }
+        if self.partitions < 1 || self.producers < 1 || self.max_in_flight < 1 {
+            bail!("--partitions, --producers and --max-in-flight must be at least 1");
+        }
+        if self.consumers < 1 && self.workload != Workload::Produce {
+            bail!("--consumers must be at least 1 for this workload");
+        }
+        if self.batch_size < self.record_size.min(1 << 10) {
+            bail!("--batch-size is smaller than one record");
+        }
+        let acks = self
+            .acks
+            .iter()
+            .map(|a| parse_acks(a))
+            .collect::<Result<Vec<_>>>()?;
+        let stop = match (self.duration, self.records) {
+            (Some(_), Some(_)) => bail!("give --duration or --records, not both"),
+            (Some(d), None) => Stop::After(d),
+            (None, Some(n)) => Stop::Records(n),
+            (None, None) => Stop::After(Duration::from_secs(10)),
+        };
+        Ok(Plan {
+            acks,
+            rate: parse_rate(&self.rate)?,
+            stop,
+        })
+    }
+}
+
+/// `0`, `1` or `all` (also `-1`) to Kafka's acks value.
+pub fn parse_acks(s: &str) -> Result<i16> {
+    match s.trim() {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        "all" | "-1" => Ok(-1),
+        other => bail!("--acks: {other:?} is not 0, 1 or all"),
+    }
+}
+
+/// Kafka's spelling of an acks value, used in file names and tables.
+pub fn acks_name(acks: i16) -> &'static str {
+    match acks {
+        0 => "0",
+        1 => "1",
+        _ => "all",
+    }
+}
+
+/// `unlimited`, `0` or a positive number of records per second.
+pub fn parse_rate(s: &str) -> Result<Option<f64>> {
+    if s == "unlimited" {
+        return Ok(None);
+    }
+    let r: f64 = s
+        .parse()
+        .with_context(|| format!("--rate {s:?} is not a number"))?;
+    if !r.is_finite() || r < 0.0 {
+        bail!("--rate must be positive");
+    }
+    Ok((r > 0.0).then_some(r))
+}
+
+/// `250ms`, `30s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is negative"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_rate_and_durations_parse() {
+        assert_eq!(parse_acks("all").unwrap(), -1);
+        assert_eq!(parse_acks("0").unwrap(), 0);
+        assert!(parse_acks("2").is_err());
+        assert_eq!(parse_rate("unlimited").unwrap(), None);
+        assert_eq!(parse_rate("0").unwrap(), None);
+        assert_eq!(parse_rate("5000").unwrap(), Some(5000.0));
+        assert!(parse_rate("-3").is_err());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("3h").is_err());
+    }
+
+    #[test]
+    fn plan_reads_acks_list_and_stop() {
+        let args = Args::parse_from(["b", "--acks", "0,1,all", "--records", "10"]);
+        let plan = args.plan().unwrap();
+        assert_eq!(plan.acks, vec![0, 1, -1]);
+        assert_eq!(plan.stop, Stop::Records(10));
+        let both = Args::parse_from(["b", "--records", "1", "--duration", "1s"]);
+        assert!(both.plan().is_err());
+    }
+}

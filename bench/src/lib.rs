@@ -1,0 +1,44 @@
+//! gregor-bench: a load driver for Kafka-compatible brokers.
+//!
+//! # How a run flows
+//! `run` creates a fresh topic per acks setting through the project's blocking client, then
+//! starts producer threads (`producer`: pacing, batching, pipelined Produce requests with a
+//! reader thread per connection) and, for the consume and end-to-end workloads, consumer threads
+//! (`consumer`: assign-style Fetch from explicit offsets). Counters are shared atomics; each
+//! thread owns its latency histograms, merged when it ends. `report`, `svg` and `result` turn
+//! the merged run into the table, .hgrm files, result.json and report.svg.
+//!
+//! # Modules
+//! | module | owns |
+//! |---|---|
+//! | `args` | flags, validation, the run plan |
+//! | `clock` | the monotonic clock record values carry |
+//! | `pacer` | open-loop intended send times (no coordinated omission) |
+//! | `batch` | RecordBatch v2 writing and header-only / send-time reading |
+//! | `wire` | sockets, request encoding, the in-flight window |
+//! | `topic` | create, describe, list offsets, delete |
+//! | `producer` / `consumer` | the worker threads |
+//! | `stats` | counters, histograms, percentiles |
+//! | `cpu` | the driver's and the broker's CPU use |
+//! | `result`, `report`, `svg` | JSON, table, .hgrm, the SVG report |
+//!
+//! # Latency definitions
+//! - produce: acknowledgement time minus the record's intended send time (acks=0: the time its
+//!   request was written to the socket, since nothing answers).
+//! - end-to-end: the time a consumer sees the record minus its intended send time, read from
+//!   the first 8 bytes of the value.
+
+pub mod args;
+pub mod batch;
+pub mod clock;
+pub mod consumer;
+pub mod cpu;
+pub mod pacer;
+pub mod producer;
+pub mod report;
+pub mod result;
+pub mod run;
+pub mod stats;
+pub mod svg;
+pub mod topic;
+pub mod wire;

@@ -1,0 +1,599 @@
+//! One producer: a thread that paces records, fills one open batch per partition, and sends
+//! closed batches in pipelined Produce requests, one connection per partition leader.
+//!
+//! Each connection has a reader thread that matches responses to requests in order (Kafka
+//! answers a connection's requests in the order sent), counts acknowledged records and errors,
+//! and records produce latency from each record's intended send time. At most
+//! `max_in_flight` requests are unanswered per connection ([`Slots`]); while the window is
+//! full, closed batches wait (up to `buffer_memory` bytes), as in Kafka's producer.
+//!
+//! With acks=0 the broker sends no response: a record counts as acknowledged, and its latency
+//! is taken, when its request has been written to the socket.
+
+use std::collections::VecDeque;
+use std::io::{BufReader, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use bytes::BytesMut;
+use gregor::client::partitioner::partition_for_key;
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+
+use crate::batch::{BatchBuilder, ClosedBatch, SEND_TIME_BYTES};
+use crate::clock::{self, now_ns};
+use crate::pacer::Pacer;
+use crate::stats::{self, Counters};
+use crate::topic::TopicLayout;
+use crate::wire::{self, Slots};
+
+/// Longest a producer sleeps before looking at its clock again.
+const IDLE_WAIT: Duration = Duration::from_millis(1);
+/// How long the end of a run waits for the last acknowledgements.
+const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything one producer thread needs.
+#[derive(Debug, Clone)]
+pub struct ProducerSpec {
+    pub index: usize,
+    pub topic: Arc<TopicLayout>,
+    pub acks: i16,
+    pub codec: Compression,
+    pub record_size: usize,
+    pub key_cardinality: u64,
+    pub batch_size: usize,
+    pub linger_ns: u64,
+    pub max_in_flight: usize,
+    pub max_request_size: usize,
+    pub buffer_memory: usize,
+    /// This producer's share of the rate.
+    pub rate: Option<f64>,
+    pub start_ns: u64,
+    pub warmup_end_ns: u64,
+    pub stop_at_ns: Option<u64>,
+    /// This producer's share of `--records`.
+    pub records: Option<u64>,
+    pub produce_version: i16,
+    pub request_timeout_ms: i32,
+}
+
+/// A sent request as its reader sees it.
+struct InFlight {
+    correlation_id: i32,
+    batches: Vec<BatchMeta>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BatchMeta {
+    partition: i32,
+    count: u32,
+    payload_bytes: u64,
+    first_intended_ns: u64,
+    last_intended_ns: u64,
+}
+
+impl From<&ClosedBatch> for BatchMeta {
+    fn from(b: &ClosedBatch) -> BatchMeta {
+        BatchMeta {
+            partition: b.partition,
+            count: b.count,
+            payload_bytes: b.payload_bytes,
+            first_intended_ns: b.first_intended_ns,
+            last_intended_ns: b.last_intended_ns,
+        }
+    }
+}
+
+/// Counts an acknowledged batch and records its latency.
+fn ack(counters: &Counters, hist: &mut Histogram<u64>, b: &BatchMeta, warmup_end: u64, now: u64) {
+    Counters::add(&counters.acked_records, u64::from(b.count));
+    Counters::add(&counters.acked_bytes, b.payload_bytes);
+    Counters::touch(&counters.last_ack_ns, now);
+    if b.first_intended_ns >= warmup_end {
+        Counters::add(&counters.measured_acked_records, u64::from(b.count));
+        Counters::add(&counters.measured_acked_bytes, b.payload_bytes);
+        stats::record_batch(hist, b.first_intended_ns, b.last_intended_ns, b.count, now);
+    }
+}
+
+/// One connection to a partition leader: the writer half stays with the producer thread.
+struct Conn {
+    stream: TcpStream,
+    slots: Arc<Slots>,
+    tx: Option<Sender<InFlight>>,
+    reader: Option<JoinHandle<Result<Histogram<u64>>>>,
+    buf: BytesMut,
+    next_correlation_id: i32,
+    /// Closed batches waiting for a slot.
+    ready: VecDeque<ClosedBatch>,
+}
+
+impl Conn {
+    fn open(addr: &str, spec: &ProducerSpec, counters: &Arc<Counters>) -> Result<Conn> {
+        let stream = wire::connect(addr)?;
+        let slots = Arc::new(Slots::new(spec.max_in_flight));
+        let (tx, reader) = if spec.acks == 0 {
+            (None, None)
+        } else {
+            let (tx, rx) = channel();
+            let ctx = ReaderCtx {
+                stream: stream.try_clone().context("clone socket")?,
+                rx,
+                slots: slots.clone(),
+                counters: counters.clone(),
+                version: spec.produce_version,
+                warmup_end_ns: spec.warmup_end_ns,
+                topic: spec.topic.name.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("ack-reader-{}", spec.index))
+                .spawn(move || ctx.run())
+                .context("spawn ack reader")?;
+            (Some(tx), Some(handle))
+        };
+        Ok(Conn {
+            stream,
+            slots,
+            tx,
+            reader,
+            buf: BytesMut::with_capacity(spec.max_request_size + 4096),
+            next_correlation_id: 0,
+            ready: VecDeque::new(),
+        })
+    }
+
+    /// Takes ready batches, at most one per partition (Kafka allows one batch per partition
+    /// per request), up to `max_bytes`.
+    fn take_request(&mut self, max_bytes: usize) -> Vec<ClosedBatch> {
+        let mut taken: Vec<ClosedBatch> = Vec::new();
+        let mut kept = VecDeque::new();
+        let mut bytes = 0usize;
+        while let Some(b) = self.ready.pop_front() {
+            let fits = taken.is_empty() || bytes + b.bytes.len() <= max_bytes;
+            if fits && !taken.iter().any(|t| t.partition == b.partition) {
+                bytes += b.bytes.len();
+                taken.push(b);
+            } else {
+                kept.push_back(b);
+            }
+        }
+        self.ready = kept;
+        taken
+    }
+
+    /// Encodes and writes one Produce request; hands its batches to the reader.
+    fn send(&mut self, spec: &ProducerSpec, batches: &[ClosedBatch]) -> Result<Vec<BatchMeta>> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let partition_data = batches
+            .iter()
+            .map(|b| {
+                PartitionProduceData::default()
+                    .with_index(b.partition)
+                    .with_records(Some(b.bytes.clone()))
+            })
+            .collect();
+        let req = ProduceRequest::default()
+            .with_acks(spec.acks)
+            .with_timeout_ms(spec.request_timeout_ms)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(spec.topic.name.clone())))
+                .with_topic_id(spec.topic.id)
+                .with_partition_data(partition_data)]);
+        wire::encode_request(&mut self.buf, &req, spec.produce_version, correlation_id)?;
+        let metas: Vec<BatchMeta> = batches.iter().map(BatchMeta::from).collect();
+        if let Some(tx) = &self.tx {
+            tx.send(InFlight {
+                correlation_id,
+                batches: metas.clone(),
+            })
+            .map_err(|_| anyhow!("ack reader stopped"))?;
+        }
+        self.stream
+            .write_all(&self.buf)
+            .context("write produce request")?;
+        if self.tx.is_none() {
+            self.slots.release(); // acks=0: nothing will answer
+        }
+        Ok(metas)
+    }
+
+    /// Waits for the last responses and stops the reader; returns its histogram.
+    fn close(mut self) -> Result<Option<Histogram<u64>>> {
+        let idle = self.slots.wait_idle(FINAL_ACK_TIMEOUT);
+        self.tx = None; // the reader exits when the channel closes
+        let _ignored = self.stream.shutdown(Shutdown::Both);
+        let hist = match self.reader.take() {
+            Some(h) => Some(h.join().map_err(|_| anyhow!("ack reader panicked"))??),
+            None => None,
+        };
+        idle?;
+        Ok(hist)
+    }
+}
+
+/// The reader thread of one connection.
+struct ReaderCtx {
+    stream: TcpStream,
+    rx: Receiver<InFlight>,
+    slots: Arc<Slots>,
+    counters: Arc<Counters>,
+    version: i16,
+    warmup_end_ns: u64,
+    topic: String,
+}
+
+impl ReaderCtx {
+    fn run(self) -> Result<Histogram<u64>> {
+        let mut hist = stats::new_histogram();
+        let mut reader = BufReader::with_capacity(64 << 10, self.stream.try_clone()?);
+        while let Ok(inflight) = self.rx.recv() {
+            if let Err(e) = self.answer(&mut reader, &inflight, &mut hist) {
+                self.counters.error("CONNECTION_FAILED");
+                self.slots.fail(format!("{e:#}"));
+                return Err(e);
+            }
+            self.slots.release();
+        }
+        Ok(hist)
+    }
+
+    fn answer(
+        &self,
+        reader: &mut BufReader<TcpStream>,
+        inflight: &InFlight,
+        hist: &mut Histogram<u64>,
+    ) -> Result<()> {
+        let frame = wire::read_frame(reader)?;
+        let now = now_ns();
+        let resp =
+            wire::decode_response::<ProduceRequest>(self.version, frame, inflight.correlation_id)?;
+        let parts: Vec<_> = resp
+            .responses
+            .iter()
+            .filter(|t| t.name.as_str() == self.topic || t.name.is_empty())
+            .flat_map(|t| t.partition_responses.iter())
+            .collect();
+        for b in &inflight.batches {
+            let code = parts
+                .iter()
+                .find(|p| p.index == b.partition)
+                .map_or(-1, |p| p.error_code);
+            if code == 0 {
+                ack(&self.counters, hist, b, self.warmup_end_ns, now);
+            } else {
+                let name = if code == -1 && !parts.iter().any(|p| p.index == b.partition) {
+                    "MISSING_PARTITION_RESPONSE".to_string()
+                } else {
+                    gregor::client::error_name(code)
+                };
+                self.counters.error(&name);
+                Counters::add(&self.counters.error_records, u64::from(b.count));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Picks partitions: by key (murmur2, like Kafka) or sticky (stay until the batch closes).
+struct Chooser {
+    keyed: bool,
+    key_cardinality: u64,
+    partitions: usize,
+    sticky: usize,
+    next_key: u64,
+    key_buf: [u8; 16],
+}
+
+impl Chooser {
+    /// Returns the partition index (into the layout) and the key to use, if any.
+    fn next(&mut self) -> (usize, Option<[u8; 16]>) {
+        if !self.keyed {
+            return (self.sticky, None);
+        }
+        // A multiplicative scramble spreads consecutive records over the key space.
+        let k = self.next_key.wrapping_mul(0x9e37_79b9_7f4a_7c15) % self.key_cardinality;
+        self.next_key += 1;
+        write_key(&mut self.key_buf, k);
+        let p = partition_for_key(&self.key_buf, self.partitions as i32) as usize;
+        (p, Some(self.key_buf))
+    }
+
+    fn batch_closed(&mut self, idx: usize) {
+        if !self.keyed && idx == self.sticky {
+            self.sticky = (self.sticky + 1) % self.partitions;
+        }
+    }
+}
+
+/// Writes `k` as 16 decimal digits.
+fn write_key(buf: &mut [u8; 16], mut k: u64) {
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' + (k % 10) as u8;
+        k /= 10;
+    }
+}
+
+/// Value filler: upper-case letters from a fixed xorshift sequence (as Kafka's perf tool uses
+/// random letters), so compression ratios are realistic and every run is the same.
+pub fn filler(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b'A' + (x % 26) as u8
+        })
+        .collect()
+}
+
+/// The producer thread's state.
+struct Producer {
+    spec: ProducerSpec,
+    counters: Arc<Counters>,
+    conns: Vec<Conn>,
+    /// Layout partition index -> connection index.
+    conn_of: Vec<usize>,
+    builders: Vec<BatchBuilder>,
+    chooser: Chooser,
+    pacer: Pacer,
+    filler: Vec<u8>,
+    ready_bytes: usize,
+    /// Latency of acks=0 sends (other acks are measured by the readers).
+    send_hist: Histogram<u64>,
+}
+
+/// Runs one producer to completion; returns its merged produce-latency histogram.
+pub fn run(spec: ProducerSpec, counters: Arc<Counters>) -> Result<Histogram<u64>> {
+    let mut p = Producer::new(spec, counters)?;
+    let loop_result = p.produce_loop();
+    let flush_result = loop_result.and_then(|()| p.flush());
+    let mut hist = std::mem::replace(&mut p.send_hist, stats::new_histogram());
+    let mut close_err = None;
+    for c in p.conns.drain(..) {
+        match c.close() {
+            Ok(Some(h)) => stats::merge(&mut hist, &h)?,
+            Ok(None) => {}
+            Err(e) => close_err = Some(e),
+        }
+    }
+    flush_result?;
+    if let Some(e) = close_err {
+        return Err(e);
+    }
+    Ok(hist)
+}
+
+impl Producer {
+    fn new(spec: ProducerSpec, counters: Arc<Counters>) -> Result<Producer> {
+        let leaders = spec.topic.leaders();
+        let conns = leaders
+            .iter()
+            .map(|a| Conn::open(a, &spec, &counters))
+            .collect::<Result<Vec<_>>>()?;
+        let conn_of = spec
+            .topic
+            .partitions
+            .iter()
+            .map(|p| leaders.iter().position(|l| *l == p.leader).unwrap_or(0))
+            .collect();
+        let n = spec.topic.partitions.len();
+        let builders = (0..n).map(|_| BatchBuilder::new(spec.batch_size)).collect();
+        let chooser = Chooser {
+            keyed: spec.key_cardinality > 0,
+            key_cardinality: spec.key_cardinality.max(1),
+            partitions: n,
+            sticky: spec.index % n,
+            next_key: spec.index as u64 * 1_000_003,
+            key_buf: [0; 16],
+        };
+        Ok(Producer {
+            pacer: Pacer::new(spec.start_ns, spec.rate),
+            filler: filler(spec.record_size - SEND_TIME_BYTES, spec.index as u64 + 7),
+            spec,
+            counters,
+            conns,
+            conn_of,
+            builders,
+            chooser,
+            ready_bytes: 0,
+            send_hist: stats::new_histogram(),
+        })
+    }
+
+    fn records_left(&self) -> u64 {
+        self.spec
+            .records
+            .map_or(u64::MAX, |n| n.saturating_sub(self.pacer.issued()))
+    }
+
+    fn stopped(&self, now: u64) -> bool {
+        self.records_left() == 0 || self.spec.stop_at_ns.is_some_and(|t| now >= t)
+    }
+
+    fn produce_loop(&mut self) -> Result<()> {
+        // Every producer starts at the same instant, after its connections are up.
+        clock::sleep_until(self.spec.start_ns);
+        loop {
+            let now = now_ns();
+            if self.stopped(now) {
+                return Ok(());
+            }
+            let appended = self.append_due(now)?;
+            self.close_lingering(now)?;
+            let sent = self.send_ready()?;
+            if appended == 0 && !sent {
+                self.idle(now);
+            }
+        }
+    }
+
+    /// Appends the records due now (a batch's worth at most, so sending keeps up).
+    fn append_due(&mut self, now: u64) -> Result<u64> {
+        if self.ready_bytes >= self.spec.buffer_memory {
+            return Ok(0);
+        }
+        let per_batch = (self.spec.batch_size / (self.spec.record_size + 16)).max(1) as u64;
+        let due = self.pacer.due(now, per_batch.min(self.records_left()));
+        for _ in 0..due {
+            let intended = self.pacer.take(now);
+            let (idx, key) = self.chooser.next();
+            let key_ref = key.as_ref().map(|k| &k[..]);
+            let len =
+                self.builders[idx].record_len(key_ref.map(<[u8]>::len), self.spec.record_size);
+            if !self.builders[idx].is_empty()
+                && self.builders[idx].records_len() + len > self.spec.batch_size
+            {
+                self.close(idx)?;
+            }
+            self.builders[idx].append(key_ref, &self.filler, intended, now);
+            Counters::add(&self.counters.sent_records, 1);
+        }
+        Ok(due)
+    }
+
+    fn close(&mut self, idx: usize) -> Result<()> {
+        let partition = self.spec.topic.partitions[idx].partition;
+        let closed = self.builders[idx].finish(partition, self.spec.codec)?;
+        self.ready_bytes += closed.bytes.len();
+        self.conns[self.conn_of[idx]].ready.push_back(closed);
+        self.chooser.batch_closed(idx);
+        Ok(())
+    }
+
+    /// Closes batches whose linger has passed, unless a closed batch of the same partition is
+    /// still waiting for a slot: then the open one keeps filling (it could not leave sooner
+    /// anyway, as a request carries one batch per partition), as Kafka's accumulator does.
+    fn close_lingering(&mut self, now: u64) -> Result<()> {
+        for idx in 0..self.builders.len() {
+            let b = &self.builders[idx];
+            if b.is_empty() || now.saturating_sub(b.opened_ns()) < self.spec.linger_ns {
+                continue;
+            }
+            let partition = self.spec.topic.partitions[idx].partition;
+            let conn = &self.conns[self.conn_of[idx]];
+            if !conn.ready.iter().any(|r| r.partition == partition) {
+                self.close(idx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends ready batches on every connection with a free slot.
+    fn send_ready(&mut self) -> Result<bool> {
+        let mut sent = false;
+        for c in 0..self.conns.len() {
+            while !self.conns[c].ready.is_empty() && self.conns[c].slots.try_acquire()? {
+                let batches = self.conns[c].take_request(self.spec.max_request_size);
+                let metas = self.conns[c].send(&self.spec, &batches)?;
+                self.ready_bytes -= batches.iter().map(|b| b.bytes.len()).sum::<usize>();
+                if self.spec.acks == 0 {
+                    let now = now_ns();
+                    for m in &metas {
+                        ack(
+                            &self.counters,
+                            &mut self.send_hist,
+                            m,
+                            self.spec.warmup_end_ns,
+                            now,
+                        );
+                    }
+                }
+                sent = true;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Nothing to do now: wait for the next due record, a linger deadline or a free slot.
+    fn idle(&self, now: u64) {
+        let mut wake = now + IDLE_WAIT.as_nanos() as u64;
+        if let Some(t) = self.pacer.next_due_ns() {
+            wake = wake.min(t);
+        }
+        for b in self.builders.iter().filter(|b| !b.is_empty()) {
+            wake = wake.min(b.opened_ns() + self.spec.linger_ns);
+        }
+        if let Some(c) = self.conns.iter().find(|c| !c.ready.is_empty()) {
+            c.slots
+                .wait(Duration::from_nanos(wake.saturating_sub(now).max(1)));
+        } else {
+            clock::sleep_until(wake);
+        }
+    }
+
+    /// Closes every open batch and sends everything left.
+    fn flush(&mut self) -> Result<()> {
+        for idx in 0..self.builders.len() {
+            if !self.builders[idx].is_empty() {
+                self.close(idx)?;
+            }
+        }
+        while self.conns.iter().any(|c| !c.ready.is_empty()) {
+            if !self.send_ready()? {
+                if let Some(c) = self.conns.iter().find(|c| !c.ready.is_empty()) {
+                    c.slots.wait(IDLE_WAIT);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_fixed_width_and_spread_over_partitions() {
+        let mut c = Chooser {
+            keyed: true,
+            key_cardinality: 1000,
+            partitions: 12,
+            sticky: 0,
+            next_key: 0,
+            key_buf: [0; 16],
+        };
+        let mut seen = [0u32; 12];
+        for _ in 0..12_000 {
+            let (p, key) = c.next();
+            let key = key.unwrap();
+            assert!(key.iter().all(u8::is_ascii_digit));
+            seen[p] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 500), "{seen:?}");
+    }
+
+    #[test]
+    fn sticky_partition_moves_only_when_its_batch_closes() {
+        let mut c = Chooser {
+            keyed: false,
+            key_cardinality: 1,
+            partitions: 3,
+            sticky: 2,
+            next_key: 0,
+            key_buf: [0; 16],
+        };
+        assert_eq!(c.next().0, 2);
+        c.batch_closed(1);
+        assert_eq!(c.next().0, 2);
+        c.batch_closed(2);
+        assert_eq!(c.next().0, 0);
+    }
+
+    #[test]
+    fn filler_is_letters_and_repeatable() {
+        let a = filler(100, 3);
+        assert!(a.iter().all(u8::is_ascii_uppercase));
+        assert_eq!(a, filler(100, 3));
+        assert_ne!(a, filler(100, 4));
+    }
+}

@@ -1,0 +1,180 @@
+//! Text outputs: the per-run table and .hgrm percentile-distribution files (the format of
+//! HdrHistogram's `outputPercentileDistribution`, readable by its online plotter), values in
+//! milliseconds.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+
+use crate::result::{RunResult, Throughput};
+use crate::stats::LatencySummary;
+
+/// Header of the table [`table_rows`] fills.
+pub fn table_header() -> String {
+    format!(
+        "{:<14} {:<10} {:>4} {:<8} {:>11} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6} {:>6}",
+        "label",
+        "workload",
+        "acks",
+        "measure",
+        "records/s",
+        "MB/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9",
+        "p99.99",
+        "max ms",
+        "errors",
+        "drvCPU",
+        "brkCPU"
+    )
+}
+
+/// Table rows of one run: produce, then consume and end-to-end where measured.
+pub fn table_rows(r: &RunResult) -> Vec<String> {
+    let mut rows = vec![row(r, "produce", &r.produce, Some(&r.produce_latency))];
+    if let Some(c) = &r.consume {
+        let e2e = r.e2e_latency.as_ref();
+        let what = if e2e.is_some() { "e2e" } else { "consume" };
+        rows.push(row(r, what, c, e2e));
+    }
+    rows
+}
+
+fn row(r: &RunResult, what: &str, t: &Throughput, lat: Option<&LatencySummary>) -> String {
+    let ms = |v: f64| format!("{:.3}", v / 1000.0);
+    let cols: [String; 6] = match lat.filter(|l| l.count > 0) {
+        Some(l) => [
+            ms(l.p50_us),
+            ms(l.p90_us),
+            ms(l.p99_us),
+            ms(l.p999_us),
+            ms(l.p9999_us),
+            ms(l.max_us),
+        ],
+        None => Default::default(),
+    };
+    let cpu = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{:.0}%", c * 100.0));
+    format!(
+        "{:<14} {:<10} {:>4} {:<8} {:>11.0} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6} {:>6}",
+        r.label,
+        r.config.workload,
+        r.acks,
+        what,
+        t.records_per_s,
+        t.mb_per_s,
+        cols[0],
+        cols[1],
+        cols[2],
+        cols[3],
+        cols[4],
+        cols[5],
+        r.error_total() + r.missing_records,
+        cpu(Some(r.driver_cpu.cores)),
+        cpu(r.broker_cpu.map(|c| c.cores)),
+    )
+}
+
+/// The .hgrm text of a nanosecond histogram, values in milliseconds.
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    const NS_PER_MS: f64 = 1e6;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    let mut total = 0u64;
+    for v in h.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
+        let q = v.quantile_iterated_to();
+        let value = v.value_iterated_to() as f64 / NS_PER_MS;
+        if q < 1.0 {
+            let _ = writeln!(
+                out,
+                "{value:12.3} {q:2.12} {total:10} {:14.2}",
+                1.0 / (1.0 - q)
+            );
+        } else {
+            let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10}");
+        }
+    }
+    let (mean, stdev, max) = if h.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (h.mean(), h.stdev(), h.max() as f64)
+    };
+    let _ = writeln!(
+        out,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        mean / NS_PER_MS,
+        stdev / NS_PER_MS
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        max / NS_PER_MS,
+        h.len()
+    );
+    out
+}
+
+/// Writes `h` as `<dir>/<name>.hgrm`; skips empty histograms.
+pub fn write_hgrm(dir: &Path, name: &str, h: &Histogram<u64>) -> Result<()> {
+    if h.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join(format!("{name}.hgrm"));
+    std::fs::write(&path, hgrm(h)).with_context(|| format!("write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::new_histogram;
+
+    #[test]
+    fn hgrm_has_header_rising_percentiles_and_footer() {
+        let mut h = new_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1_000_000).unwrap(); // 1..1000 ms
+        }
+        let text = hgrm(&h);
+        assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));
+        let rows: Vec<Vec<f64>> = text
+            .lines()
+            .skip(2)
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| l.split_whitespace().map(|f| f.parse().unwrap()).collect())
+            .collect();
+        assert!(rows
+            .windows(2)
+            .all(|w| w[0][1] <= w[1][1] && w[0][2] <= w[1][2]));
+        let last = rows.last().unwrap();
+        assert_eq!(last[1], 1.0);
+        assert_eq!(last[2], 1000.0);
+        assert!((last[0] - 1000.0).abs() < 1.0);
+        assert!(text.contains("Total count    =         1000"));
+    }
+
+    #[test]
+    fn table_rows_show_latency_in_ms_and_errors() {
+        let mut r = RunResult {
+            label: "gregor".into(),
+            acks: "1".into(),
+            ..RunResult::default()
+        };
+        r.produce = Throughput::new(1000, 1_000_000, 1.0);
+        r.produce_latency.count = 1;
+        r.produce_latency.p99_us = 1500.0;
+        r.errors.insert("REQUEST_TIMED_OUT".into(), 3);
+        let rows = table_rows(&r);
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].contains("1.500"), "{}", rows[0]);
+        assert!(rows[0].contains(" 3 "), "{}", rows[0]);
+        assert_eq!(table_header().len(), rows[0].len());
+    }
+}

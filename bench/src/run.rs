@@ -1,0 +1,647 @@
+//! Runs the plan: for each acks setting a fresh topic, the workload's threads, a progress line,
+//! then the merged histograms and counters become a [`RunResult`]. Output files are written
+//! after every run, so an interrupted matrix keeps what it measured.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use gregor::client::Client;
+use hdrhistogram::Histogram;
+
+use crate::args::{acks_name, Args, Plan, Stop, Workload};
+use crate::clock::{now_ns, wall_ms};
+use crate::consumer::{self, ConsumerSpec, Control};
+use crate::cpu::{self, CpuUse};
+use crate::producer::{self, ProducerSpec};
+use crate::result::{
+    percentile_curve, Machine, ResultFile, RunConfig, RunResult, Sample, Throughput,
+};
+use crate::stats::{self, Counters, LatencySummary};
+use crate::topic::{self, DataVersions, TopicLayout};
+use crate::{report, svg};
+
+/// Produce requests wait this long for replication before the broker answers with an error.
+const REQUEST_TIMEOUT_MS: i32 = 30_000;
+/// Producers start this long after being spawned, so connecting is not measured.
+const START_DELAY_NS: u64 = 50_000_000;
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Entry point of the binary.
+pub fn main_with(args: Args) -> Result<()> {
+    if !args.report_from.is_empty() {
+        return combine(&args);
+    }
+    let plan = args.plan()?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
+    let mut admin = Client::connect(&args.brokers, "gregor-bench-admin")
+        .with_context(|| format!("connect to {}", args.brokers))?;
+    let versions = DataVersions::of(&admin)?;
+    let run_id = format!("{:x}", wall_ms() / 1000);
+    let mut file = ResultFile {
+        label: args.label.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: Machine::here(),
+        runs: Vec::new(),
+    };
+    println!("{}", report::table_header());
+    for &acks in &plan.acks {
+        let (result, hists) = run_one(&args, &plan, acks, &mut admin, versions, &run_id)?;
+        for row in report::table_rows(&result) {
+            println!("{row}");
+        }
+        let stem = format!(
+            "{}-{}-acks{}",
+            args.label, result.config.workload, result.acks
+        );
+        report::write_hgrm(&args.out, &format!("{stem}-produce"), &hists.produce)?;
+        report::write_hgrm(&args.out, &format!("{stem}-e2e"), &hists.e2e)?;
+        file.runs.push(result);
+        write_outputs(&args, &file)?;
+    }
+    eprintln!("results in {}", args.out.display());
+    Ok(())
+}
+
+fn write_outputs(args: &Args, file: &ResultFile) -> Result<()> {
+    file.write(&args.out.join("result.json"))?;
+    let title = args.title.clone().unwrap_or_else(|| args.label.clone());
+    let path = args.out.join("report.svg");
+    std::fs::write(&path, svg::render(&title, &file.runs))
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// `--report-from`: one chart and one table over runs from several result files.
+fn combine(args: &Args) -> Result<()> {
+    let mut runs = Vec::new();
+    for p in &args.report_from {
+        runs.extend(ResultFile::read(p)?.runs);
+    }
+    println!("{}", report::table_header());
+    for r in &runs {
+        for row in report::table_rows(r) {
+            println!("{row}");
+        }
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let title = args
+        .title
+        .clone()
+        .unwrap_or_else(|| "comparison".to_string());
+    let path = args.out.join("report.svg");
+    std::fs::write(&path, svg::render(&title, &runs))
+        .with_context(|| format!("write {}", path.display()))?;
+    eprintln!("report in {}", path.display());
+    Ok(())
+}
+
+/// The merged histograms of a run.
+struct Hists {
+    produce: Histogram<u64>,
+    e2e: Histogram<u64>,
+}
+
+/// What one phase of threads measured.
+struct Phase {
+    produce: Histogram<u64>,
+    e2e: Histogram<u64>,
+    timeline: Vec<Sample>,
+    start_ns: u64,
+    warmup_end_ns: u64,
+    end_ns: u64,
+    cpu: CpuUse,
+    broker_cpu: Option<CpuUse>,
+    /// Set when the produce figures come from another phase (the fill of a consume run).
+    produce_throughput: Option<Throughput>,
+}
+
+fn run_one(
+    args: &Args,
+    plan: &Plan,
+    acks: i16,
+    admin: &mut Client,
+    versions: DataVersions,
+    run_id: &str,
+) -> Result<(RunResult, Hists)> {
+    let name = format!("{}-{run_id}-acks{}", args.topic, acks_name(acks));
+    let layout = Arc::new(topic::create(
+        admin,
+        &name,
+        args.partitions,
+        args.replication_factor,
+    )?);
+    let counters = Arc::new(Counters::default());
+    let tag = format!("{} acks={}", args.label, acks_name(acks));
+    let outcome = match args.workload {
+        Workload::Produce => run_phase(args, plan, acks, &layout, versions, &counters, None, &tag),
+        Workload::EndToEnd => {
+            let starts = topic::offsets(admin, &layout, false)?;
+            let consume = ConsumePlan { starts, ends: None };
+            run_phase(
+                args,
+                plan,
+                acks,
+                &layout,
+                versions,
+                &counters,
+                Some(consume),
+                &tag,
+            )
+        }
+        Workload::Consume => {
+            consume_workload(args, plan, acks, admin, &layout, versions, &counters, &tag)
+        }
+    };
+    if !args.keep_topics {
+        if let Err(e) = topic::delete(admin, &name) {
+            eprintln!("warning: {e:#}");
+        }
+    }
+    let phase = outcome?;
+    Ok(assemble(args, plan, acks, &layout, &counters, phase))
+}
+
+/// Consume workload: fill the topic (not measured), then read it from the start.
+#[allow(clippy::too_many_arguments)]
+fn consume_workload(
+    args: &Args,
+    plan: &Plan,
+    acks: i16,
+    admin: &mut Client,
+    layout: &Arc<TopicLayout>,
+    versions: DataVersions,
+    counters: &Arc<Counters>,
+    tag: &str,
+) -> Result<Phase> {
+    let fill = Arc::new(Counters::default());
+    let filled = run_phase(
+        args,
+        plan,
+        acks,
+        layout,
+        versions,
+        &fill,
+        None,
+        &format!("{tag} fill"),
+    )?;
+    for (name, n) in fill.errors() {
+        counters.error_n(&format!("fill: {name}"), n);
+    }
+    Counters::add(&counters.error_records, Counters::get(&fill.error_records));
+    Counters::add(&counters.acked_records, Counters::get(&fill.acked_records));
+    let starts = topic::offsets(admin, layout, false)?;
+    let ends = topic::offsets(admin, layout, true)?;
+    let consume = ConsumePlan {
+        starts,
+        ends: Some(ends),
+    };
+    let mut phase = run_consumers_only(args, layout, versions, counters, consume, tag)?;
+    // The produce row of a consume run shows the fill, with its latencies.
+    phase.produce_throughput = Some(produce_throughput(&fill, &filled));
+    phase.produce = filled.produce;
+    Ok(phase)
+}
+
+/// Acknowledged records after the warm-up, over the time from the warm-up to the last ack.
+fn produce_throughput(counters: &Counters, phase: &Phase) -> Throughput {
+    let last = Counters::get(&counters.last_ack_ns);
+    Throughput::new(
+        Counters::get(&counters.measured_acked_records),
+        Counters::get(&counters.measured_acked_bytes),
+        last.saturating_sub(phase.warmup_end_ns) as f64 / 1e9,
+    )
+}
+
+/// Where consumers start and (consume-only) stop, per layout partition.
+struct ConsumePlan {
+    starts: Vec<i64>,
+    ends: Option<Vec<i64>>,
+}
+
+fn consumer_specs(
+    args: &Args,
+    layout: &Arc<TopicLayout>,
+    versions: DataVersions,
+    plan: &ConsumePlan,
+    warmup_end_ns: u64,
+) -> Vec<ConsumerSpec> {
+    let n = args.consumers.max(1);
+    (0..n)
+        .map(|c| {
+            let assigned: Vec<usize> = (0..layout.partitions.len())
+                .filter(|p| p % n == c)
+                .collect();
+            ConsumerSpec {
+                index: c,
+                topic: layout.clone(),
+                start_offsets: assigned.iter().map(|p| plan.starts[*p]).collect(),
+                end_offsets: plan
+                    .ends
+                    .as_ref()
+                    .map(|e| assigned.iter().map(|p| e[*p]).collect()),
+                assigned,
+                end_to_end: plan.ends.is_none(),
+                record_size: args.record_size,
+                warmup_end_ns,
+                fetch_version: versions.fetch,
+                max_wait_ms: args.fetch_max_wait_ms,
+                partition_max_bytes: args.fetch_partition_max_bytes,
+                stall_timeout: args.drain_timeout,
+            }
+        })
+        .filter(|s| !s.assigned.is_empty())
+        .collect()
+}
+
+fn spawn_consumers(
+    specs: Vec<ConsumerSpec>,
+    counters: &Arc<Counters>,
+    control: &Arc<Control>,
+) -> Result<Vec<JoinHandle<Result<Histogram<u64>>>>> {
+    specs
+        .into_iter()
+        .map(|spec| {
+            let (counters, control) = (counters.clone(), control.clone());
+            std::thread::Builder::new()
+                .name(format!("consumer-{}", spec.index))
+                .spawn(move || consumer::run(spec, counters, control))
+                .context("spawn consumer")
+        })
+        .collect()
+}
+
+fn run_consumers_only(
+    args: &Args,
+    layout: &Arc<TopicLayout>,
+    versions: DataVersions,
+    counters: &Arc<Counters>,
+    plan: ConsumePlan,
+    tag: &str,
+) -> Result<Phase> {
+    let control = Arc::new(Control::default());
+    let meter = Meter::start(args, counters, tag)?;
+    let start_ns = now_ns();
+    let handles = spawn_consumers(
+        consumer_specs(args, layout, versions, &plan, 0),
+        counters,
+        &control,
+    )?;
+    let e2e = join_all(handles)?;
+    let (timeline, cpu, broker_cpu) = meter.stop()?;
+    Ok(Phase {
+        produce: stats::new_histogram(),
+        e2e,
+        timeline,
+        start_ns,
+        warmup_end_ns: start_ns,
+        end_ns: now_ns(),
+        cpu,
+        broker_cpu,
+        produce_throughput: None,
+    })
+}
+
+/// Producers (and, for end-to-end, consumers) from start to finish.
+#[allow(clippy::too_many_arguments)]
+fn run_phase(
+    args: &Args,
+    plan: &Plan,
+    acks: i16,
+    layout: &Arc<TopicLayout>,
+    versions: DataVersions,
+    counters: &Arc<Counters>,
+    consume: Option<ConsumePlan>,
+    tag: &str,
+) -> Result<Phase> {
+    let start_ns = now_ns() + START_DELAY_NS;
+    let warmup_end_ns = start_ns + args.warmup.as_nanos() as u64;
+    let control = Arc::new(Control::default());
+    let meter = Meter::start(args, counters, tag)?;
+    let consumers = match &consume {
+        Some(c) => spawn_consumers(
+            consumer_specs(args, layout, versions, c, warmup_end_ns),
+            counters,
+            &control,
+        )?,
+        None => Vec::new(),
+    };
+    let producers = spawn_producers(
+        args,
+        plan,
+        acks,
+        layout,
+        versions,
+        counters,
+        start_ns,
+        warmup_end_ns,
+    )?;
+    let produced = join_all(producers);
+    control
+        .expected
+        .store(Counters::get(&counters.acked_records), Ordering::Release);
+    control.drain_deadline_ns.store(
+        now_ns() + args.drain_timeout.as_nanos() as u64,
+        Ordering::Release,
+    );
+    control.producers_done.store(true, Ordering::Release);
+    if produced.is_err() {
+        control.abort.store(true, Ordering::Release);
+    }
+    let e2e = join_all(consumers);
+    let (timeline, cpu, broker_cpu) = meter.stop()?;
+    Ok(Phase {
+        produce: produced?,
+        e2e: e2e?,
+        timeline,
+        start_ns,
+        warmup_end_ns,
+        end_ns: now_ns(),
+        cpu,
+        broker_cpu,
+        produce_throughput: None,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_producers(
+    args: &Args,
+    plan: &Plan,
+    acks: i16,
+    layout: &Arc<TopicLayout>,
+    versions: DataVersions,
+    counters: &Arc<Counters>,
+    start_ns: u64,
+    warmup_end_ns: u64,
+) -> Result<Vec<JoinHandle<Result<Histogram<u64>>>>> {
+    let n = args.producers as u64;
+    let (stop_at_ns, total) = match plan.stop {
+        Stop::After(d) => (Some(warmup_end_ns + d.as_nanos() as u64), None),
+        Stop::Records(r) => (None, Some(r)),
+    };
+    (0..args.producers)
+        .map(|i| {
+            let spec = ProducerSpec {
+                index: i,
+                topic: layout.clone(),
+                acks,
+                codec: args.compression.compression(),
+                record_size: args.record_size,
+                key_cardinality: args.key_cardinality,
+                batch_size: args.batch_size,
+                linger_ns: args.linger_ms * 1_000_000,
+                max_in_flight: args.max_in_flight,
+                max_request_size: args.max_request_size,
+                buffer_memory: args.buffer_memory,
+                rate: plan.rate.map(|r| r / n as f64),
+                start_ns,
+                warmup_end_ns,
+                stop_at_ns,
+                records: total.map(|t| t / n + u64::from((i as u64) < t % n)),
+                produce_version: versions.produce,
+                request_timeout_ms: REQUEST_TIMEOUT_MS,
+            };
+            let counters = counters.clone();
+            std::thread::Builder::new()
+                .name(format!("producer-{i}"))
+                .spawn(move || producer::run(spec, counters))
+                .context("spawn producer")
+        })
+        .collect()
+}
+
+/// Joins worker threads and merges their histograms; the first failure wins.
+fn join_all(handles: Vec<JoinHandle<Result<Histogram<u64>>>>) -> Result<Histogram<u64>> {
+    let mut merged = stats::new_histogram();
+    let mut first_err = None;
+    for h in handles {
+        match h.join().map_err(|_| anyhow!("worker thread panicked")) {
+            Ok(Ok(hist)) => stats::merge(&mut merged, &hist)?,
+            Ok(Err(e)) | Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(merged),
+    }
+}
+
+fn assemble(
+    args: &Args,
+    plan: &Plan,
+    acks: i16,
+    layout: &TopicLayout,
+    counters: &Counters,
+    phase: Phase,
+) -> (RunResult, Hists) {
+    let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
+    let produce = phase
+        .produce_throughput
+        .clone()
+        .unwrap_or_else(|| produce_throughput(counters, &phase));
+    let consumed = Counters::get(&counters.consumed_records);
+    let consume = (args.workload != Workload::Produce).then(|| {
+        Throughput::new(
+            consumed,
+            Counters::get(&counters.consumed_bytes),
+            secs(phase.start_ns, Counters::get(&counters.last_consume_ns)),
+        )
+    });
+    let expected = match args.workload {
+        Workload::Produce => consumed,
+        _ => Counters::get(&counters.acked_records),
+    };
+    let end_to_end = args.workload == Workload::EndToEnd;
+    let result = RunResult {
+        label: args.label.clone(),
+        acks: acks_name(acks).to_string(),
+        config: run_config(args, plan, layout),
+        produce,
+        consume,
+        produce_latency: LatencySummary::of(&phase.produce),
+        e2e_latency: end_to_end.then(|| LatencySummary::of(&phase.e2e)),
+        produce_curve: percentile_curve(&phase.produce),
+        e2e_curve: percentile_curve(&phase.e2e),
+        errors: counters.errors(),
+        error_records: Counters::get(&counters.error_records),
+        missing_records: expected.saturating_sub(consumed),
+        driver_cpu: phase.cpu,
+        broker_cpu: phase.broker_cpu,
+        timeline: phase.timeline,
+    };
+    let _ = phase.end_ns;
+    (
+        result,
+        Hists {
+            produce: phase.produce,
+            e2e: phase.e2e,
+        },
+    )
+}
+
+fn run_config(args: &Args, plan: &Plan, layout: &TopicLayout) -> RunConfig {
+    let workload = match args.workload {
+        Workload::Produce => "produce",
+        Workload::Consume => "consume",
+        Workload::EndToEnd => "e2e",
+    };
+    RunConfig {
+        workload: workload.to_string(),
+        topic: layout.name.clone(),
+        partitions: args.partitions,
+        replication_factor: args.replication_factor,
+        record_size: args.record_size,
+        key_cardinality: args.key_cardinality,
+        compression: format!("{:?}", args.compression).to_lowercase(),
+        batch_size: args.batch_size,
+        linger_ms: args.linger_ms,
+        producers: args.producers,
+        consumers: args.consumers,
+        max_in_flight: args.max_in_flight,
+        rate: plan.rate,
+    }
+}
+
+/// The progress line, the throughput timeline and the CPU meters of one phase.
+struct Meter {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Vec<Sample>>,
+    cpu_start_s: f64,
+    broker: Option<(u32, f64)>,
+    wall_start_ns: u64,
+}
+
+impl Meter {
+    fn start(args: &Args, counters: &Arc<Counters>, tag: &str) -> Result<Meter> {
+        let broker = match args.broker_pid {
+            Some(pid) => Some((pid, cpu::process_cpu_s(pid)?)),
+            None => None,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let ctx = ProgressCtx {
+            counters: counters.clone(),
+            stop: stop.clone(),
+            print_every: args.progress_secs,
+            tag: tag.to_string(),
+            broker_pid: args.broker_pid,
+        };
+        let handle = std::thread::Builder::new()
+            .name("progress".into())
+            .spawn(move || ctx.run())
+            .context("spawn progress")?;
+        Ok(Meter {
+            stop,
+            handle,
+            cpu_start_s: cpu::self_cpu_s(),
+            broker,
+            wall_start_ns: now_ns(),
+        })
+    }
+
+    fn stop(self) -> Result<(Vec<Sample>, CpuUse, Option<CpuUse>)> {
+        let wall = (now_ns() - self.wall_start_ns) as f64 / 1e9;
+        let cpu = CpuUse::between(self.cpu_start_s, cpu::self_cpu_s(), wall);
+        let broker = match self.broker {
+            Some((pid, start)) => Some(CpuUse::between(start, cpu::process_cpu_s(pid)?, wall)),
+            None => None,
+        };
+        self.stop.store(true, Ordering::Release);
+        let timeline = self
+            .handle
+            .join()
+            .map_err(|_| anyhow!("progress thread panicked"))?;
+        Ok((timeline, cpu, broker))
+    }
+}
+
+struct ProgressCtx {
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    print_every: u64,
+    tag: String,
+    broker_pid: Option<u32>,
+}
+
+impl ProgressCtx {
+    fn run(self) -> Vec<Sample> {
+        let tty = std::io::stderr().is_terminal();
+        let start = now_ns();
+        let mut last = (start, 0u64, 0u64, 0u64, 0u64, cpu::self_cpu_s());
+        let mut broker_last = self.broker_pid.and_then(|p| cpu::process_cpu_s(p).ok());
+        let mut timeline = Vec::new();
+        let mut tick = 0u64;
+        while !self.stop.load(Ordering::Acquire) {
+            sleep_unless_stopped(&self.stop, SAMPLE_INTERVAL);
+            let c = &self.counters;
+            let now = now_ns();
+            let (ar, ab) = (
+                Counters::get(&c.acked_records),
+                Counters::get(&c.acked_bytes),
+            );
+            let (cr, cb) = (
+                Counters::get(&c.consumed_records),
+                Counters::get(&c.consumed_bytes),
+            );
+            let dt = (now - last.0) as f64 / 1e9;
+            if dt <= 0.0 {
+                continue;
+            }
+            let s = Sample {
+                t_s: (now - start) as f64 / 1e9,
+                produced_records_per_s: (ar - last.1) as f64 / dt,
+                produced_mb_per_s: (ab - last.2) as f64 / dt / 1e6,
+                consumed_records_per_s: (cr - last.3) as f64 / dt,
+                consumed_mb_per_s: (cb - last.4) as f64 / dt / 1e6,
+            };
+            let cpu_now = cpu::self_cpu_s();
+            let driver = (cpu_now - last.5) / dt;
+            let broker_now = self.broker_pid.and_then(|p| cpu::process_cpu_s(p).ok());
+            let broker = broker_now.zip(broker_last).map(|(n, l)| (n - l) / dt);
+            broker_last = broker_now;
+            tick += 1;
+            if self.print_every > 0 && tick.is_multiple_of(self.print_every) {
+                self.print(&s, driver, broker, tty);
+            }
+            timeline.push(s);
+            last = (now, ar, ab, cr, cb, cpu_now);
+        }
+        if tty && self.print_every > 0 {
+            eprintln!();
+        }
+        timeline
+    }
+
+    fn print(&self, s: &Sample, driver: f64, broker: Option<f64>, tty: bool) {
+        let c = &self.counters;
+        let broker = broker.map_or(String::new(), |b| format!(" broker CPU {:.0}%", b * 100.0));
+        let line = format!(
+            "[{}] {:5.0}s produced {:>9.0} rec/s {:>8.1} MB/s | consumed {:>9.0} rec/s {:>8.1} MB/s | errors {} | driver CPU {:.0}%{broker}",
+            self.tag,
+            s.t_s,
+            s.produced_records_per_s,
+            s.produced_mb_per_s,
+            s.consumed_records_per_s,
+            s.consumed_mb_per_s,
+            c.error_total(),
+            driver * 100.0,
+        );
+        if tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) {
+    let step = Duration::from_millis(50);
+    let mut slept = Duration::ZERO;
+    while slept < total && !stop.load(Ordering::Acquire) {
+        std::thread::sleep(step);
+        slept += step;
+    }
+}

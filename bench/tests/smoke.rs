@@ -1,0 +1,177 @@
+//! Smoke run of the driver against a real gregor: a few seconds of end-to-end and consume load
+//! for every acks setting, checking correctness only (every record acknowledged, consumed and
+//! counted, no errors, outputs written). No timing is asserted.
+//!
+//! The broker binary is `target/{release,debug}/gregor`, built beforehand (`cargo build -p
+//! gregor` in CI); the test fails with a clear message when it is missing.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gregor_bench::result::ResultFile;
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The gregor binary next to this test's own build, preferring the profile the test runs in.
+fn gregor_bin() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let profiles = if cfg!(debug_assertions) {
+        ["debug", "release"]
+    } else {
+        ["release", "debug"]
+    };
+    for p in profiles {
+        let bin = target.join(p).join("gregor");
+        if bin.exists() {
+            return bin;
+        }
+    }
+    panic!(
+        "no gregor binary under {}/{{debug,release}}: run `cargo build -p gregor` first",
+        target.display()
+    );
+}
+
+struct Broker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let log = std::fs::File::create(dir.path().join("broker.log")).expect("log file");
+        let child = Command::new(gregor_bin())
+            .arg("serve")
+            .arg("--set")
+            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
+            .arg("--set")
+            .arg(format!("log.dirs={}", dir.path().join("data").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn gregor");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "gregor did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_bench(broker: &Broker, out: &Path, extra: &[&str]) -> ResultFile {
+    let status = Command::new(env!("CARGO_BIN_EXE_gregor-bench"))
+        .args(["--brokers", &format!("127.0.0.1:{}", broker.port)])
+        .args([
+            "--acks",
+            "0,1,all",
+            "--partitions",
+            "3",
+            "--record-size",
+            "200",
+        ])
+        .args([
+            "--progress-secs",
+            "0",
+            "--drain-timeout",
+            "20s",
+            "--label",
+            "smoke",
+        ])
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .status()
+        .expect("run gregor-bench");
+    assert!(status.success(), "gregor-bench failed: {status}");
+    ResultFile::read(&out.join("result.json")).expect("result.json")
+}
+
+fn check_every_record(file: &ResultFile, produced: u64) {
+    assert_eq!(file.runs.len(), 3);
+    for r in &file.runs {
+        let what = format!("acks={} {}", r.acks, r.config.workload);
+        assert!(r.errors.is_empty(), "{what}: errors {:?}", r.errors);
+        assert_eq!(r.error_records, 0, "{what}");
+        assert_eq!(r.produce.records, produced, "{what}: acknowledged");
+        let consumed = r.consume.as_ref().map_or(0, |c| c.records);
+        assert_eq!(consumed, produced, "{what}: consumed");
+        assert_eq!(r.missing_records, 0, "{what}");
+    }
+}
+
+#[test]
+fn driver_acknowledges_consumes_and_counts_every_record() {
+    let broker = Broker::start();
+    let out = tempfile::tempdir().expect("out dir");
+
+    let e2e_dir = out.path().join("e2e");
+    let n = 30_000u64;
+    let e2e = run_bench(
+        &broker,
+        &e2e_dir,
+        &[
+            "--workload",
+            "e2e",
+            "--records",
+            &n.to_string(),
+            "--rate",
+            "20000",
+            "--key-cardinality",
+            "100",
+        ],
+    );
+    check_every_record(&e2e, n);
+    for r in &e2e.runs {
+        let lat = r.e2e_latency.as_ref().expect("e2e latency");
+        assert_eq!(lat.count, n, "acks={}: one e2e sample per record", r.acks);
+        assert_eq!(r.produce_latency.count, n);
+    }
+    for file in [
+        "result.json",
+        "report.svg",
+        "smoke-e2e-acksall-e2e.hgrm",
+        "smoke-e2e-acks1-produce.hgrm",
+    ] {
+        assert!(e2e_dir.join(file).exists(), "{file} missing");
+    }
+
+    let consume_dir = out.path().join("consume");
+    let consume = run_bench(
+        &broker,
+        &consume_dir,
+        &[
+            "--workload",
+            "consume",
+            "--records",
+            &n.to_string(),
+            "--compression",
+            "lz4",
+            "--consumers",
+            "2",
+        ],
+    );
+    check_every_record(&consume, n);
+}

@@ -8,11 +8,13 @@
 
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::FutureExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
+use super::framing::{write_frames, FrameReader};
 use super::Outcome;
 use crate::protocol::{self, ProtocolError};
 use crate::shard::Shard;
@@ -42,35 +44,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 /// Reads frames until EOF or a protocol error; returns why it stopped if it was an error.
 async fn read_requests(
     shard: &Rc<Shard>,
-    mut reader: futures::io::ReadHalf<TcpStream>,
+    reader: futures::io::ReadHalf<TcpStream>,
     tx: &local_channel::LocalSender<glommio::Task<Outcome>>,
     client_host: &str,
 ) -> Result<(), String> {
-    let max = shard.config.socket_request_max_bytes;
-    loop {
-        let mut len = [0u8; 4];
-        match reader.read_exact(&mut len).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(format!("read error: {e}")),
-        }
-        let len = i32::from_be_bytes(len);
-        if len < 0 || len as u32 > max {
-            return Err(format!(
-                "frame of {len} bytes exceeds socket.request.max.bytes ({max})"
-            ));
-        }
-        let mut frame = BytesMut::zeroed(len as usize);
-        reader
-            .read_exact(&mut frame)
-            .await
-            .map_err(|e| format!("truncated frame: {e}"))?;
-        let frame = frame.freeze();
+    let mut frames = FrameReader::new(reader, shard.config.socket_request_max_bytes);
+    while let Some(frame) = frames.next_frame().await.map_err(|e| e.to_string())? {
         let task = match protocol::parse_request(frame.clone()) {
             Ok(mut req) => {
                 req.client_host = client_host.to_string();
-                let fut = super::dispatch(shard, req);
-                glommio::spawn_local(fut)
+                glommio::spawn_local(super::dispatch(shard, req))
             }
             Err(e) => {
                 let outcome = answer_unparsed(e, &frame);
@@ -85,6 +68,7 @@ async fn read_requests(
         };
         tx.send(task).await.map_err(|_| "writer gone".to_string())?;
     }
+    Ok(())
 }
 
 /// What to do with a request whose header we will not handle: ApiVersions of an unknown
@@ -105,19 +89,42 @@ async fn write_responses(
     rx: local_channel::LocalReceiver<glommio::Task<Outcome>>,
     peer: String,
 ) {
-    while let Some(task) = rx.recv().await {
-        match task.await {
-            Outcome::Reply(frame) => {
-                if let Err(e) = writer.write_all(&frame).await {
-                    tracing::debug!(%peer, error = %e, "write failed");
+    let mut ready: Vec<Bytes> = Vec::new();
+    let mut next = None;
+    'conn: loop {
+        let task = match next.take() {
+            Some(t) => t,
+            None => match rx.recv().await {
+                Some(t) => t,
+                None => break,
+            },
+        };
+        let mut outcome = task.await;
+        // Take every response that is already done, so they leave in one write.
+        loop {
+            match outcome {
+                Outcome::Reply(frame) => ready.push(frame),
+                Outcome::NoReply => {}
+                Outcome::Close(why) => {
+                    tracing::info!(%peer, %why, "closing connection");
+                    let _ = write_frames(&mut writer, &mut ready).await;
+                    break 'conn;
+                }
+            }
+            let Some(Some(mut t)) = rx.recv().now_or_never() else {
+                break;
+            };
+            match (&mut t).now_or_never() {
+                Some(o) => outcome = o,
+                None => {
+                    next = Some(t);
                     break;
                 }
             }
-            Outcome::NoReply => {}
-            Outcome::Close(why) => {
-                tracing::info!(%peer, %why, "closing connection");
-                break;
-            }
+        }
+        if let Err(e) = write_frames(&mut writer, &mut ready).await {
+            tracing::debug!(%peer, error = %e, "write failed");
+            break;
         }
     }
     let _ = writer.close().await;

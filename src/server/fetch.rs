@@ -128,17 +128,11 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
         let by_owner = wants_by_owner(&shard, &plan);
         let deadline = shard.now_ms() + body.max_wait_ms.max(0) as i64;
         let min_bytes = body.min_bytes.max(0) as usize;
-        let mut got = read_all(&shard, &by_owner).await;
-        loop {
-            let total: usize = got.values().map(Got::bytes).sum();
-            let any_error = got.values().any(|g| g.error != 0);
-            let remaining = deadline - shard.now_ms();
-            if total >= min_bytes || any_error || remaining <= 0 || by_owner.is_empty() {
-                break;
-            }
-            wait_any(&shard, &by_owner, remaining).await;
-            got = read_all(&shard, &by_owner).await;
-        }
+        let got = if by_owner.len() == 1 {
+            poll_one_owner(&shard, by_owner, min_bytes, deadline).await
+        } else {
+            poll_owners(&shard, &by_owner, min_bytes, deadline).await
+        };
         let resp = build_response(
             plan,
             got,
@@ -146,6 +140,67 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             body.isolation_level,
         );
         reply(&req, &resp)
+    })
+}
+
+fn enough(got: &BTreeMap<(usize, usize), Got>, min_bytes: usize) -> bool {
+    let total: usize = got.values().map(Got::bytes).sum();
+    total >= min_bytes || got.values().any(|g| g.error != 0)
+}
+
+/// Long poll across several owners: read everywhere, wait for data anywhere, read again.
+async fn poll_owners(
+    shard: &Rc<Shard>,
+    by_owner: &BTreeMap<ShardId, Vec<Want>>,
+    min_bytes: usize,
+    deadline: i64,
+) -> BTreeMap<(usize, usize), Got> {
+    let mut got = read_all(shard, by_owner).await;
+    loop {
+        let remaining = deadline - shard.now_ms();
+        if enough(&got, min_bytes) || remaining <= 0 || by_owner.is_empty() {
+            return got;
+        }
+        wait_any(shard, by_owner, remaining).await;
+        got = read_all(shard, by_owner).await;
+    }
+}
+
+/// Long poll when one shard owns every partition asked for (the common case): the whole
+/// read-wait-read loop runs there, one message each way instead of three.
+async fn poll_one_owner(
+    shard: &Rc<Shard>,
+    by_owner: BTreeMap<ShardId, Vec<Want>>,
+    min_bytes: usize,
+    deadline: i64,
+) -> BTreeMap<(usize, usize), Got> {
+    let Some((owner, wants)) = by_owner.into_iter().next() else {
+        return BTreeMap::new();
+    };
+    let slots: Vec<(usize, usize)> = wants.iter().map(|w| w.slot).collect();
+    let call = shard.invoke_on(owner, move |s| async move {
+        let mut got: BTreeMap<_, _> = read_on_owner(s.clone(), wants.clone())
+            .await
+            .into_iter()
+            .collect();
+        loop {
+            let remaining = deadline - s.now_ms();
+            if enough(&got, min_bytes) || remaining <= 0 {
+                return got;
+            }
+            let offsets = wants.iter().map(|w| (w.tp.clone(), w.offset)).collect();
+            wait_on_owner(s.clone(), offsets, remaining).await;
+            got = read_on_owner(s.clone(), wants.clone())
+                .await
+                .into_iter()
+                .collect();
+        }
+    });
+    call.await.unwrap_or_else(|e| {
+        slots
+            .into_iter()
+            .map(|slot| (slot, Got::err(errors::shard(&e))))
+            .collect()
     })
 }
 

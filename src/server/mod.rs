@@ -8,6 +8,7 @@ mod cluster;
 mod connection;
 mod errors;
 mod fetch;
+mod framing;
 mod groups;
 mod offsets;
 mod produce;

@@ -804,7 +804,9 @@ impl Group {
         }
         match self.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
-                self.prepare_rebalance(limits, now_ms, effects)
+                self.prepare_rebalance(limits, now_ms, effects);
+                // The last member leaving empties the group now, not at the next tick.
+                self.maybe_complete_join(now_ms, effects);
             }
             GroupState::PreparingRebalance => self.maybe_complete_join(now_ms, effects),
             _ => {}

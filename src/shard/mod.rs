@@ -110,11 +110,20 @@ impl Shard {
             let fut = f(self.clone());
             return Box::pin(async move { Ok(fut.await) });
         }
+        // The answer travels back as a job too, and is handed to `rx` on this shard: a oneshot
+        // completed from another thread would wake this task through glommio's foreign-waker
+        // path, which double-frees under load (seen as aborts in the e2e benchmark).
         let (tx, rx) = futures::channel::oneshot::channel();
+        let origin = self.id;
         let job: mesh::Job = Box::new(move |shard: Rc<Shard>| {
-            let fut = f(shard);
+            let fut = f(shard.clone());
             Box::pin(async move {
-                let _ = tx.send(fut.await);
+                let result = fut.await;
+                let reply: mesh::Job = Box::new(move |_| {
+                    let _ = tx.send(result);
+                    Box::pin(std::future::ready(()))
+                });
+                shard.mesh.push(origin, reply);
             })
         });
         self.mesh.push(target, job);

@@ -4,10 +4,10 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::channel::oneshot;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use thiserror::Error;
@@ -79,6 +79,9 @@ fn raise_memlock_limit() {
     }
 }
 
+/// How often a shard checks whether a stop signal came.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
 /// How long start-up waits for a port that still answers, which is what a broker killed a
 /// moment ago leaves behind while the kernel tears its io_uring and sockets down.
 const PORT_WAIT: Duration = Duration::from_secs(5);
@@ -118,16 +121,14 @@ fn block_stop_signals() -> libc::sigset_t {
 /// Waits for SIGINT/SIGTERM on a thread of its own and tells every shard to stop. A second
 /// signal more than a second later exits at once (one arriving sooner is the same stop sent to
 /// the process and its group, as `timeout` and terminals do).
-fn spawn_signal_thread(set: libc::sigset_t, stops: Vec<oneshot::Sender<()>>) {
+fn spawn_signal_thread(set: libc::sigset_t, stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let mut sig: libc::c_int = 0;
         // SAFETY: `set` holds signals blocked in every thread, so sigwait receives them here.
         unsafe { libc::sigwait(&set, &mut sig) };
         let first = std::time::Instant::now();
         tracing::info!(signal = sig, "stopping: closing logs");
-        for s in stops {
-            let _ = s.send(());
-        }
+        stop.store(true, Ordering::Release);
         loop {
             // SAFETY: as above.
             unsafe { libc::sigwait(&set, &mut sig) };
@@ -157,11 +158,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let config = Arc::new(config);
     let mesh = MeshBuilder::<Job, _>::full(num_shards, mesh::MESH_CHANNEL_CAPACITY);
     let set = block_stop_signals();
-    let mut stops = Vec::new();
+    let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for i in 0..num_shards {
-        let (stop_tx, stop_rx) = oneshot::channel();
-        stops.push(stop_tx);
+        let stop_rx = stop.clone();
         let (config, mesh) = (config.clone(), mesh.clone());
         let placement = if num_shards <= cpus {
             Placement::Fixed(i)
@@ -175,7 +175,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             .map_err(|e| StartError::Environment(format!("starting shard {i}: {e}")))?;
         handles.push(handle);
     }
-    spawn_signal_thread(set, stops);
+    spawn_signal_thread(set, stop);
     tracing::info!(
         listener = %config.listener,
         shards = num_shards,
@@ -202,7 +202,7 @@ async fn shard_main(
     config: Arc<Config>,
     mesh: MeshBuilder<Job, glommio::channels::channel_mesh::Full>,
     num_shards: usize,
-    stop: oneshot::Receiver<()>,
+    stop: Arc<AtomicBool>,
 ) {
     let (senders, receivers) = match mesh.join().await {
         Ok(x) => x,
@@ -228,7 +228,11 @@ async fn shard_main(
     if id.0 == 0 {
         boot_cluster(&shard).await;
     }
-    let _ = stop.await;
+    // Polled rather than signalled: a waker woken from the signal thread would go through
+    // glommio's foreign-wake path (see Shard::invoke_on).
+    while !stop.load(Ordering::Acquire) {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
     crate::server::stop_listener(&shard);
     shard.close_logs().await;
 }

@@ -178,6 +178,22 @@ pub struct Group {
     hold_until_deadline: bool,
 }
 
+/// Fails the JoinGroup or SyncGroup a member that is going away has parked.
+fn answer_parked(m: &Member, error: ResponseError, effects: &mut Vec<Effect>) {
+    if m.awaiting_join {
+        effects.push(Effect::Join {
+            member_id: m.id.clone(),
+            result: JoinResult::error(error, &m.id),
+        });
+    }
+    if m.awaiting_sync {
+        effects.push(Effect::Sync {
+            member_id: m.id.clone(),
+            result: SyncResult::error(error),
+        });
+    }
+}
+
 fn same_protocols(a: &[(String, Bytes)], b: &[(String, Bytes)]) -> bool {
     a == b
 }
@@ -438,18 +454,7 @@ impl Group {
         now_ms: i64,
         effects: &mut Vec<Effect>,
     ) -> JoinReply {
-        if old.awaiting_join {
-            effects.push(Effect::Join {
-                member_id: old.id.clone(),
-                result: JoinResult::error(ResponseError::FencedInstanceId, &old.id),
-            });
-        }
-        if old.awaiting_sync {
-            effects.push(Effect::Sync {
-                member_id: old.id.clone(),
-                result: SyncResult::error(ResponseError::FencedInstanceId),
-            });
-        }
+        answer_parked(&old, ResponseError::FencedInstanceId, effects);
         self.members.remove(&old.id);
         let mut m = old.clone();
         m.id = new_id.clone();
@@ -787,18 +792,7 @@ impl Group {
         let Some(m) = self.members.remove(id) else {
             return;
         };
-        if m.awaiting_join {
-            effects.push(Effect::Join {
-                member_id: m.id.clone(),
-                result: JoinResult::error(ResponseError::UnknownMemberId, &m.id),
-            });
-        }
-        if m.awaiting_sync {
-            effects.push(Effect::Sync {
-                member_id: m.id.clone(),
-                result: SyncResult::error(ResponseError::UnknownMemberId),
-            });
-        }
+        answer_parked(&m, ResponseError::UnknownMemberId, effects);
         if self.leader.as_deref() == Some(id) {
             self.leader = None;
         }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use kafka_protocol::records::Compression;
 
 /// Smallest record the driver writes: the value carries an 8-byte send timestamp.
 pub const RECORD_SIZE_MIN: usize = 8;
@@ -25,28 +24,7 @@ pub enum Workload {
     EndToEnd,
 }
 
-/// Codec of produced batches (Kafka's compression.type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Codec {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl Codec {
-    pub fn compression(self) -> Compression {
-        match self {
-            Codec::None => Compression::None,
-            Codec::Gzip => Compression::Gzip,
-            Codec::Snappy => Compression::Snappy,
-            Codec::Lz4 => Compression::Lz4,
-            Codec::Zstd => Compression::Zstd,
-        }
-    }
-}
+pub use gregor::client::batch::Codec;
 
 /// Load driver for Kafka-compatible brokers: produce, consume and end-to-end latency.
 #[derive(Debug, Clone, Parser)]

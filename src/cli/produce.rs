@@ -47,26 +47,7 @@ impl Acks {
     }
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl Codec {
-    pub fn compression(self) -> Compression {
-        match self {
-            Codec::None => Compression::None,
-            Codec::Gzip => Compression::Gzip,
-            Codec::Snappy => Compression::Snappy,
-            Codec::Lz4 => Compression::Lz4,
-            Codec::Zstd => Compression::Zstd,
-        }
-    }
-}
+pub use crate::client::batch::Codec;
 
 #[derive(clap::Args, Debug)]
 pub struct ProduceArgs {

@@ -15,6 +15,29 @@ use kafka_protocol::records::{
 use super::error::ClientError;
 use crate::record::{self, BatchHeader, Scan};
 
+/// Codec of produced batches, as Kafka's compression.type names them (CLI and bench flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Codec {
+    pub fn compression(self) -> Compression {
+        match self {
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd => Compression::Zstd,
+        }
+    }
+}
+
 /// One record to produce.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProducerRecord {

@@ -19,6 +19,7 @@
 //! | `metadata` | topics, partitions and configs as a log of records; snapshots per shard |
 //! | `storage` | segments, indexes, recovery, retention |
 //! | `group` | consumer group coordinator, rebalancing, committed offsets |
+//! | `txn` | producer ids and idempotent-producer state |
 //! | `cli` | the client tools (topics, produce, consume, dump-log) |
 //!
 //! # Glossary
@@ -38,4 +39,5 @@ pub mod record;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod txn;
 pub mod types;

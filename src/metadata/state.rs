@@ -35,7 +35,16 @@ pub enum Record {
     TopicDeleted {
         name: String,
     },
+    /// Producer ids in [start, end) are handed out from now on.
+    ProducerIdsAllocated {
+        start: i64,
+        end: i64,
+    },
 }
+
+/// Producer ids are made durable a block at a time; ids of a block unused at a restart are
+/// skipped, never reused (as Kafka's controller does).
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMeta {
@@ -105,6 +114,8 @@ pub struct Controller {
     defaults: LogConfig,
     live_brokers: i16,
     snapshot: Snapshot,
+    /// Next producer id to hand out, and the end of the allocated block.
+    producer_ids: (i64, i64),
 }
 
 impl Controller {
@@ -119,10 +130,13 @@ impl Controller {
             defaults,
             live_brokers: 1,
             snapshot: Snapshot::default(),
+            producer_ids: (0, 0),
         };
         for r in records {
             c.apply(r);
         }
+        // Whatever the last block had left may have been handed out before the restart.
+        c.producer_ids.0 = c.producer_ids.1;
         if c.snapshot.cluster_id.is_empty() {
             let id = Uuid::new_v4().simple().to_string();
             c.commit(vec![Record::ClusterCreated { cluster_id: id }])?;
@@ -179,6 +193,14 @@ impl Controller {
                 if let Some(t) = s.topics.remove(&name) {
                     s.topic_ids.remove(&t.id);
                 }
+            }
+            Record::ProducerIdsAllocated { start, end } => {
+                assert!(
+                    start >= self.producer_ids.1 && end > start,
+                    "producer id block [{start}, {end}) after {:?}",
+                    self.producer_ids
+                );
+                self.producer_ids = (start, end);
             }
         }
     }
@@ -285,6 +307,20 @@ impl Controller {
         Ok(id)
     }
 
+    /// A producer id never handed out before, on this cluster, across restarts.
+    pub fn next_producer_id(&mut self) -> Result<i64, MetadataError> {
+        let (next, end) = self.producer_ids;
+        if next >= end {
+            self.commit(vec![Record::ProducerIdsAllocated {
+                start: end,
+                end: end + PRODUCER_ID_BLOCK,
+            }])?;
+        }
+        let id = self.producer_ids.0;
+        self.producer_ids.0 += 1;
+        Ok(id)
+    }
+
     pub fn topic_name(&self, id: &Uuid) -> Result<String, MetadataError> {
         self.snapshot
             .topic_ids
@@ -334,6 +370,22 @@ mod tests {
         assert_eq!(s.topics["t"].log_config.retention_ms, 100);
         assert!(s.topic("gone").is_none());
         assert_eq!(s.topic_by_id(&t.id).unwrap().name, "t");
+    }
+
+    #[test]
+    fn producer_ids_are_never_reused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = controller(dir.path());
+        let a: Vec<i64> = (0..3).map(|_| c.next_producer_id().unwrap()).collect();
+        assert_eq!(a, vec![0, 1, 2]);
+        drop(c);
+        let mut c = controller(dir.path());
+        let b = c.next_producer_id().unwrap();
+        assert_eq!(b, PRODUCER_ID_BLOCK, "the rest of the old block is skipped");
+        for _ in 0..PRODUCER_ID_BLOCK {
+            c.next_producer_id().unwrap();
+        }
+        assert_eq!(c.next_producer_id().unwrap(), 2 * PRODUCER_ID_BLOCK + 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod errors;
 mod fetch;
 mod framing;
 mod groups;
+mod init_producer;
 mod offsets;
 mod produce;
 
@@ -61,6 +62,7 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::ListGroups => groups::list_groups(shard, req),
         ApiKey::DeleteGroups => groups::delete_groups(shard, req),
         ApiKey::OffsetDelete => groups::offset_delete(shard, req),
+        ApiKey::InitProducerId => init_producer::handle(shard, req),
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
     }
 }

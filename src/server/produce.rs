@@ -18,6 +18,7 @@ use crate::protocol::{decode_body, legacy_produce, Request};
 use crate::record;
 use crate::shard::Shard;
 use crate::storage::AppendInfo;
+use crate::txn::Check;
 use crate::types::{ShardId, TopicPartition};
 
 /// The leader epoch of every partition: a single node is leader of all of them from the start.
@@ -154,22 +155,8 @@ fn append_on_owner(
     let appended: Vec<_> = items
         .into_iter()
         .map(|item| {
-            let Some(log) = shard.log(&item.tp) else {
-                return (
-                    item.slot,
-                    None,
-                    PartResult::err(ResponseError::NotLeaderOrFollower),
-                );
-            };
-            let mut batch = BytesMut::from(&item.batch[..]);
-            record::set_partition_leader_epoch(&mut batch, LEADER_EPOCH);
-            match log.append(batch, now) {
-                Ok(info) => {
-                    let r = ok_result(info, log.log_start_offset());
-                    (item.slot, Some((log, info.last_offset + 1)), r)
-                }
-                Err(e) => (item.slot, None, PartResult::err(errors::storage(&e))),
-            }
+            let (pending, r) = append_one(&shard, &item, now);
+            (item.slot, pending, r)
         })
         .collect();
     async move {
@@ -185,6 +172,51 @@ fn append_on_owner(
         out
     }
 }
+
+/// Appends one partition's batch on its owner, unless the idempotent-producer check says it
+/// is a retry (answered with its first offsets) or out of order. Returns the log and end
+/// offset to wait for, and the answer.
+fn append_one(shard: &Shard, item: &AppendItem, now: i64) -> (Pending, PartResult) {
+    let Some(log) = shard.log(&item.tp) else {
+        return (None, PartResult::err(ResponseError::NotLeaderOrFollower));
+    };
+    // The batch was validated on the way in; its header parses.
+    let Ok(header) = record::BatchHeader::parse(&item.batch) else {
+        return (None, PartResult::err(ResponseError::CorruptMessage));
+    };
+    let mut producers = shard.producers.borrow_mut();
+    let state = producers.entry(item.tp.clone()).or_default();
+    match state.check(&header) {
+        Check::Reject(e) => (None, PartResult::err(e)),
+        Check::Duplicate {
+            base_offset,
+            last_offset,
+        } => {
+            let r = PartResult {
+                error: 0,
+                base_offset,
+                log_append_time_ms: -1,
+                log_start_offset: log.log_start_offset(),
+            };
+            (Some((log, last_offset + 1)), r)
+        }
+        Check::Append => {
+            let mut batch = BytesMut::from(&item.batch[..]);
+            record::set_partition_leader_epoch(&mut batch, LEADER_EPOCH);
+            match log.append(batch, now) {
+                Ok(info) => {
+                    state.appended(&header, info.base_offset);
+                    let r = ok_result(info, log.log_start_offset());
+                    (Some((log, info.last_offset + 1)), r)
+                }
+                Err(e) => (None, PartResult::err(errors::storage(&e))),
+            }
+        }
+    }
+}
+
+/// A log and the end offset an acknowledgement waits for.
+type Pending = Option<(Rc<crate::storage::PartitionLog>, i64)>;
 
 fn ok_result(info: AppendInfo, log_start_offset: i64) -> PartResult {
     PartResult {

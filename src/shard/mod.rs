@@ -47,6 +47,8 @@ pub struct Shard {
     /// Serializes snapshot application, which opens and deletes logs across awaits.
     reconcile: glommio::sync::Semaphore,
     shutting_down: Cell<bool>,
+    /// Idempotent-producer state of the partitions this shard owns.
+    pub(crate) producers: RefCell<HashMap<TopicPartition, crate::txn::PartitionProducers>>,
     /// Consumer groups whose `__consumer_offsets` partition this shard owns.
     pub(crate) coordinator: RefCell<crate::group::Coordinator>,
     /// Long-running tasks of this shard (listener, retention); dropping them cancels them.
@@ -172,6 +174,9 @@ impl Shard {
                 .filter_map(|k| logs.remove(&k).map(|o| (k, o)))
                 .collect()
         };
+        for (tp, _) in &gone {
+            self.producers.borrow_mut().remove(tp);
+        }
         for (tp, owned) in gone {
             if let Err(e) = owned.log.delete().await {
                 tracing::error!(partition = %tp, error = %e, "deleting partition log failed");

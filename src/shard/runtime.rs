@@ -220,6 +220,7 @@ async fn shard_main(
         controller: controller.map(RefCell::new),
         reconcile: glommio::sync::Semaphore::new(1),
         shutting_down: Cell::new(false),
+        producers: RefCell::new(Default::default()),
         coordinator: RefCell::new(Default::default()),
         background: RefCell::new(Vec::new()),
         clock: Default::default(),

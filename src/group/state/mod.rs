@@ -622,9 +622,9 @@ impl Group {
         self.generation += 1;
         effects.push(Effect::Persist);
         if self.members.is_empty() {
+            // Like Kafka, an empty group keeps its protocol type (ListGroups shows it).
             self.protocol = None;
             self.leader = None;
-            self.protocol_type = None;
             self.transition(GroupState::Empty, now_ms);
             return;
         }

@@ -1,0 +1,55 @@
+//! InitProducerId for idempotent producers: a producer id from the controller, epoch 0, or
+//! the same id with the next epoch when a producer asks to bump its epoch (KIP-360).
+//!
+//! Transactional producers (a transactional id) are refused with UNSUPPORTED_VERSION until
+//! there is a transaction coordinator; clients report that as "not supported by the broker".
+
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use super::{errors, reply, Outcome};
+use crate::protocol::{decode_body, Request};
+use crate::shard::Shard;
+use crate::types::ShardId;
+
+pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: InitProducerIdRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let answer = |code: i16, id: i64, epoch: i16| {
+        InitProducerIdResponse::default()
+            .with_error_code(code)
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+    };
+    if body.transactional_id.is_some() {
+        let resp = answer(ResponseError::UnsupportedVersion.code(), -1, -1);
+        return super::ready(reply(&req, &resp));
+    }
+    // An existing producer bumping its epoch keeps its id while the epoch has room.
+    let (id, epoch) = (body.producer_id.0, body.producer_epoch);
+    if id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+        return super::ready(reply(&req, &answer(0, id, epoch + 1)));
+    }
+    let call = shard.invoke_on(ShardId(0), |s| async move {
+        match s.controller() {
+            Some(c) => c
+                .borrow_mut()
+                .next_producer_id()
+                .map_err(|e| errors::metadata(&e)),
+            None => Err(ResponseError::NotController),
+        }
+    });
+    Box::pin(async move {
+        let resp = match call.await {
+            Ok(Ok(id)) => answer(0, id, 0),
+            Ok(Err(e)) => answer(e.code(), -1, -1),
+            Err(e) => answer(errors::shard(&e).code(), -1, -1),
+        };
+        reply(&req, &resp)
+    })
+}

@@ -95,6 +95,40 @@ impl Coordinator {
         persist
     }
 
+    /// Drops the offsets of empty groups older than `retention_ms` (counted from the later of
+    /// the commit and the moment the group became empty), then empty groups left with no
+    /// offsets; returns the tombstones to write, per group.
+    fn expire(&mut self, now: i64, retention_ms: i64) -> Vec<(String, Vec<KeyValue>)> {
+        let empty: Vec<(String, i64)> = self
+            .groups
+            .values()
+            .filter(|g| g.state == GroupState::Empty)
+            .map(|g| (g.id.clone(), g.state_since_ms))
+            .collect();
+        let mut by_group = Vec::new();
+        for (id, since) in empty {
+            let mut records = Vec::new();
+            if let Some(o) = self.offsets.get_mut(&id) {
+                o.retain(|(t, p), v| {
+                    let expired = now - v.commit_ms.max(since) >= retention_ms;
+                    if expired {
+                        records.push((store::offset_key(&id, t, *p), None));
+                    }
+                    !expired
+                });
+            }
+            if self.offsets.get(&id).is_none_or(|o| o.is_empty()) && now - since >= retention_ms {
+                self.offsets.remove(&id);
+                self.groups.remove(&id);
+                records.push((store::group_key(&id), None));
+            }
+            if !records.is_empty() {
+                by_group.push((id, records));
+            }
+        }
+        by_group
+    }
+
     fn group_value(&self, group: &str) -> Option<Bytes> {
         self.groups
             .get(group)
@@ -719,41 +753,78 @@ pub async fn run_timers(shard: Rc<Shard>) {
 /// left with nothing.
 async fn expire_offsets(shard: &Rc<Shard>, now: i64) {
     let retention = shard.config.groups.offsets_retention_ms;
-    let mut by_group: Vec<(String, Vec<KeyValue>)> = Vec::new();
-    {
-        let mut c = shard.coordinator.borrow_mut();
-        let empty: Vec<(String, i64)> = c
-            .groups
-            .values()
-            .filter(|g| g.state == GroupState::Empty)
-            .map(|g| (g.id.clone(), g.state_since_ms))
-            .collect();
-        for (id, since) in empty {
-            let mut records = Vec::new();
-            if let Some(o) = c.offsets.get_mut(&id) {
-                o.retain(|(t, p), v| {
-                    let expired = now - v.commit_ms.max(since) >= retention;
-                    if expired {
-                        records.push((store::offset_key(&id, t, *p), None));
-                    }
-                    !expired
-                });
-            }
-            if c.offsets.get(&id).is_none_or(|o| o.is_empty()) && now - since >= retention {
-                c.offsets.remove(&id);
-                c.groups.remove(&id);
-                records.push((store::group_key(&id), None));
-            }
-            if !records.is_empty() {
-                by_group.push((id, records));
-            }
-        }
-    }
+    let by_group = shard.coordinator.borrow_mut().expire(now, retention);
     for (id, records) in by_group {
         let tp = offsets_partition(&shard.config, &id);
         match append(shard, &tp, records).await {
             Ok(()) => tracing::info!(group = %id, "expired offsets"),
             Err(e) => tracing::error!(group = %id, error = %e, "expiring offsets failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(commit_ms: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: 1,
+            leader_epoch: 0,
+            metadata: String::new(),
+            commit_ms,
+        }
+    }
+
+    #[test]
+    fn offsets_of_empty_groups_expire_after_retention() {
+        let mut c = Coordinator::default();
+        // "idle": empty since t=0, offsets committed at 0 and at 50.
+        c.groups.insert("idle".into(), Group::new("idle", 0));
+        let idle = c.offsets.entry("idle".into()).or_default();
+        idle.insert(("t".into(), 0), committed(0));
+        idle.insert(("t".into(), 1), committed(50));
+        // "late": became empty at t=80; its old commit counts from then.
+        c.groups.insert("late".into(), Group::new("late", 80));
+        c.offsets
+            .entry("late".into())
+            .or_default()
+            .insert(("t".into(), 0), committed(0));
+
+        assert!(c.expire(99, 100).is_empty(), "nothing is old enough yet");
+        let out = c.expire(100, 100);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, "idle");
+        assert_eq!(out[0].1.len(), 1, "only the older offset goes");
+        assert!(
+            c.groups.contains_key("idle"),
+            "the group keeps its newer offset"
+        );
+
+        let out = c.expire(180, 100);
+        let mut gone: Vec<&str> = out.iter().map(|(g, _)| g.as_str()).collect();
+        gone.sort_unstable();
+        assert_eq!(gone, vec!["idle", "late"]);
+        assert!(!c.groups.contains_key("idle") && !c.groups.contains_key("late"));
+        for (_, records) in &out {
+            assert!(records.iter().all(|(_, v)| v.is_none()), "tombstones only");
+            assert!(records
+                .iter()
+                .any(|(k, _)| *k == store::group_key("idle") || *k == store::group_key("late")));
+        }
+    }
+
+    #[test]
+    fn groups_with_members_keep_their_offsets() {
+        let mut c = Coordinator::default();
+        let mut g = Group::new("busy", 0);
+        g.state = GroupState::Stable;
+        c.groups.insert("busy".into(), g);
+        c.offsets
+            .entry("busy".into())
+            .or_default()
+            .insert(("t".into(), 0), committed(0));
+        assert!(c.expire(1_000_000, 100).is_empty());
+        assert_eq!(c.offsets["busy"].len(), 1);
     }
 }

@@ -291,6 +291,21 @@ fn unknown_api_key_closes_the_connection() {
 }
 
 #[test]
+fn an_unsupported_version_of_another_api_closes_the_connection() {
+    let h = Harness::new();
+    let mut bad = h.broker.raw();
+    // Metadata v99: Kafka cannot parse the header of a version it does not know, and closes.
+    let mut body = BytesMut::new();
+    body.put_i16(ApiKey::Metadata as i16);
+    body.put_i16(99);
+    body.put_i32(11);
+    body.put_i16(-1);
+    bad.send_bytes(&frame(&body)).unwrap();
+    bad.expect_closed("Metadata v99");
+    h.check("after Metadata v99");
+}
+
+#[test]
 fn api_versions_with_an_unsupported_version_gets_a_v0_error_response() {
     let h = Harness::new();
     let mut bad = h.broker.raw();

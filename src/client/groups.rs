@@ -128,8 +128,9 @@ impl Client {
     pub fn committed_offsets(&mut self, group: &str) -> Result<Vec<CommittedRow>, ClientError> {
         let version = self.version_for(ApiKey::OffsetFetch)?;
         let context = || format!("fetch offsets of group {group}");
-        let mut rows = Vec::new();
-        if version >= 8 {
+        // The two response shapes (batched groups from v8, one group before) flattened to
+        // (topic, partition, error, offset).
+        let flat: Vec<(String, i32, i16, i64)> = if version >= 8 {
             let req =
                 OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
                     .with_group_id(group_id(group))
@@ -141,36 +142,47 @@ impl Client {
                 .find(|g| g.group_id.as_str() == group)
                 .ok_or_else(|| ClientError::Unexpected(format!("no offsets for {group}")))?;
             check_code(g.error_code, None, context)?;
-            for t in g.topics {
-                for p in t.partitions {
-                    check_code(p.error_code, None, || {
-                        format!(
-                            "offset of {group} on {}-{}",
-                            t.name.as_str(),
-                            p.partition_index
+            g.topics
+                .into_iter()
+                .flat_map(|t| {
+                    let name = t.name.to_string();
+                    t.partitions.into_iter().map(move |p| {
+                        (
+                            name.clone(),
+                            p.partition_index,
+                            p.error_code,
+                            p.committed_offset,
                         )
-                    })?;
-                    rows.push((t.name.to_string(), p.partition_index, p.committed_offset));
-                }
-            }
+                    })
+                })
+                .collect()
         } else {
             let req = OffsetFetchRequest::default()
                 .with_group_id(group_id(group))
                 .with_topics(None);
             let resp = self.send_version(&req, version)?;
             check_code(resp.error_code, None, context)?;
-            for t in resp.topics {
-                for p in t.partitions {
-                    check_code(p.error_code, None, || {
-                        format!(
-                            "offset of {group} on {}-{}",
-                            t.name.as_str(),
-                            p.partition_index
+            resp.topics
+                .into_iter()
+                .flat_map(|t| {
+                    let name = t.name.to_string();
+                    t.partitions.into_iter().map(move |p| {
+                        (
+                            name.clone(),
+                            p.partition_index,
+                            p.error_code,
+                            p.committed_offset,
                         )
-                    })?;
-                    rows.push((t.name.to_string(), p.partition_index, p.committed_offset));
-                }
-            }
+                    })
+                })
+                .collect()
+        };
+        let mut rows = Vec::with_capacity(flat.len());
+        for (topic, partition, error, offset) in flat {
+            check_code(error, None, || {
+                format!("offset of {group} on {topic}-{partition}")
+            })?;
+            rows.push((topic, partition, offset));
         }
         rows.sort();
         Ok(rows)

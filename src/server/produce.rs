@@ -18,7 +18,7 @@ use crate::protocol::{decode_body, legacy_produce, Request};
 use crate::record;
 use crate::shard::Shard;
 use crate::storage::AppendInfo;
-use crate::txn::Check;
+use crate::txn::{Check, PartitionProducers};
 use crate::types::{ShardId, TopicPartition};
 
 /// The leader epoch of every partition: a single node is leader of all of them from the start.
@@ -184,9 +184,19 @@ fn append_one(shard: &Shard, item: &AppendItem, now: i64) -> (Pending, PartResul
     let Ok(header) = record::BatchHeader::parse(&item.batch) else {
         return (None, PartResult::err(ResponseError::CorruptMessage));
     };
-    let mut producers = shard.producers.borrow_mut();
-    let state = producers.entry(item.tp.clone()).or_default();
-    match state.check(&header) {
+    // Only idempotent batches touch producer state (and its map): the plain produce path
+    // allocates nothing here.
+    let idempotent = header.producer_id >= 0;
+    let check = if idempotent {
+        let producers = shard.producers.borrow();
+        match producers.get(&item.tp) {
+            Some(state) => state.check(&header),
+            None => PartitionProducers::default().check(&header),
+        }
+    } else {
+        Check::Append
+    };
+    match check {
         Check::Reject(e) => (None, PartResult::err(e)),
         Check::Duplicate {
             base_offset,
@@ -205,7 +215,11 @@ fn append_one(shard: &Shard, item: &AppendItem, now: i64) -> (Pending, PartResul
             record::set_partition_leader_epoch(&mut batch, LEADER_EPOCH);
             match log.append(batch, now) {
                 Ok(info) => {
-                    state.appended(&header, info.base_offset);
+                    if idempotent {
+                        let mut producers = shard.producers.borrow_mut();
+                        let state = producers.entry(item.tp.clone()).or_default();
+                        state.appended(&header, info.base_offset);
+                    }
                     let r = ok_result(info, log.log_start_offset());
                     (Some((log, info.last_offset + 1)), r)
                 }

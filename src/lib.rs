@@ -31,6 +31,7 @@
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod compression;
 pub mod config;
 pub mod group;
 pub mod metadata;

@@ -205,6 +205,21 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// A new batch with `header`'s fields (base offset, epochs, timestamps, producer, count) and
+/// `records` as its record section, stored with compression `codec`; length and CRC are set.
+pub fn rebuild(header: &[u8], codec: i16, records: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
+    out.extend_from_slice(&header[..HEADER_BYTES]);
+    out.extend_from_slice(records);
+    let batch_length = (out.len() - LOG_OVERHEAD) as i32;
+    out[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let attrs = (i16_at(header, ATTRIBUTES) & !COMPRESSION_MASK) | (codec & COMPRESSION_MASK);
+    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 /// What lies at the start of a byte range that should hold batches back to back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scan {

@@ -503,3 +503,90 @@ fn example_config_file_starts_a_broker() {
         );
     }
 }
+
+#[test]
+fn produce_refuses_a_record_larger_than_the_topic_takes_before_sending() {
+    let broker = Broker::start(&[]);
+    ok(
+        &broker,
+        &[
+            "topics",
+            "create",
+            "--topic",
+            "small",
+            "--partitions",
+            "1",
+            "--config",
+            "max.message.bytes=2000",
+        ],
+        b"",
+    );
+    let bootstrap = broker.bootstrap();
+    let mut line = "x".repeat(5000).into_bytes();
+    line.push(b'\n');
+    let out = gregor(
+        &[
+            "produce",
+            "--topic",
+            "small",
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        &line,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "stderr: {stderr}");
+    assert!(
+        stderr.contains("larger than small's max.message.bytes (2000)"),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("Broken pipe"), "stderr: {stderr}");
+    // Small lines around the limit still go, in batches the topic accepts.
+    let lines: String = (0..40).map(|i| format!("{i:0>100}\n")).collect();
+    ok(&broker, &["produce", "--topic", "small"], lines.as_bytes());
+    let out = ok(
+        &broker,
+        &[
+            "consume",
+            "--topic",
+            "small",
+            "--from-beginning",
+            "--max-messages",
+            "40",
+            "--timeout-ms",
+            "10000",
+        ],
+        b"",
+    );
+    assert_eq!(out.lines().count(), 40);
+}
+
+#[test]
+fn consume_from_an_offset_outside_the_log_names_the_valid_range() {
+    let broker = Broker::start(&[]);
+    ok(&broker, &["produce", "--topic", "ranged"], b"a\nb\nc\n");
+    let stderr = fails(
+        &broker,
+        &["consume", "--topic", "ranged", "--offset", "100"],
+    );
+    assert!(
+        stderr.contains("offset 100 is outside ranged-0: valid offsets are 0 to 3"),
+        "stderr: {stderr}"
+    );
+    let out = ok(
+        &broker,
+        &[
+            "consume",
+            "--topic",
+            "ranged",
+            "--offset",
+            "1",
+            "--max-messages",
+            "2",
+            "--timeout-ms",
+            "10000",
+        ],
+        b"",
+    );
+    assert_eq!(out, "b\nc\n");
+}

@@ -139,7 +139,7 @@ fn retries_get_their_first_offsets_and_gaps_are_refused() {
             .with_transactional_id(Some(StrBytes::from_static_str("t").into())),
         4,
     );
-    assert_eq!(txn.error_code, 35);
+    assert_eq!(txn.error_code, 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED");
 
     let (low, high) = clients::watermarks(&broker.consumer_config(), "idem", 0);
     assert_eq!(
@@ -176,4 +176,27 @@ fn librdkafka_idempotent_producer_delivers_exactly_once() {
         .collect();
     assert_eq!(values.len(), records.len(), "no record twice");
     clients::assert_same(&records, &delivered, &got);
+}
+
+#[test]
+fn a_transactional_producer_stops_at_once_with_a_clear_message() {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let broker = Broker::start(&[]);
+    let mut cfg = broker.producer_config();
+    cfg.set("transactional.id", "compat-txn");
+    let producer: BaseProducer = cfg.create().expect("producer");
+    let started = std::time::Instant::now();
+    let err = producer
+        .init_transactions(Duration::from_secs(30))
+        .expect_err("transactions are not served yet");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the client must stop at once, not retry until its timeout: {took:?} ({err})"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("not supported by this broker"),
+        "the reason reaches the client: {text}"
+    );
 }

@@ -309,3 +309,45 @@ fn topic_retention_configs_apply_per_topic() {
     );
     assert!(segment_files(&broker.partition_dir("keep-all", 0)).len() > 5);
 }
+
+fn deleted_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".deleted"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn deleted_segments_linger_for_file_delete_delay_ms() {
+    let broker = start(&[("log.segment.delete.delay.ms", "1500")]);
+    create_topic(
+        &broker.admin_config(),
+        "lingering",
+        1,
+        &[("retention.bytes", "20000")],
+    );
+    produce(
+        &small_batches(&broker),
+        "lingering",
+        &records("l", 600, None),
+    );
+    let dir = broker.partition_dir("lingering", 0);
+    assert!(
+        wait_until(Duration::from_secs(20), || !deleted_files(&dir).is_empty()),
+        "retention renamed segments to .deleted"
+    );
+    assert!(
+        segment_files(&dir)
+            .iter()
+            .all(|f| !f.to_string_lossy().ends_with(".deleted")),
+        "renamed files are no longer segments"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || deleted_files(&dir).is_empty()),
+        "and are removed once the delay has passed"
+    );
+}

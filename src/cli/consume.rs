@@ -190,7 +190,21 @@ fn resolve_start(
     isolation: i8,
 ) -> anyhow::Result<BTreeMap<i32, i64>> {
     match start {
-        Start::Offset(o) => Ok(partitions.iter().map(|p| (*p, o)).collect()),
+        Start::Offset(o) => {
+            let starts = list_offsets(cluster, layout, partitions, EARLIEST_TIMESTAMP, isolation)?;
+            let ends = list_offsets(cluster, layout, partitions, LATEST_TIMESTAMP, isolation)?;
+            for p in partitions {
+                let (first, end) = (starts[p], ends[p]);
+                if o < first || o > end {
+                    return Err(anyhow!(
+                        "offset {o} is outside {}-{p}: valid offsets are {first} to {end} \
+                         ({end} waits for the next record)",
+                        layout.name
+                    ));
+                }
+            }
+            Ok(partitions.iter().map(|p| (*p, o)).collect())
+        }
         Start::Earliest => list_offsets(cluster, layout, partitions, EARLIEST_TIMESTAMP, isolation),
         Start::Latest => list_offsets(cluster, layout, partitions, LATEST_TIMESTAMP, isolation),
         Start::Timestamp(ts) => {

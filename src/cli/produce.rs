@@ -84,6 +84,8 @@ struct Accumulator {
     pending_bytes: BTreeMap<i32, usize>,
     sticky: usize,
     batch_size: usize,
+    /// Send a partition's batch once its records' bytes reach this.
+    bytes_max: usize,
 }
 
 impl Accumulator {
@@ -94,6 +96,7 @@ impl Accumulator {
             pending_bytes: BTreeMap::new(),
             sticky: 0,
             batch_size,
+            bytes_max: BATCH_BYTES_MAX,
         }
     }
 
@@ -113,7 +116,7 @@ impl Accumulator {
         batch.push(record);
         let bytes = self.pending_bytes.entry(partition).or_default();
         *bytes += size;
-        (batch.len() >= self.batch_size || *bytes >= BATCH_BYTES_MAX).then_some(partition)
+        (batch.len() >= self.batch_size || *bytes >= self.bytes_max).then_some(partition)
     }
 
     /// Takes the batch of one partition; moves the sticky partition on if it was that one.
@@ -184,6 +187,8 @@ struct Stats {
 struct Sender<'a> {
     cluster: &'a mut Cluster,
     layout: TopicLayout,
+    /// The topic's max.message.bytes: a larger batch would only be refused.
+    max_batch_bytes: usize,
     acks: i16,
     compression: Compression,
     stats: Stats,
@@ -195,6 +200,14 @@ impl Sender<'_> {
         let mut by_leader: BTreeMap<i32, Vec<(i32, Bytes)>> = BTreeMap::new();
         for (partition, records) in batches.into_iter().filter(|(_, r)| !r.is_empty()) {
             let encoded = encode_batch(&records, now_ms(), self.compression)?;
+            if encoded.len() > self.max_batch_bytes {
+                return Err(too_large(
+                    &self.layout.name,
+                    &records,
+                    encoded.len(),
+                    self.max_batch_bytes,
+                ));
+            }
             self.stats.records += records.len() as u64;
             self.stats.batches += 1;
             self.stats.bytes += encoded.len() as u64;
@@ -219,6 +232,36 @@ impl Sender<'_> {
     }
 }
 
+/// Why a batch cannot be sent: one record alone too big, or (rarely, with a small limit) a
+/// batch of several that the accumulator could not keep under it.
+fn too_large(topic: &str, records: &[ProducerRecord], bytes: usize, max: usize) -> anyhow::Error {
+    if records.len() == 1 {
+        anyhow::anyhow!(
+            "a record of {bytes} bytes (as a batch) is larger than {topic}'s max.message.bytes \
+             ({max}); nothing of it was sent"
+        )
+    } else {
+        anyhow::anyhow!(
+            "a batch of {} records ({bytes} bytes) is larger than {topic}'s max.message.bytes \
+             ({max}); lower --batch-size",
+            records.len()
+        )
+    }
+}
+
+/// The largest batch the broker accepts for `topic` (its max.message.bytes).
+fn max_message_bytes(cluster: &mut Cluster, topic: &str) -> anyhow::Result<usize> {
+    let entries = cluster.bootstrap()?.describe_topic_configs(topic)?;
+    let value = entries
+        .iter()
+        .find(|e| e.name == "max.message.bytes")
+        .and_then(|e| e.value.as_deref()?.parse::<usize>().ok());
+    Ok(value.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES))
+}
+
+/// Kafka's default max.message.bytes, for a broker that does not report it.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
+
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cluster = Cluster::connect(&args.broker.bootstrap_server)?;
@@ -230,11 +273,15 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|(k, v)| (k, Some(Bytes::from(v))))
         .collect();
+    let max_batch_bytes = max_message_bytes(&mut cluster, &args.topic)?;
     let partitions = layout.partitions.iter().map(|(p, _)| *p).collect();
     let mut acc = Accumulator::new(partitions, args.batch_size as usize);
+    // Send batches before they near the broker's limit (headroom for batch framing).
+    acc.bytes_max = BATCH_BYTES_MAX.min(max_batch_bytes / 2).max(1);
     let mut sender = Sender {
         cluster: &mut cluster,
         layout,
+        max_batch_bytes,
         acks: args.acks.wire(),
         compression: args.compression.compression(),
         stats: Stats::default(),

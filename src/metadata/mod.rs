@@ -16,25 +16,30 @@ pub use state::{
 
 /// Kafka's rule for topic names: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("topic name is empty".to_string());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("topic name cannot be \"{name}\""));
-    }
-    if name.len() > 249 {
-        return Err(format!(
-            "topic name is {} characters, more than 249",
-            name.len()
-        ));
-    }
-    if let Some(c) = name
+    let why = if name.is_empty() {
+        "the empty string is not allowed".to_string()
+    } else if name == "." || name == ".." {
+        format!("'{name}' is not allowed")
+    } else if name.len() > 249 {
+        format!("the length of '{name}' is longer than the max allowed length 249")
+    } else if !name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
-        return Err(format!("topic name contains illegal character {c:?}"));
-    }
-    Ok(())
+        format!(
+            "'{name}' contains one or more characters other than ASCII alphanumerics, '.', '_' \
+             and '-'"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(format!("Topic name is invalid: {why}"))
+}
+
+/// Kafka refuses a topic whose name equals an existing one once '.' and '_' are treated
+/// alike (they map to the same metric name).
+pub fn unify_collision_chars(name: &str) -> String {
+    name.replace('.', "_")
 }
 
 #[cfg(test)]

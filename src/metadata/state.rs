@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::log::MetadataLog;
 use super::validate_topic_name;
-use crate::config::{LogConfig, TOPIC_CONFIGS};
+use crate::config::LogConfig;
 
 /// One change to the metadata. The log holds these in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub enum Record {
 /// skipped, never reused (as Kafka's controller does).
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicMeta {
     pub name: String,
     pub id: Uuid,
@@ -79,9 +79,10 @@ impl Snapshot {
 
 #[derive(Debug, Error)]
 pub enum MetadataError {
-    #[error("invalid topic: {0}")]
+    /// Kafka's own message (INVALID_TOPIC_EXCEPTION).
+    #[error("{0}")]
     InvalidTopic(String),
-    #[error("topic {0} already exists")]
+    #[error("Topic '{0}' already exists.")]
     TopicExists(String),
     #[error("unknown topic {0}")]
     UnknownTopic(String),
@@ -91,7 +92,8 @@ pub enum MetadataError {
     InvalidPartitions(String),
     #[error("invalid replication factor: {0}")]
     InvalidReplicationFactor(String),
-    #[error("invalid config: {0}")]
+    /// Kafka's own message (INVALID_CONFIG).
+    #[error("{0}")]
     InvalidConfig(String),
     #[error("metadata log: {0}")]
     Io(#[from] std::io::Error),
@@ -210,6 +212,20 @@ impl Controller {
         if self.snapshot.topics.contains_key(&req.name) {
             return Err(MetadataError::TopicExists(req.name.clone()));
         }
+        if req.name.contains(['.', '_']) {
+            let unified = super::unify_collision_chars(&req.name);
+            if let Some(other) = self
+                .snapshot
+                .topics
+                .keys()
+                .find(|t| super::unify_collision_chars(t) == unified)
+            {
+                return Err(MetadataError::InvalidTopic(format!(
+                    "Topic '{}' collides with existing topic: {other}",
+                    req.name
+                )));
+            }
+        }
         if req.partitions < 1 || req.partitions > PARTITIONS_MAX {
             return Err(MetadataError::InvalidPartitions(format!(
                 "number of partitions must be between 1 and {PARTITIONS_MAX}, got {}",
@@ -222,15 +238,8 @@ impl Controller {
                 req.replication_factor, self.live_brokers
             )));
         }
-        for (k, v) in &req.configs {
-            if !TOPIC_CONFIGS.iter().any(|(name, _)| name == k) {
-                return Err(MetadataError::InvalidConfig(format!("unknown config {k}")));
-            }
-            let mut probe = self.defaults.clone();
-            probe
-                .set_topic(k, v)
-                .map_err(|e| MetadataError::InvalidConfig(e.to_string()))?;
-        }
+        LogConfig::resolve(&self.defaults, &req.configs)
+            .map_err(|e| MetadataError::InvalidConfig(e.kafka_message()))?;
         Ok(())
     }
 

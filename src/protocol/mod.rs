@@ -160,20 +160,17 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, ProtocolError> {
     })
 }
 
-/// Decodes a request body of the version the header named; trailing bytes are an error.
+/// Decodes a request body of the version the header named.
+///
+/// Bytes after the fields of that version are ignored, as Kafka's request parser ignores them:
+/// clients send fields of newer minor revisions (librdkafka 2.12+ does so in Metadata v12), and
+/// refusing them would cut those clients off. A body too short for its fields is an error.
 pub fn decode_body<T: Decodable>(req: &Request) -> Result<T, ProtocolError> {
     let mut body = req.body.clone();
-    let decoded = T::decode(&mut body, req.api_version).map_err(|e| ProtocolError::Malformed {
+    T::decode(&mut body, req.api_version).map_err(|e| ProtocolError::Malformed {
         what: format!("{:?} v{} body", req.api_key, req.api_version),
         why: e.to_string(),
-    })?;
-    if body.has_remaining() {
-        return Err(ProtocolError::Malformed {
-            what: format!("{:?} v{} body", req.api_key, req.api_version),
-            why: format!("{} trailing bytes", body.remaining()),
-        });
-    }
-    Ok(decoded)
+    })
 }
 
 /// Encodes a size-prefixed response frame: length, correlation id, (tagged fields), body.
@@ -269,12 +266,21 @@ mod tests {
     }
 
     #[test]
-    fn trailing_body_bytes_are_malformed() {
-        let frame = request_frame(ApiKey::ApiVersions, 1, &ApiVersionsRequest::default());
-        let mut longer = BytesMut::from(&frame[..]);
-        longer.put_u8(1);
-        let req = parse_request(longer.freeze()).unwrap();
-        assert!(decode_body::<ApiVersionsRequest>(&req).is_err());
+    fn trailing_body_bytes_are_ignored_and_short_bodies_refused() {
+        use kafka_protocol::messages::MetadataRequest;
+        for version in [1, 9, 12] {
+            let all = MetadataRequest::default().with_topics(None);
+            let frame = request_frame(ApiKey::Metadata, version, &all);
+            let mut longer = BytesMut::from(&frame[..]);
+            longer.put_slice(&[0, 0, 0]);
+            let req = parse_request(longer.freeze()).unwrap();
+            let body: MetadataRequest = decode_body(&req).unwrap();
+            assert!(body.topics.is_none(), "v{version}: all topics");
+            let mut short = BytesMut::from(&frame[..]);
+            short.truncate(short.len() - 2);
+            let req = parse_request(short.freeze()).unwrap();
+            assert!(decode_body::<MetadataRequest>(&req).is_err(), "v{version}");
+        }
     }
 
     #[test]

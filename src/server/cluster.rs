@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{reply, Outcome};
+use super::{authorized_ops, reply, Outcome};
 use crate::metadata::{validate_topic_name, CreateTopic, Snapshot};
 use crate::protocol::{self, decode_body, Request};
 use crate::shard::Shard;
@@ -63,15 +63,20 @@ pub fn metadata(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
             auto_create(&shard, names).await;
         }
         let snap = shard.snapshot();
+        let topic_ops =
+            authorized_ops::topic(req.api_version >= 8 && body.include_topic_authorized_operations);
+        let cluster_ops = authorized_ops::cluster(
+            (8..=10).contains(&req.api_version) && body.include_cluster_authorized_operations,
+        );
         let topics = match names {
             None => snap
                 .topics
                 .keys()
-                .map(|n| topic_metadata(&shard, &snap, n))
+                .map(|n| topic_metadata(&shard, &snap, n, topic_ops))
                 .collect(),
             Some(names) => names
                 .iter()
-                .map(|n| topic_metadata(&shard, &snap, n))
+                .map(|n| topic_metadata(&shard, &snap, n, topic_ops))
                 .collect(),
         };
         let (host, port) = host_port(&shard);
@@ -82,6 +87,7 @@ pub fn metadata(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
                 .with_port(port)])
             .with_cluster_id(Some(StrBytes::from_string(snap.cluster_id.clone())))
             .with_controller_id(BrokerId(shard.config.node_id))
+            .with_cluster_authorized_operations(cluster_ops)
             .with_topics(topics);
         reply(&req, &resp)
     })
@@ -113,7 +119,12 @@ async fn auto_create(shard: &Rc<Shard>, names: &[String]) {
     }
 }
 
-fn topic_metadata(shard: &Shard, snap: &Snapshot, name: &str) -> MetadataResponseTopic {
+fn topic_metadata(
+    shard: &Shard,
+    snap: &Snapshot,
+    name: &str,
+    authorized_operations: i32,
+) -> MetadataResponseTopic {
     let base = MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))));
     let Some(t) = snap.topic(name) else {
@@ -136,18 +147,23 @@ fn topic_metadata(shard: &Shard, snap: &Snapshot, name: &str) -> MetadataRespons
         })
         .collect();
     base.with_topic_id(t.id)
+        .with_topic_authorized_operations(authorized_operations)
         .with_is_internal(crate::group::is_internal_topic(&t.name))
         .with_partitions(partitions)
 }
 
 pub fn describe_cluster(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
-    if let Err(e) = decode_body::<kafka_protocol::messages::DescribeClusterRequest>(req) {
-        return super::ready(Outcome::Close(e.to_string()));
-    }
+    let body = match decode_body::<kafka_protocol::messages::DescribeClusterRequest>(req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
     let (host, port) = host_port(shard);
     let resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(shard.snapshot().cluster_id.clone()))
         .with_controller_id(BrokerId(shard.config.node_id))
+        .with_cluster_authorized_operations(authorized_ops::cluster(
+            body.include_cluster_authorized_operations,
+        ))
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(BrokerId(shard.config.node_id))
             .with_host(host)

@@ -2,6 +2,7 @@
 
 use kafka_protocol::error::ResponseError;
 
+use crate::compression::CodecError;
 use crate::metadata::MetadataError;
 use crate::record::BatchError;
 use crate::shard::ShardError;
@@ -25,6 +26,15 @@ pub fn batch(e: &BatchError) -> ResponseError {
         | BatchError::LengthMismatch { .. }
         | BatchError::BadCrc { .. }
         | BatchError::BadCompression { .. } => ResponseError::CorruptMessage,
+    }
+}
+
+/// Records that do not decompress are CORRUPT_MESSAGE; ones that expand past the broker's
+/// bound are refused as INVALID_RECORD.
+pub fn codec(e: &CodecError) -> ResponseError {
+    match e {
+        CodecError::Corrupt { .. } | CodecError::Unknown(_) => ResponseError::CorruptMessage,
+        CodecError::TooLarge => ResponseError::InvalidRecord,
     }
 }
 

@@ -20,6 +20,13 @@ use crate::protocol::{decode_body, Request};
 use crate::shard::Shard;
 use crate::types::ShardId;
 
+/// What a transactional producer is told until transactions exist.
+pub const TRANSACTIONS_NOT_SUPPORTED: &str =
+    "transactions are not supported by this broker (gregor) yet: use an idempotent producer";
+
+/// The type ListGroups v5 and DescribeGroups report for groups of the classic protocol.
+const CLASSIC_GROUP_TYPE: &str = "classic";
+
 fn coordinator_of(shard: &Shard, group: &str) -> ShardId {
     let tp = offsets_partition(&shard.config, group);
     shard.owner_of(&tp.topic, tp.partition)
@@ -46,12 +53,14 @@ pub fn find_coordinator(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
     let body = body_or_close!(req, FindCoordinatorRequest);
     let (host, port) = &shard.config.advertised_listener;
     let node = BrokerId(shard.config.node_id);
-    // Only group coordinators exist here; transaction coordinators come with transactions.
+    // Only group coordinators exist here. A transactional producer must stop at once rather
+    // than retry COORDINATOR_NOT_AVAILABLE until its timeout: every client treats this code as
+    // fatal for the transactional id, and the message says why.
     let answer = |key: &StrBytes| -> (i16, Option<String>) {
         if body.key_type != 0 {
             (
-                ResponseError::CoordinatorNotAvailable.code(),
-                Some("no transaction coordinator".into()),
+                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                Some(TRANSACTIONS_NOT_SUPPORTED.into()),
             )
         } else if !valid_group_id(key.as_str()) {
             (
@@ -505,6 +514,8 @@ pub fn describe_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'stati
             )
         })
         .collect();
+    let group_ops =
+        super::authorized_ops::group(req.api_version >= 3 && body.include_authorized_operations);
     Box::pin(async move {
         let results = futures::future::join_all(calls).await;
         let groups = body
@@ -517,6 +528,7 @@ pub fn describe_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'stati
                 match r.unwrap_or(Err(ResponseError::CoordinatorNotAvailable)) {
                     Err(e) => g.with_error_code(e.code()),
                     Ok(d) => g
+                        .with_authorized_operations(group_ops)
                         .with_group_state(s(d.state))
                         .with_protocol_type(StrBytes::from_string(d.protocol_type))
                         .with_protocol_data(StrBytes::from_string(d.protocol))
@@ -554,6 +566,13 @@ pub fn list_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
             .iter()
             .map(|x| x.to_lowercase())
             .collect();
+        // Every group here is a classic group; a type filter without "classic" matches none,
+        // as Kafka filters (case-insensitively) by type as well as by state.
+        let classic_wanted = body.types_filter.is_empty()
+            || body
+                .types_filter
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(CLASSIC_GROUP_TYPE));
         let all = shard
             .invoke_on_all(|s| async move { coordinator::list(&s) })
             .await;
@@ -561,6 +580,7 @@ pub fn list_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
             .into_iter()
             .flatten()
             .flatten()
+            .filter(|_| classic_wanted)
             .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
             .map(|(id, ptype, state)| {
                 let g = list_groups_response::ListedGroup::default()
@@ -572,7 +592,7 @@ pub fn list_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
                     g
                 };
                 if req.api_version >= 5 {
-                    g.with_group_type(s("classic"))
+                    g.with_group_type(s(CLASSIC_GROUP_TYPE))
                 } else {
                     g
                 }

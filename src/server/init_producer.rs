@@ -1,8 +1,9 @@
 //! InitProducerId for idempotent producers: a producer id from the controller, epoch 0, or
 //! the same id with the next epoch when a producer asks to bump its epoch (KIP-360).
 //!
-//! Transactional producers (a transactional id) are refused with UNSUPPORTED_VERSION until
-//! there is a transaction coordinator; clients report that as "not supported by the broker".
+//! Transactional producers (a transactional id) are refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+//! until there is a transaction coordinator, the code every client treats as fatal (they would
+//! retry anything else until their timeout); FindCoordinator says why in its error message.
 
 use std::rc::Rc;
 
@@ -27,7 +28,11 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             .with_producer_epoch(epoch)
     };
     if body.transactional_id.is_some() {
-        let resp = answer(ResponseError::UnsupportedVersion.code(), -1, -1);
+        let resp = answer(
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+            -1,
+            -1,
+        );
         return super::ready(reply(&req, &resp));
     }
     // An existing producer bumping its epoch keeps its id while the epoch has room.

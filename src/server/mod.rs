@@ -4,6 +4,7 @@
 //! nothing below this module sees a wire struct. Error codes are chosen in [`errors`] only.
 
 mod admin;
+mod authorized_ops;
 mod cluster;
 mod connection;
 mod errors;

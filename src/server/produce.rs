@@ -14,6 +14,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{errors, reply, Outcome};
+use crate::config::{LogConfig, TimestampType};
 use crate::protocol::{decode_body, legacy_produce, Request};
 use crate::record;
 use crate::shard::Shard;
@@ -50,8 +51,14 @@ impl PartResult {
     }
 }
 
-/// Checks a partition's records as Kafka's produce path does, before anything is written.
-fn check_records(records: Option<&Bytes>, max_message_bytes: u32) -> Result<(), ResponseError> {
+/// Checks a partition's records as Kafka's produce path does, before anything is written, and
+/// returns the batch to store: recompressed when the topic's `compression.type` names another
+/// codec than the producer's.
+fn check_records(
+    records: Option<&Bytes>,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<Bytes, ResponseError> {
     let records = match records {
         Some(r) if !r.is_empty() => r,
         _ => return Err(ResponseError::InvalidRecord),
@@ -64,10 +71,39 @@ fn check_records(records: Option<&Bytes>, max_message_bytes: u32) -> Result<(), 
         // Produce v3+ carries exactly one batch per partition.
         return Err(ResponseError::InvalidRecord);
     }
-    if records.len() > max_message_bytes as usize {
+    if records.len() > config.max_message_bytes as usize {
         return Err(ResponseError::MessageTooLarge);
     }
     record::validate_produced(records).map_err(|e| errors::batch(&e))?;
+    check_timestamps(&header, config, now_ms)?;
+    match crate::compression::for_topic(records, config) {
+        Ok(None) => Ok(records.clone()),
+        Ok(Some(b)) if b.len() > config.max_message_bytes as usize => {
+            Err(ResponseError::MessageTooLarge)
+        }
+        Ok(Some(b)) => Ok(b),
+        Err(e) => Err(errors::codec(&e)),
+    }
+}
+
+/// message.timestamp.before/after.max.ms for CreateTime topics (INVALID_TIMESTAMP), checked
+/// on the batch's first and largest timestamps; records are not decoded for it.
+fn check_timestamps(
+    header: &record::BatchHeader,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<(), ResponseError> {
+    if config.timestamp_type != TimestampType::CreateTime {
+        return Ok(());
+    }
+    const NO_TIMESTAMP: i64 = -1;
+    let too_old =
+        |ts: i64| ts != NO_TIMESTAMP && now_ms.saturating_sub(ts) > config.timestamp_before_max_ms;
+    let too_new =
+        |ts: i64| ts != NO_TIMESTAMP && ts.saturating_sub(now_ms) > config.timestamp_after_max_ms;
+    if too_old(header.base_timestamp) || too_new(header.max_timestamp) {
+        return Err(ResponseError::InvalidTimestamp);
+    }
     Ok(())
 }
 
@@ -87,6 +123,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     let mut results: Vec<Vec<(i32, PartResult)>> = Vec::with_capacity(body.topic_data.len());
     let mut by_owner: BTreeMap<ShardId, Vec<AppendItem>> = BTreeMap::new();
     let snap = shard.snapshot();
+    let now = shard.now_ms();
     for (ti, topic) in body.topic_data.iter().enumerate() {
         let meta = snap.topic(topic.name.as_str());
         let mut parts = Vec::with_capacity(topic.partition_data.len());
@@ -98,20 +135,24 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
                     Some(m) if crate::group::is_internal_topic(&m.name) => {
                         Err(ResponseError::InvalidTopicException)
                     }
+                    // A single node is the whole ISR: acks=all cannot meet a larger minimum.
+                    Some(m) if acks == -1 && m.log_config.min_insync_replicas > 1 => {
+                        Err(ResponseError::NotEnoughReplicas)
+                    }
                     Some(m) if p.index >= 0 && p.index < m.partitions => {
-                        check_records(p.records.as_ref(), m.log_config.max_message_bytes)
+                        check_records(p.records.as_ref(), &m.log_config, now)
                     }
                     _ => Err(ResponseError::UnknownTopicOrPartition),
                 }
             };
             match checked {
-                Ok(()) => {
+                Ok(batch) => {
                     let tp = TopicPartition::new(topic.name.as_str(), p.index);
                     let owner = shard.owner_of(&tp.topic, tp.partition);
                     by_owner.entry(owner).or_default().push(AppendItem {
                         slot: (ti, pi),
                         tp,
-                        batch: p.records.clone().unwrap_or_default(),
+                        batch,
                     });
                     parts.push((p.index, PartResult::err(ResponseError::UnknownServerError)));
                 }
@@ -297,8 +338,15 @@ mod tests {
         let mut magic = make_batch(0, 2, 1);
         magic[16] = 1;
         type Case = (&'static str, Option<Bytes>, u32, Result<(), ResponseError>);
+        let now = 1;
         let table: Vec<Case> = vec![
             ("good", Some(good.clone()), 1 << 20, Ok(())),
+            (
+                "an hour and more ahead",
+                Some(Bytes::from(make_batch(0, 2, now + 3_600_001))),
+                1 << 20,
+                Err(ResponseError::InvalidTimestamp),
+            ),
             (
                 "null records",
                 None,
@@ -349,7 +397,12 @@ mod tests {
             ),
         ];
         for (name, records, max, want) in table {
-            assert_eq!(check_records(records.as_ref(), max), want, "{name}");
+            let config = LogConfig {
+                max_message_bytes: max,
+                ..LogConfig::default()
+            };
+            let got = check_records(records.as_ref(), &config, now).map(|_| ());
+            assert_eq!(got, want, "{name}");
         }
     }
 }

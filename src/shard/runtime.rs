@@ -146,9 +146,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .validate()
         .map_err(|e| StartError::Environment(e.to_string()))?;
     preflight(&config)?;
+    // Held until this function returns: no second broker may open the directory meanwhile.
+    let _data_dir = crate::storage::DataDir::open(&config.log_dirs)
+        .map_err(|e| StartError::Io(e.to_string()))?;
     check_port_free(&config)?;
-    std::fs::create_dir_all(&config.log_dirs)
-        .map_err(|e| StartError::Io(format!("{}: {e}", config.log_dirs.display())))?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let num_shards = if config.num_shards == 0 {
         cpus

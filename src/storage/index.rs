@@ -26,6 +26,11 @@ impl OffsetIndex {
         }
     }
 
+    /// Entries held; the segment rolls when this reaches segment.index.bytes / 8.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
     pub fn append(&mut self, offset: i64, position: u32) {
         let rel = relative(self.base_offset, offset);
         if let Some(&(last_rel, last_pos)) = self.entries.last() {
@@ -110,8 +115,8 @@ impl TimeIndex {
         }
     }
 
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
+    /// Entries held; the segment rolls when this reaches segment.index.bytes / 12.
+    pub fn entry_count(&self) -> usize {
         self.entries.len()
     }
 
@@ -235,7 +240,7 @@ mod tests {
         t.maybe_append(900, 15);
         t.maybe_append(1000, 16);
         t.maybe_append(2000, 20);
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.entry_count(), 2);
         assert_eq!(t.last_timestamp(), Some(2000));
         assert_eq!(t.lookup_before(1000), None);
         assert_eq!(t.lookup_before(1001), Some(12));

@@ -350,8 +350,9 @@ impl PartitionLog {
         self.ensure_writer();
         self.wait_job(seq).await?;
         let doomed = self.inner.state.borrow_mut().remove_retained(now_ms);
+        let delay_ms = self.inner.state.borrow().config().file_delete_delay_ms;
         for seg in &doomed {
-            remove_segment_files(seg)?;
+            remove_segment_files(seg, delay_ms)?;
         }
         Ok(doomed.len())
     }
@@ -521,15 +522,44 @@ async fn read_segment(
     Ok(found.then_some(out))
 }
 
-fn remove_segment_files(seg: &Segment) -> Result<(), StorageError> {
+/// Suffix of segment files that retention removed and that wait out file.delete.delay.ms
+/// (Kafka's `.deleted`); leftovers of a crash are removed when the log is opened.
+pub const DELETED_SUFFIX: &str = ".deleted";
+
+/// Takes a segment's files out of the log at once (renamed to `*.deleted`, which nothing reads)
+/// and unlinks them after `delay_ms`, so a reader that opened them just before still finishes.
+fn remove_segment_files(seg: &Segment, delay_ms: i64) -> Result<(), StorageError> {
     // std::fs: retention runs in the background a few times an hour, not per request.
+    let mut renamed = Vec::new();
     for ext in ["log", "index", "timeindex"] {
         let path = seg.path(ext);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
+        let mut gone = path.clone().into_os_string();
+        gone.push(DELETED_SUFFIX);
+        let gone = PathBuf::from(gone);
+        match std::fs::rename(&path, &gone) {
+            Ok(()) => renamed.push(gone),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(&path, e)),
         }
+    }
+    let unlink = move |files: Vec<PathBuf>| {
+        for f in files {
+            if let Err(e) = std::fs::remove_file(&f) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(file = %f.display(), error = %e, "cannot remove deleted segment");
+                }
+            }
+        }
+    };
+    if delay_ms <= 0 {
+        unlink(renamed);
+    } else {
+        let delay = std::time::Duration::from_millis(delay_ms as u64);
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(delay).await;
+            unlink(renamed);
+        })
+        .detach();
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! never returns data that a crash could take back.
 
 mod cache;
+mod data_dir;
 mod index;
 mod log;
 mod recovery;
@@ -19,6 +20,7 @@ mod tests;
 mod wait;
 mod writer;
 
+pub use data_dir::{DataDir, DataDirError, LOCK_FILE};
 pub use log::{AppendInfo, PartitionLog, ReadResult};
 
 use std::path::PathBuf;

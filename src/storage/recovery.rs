@@ -31,6 +31,7 @@ pub async fn recover(
     now_ms: i64,
 ) -> Result<Recovered, StorageError> {
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    remove_deleted_files(dir)?;
     let mut bases = list_segments(dir)?;
     if bases.is_empty() {
         bases.push(0);
@@ -45,6 +46,22 @@ pub async fn recover(
     let (active, tail) = recover_active(dir, last, interval, now_ms).await?;
     segments.insert(last, active);
     Ok(Recovered { segments, tail })
+}
+
+/// Segment files retention renamed away before a crash cut their delayed removal short.
+fn remove_deleted_files(dir: &Path) -> Result<(), StorageError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(super::log::DELETED_SUFFIX)
+        {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Base offsets of the `.log` files in `dir`, sorted. Badly named logs are skipped loudly.

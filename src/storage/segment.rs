@@ -102,6 +102,9 @@ pub struct Segment {
     /// Offset after the last batch appended to this segment.
     pub next_offset: i64,
     pub created_ms: i64,
+    /// Subtracted from segment.ms for this segment's time-based roll (segment.jitter.ms), so
+    /// that many logs created together do not all roll at once.
+    pub roll_jitter_ms: i64,
     /// Trimmed, synced and indexes persisted: no write will touch it again.
     pub sealed: bool,
     pub offset_index: OffsetIndex,
@@ -120,6 +123,7 @@ impl Segment {
             written_bytes: 0,
             next_offset: base_offset,
             created_ms: now_ms,
+            roll_jitter_ms: 0,
             sealed: false,
             offset_index: OffsetIndex::new(base_offset),
             time_index: TimeIndex::new(base_offset),
@@ -134,6 +138,13 @@ impl Segment {
 
     pub fn path(&self, extension: &str) -> PathBuf {
         self.dir.join(file_name(self.base_offset, extension))
+    }
+
+    /// Kafka's "index is full": another entry would not fit in segment.index.bytes.
+    pub fn indexes_full(&self, index_bytes_max: u32) -> bool {
+        let max = index_bytes_max as usize;
+        self.offset_index.entry_count() >= max / super::index::OFFSET_ENTRY_BYTES
+            || self.time_index.entry_count() >= max / super::index::TIME_ENTRY_BYTES
     }
 
     pub fn index_interval(&self) -> u32 {

@@ -28,6 +28,10 @@ impl State {
         );
     }
 
+    pub(in crate::storage) fn config(&self) -> &crate::config::LogConfig {
+        &self.config
+    }
+
     /// Appends and writes need a log that is open and has not failed.
     pub(in crate::storage) fn check_writable(&self) -> Result<(), StorageError> {
         if let Some((kind, msg)) = &self.failed {
@@ -98,7 +102,8 @@ impl State {
         }
         let max_bytes = self.config.segment_bytes.min(i32::MAX as u64);
         seg.size_bytes + header.total_bytes() as u64 > max_bytes
-            || now_ms - seg.created_ms > self.config.segment_ms
+            || now_ms - seg.created_ms > self.config.segment_ms - seg.roll_jitter_ms
+            || seg.indexes_full(self.config.segment_index_bytes)
             || header.last_offset() - seg.base_offset > u32::MAX as i64
     }
 
@@ -119,7 +124,8 @@ impl State {
             }
         }
         let interval = self.config.index_interval_bytes;
-        let seg = Segment::new(&self.dir, leo, interval, now_ms);
+        let mut seg = Segment::new(&self.dir, leo, interval, now_ms);
+        seg.roll_jitter_ms = roll_jitter_ms(&self.dir, leo, &self.config);
         assert!(
             self.segments.insert(leo, seg).is_none(),
             "roll onto segment {leo} twice"
@@ -332,4 +338,21 @@ fn largest_timestamp(seg: &Segment, now_ms: i64) -> i64 {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(now_ms, |d| d.as_millis() as i64)
+}
+
+/// Kafka's per-segment jitter: a value in [0, min(segment.jitter.ms, segment.ms)), spread by a
+/// hash of the log and segment rather than a random source, so a run is reproducible.
+fn roll_jitter_ms(
+    dir: &std::path::Path,
+    base_offset: i64,
+    config: &crate::config::LogConfig,
+) -> i64 {
+    use std::hash::{Hash, Hasher};
+    let bound = config.segment_jitter_ms.min(config.segment_ms);
+    if bound <= 0 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (dir, base_offset).hash(&mut h);
+    (h.finish() % bound as u64) as i64
 }

@@ -470,3 +470,58 @@ fn segment_ms_rolls_old_segments_and_delete_removes_the_dir() {
         assert!(!path.exists());
     });
 }
+
+#[test]
+fn full_indexes_roll_the_segment_and_preallocation_keeps_the_size() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut c = config(1 << 20);
+        // Index entries every 100 bytes; room for two time index entries (24 / 12).
+        c.segment_index_bytes = 24;
+        c.preallocate = true;
+        let log = open(&path, c, 0).await;
+        let stored = append_many(&log, 40);
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        assert!(log.segment_count() > 3, "{} segments", log.segment_count());
+        assert_reads_back(&log, &stored).await;
+        log.close().await.unwrap();
+        // Rolled segments were preallocated without growing: sizes are what was written.
+        let files = log_files(&path);
+        let total: u64 = files
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum();
+        let written: u64 = stored.iter().map(|b| b.len() as u64).sum();
+        assert_eq!(total, written);
+    });
+}
+
+#[test]
+fn segment_jitter_rolls_before_segment_ms() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut c = config(1 << 20);
+        c.segment_ms = 1_000_000;
+        c.segment_jitter_ms = 1_000_000;
+        let log = open(&path, c, 0).await;
+        let b = || BytesMut::from(&make_batch(0, 1, 1)[..]);
+        // The first segment was not rolled onto, so it has no jitter; the second has some
+        // in [0, segment.ms): appending just before segment.ms later rolls it unless the
+        // jitter happens to be 0, which the hash makes vanishingly rare.
+        // (The log was opened at 1_000.)
+        log.append(b(), 1_000).unwrap();
+        log.append(b(), 1_001_001).unwrap();
+        log.append(b(), 1_001_002).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        log.append(b(), 2_001_000).unwrap();
+        log.wait_written(4).await.unwrap();
+        assert_eq!(
+            log.segment_count(),
+            3,
+            "jitter made the second segment roll early"
+        );
+        log.close().await.unwrap();
+    });
+}

@@ -154,8 +154,22 @@ pub async fn seal(inner: &Inner, base_offset: i64, file: &DmaFile) -> Result<(),
 
 /// Creates the file of the segment that a roll made active.
 async fn open_next(inner: &Inner, base_offset: i64) -> Result<(), StorageError> {
-    let path = inner.state.borrow().segment_path(base_offset);
+    let (path, preallocate) = {
+        let st = inner.state.borrow();
+        let config = st.config();
+        (
+            st.segment_path(base_offset),
+            config.preallocate.then_some(config.segment_bytes),
+        )
+    };
     let file = open_log_file(&path).await?;
+    if let Some(bytes) = preallocate {
+        // Reserve the segment's blocks without changing its size (FALLOC_FL_KEEP_SIZE), so
+        // recovery still finds the end of the data where the file ends.
+        file.pre_allocate(bytes, true)
+            .await
+            .map_err(|e| io_error(&path, e))?;
+    }
     let mut st = inner.state.borrow_mut();
     st.set_segment_file(base_offset, Rc::new(file));
     st.tail = Some(Tail::empty());

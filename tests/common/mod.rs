@@ -132,6 +132,11 @@ impl Broker {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// The broker's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }

@@ -8,11 +8,13 @@
 //! Topic-level overrides (`retention.ms`, `segment.bytes`, ...) are kept per topic as strings in
 //! the metadata and resolved against the broker defaults by [`LogConfig::resolve`].
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use thiserror::Error;
+
+mod topic;
+pub use topic::{CompressionType, LogConfig, TimestampType, TOPIC_CONFIGS};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -26,33 +28,22 @@ pub enum ConfigError {
     },
     #[error("cannot read config file {path}: {why}")]
     File { path: String, why: String },
+    /// Values that are each valid but conflict (Kafka's InvalidConfigurationException text).
+    #[error("{0}")]
+    Conflict(String),
 }
 
-/// How record timestamps are set: by the producer or by the broker at append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampType {
-    CreateTime,
-    LogAppendTime,
-}
-
-/// The settings a partition log needs, resolved from broker defaults and topic overrides.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogConfig {
-    pub segment_bytes: u64,
-    pub segment_ms: i64,
-    /// -1 means keep forever.
-    pub retention_ms: i64,
-    /// -1 means no size limit.
-    pub retention_bytes: i64,
-    pub index_interval_bytes: u32,
-    /// Largest record batch accepted, in bytes (Kafka's max.message.bytes).
-    pub max_message_bytes: u32,
-    pub timestamp_type: TimestampType,
-    /// fdatasync after this many messages; None relies on direct writes alone.
-    pub flush_messages: Option<u64>,
-    /// fdatasync when the oldest unsynced write is this old; None relies on direct writes alone.
-    pub flush_ms: Option<u64>,
-    pub cleanup_policy: String,
+impl ConfigError {
+    /// The text Kafka gives for the same refusal of a topic config, for CreateTopics answers.
+    pub fn kafka_message(&self) -> String {
+        match self {
+            ConfigError::Unknown(name) => format!("Unknown topic config name: {name}"),
+            ConfigError::Invalid { name, value, why } => {
+                format!("Invalid value {value} for configuration {name}: {why}")
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Broker-wide settings. Built once at start-up, then shared read-only by every shard.
@@ -125,23 +116,12 @@ impl Default for Config {
             fetch_cache_bytes: 256 << 20,
             io_memory_bytes: 2 << 20,
             groups: GroupConfig::default(),
-            log: LogConfig {
-                segment_bytes: 1 << 30,
-                segment_ms: 7 * 24 * 3_600_000,
-                retention_ms: 7 * 24 * 3_600_000,
-                retention_bytes: -1,
-                index_interval_bytes: 4096,
-                max_message_bytes: 1_048_588,
-                timestamp_type: TimestampType::CreateTime,
-                flush_messages: None,
-                flush_ms: None,
-                cleanup_policy: "delete".to_string(),
-            },
+            log: LogConfig::default(),
         }
     }
 }
 
-fn invalid(name: &str, value: &str, why: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(name: &str, value: &str, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         name: name.to_string(),
         value: value.to_string(),
@@ -193,98 +173,6 @@ fn parse_listener(name: &str, value: &str) -> Result<(String, u16), ConfigError>
     Ok((host.to_string(), port))
 }
 
-fn parse_timestamp_type(name: &str, value: &str) -> Result<TimestampType, ConfigError> {
-    match value.trim() {
-        "CreateTime" => Ok(TimestampType::CreateTime),
-        "LogAppendTime" => Ok(TimestampType::LogAppendTime),
-        _ => Err(invalid(name, value, "expected CreateTime or LogAppendTime")),
-    }
-}
-
-/// Kafka uses Long.MAX_VALUE for "never flush"; so do we, as None.
-fn parse_flush(name: &str, value: &str) -> Result<Option<u64>, ConfigError> {
-    let v: i64 = parse_min(name, value, 1)?;
-    Ok((v != i64::MAX).then_some(v as u64))
-}
-
-fn parse_cleanup_policy(name: &str, value: &str) -> Result<String, ConfigError> {
-    let ok = value
-        .split(',')
-        .all(|p| matches!(p.trim(), "delete" | "compact"));
-    if !ok || value.trim().is_empty() {
-        return Err(invalid(name, value, "expected delete, compact or both"));
-    }
-    Ok(value.trim().to_string())
-}
-
-/// Topic-level settings that CreateTopics may override, with the broker setting each defaults to.
-pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
-    ("cleanup.policy", "log.cleanup.policy"),
-    ("retention.ms", "log.retention.ms"),
-    ("retention.bytes", "log.retention.bytes"),
-    ("segment.bytes", "log.segment.bytes"),
-    ("segment.ms", "log.roll.ms"),
-    ("max.message.bytes", "message.max.bytes"),
-    ("message.timestamp.type", "log.message.timestamp.type"),
-    ("index.interval.bytes", "log.index.interval.bytes"),
-    ("flush.messages", "log.flush.interval.messages"),
-    ("flush.ms", "log.flush.interval.ms"),
-];
-
-impl LogConfig {
-    /// Applies one topic-level setting (Kafka's topic config name).
-    pub fn set_topic(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        match name {
-            "cleanup.policy" => self.cleanup_policy = parse_cleanup_policy(name, value)?,
-            "retention.ms" => self.retention_ms = parse_min(name, value, -1)?,
-            "retention.bytes" => self.retention_bytes = parse_min(name, value, -1)?,
-            "segment.bytes" => self.segment_bytes = parse_min(name, value, 14)?,
-            "segment.ms" => self.segment_ms = parse_min(name, value, 1)?,
-            "max.message.bytes" => self.max_message_bytes = parse_min(name, value, 0)?,
-            "message.timestamp.type" => self.timestamp_type = parse_timestamp_type(name, value)?,
-            "index.interval.bytes" => self.index_interval_bytes = parse_min(name, value, 0)?,
-            "flush.messages" => self.flush_messages = parse_flush(name, value)?,
-            "flush.ms" => self.flush_ms = parse_flush(name, value)?,
-            _ => return Err(ConfigError::Unknown(name.to_string())),
-        }
-        Ok(())
-    }
-
-    /// The broker defaults with a topic's overrides applied. Overrides were validated when the
-    /// topic was created, so a failure here means the metadata itself is corrupt.
-    pub fn resolve(
-        defaults: &LogConfig,
-        overrides: &BTreeMap<String, String>,
-    ) -> Result<LogConfig, ConfigError> {
-        let mut c = defaults.clone();
-        for (k, v) in overrides {
-            c.set_topic(k, v)?;
-        }
-        Ok(c)
-    }
-
-    /// The value of a topic-level setting as DescribeConfigs reports it.
-    pub fn get_topic(&self, name: &str) -> Option<String> {
-        let never = |v: Option<u64>| v.map_or(i64::MAX.to_string(), |v| v.to_string());
-        Some(match name {
-            "cleanup.policy" => self.cleanup_policy.clone(),
-            "retention.ms" => self.retention_ms.to_string(),
-            "retention.bytes" => self.retention_bytes.to_string(),
-            "segment.bytes" => self.segment_bytes.to_string(),
-            "segment.ms" => self.segment_ms.to_string(),
-            "max.message.bytes" => self.max_message_bytes.to_string(),
-            "message.timestamp.type" => match self.timestamp_type {
-                TimestampType::CreateTime => "CreateTime".to_string(),
-                TimestampType::LogAppendTime => "LogAppendTime".to_string(),
-            },
-            "index.interval.bytes" => self.index_interval_bytes.to_string(),
-            "flush.messages" => never(self.flush_messages),
-            "flush.ms" => never(self.flush_ms),
-            _ => return None,
-        })
-    }
-}
-
 /// Broker-level names, in the order DescribeConfigs lists them.
 pub const BROKER_CONFIGS: &[&str] = &[
     "node.id",
@@ -308,22 +196,45 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
     "log.cleanup.policy",
-    "log.segment.bytes",
-    "log.roll.ms",
-    "log.retention.ms",
-    "log.retention.bytes",
-    "log.index.interval.bytes",
-    "message.max.bytes",
-    "log.message.timestamp.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.type",
+    "compression.zstd.level",
+    "log.cleaner.delete.retention.ms",
+    "log.segment.delete.delay.ms",
     "log.flush.interval.messages",
     "log.flush.interval.ms",
+    "follower.replication.throttled.replicas",
+    "log.index.interval.bytes",
+    "leader.replication.throttled.replicas",
+    "log.local.retention.bytes",
+    "log.local.retention.ms",
+    "log.cleaner.max.compaction.lag.ms",
+    "message.max.bytes",
+    "log.message.timestamp.after.max.ms",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.type",
+    "log.cleaner.min.cleanable.ratio",
+    "log.cleaner.min.compaction.lag.ms",
+    "min.insync.replicas",
+    "log.preallocate",
+    "log.retention.bytes",
+    "log.retention.ms",
+    "log.segment.bytes",
+    "log.index.size.max.bytes",
+    "log.roll.jitter.ms",
+    "log.roll.ms",
+    "unclean.leader.election.enable",
 ];
 
 impl Config {
     /// Applies one broker setting by its Kafka name. The value is the text form (TOML values are
     /// turned into text first, so `--set` and the file behave the same).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        if let Some((topic_name, _)) = TOPIC_CONFIGS.iter().find(|(_, broker)| *broker == name) {
+        if let Some((topic_name, _)) = TOPIC_CONFIGS
+            .iter()
+            .find(|(_, broker)| *broker == Some(name))
+        {
             // Report the name the operator wrote, not the topic-level twin.
             return self.log.set_topic(topic_name, value).map_err(|e| match e {
                 ConfigError::Invalid { value, why, .. } => ConfigError::Invalid {
@@ -388,7 +299,10 @@ impl Config {
 
     /// The value of a broker setting as DescribeConfigs reports it.
     pub fn get(&self, name: &str) -> Option<String> {
-        if let Some((topic_name, _)) = TOPIC_CONFIGS.iter().find(|(_, broker)| *broker == name) {
+        if let Some((topic_name, _)) = TOPIC_CONFIGS
+            .iter()
+            .find(|(_, broker)| *broker == Some(name))
+        {
             return self.log.get_topic(topic_name);
         }
         let (host, port) = &self.advertised_listener;
@@ -495,7 +409,7 @@ impl Config {
                 "must not exceed socket.request.max.bytes",
             ));
         }
-        Ok(())
+        self.log.check()
     }
 }
 
@@ -529,6 +443,7 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn defaults_are_a_local_single_node_broker() {

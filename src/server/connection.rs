@@ -33,7 +33,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (tx, rx) = local_channel::new_bounded::<glommio::Task<Outcome>>(IN_FLIGHT_MAX);
     let writer_task = glommio::spawn_local(write_responses(writer, rx, peer.clone()));
     if let Err(why) = read_requests(&shard, reader, &tx, &client_host).await {
-        tracing::info!(%peer, %why, "closing connection");
+        // The writer logs the close when it reaches it, after the responses before it.
         let close = glommio::spawn_local(async move { Outcome::Close(why) });
         let _ = tx.send(close).await;
     }

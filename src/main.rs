@@ -63,7 +63,7 @@ fn main() {
     let result = match cli.command {
         Command::Serve(args) => {
             init_logging();
-            load_config(&args).and_then(|c| gregor::shard::run(c).map_err(anyhow::Error::from))
+            load_config(&args).and_then(|c| gregor::node::run(c).map_err(anyhow::Error::from))
         }
         Command::Client(cmd) => gregor::cli::run(cmd),
     };

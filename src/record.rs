@@ -196,6 +196,13 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Writes the batch's max timestamp (for producers that left it -1) and recomputes the CRC.
+pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Marks the batch LogAppendTime with the broker's clock and recomputes the CRC, as Kafka does.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attrs = i16_at(batch, ATTRIBUTES) | TIMESTAMP_TYPE_BIT;

@@ -6,6 +6,9 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShardId(pub usize);
 
+/// A broker (and controller) of the cluster: Kafka's `node.id`.
+pub type NodeId = i32;
+
 /// A topic partition, as used in cross-shard messages and maps.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {

@@ -267,6 +267,33 @@ fn confluent_kafka_javascript() {
     );
 }
 
+#[test]
+fn segmentio_kafka_go() {
+    external(
+        "kafka-go",
+        "go",
+        "sh",
+        "kafka_go_driver.sh",
+        &["bin/kafka-go-driver"],
+    );
+}
+
+#[test]
+fn sarama() {
+    external(
+        "sarama",
+        "go",
+        "sh",
+        "sarama_driver.sh",
+        &["bin/sarama-driver"],
+    );
+}
+
+#[test]
+fn burrow() {
+    external("burrow", "burrow", "python3", "burrow_driver.py", &[]);
+}
+
 fn cell(result: &str) -> &str {
     match result {
         "pass" => "pass",

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+mod cluster;
 mod topic;
+pub use cluster::{ClusterConfig, CLUSTER_CONFIGS};
 pub use topic::{CompressionType, LogConfig, TimestampType, TOPIC_CONFIGS};
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -50,11 +52,18 @@ impl ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub node_id: i32,
+    /// The client (and inter-broker) listener: the first in `listeners` that is not a
+    /// controller listener.
     pub listener: SocketAddr,
+    /// The controller listener, when `listeners` names one.
+    pub controller_listener: Option<SocketAddr>,
     /// Host and port written into Metadata responses.
     pub advertised_listener: (String, u16),
-    /// Whether advertised.listeners was given; if not, it follows `listeners`.
-    advertised_explicit: bool,
+    /// `listeners` as given: (name, host, port); resolved against controller.listener.names.
+    listeners_raw: Vec<(String, String, u16)>,
+    /// `advertised.listeners` as given, if given.
+    advertised_raw: Option<Vec<(String, String, u16)>>,
+    pub cluster: ClusterConfig,
     pub log_dirs: PathBuf,
     /// Number of shards (cores); 0 means one per available core.
     pub num_shards: usize,
@@ -104,8 +113,11 @@ impl Default for Config {
         Config {
             node_id: 1,
             listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            controller_listener: None,
             advertised_listener: ("127.0.0.1".to_string(), 9092),
-            advertised_explicit: false,
+            listeners_raw: vec![("PLAINTEXT".to_string(), "127.0.0.1".to_string(), 9092)],
+            advertised_raw: None,
+            cluster: ClusterConfig::default(),
             log_dirs: PathBuf::from("./data"),
             num_shards: 0,
             socket_request_max_bytes: 104_857_600,
@@ -129,14 +141,14 @@ pub(crate) fn invalid(name: &str, value: &str, why: impl Into<String>) -> Config
     }
 }
 
-fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+pub(crate) fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
     value
         .trim()
         .parse()
         .map_err(|_| invalid(name, value, "not a number in range"))
 }
 
-fn parse_min<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
+pub(crate) fn parse_min<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
     name: &str,
     value: &str,
     min: T,
@@ -148,7 +160,7 @@ fn parse_min<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
     Ok(v)
 }
 
-fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
     match value.trim() {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -156,21 +168,26 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// `PLAINTEXT://host:port`, `host:port`, or `:port` (all interfaces).
-fn parse_listener(name: &str, value: &str) -> Result<(String, u16), ConfigError> {
-    let first = value.split(',').next().unwrap_or("").trim();
-    let rest = match first.split_once("://") {
-        Some(("PLAINTEXT", rest)) => rest,
-        Some((proto, _)) => return Err(invalid(name, value, format!("{proto} is not supported"))),
-        None => first,
-    };
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| invalid(name, value, "expected host:port"))?;
-    let port: u16 = parse_num(name, port)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    Ok((host.to_string(), port))
+/// `NAME://host:port,...`; a bare `host:port` or `:port` (all interfaces) is PLAINTEXT.
+fn parse_listeners(name: &str, value: &str) -> Result<Vec<(String, String, u16)>, ConfigError> {
+    let mut out = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (listener, rest) = match entry.split_once("://") {
+            Some((l, rest)) => (l.to_string(), rest),
+            None => ("PLAINTEXT".to_string(), entry),
+        };
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(name, value, "expected host:port"))?;
+        let port: u16 = parse_num(name, port)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        out.push((listener, host.to_string(), port));
+    }
+    if out.is_empty() {
+        return Err(invalid(name, value, "no listener"));
+    }
+    Ok(out)
 }
 
 /// Broker-level names, in the order DescribeConfigs lists them.
@@ -187,6 +204,20 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "log.retention.check.interval.ms",
     "fetch.cache.bytes",
     "io.memory.bytes",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.listener.names",
+    "broker.session.timeout.ms",
+    "broker.heartbeat.interval.ms",
+    "replica.lag.time.max.ms",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.max.bytes",
+    "replica.fetch.response.max.bytes",
+    "replica.fetch.backoff.ms",
+    "replica.high.watermark.checkpoint.interval.ms",
+    "offsets.topic.replication.factor",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
     "offsets.retention.minutes",
@@ -253,21 +284,12 @@ impl Config {
             "log.roll.hours" => self.log.segment_ms = parse_min::<i64>(name, value, 1)? * 3_600_000,
             "node.id" | "broker.id" => self.node_id = parse_min(name, value, 0)?,
             "listeners" => {
-                let (host, port) = parse_listener(name, value)?;
-                self.listener = format!("{host}:{port}")
-                    .parse()
-                    .map_err(|_| invalid(name, value, "expected an IP address and port"))?;
-                if !self.advertised_explicit {
-                    if host != "0.0.0.0" {
-                        self.advertised_listener = (host, port);
-                    } else {
-                        self.advertised_listener.1 = port;
-                    }
-                }
+                self.listeners_raw = parse_listeners(name, value)?;
+                self.resolve_listeners(name, value)?;
             }
             "advertised.listeners" => {
-                self.advertised_listener = parse_listener(name, value)?;
-                self.advertised_explicit = true;
+                self.advertised_raw = Some(parse_listeners(name, value)?);
+                self.resolve_listeners(name, value)?;
             }
             "log.dirs" | "log.dir" => {
                 let first = value.split(',').next().unwrap_or("").trim();
@@ -292,6 +314,11 @@ impl Config {
             }
             "fetch.cache.bytes" => self.fetch_cache_bytes = parse_num(name, value)?,
             "io.memory.bytes" => self.io_memory_bytes = parse_min(name, value, 64 << 10)?,
+            "controller.listener.names" => {
+                self.cluster.set(name, value)?;
+                self.resolve_listeners(name, value)?;
+            }
+            _ if self.cluster.set(name, value)? => {}
             _ => return self.set_group(name, value),
         }
         Ok(())
@@ -308,8 +335,11 @@ impl Config {
         let (host, port) = &self.advertised_listener;
         Some(match name {
             "node.id" => self.node_id.to_string(),
-            "listeners" => format!("PLAINTEXT://{}", self.listener),
-            "advertised.listeners" => format!("PLAINTEXT://{host}:{port}"),
+            "listeners" => show_listeners(&self.listeners_raw),
+            "advertised.listeners" => match &self.advertised_raw {
+                Some(a) => show_listeners(a),
+                None => format!("PLAINTEXT://{host}:{port}"),
+            },
             "log.dirs" => self.log_dirs.display().to_string(),
             "num.shards" => self.num_shards.to_string(),
             "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
@@ -319,8 +349,46 @@ impl Config {
             "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
             "fetch.cache.bytes" => self.fetch_cache_bytes.to_string(),
             "io.memory.bytes" => self.io_memory_bytes.to_string(),
-            _ => return self.get_group(name),
+            _ => return self.cluster.get(name).or_else(|| self.get_group(name)),
         })
+    }
+
+    /// Splits `listeners` into the client listener and the controller listener, and picks
+    /// the advertised client address.
+    fn resolve_listeners(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let is_controller = |l: &str| self.cluster.is_controller_listener(l);
+        let client = self
+            .listeners_raw
+            .iter()
+            .find(|(l, _, _)| !is_controller(l))
+            .cloned();
+        let controller = self
+            .listeners_raw
+            .iter()
+            .find(|(l, _, _)| is_controller(l))
+            .cloned();
+        let to_addr = |(_, host, port): &(String, String, u16)| -> Result<SocketAddr, ConfigError> {
+            format!("{host}:{port}")
+                .parse()
+                .map_err(|_| invalid(name, value, "expected an IP address and port"))
+        };
+        self.controller_listener = controller.as_ref().map(to_addr).transpose()?;
+        if let Some(c) = &client {
+            self.listener = to_addr(c)?;
+        }
+        let advertised = self
+            .advertised_raw
+            .as_ref()
+            .and_then(|a| a.iter().find(|(l, _, _)| !is_controller(l)).cloned())
+            .or(client);
+        if let Some((_, host, port)) = advertised {
+            self.advertised_listener = if host == "0.0.0.0" {
+                (self.advertised_listener.0.clone(), port)
+            } else {
+                (host, port)
+            };
+        }
+        Ok(())
     }
 
     fn set_group(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
@@ -409,8 +477,45 @@ impl Config {
                 "must not exceed socket.request.max.bytes",
             ));
         }
+        if self.cluster.controller && !self.cluster.voters.is_empty() {
+            if !self.cluster.voters.contains_key(&self.node_id) {
+                return Err(invalid(
+                    "controller.quorum.voters",
+                    &self
+                        .cluster
+                        .get("controller.quorum.voters")
+                        .unwrap_or_default(),
+                    format!(
+                        "a controller must be a voter, and node.id {} is not listed",
+                        self.node_id
+                    ),
+                ));
+            }
+            if self.controller_listener.is_none() {
+                return Err(invalid(
+                    "listeners",
+                    &show_listeners(&self.listeners_raw),
+                    "a controller of a quorum of several needs a listener named in \
+                     controller.listener.names",
+                ));
+            }
+        }
+        if !self.cluster.controller && self.cluster.voters.is_empty() {
+            return Err(invalid(
+                "controller.quorum.voters",
+                "",
+                "a broker-only node must be told where the controllers are",
+            ));
+        }
         self.log.check()
     }
+}
+
+fn show_listeners(l: &[(String, String, u16)]) -> String {
+    l.iter()
+        .map(|(n, h, p)| format!("{n}://{h}:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {

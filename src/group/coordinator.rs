@@ -33,7 +33,8 @@ pub struct Coordinator {
     offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
     joins: HashMap<(String, String), oneshot::Sender<JoinResult>>,
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
-    loaded: bool,
+    /// `__consumer_offsets` partitions this node leads whose groups are loaded here.
+    loaded: std::collections::HashSet<i32>,
 }
 
 /// A record of `__consumer_offsets`: key, and value or None for a tombstone.
@@ -137,8 +138,17 @@ impl Coordinator {
     }
 }
 
-fn not_loaded(shard: &Shard) -> bool {
-    !shard.coordinator.borrow().loaded
+/// Why this shard cannot coordinate `group` now: another broker leads its partition
+/// (NOT_COORDINATOR, the client looks again), or its groups are still loading.
+fn unavailable(shard: &Shard, group: &str) -> Option<ResponseError> {
+    let tp = offsets_partition(&shard.config, group);
+    if shard.leader_epoch_of(&tp).is_none() {
+        return Some(ResponseError::NotCoordinator);
+    }
+    if !shard.coordinator.borrow().loaded.contains(&tp.partition) {
+        return Some(ResponseError::CoordinatorLoadInProgress);
+    }
+    None
 }
 
 /// Appends records (key, value; None is a tombstone) to a `__consumer_offsets` partition and
@@ -167,7 +177,8 @@ async fn append(
         }
     })?;
     let info = log.append(BytesMut::from(&batch[..]), shard.now_ms())?;
-    log.wait_written(info.last_offset + 1).await
+    // Committed (replicated to the ISR), as Kafka writes group records with acks=all.
+    log.wait_committed(info.last_offset + 1).await
 }
 
 async fn persist_group(shard: &Shard, group: &str) {
@@ -180,8 +191,8 @@ async fn persist_group(shard: &Shard, group: &str) {
 
 /// JoinGroup: answered at once, or parked until the rebalance's join phase completes.
 pub async fn join(shard: Rc<Shard>, group_id: String, req: JoinRequest) -> JoinResult {
-    if not_loaded(&shard) {
-        return JoinResult::error(ResponseError::CoordinatorLoadInProgress, &req.member_id);
+    if let Some(e) = unavailable(&shard, &group_id) {
+        return JoinResult::error(e, &req.member_id);
     }
     let now = shard.now_ms();
     let lim = limits(&shard.config);
@@ -229,8 +240,8 @@ pub async fn sync(
     generation: i32,
     assignments: Vec<(String, Bytes)>,
 ) -> SyncResult {
-    if not_loaded(&shard) {
-        return SyncResult::error(ResponseError::CoordinatorLoadInProgress);
+    if let Some(e) = unavailable(&shard, &group_id) {
+        return SyncResult::error(e);
     }
     let now = shard.now_ms();
     let (reply, rx, persist) = {
@@ -272,8 +283,8 @@ pub fn heartbeat(
     instance_id: Option<&str>,
     generation: i32,
 ) -> Option<ResponseError> {
-    if not_loaded(shard) {
-        return Some(ResponseError::CoordinatorLoadInProgress);
+    if let Some(e) = unavailable(shard, group_id) {
+        return Some(e);
     }
     let now = shard.now_ms();
     let mut c = shard.coordinator.borrow_mut();
@@ -289,8 +300,8 @@ pub async fn leave(
     group_id: String,
     members: Vec<(String, Option<String>)>,
 ) -> Vec<Option<ResponseError>> {
-    if not_loaded(&shard) {
-        return vec![Some(ResponseError::CoordinatorLoadInProgress); members.len()];
+    if let Some(e) = unavailable(&shard, &group_id) {
+        return vec![Some(e); members.len()];
     }
     let now = shard.now_ms();
     let lim = limits(&shard.config);
@@ -328,8 +339,8 @@ pub async fn commit(
     commits: Vec<Commit>,
 ) -> Vec<Option<ResponseError>> {
     let all = |e: ResponseError| vec![Some(e); commits.len()];
-    if not_loaded(&shard) {
-        return all(ResponseError::CoordinatorLoadInProgress);
+    if let Some(e) = unavailable(&shard, &group_id) {
+        return all(e);
     }
     let now = shard.now_ms();
     {
@@ -439,8 +450,8 @@ pub fn fetch_offsets(
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, ResponseError> {
-    if not_loaded(shard) {
-        return Err(ResponseError::CoordinatorLoadInProgress);
+    if let Some(e) = unavailable(shard, group_id) {
+        return Err(e);
     }
     let c = shard.coordinator.borrow();
     let offsets = c.offsets.get(group_id);
@@ -465,8 +476,8 @@ pub fn fetch_offsets(
 }
 
 pub fn describe(shard: &Shard, group_id: &str) -> Result<Described, ResponseError> {
-    if not_loaded(shard) {
-        return Err(ResponseError::CoordinatorLoadInProgress);
+    if let Some(e) = unavailable(shard, group_id) {
+        return Err(e);
     }
     let c = shard.coordinator.borrow();
     let Some(g) = c.groups.get(group_id) else {
@@ -530,8 +541,8 @@ pub fn list(shard: &Shard) -> Vec<(String, String, &'static str)> {
 
 /// DeleteGroups for one group: only an empty group goes, with its offsets.
 pub async fn delete_group(shard: Rc<Shard>, group_id: String) -> Option<ResponseError> {
-    if not_loaded(&shard) {
-        return Some(ResponseError::CoordinatorLoadInProgress);
+    if let Some(e) = unavailable(&shard, &group_id) {
+        return Some(e);
     }
     let keys = {
         let mut c = shard.coordinator.borrow_mut();
@@ -565,8 +576,8 @@ pub async fn delete_offsets(
     group_id: String,
     topics: Vec<(String, Vec<i32>)>,
 ) -> Result<Vec<(String, i32, Option<ResponseError>)>, ResponseError> {
-    if not_loaded(&shard) {
-        return Err(ResponseError::CoordinatorLoadInProgress);
+    if let Some(e) = unavailable(&shard, &group_id) {
+        return Err(e);
     }
     let mut out = Vec::new();
     let mut records = Vec::new();
@@ -608,57 +619,77 @@ pub async fn delete_offsets(
     Ok(out)
 }
 
-/// Replays this shard's `__consumer_offsets` partitions into groups and offsets.
-pub async fn load(shard: Rc<Shard>) {
-    let partitions = shard.config.groups.offsets_topic_num_partitions;
+/// This node now leads `__consumer_offsets` partition `p`: replays it into the groups and
+/// offsets it holds (Kafka's coordinator load on becoming leader).
+pub async fn load_partition(shard: Rc<Shard>, p: i32) {
+    let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+    let Some(log) = shard.log(&tp) else {
+        return;
+    };
     let mut loaded_records = 0usize;
-    for p in 0..partitions {
-        if shard.owner_of(OFFSETS_TOPIC, p) != shard.id {
-            continue;
-        }
-        let tp = TopicPartition::new(OFFSETS_TOPIC, p);
-        let Some(log) = shard.log(&tp) else {
-            continue;
-        };
-        let mut offset = log.log_start_offset();
-        while offset < log.high_watermark() {
-            let read = match log.read(offset, 1 << 20, true).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(partition = %tp, error = %e, "loading groups stopped");
-                    break;
-                }
-            };
-            if read.batches.is_empty() {
+    let mut offset = log.log_start_offset();
+    while offset < log.high_watermark() {
+        let read = match log.read(offset, 1 << 20, true).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "loading groups stopped");
                 break;
             }
-            for batch in read.batches {
-                let Ok(h) = crate::record::BatchHeader::parse(&batch) else {
-                    break;
-                };
-                offset = h.next_offset();
-                match decode_batch(batch) {
-                    Ok(records) => {
-                        for r in records {
-                            loaded_records += 1;
-                            replay(&shard, r.key, r.value);
-                        }
+        };
+        if read.batches.is_empty() {
+            break;
+        }
+        for batch in read.batches {
+            let Ok(h) = crate::record::BatchHeader::parse(&batch) else {
+                break;
+            };
+            offset = h.next_offset();
+            match decode_batch(batch) {
+                Ok(records) => {
+                    for r in records {
+                        loaded_records += 1;
+                        replay(&shard, r.key, r.value);
                     }
-                    Err(e) => {
-                        tracing::warn!(partition = %tp, error = %e, "skipping undecodable batch")
-                    }
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "skipping undecodable batch")
                 }
             }
         }
     }
-    shard.coordinator.borrow_mut().loaded = true;
-    if loaded_records > 0 {
-        tracing::info!(
-            shard = shard.id.0,
-            records = loaded_records,
-            "loaded consumer groups"
-        );
+    // Still the leader after the awaits? Then its groups are served from now on.
+    if shard.leader_epoch_of(&tp).is_some() {
+        shard.coordinator.borrow_mut().loaded.insert(p);
     }
+    if loaded_records > 0 {
+        tracing::info!(partition = %tp, records = loaded_records, "loaded consumer groups");
+    }
+}
+
+/// This node no longer leads partition `p`: its groups go (their coordinator moved), and
+/// requests parked on them are told to find it again.
+pub fn unload_partition(shard: &Shard, p: i32) {
+    let mut c = shard.coordinator.borrow_mut();
+    if !c.loaded.remove(&p) {
+        return;
+    }
+    let on_p =
+        |g: &String| store::partition_for(g, shard.config.groups.offsets_topic_num_partitions) == p;
+    c.groups.retain(|g, _| !on_p(g));
+    c.offsets.retain(|g, _| !on_p(g));
+    let joins: Vec<_> = c.joins.keys().filter(|(g, _)| on_p(g)).cloned().collect();
+    for k in joins {
+        if let Some(tx) = c.joins.remove(&k) {
+            let _ = tx.send(JoinResult::error(ResponseError::NotCoordinator, &k.1));
+        }
+    }
+    let syncs: Vec<_> = c.syncs.keys().filter(|(g, _)| on_p(g)).cloned().collect();
+    for k in syncs {
+        if let Some(tx) = c.syncs.remove(&k) {
+            let _ = tx.send(SyncResult::error(ResponseError::NotCoordinator));
+        }
+    }
+    tracing::info!(partition = p, "unloaded consumer groups");
 }
 
 fn replay(shard: &Shard, key: Option<Bytes>, value: Option<Bytes>) {
@@ -720,7 +751,7 @@ pub async fn run_timers(shard: Rc<Shard>) {
     let mut last_expiry = shard.now_ms();
     loop {
         glommio::timer::sleep(TICK).await;
-        if not_loaded(&shard) {
+        if shard.coordinator.borrow().loaded.is_empty() {
             continue;
         }
         let now = shard.now_ms();

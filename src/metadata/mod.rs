@@ -1,18 +1,102 @@
-//! Cluster metadata: topics, their partitions and configs, as a log of records applied to a
-//! state machine.
+//! Cluster metadata: brokers, topics, their partitions (replicas, leader, ISR, epochs) and
+//! configs, as a replicated log of records applied to an image.
 //!
-//! Shard 0 owns the [`Controller`]: it validates commands, appends the resulting records to the
-//! metadata log and applies them. After each change it publishes an immutable [`Snapshot`]
-//! (shared as `Arc`) to every shard, which reads it without locks. A Raft quorum can later sit
-//! where the local log file is without changing what the shards see.
+//! - [`image`]: the records and the one `apply` every node runs; shards read the result as an
+//!   immutable [`Snapshot`].
+//! - [`controller`]: the active controller's decisions as pure code (command -> records).
+//! - [`quorum`]: the raft-rs driver on the controller's executor; [`raft`]: its storage and
+//!   transport.
+//! - [`legacy`]: the single-node `metadata.log` of earlier versions, migrated once.
 
-mod log;
-mod state;
+pub mod controller;
+pub mod image;
+pub mod legacy;
+pub mod quorum;
+pub mod raft;
 
-pub use log::MetadataLog;
-pub use state::{
-    Controller, CreateTopic, MetadataError, Record, Snapshot, TopicMeta, PARTITIONS_MAX,
-};
+pub use controller::{Command, CreateTopic, Reply, Settings, PARTITIONS_MAX, PRODUCER_ID_BLOCK};
+pub use image::{BrokerMeta, PartitionMeta, Record, Snapshot, TopicMeta, NO_LEADER};
+pub use quorum::{Quorum, QuorumConfig};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum MetadataError {
+    /// Kafka's own message (INVALID_TOPIC_EXCEPTION).
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("Topic '{0}' already exists.")]
+    TopicExists(String),
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("unknown topic id {0}")]
+    UnknownTopicId(uuid::Uuid),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// Kafka's own message (INVALID_CONFIG).
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// No active controller could take the command (NOT_CONTROLLER).
+    #[error("{0}")]
+    NotController(String),
+    /// An AlterPartition from a leader that is not the current one (FENCED_LEADER_EPOCH).
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// An AlterPartition against a stale partition epoch (INVALID_UPDATE_VERSION).
+    #[error("{0}")]
+    InvalidUpdateVersion(String),
+    /// An ISR naming a replica that cannot be in it (INELIGIBLE_REPLICA).
+    #[error("{0}")]
+    IneligibleReplica(String),
+    #[error("metadata log: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl MetadataError {
+    /// A stable name for the variant, for errors that cross the controller link.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MetadataError::InvalidTopic(_) => "InvalidTopic",
+            MetadataError::TopicExists(_) => "TopicExists",
+            MetadataError::UnknownTopic(_) => "UnknownTopic",
+            MetadataError::UnknownTopicId(_) => "UnknownTopicId",
+            MetadataError::InvalidPartitions(_) => "InvalidPartitions",
+            MetadataError::InvalidReplicationFactor(_) => "InvalidReplicationFactor",
+            MetadataError::InvalidConfig(_) => "InvalidConfig",
+            MetadataError::NotController(_) => "NotController",
+            MetadataError::FencedLeaderEpoch(_) => "FencedLeaderEpoch",
+            MetadataError::InvalidUpdateVersion(_) => "InvalidUpdateVersion",
+            MetadataError::IneligibleReplica(_) => "IneligibleReplica",
+            MetadataError::Io(_) => "Io",
+        }
+    }
+
+    /// The error a peer reported, from its kind and message.
+    pub fn from_kind(kind: &str, message: String) -> MetadataError {
+        match kind {
+            "InvalidTopic" => MetadataError::InvalidTopic(message),
+            "TopicExists" => {
+                let name = message
+                    .strip_prefix("Topic '")
+                    .and_then(|m| m.strip_suffix("' already exists."))
+                    .unwrap_or(&message)
+                    .to_string();
+                MetadataError::TopicExists(name)
+            }
+            "UnknownTopic" => MetadataError::UnknownTopic(message),
+            "InvalidPartitions" => MetadataError::InvalidPartitions(message),
+            "InvalidReplicationFactor" => MetadataError::InvalidReplicationFactor(message),
+            "InvalidConfig" => MetadataError::InvalidConfig(message),
+            "FencedLeaderEpoch" => MetadataError::FencedLeaderEpoch(message),
+            "InvalidUpdateVersion" => MetadataError::InvalidUpdateVersion(message),
+            "IneligibleReplica" => MetadataError::IneligibleReplica(message),
+            "Io" => MetadataError::Io(std::io::Error::other(message)),
+            _ => MetadataError::NotController(message),
+        }
+    }
+}
 
 /// Kafka's rule for topic names: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {

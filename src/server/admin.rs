@@ -1,7 +1,8 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs.
 //!
-//! Changes run on shard 0, which owns the metadata controller; each change is durable in the
-//! metadata log and visible on every shard (logs opened or deleted) before the answer is sent.
+//! Changes are commands to the active controller (through this node's metadata core); each is
+//! committed in the metadata quorum and visible on every shard of this node (logs opened or
+//! deleted) before the answer is sent.
 
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
@@ -27,12 +28,9 @@ use uuid::Uuid;
 
 use super::{errors, reply, Outcome};
 use crate::config::{Config, BROKER_CONFIGS, TOPIC_CONFIGS};
-use crate::metadata::{CreateTopic, MetadataError, TopicMeta};
+use crate::metadata::{Command, CreateTopic, MetadataError, Reply, TopicMeta};
 use crate::protocol::{decode_body, Request};
 use crate::shard::Shard;
-use crate::types::ShardId;
-
-const CONTROLLER: ShardId = ShardId(0);
 
 /// A failed admin operation: the Kafka error code and a message for the client.
 pub type AdminError = (i16, String);
@@ -62,46 +60,65 @@ fn created(meta: &TopicMeta) -> Created {
     Created {
         id: meta.id,
         partitions: meta.partitions,
-        replication_factor: 1,
+        replication_factor: meta.replication_factor() as i16,
         configs,
     }
 }
 
-/// Creates topics on the controller and publishes the result to every shard.
+/// Creates topics through the active controller; each is visible on this node's shards when
+/// its answer comes.
 pub async fn create_on_controller(
     shard: &Rc<Shard>,
     topics: Vec<CreateTopic>,
     validate_only: bool,
 ) -> Vec<Result<Created, AdminError>> {
-    let call = shard.invoke_on(CONTROLLER, move |s| async move {
-        let Some(controller) = s.controller() else {
-            let e = (
-                ResponseError::NotController.code(),
-                "not the controller".to_string(),
-            );
-            return topics.iter().map(|_| Err(e.clone())).collect();
+    let mut out = Vec::with_capacity(topics.len());
+    for t in topics {
+        let cmd = Command::CreateTopic {
+            name: t.name.clone(),
+            partitions: t.partitions,
+            replication_factor: t.replication_factor,
+            configs: t.configs.clone(),
+            validate_only,
         };
-        let (results, snap) = {
-            let mut c = controller.borrow_mut();
-            let results: Vec<Result<Created, AdminError>> = topics
-                .into_iter()
-                .map(|t| {
-                    c.create_topic(t, validate_only)
-                        .map(|m| created(&m))
-                        .map_err(|e| admin_err(&e))
-                })
-                .collect();
-            (results, c.snapshot())
+        let r = match shard.execute(cmd).await {
+            Ok(Reply::Created {
+                id,
+                partitions,
+                replication_factor,
+            }) => Ok(
+                match shard.snapshot().topic(&t.name).filter(|m| m.id == id) {
+                    Some(meta) => created(meta),
+                    None => preview(&shard.config, &t, id, partitions, replication_factor),
+                },
+            ),
+            Ok(other) => Err((
+                ResponseError::UnknownServerError.code(),
+                format!("unexpected answer {other:?}"),
+            )),
+            Err(e) => Err(admin_err(&e)),
         };
-        if !validate_only && results.iter().any(|r| r.is_ok()) {
-            super::publish_snapshot(&s, snap).await;
-        }
-        results
-    });
-    call.await.unwrap_or_else(|e| {
-        let err = (errors::shard(&e).code(), e.to_string());
-        vec![Err(err)]
-    })
+        out.push(r);
+    }
+    out
+}
+
+/// What a validate-only creation would make.
+fn preview(config: &Config, t: &CreateTopic, id: Uuid, partitions: i32, rf: i16) -> Created {
+    let log = crate::config::LogConfig::resolve(&config.log, &t.configs).unwrap_or_default();
+    let configs = TOPIC_CONFIGS
+        .iter()
+        .map(|(name, _)| {
+            let value = log.get_topic(name).unwrap_or_default();
+            (name.to_string(), value, t.configs.contains_key(*name))
+        })
+        .collect();
+    Created {
+        id,
+        partitions,
+        replication_factor: rf,
+        configs,
+    }
 }
 
 /// Turns one CreateTopics entry into a command, filling in broker defaults (-1).
@@ -116,13 +133,10 @@ fn creatable(t: &CreatableTopic, config: &Config) -> Result<CreateTopic, AdminEr
                 "both partition count and replica assignments were given",
             );
         }
-        if t.assignments
-            .iter()
-            .any(|a| a.broker_ids.is_empty() || a.broker_ids.iter().any(|b| b.0 != config.node_id))
-        {
+        if t.assignments.iter().any(|a| a.broker_ids.is_empty()) {
             return invalid(
                 ResponseError::InvalidReplicaAssignment,
-                "replicas must be on this broker",
+                "a partition has no replicas",
             );
         }
         partitions = t.assignments.len() as i32;
@@ -131,9 +145,7 @@ fn creatable(t: &CreatableTopic, config: &Config) -> Result<CreateTopic, AdminEr
     if partitions == -1 {
         partitions = config.num_partitions;
     }
-    if replication_factor == -1 {
-        replication_factor = config.default_replication_factor;
-    }
+
     let mut configs = BTreeMap::new();
     for c in &t.configs {
         let Some(value) = &c.value else {
@@ -250,9 +262,9 @@ pub fn delete_topics(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
             .map(|n| (Some(n.to_string()), Uuid::nil()))
             .collect()
     };
-    let call = shard.invoke_on(CONTROLLER, move |s| delete_on_controller(s, targets));
+    let shard = shard.clone();
     Box::pin(async move {
-        let results = call.await.unwrap_or_default();
+        let results = delete_on_controller(shard, targets).await;
         let responses = results
             .into_iter()
             .map(|(name, id, err)| {
@@ -281,41 +293,39 @@ async fn delete_on_controller(
     s: Rc<Shard>,
     targets: Vec<(Option<String>, Uuid)>,
 ) -> Vec<DeleteResult> {
-    let Some(controller) = s.controller() else {
-        return Vec::new();
-    };
-    let (results, snap) = {
-        let mut c = controller.borrow_mut();
-        let results: Vec<DeleteResult> = targets
-            .into_iter()
-            .map(|(asked, id)| {
-                let name = match &asked {
-                    Some(n) => Ok(n.clone()),
-                    None => c.topic_name(&id),
-                };
-                if let Ok(n) = &name {
-                    if crate::group::is_internal_topic(n) {
-                        let e = ResponseError::InvalidTopicException;
-                        return (
-                            asked,
-                            id,
-                            Some((e.code(), format!("{n} is an internal topic"))),
-                        );
-                    }
-                }
-                match name.and_then(|n| c.delete_topic(&n).map(|id| (n, id))) {
-                    Ok((n, id)) => (Some(n), id, None),
-                    // Echo what was asked for, as Kafka does.
-                    Err(e) => (asked, id, Some(admin_err(&e))),
-                }
-            })
-            .collect();
-        (results, c.snapshot())
-    };
-    if results.iter().any(|(_, _, e)| e.is_none()) {
-        super::publish_snapshot(&s, snap).await;
+    let mut out = Vec::with_capacity(targets.len());
+    for (asked, id) in targets {
+        let snap = s.snapshot();
+        let name = match &asked {
+            Some(n) => Ok(n.clone()),
+            None => snap
+                .topic_by_id(&id)
+                .map(|t| t.name.clone())
+                .ok_or(MetadataError::UnknownTopicId(id)),
+        };
+        if let Ok(n) = &name {
+            if crate::group::is_internal_topic(n) {
+                let e = ResponseError::InvalidTopicException;
+                out.push((
+                    asked,
+                    id,
+                    Some((e.code(), format!("{n} is an internal topic"))),
+                ));
+                continue;
+            }
+        }
+        let r = match name {
+            Ok(n) => match s.execute(Command::DeleteTopic { name: n.clone() }).await {
+                Ok(Reply::Deleted { id }) => (Some(n), id, None),
+                Ok(_) => (Some(n), id, None),
+                // Echo what was asked for, as Kafka does.
+                Err(e) => (asked, id, Some(admin_err(&e))),
+            },
+            Err(e) => (asked, id, Some(admin_err(&e))),
+        };
+        out.push(r);
     }
-    results
+    out
 }
 
 pub fn create_partitions(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
@@ -329,29 +339,17 @@ pub fn create_partitions(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
         .map(|t| (t.name.to_string(), t.count))
         .collect();
     let validate_only = body.validate_only;
-    let call = shard.invoke_on(CONTROLLER, move |s| async move {
-        let Some(controller) = s.controller() else {
-            return Vec::new();
-        };
-        let (results, snap) = {
-            let mut c = controller.borrow_mut();
-            let results: Vec<Option<AdminError>> = asks
-                .iter()
-                .map(|(name, count)| {
-                    c.create_partitions(name, *count, validate_only)
-                        .err()
-                        .map(|e| admin_err(&e))
-                })
-                .collect();
-            (results, c.snapshot())
-        };
-        if !validate_only && results.iter().any(|r| r.is_none()) {
-            super::publish_snapshot(&s, snap).await;
-        }
-        results
-    });
+    let shard = shard.clone();
     Box::pin(async move {
-        let results = call.await.unwrap_or_default();
+        let mut results = Vec::with_capacity(asks.len());
+        for (name, total) in asks {
+            let cmd = Command::CreatePartitions {
+                name,
+                total,
+                validate_only,
+            };
+            results.push(shard.execute(cmd).await.err().map(|e| admin_err(&e)));
+        }
         let out = body
             .topics
             .iter()

@@ -26,9 +26,36 @@ pub fn api_versions(req: &Request) -> LocalBoxFuture<'static, Outcome> {
     super::ready(reply(req, &protocol::api_versions_response()))
 }
 
-fn host_port(shard: &Shard) -> (StrBytes, i32) {
-    let (host, port) = &shard.config.advertised_listener;
-    (StrBytes::from_string(host.clone()), *port as i32)
+/// The brokers clients may connect to: registered and not fenced. Before this node's own
+/// registration reaches it (the first moments of a start), itself.
+fn live_brokers(shard: &Shard, snap: &Snapshot) -> Vec<(i32, StrBytes, i32, Option<StrBytes>)> {
+    let mut out: Vec<_> = snap
+        .live_brokers()
+        .map(|b| {
+            let rack = b.rack.clone().map(StrBytes::from_string);
+            (
+                b.node,
+                StrBytes::from_string(b.host.clone()),
+                b.port as i32,
+                rack,
+            )
+        })
+        .collect();
+    if out.is_empty() {
+        let (host, port) = &shard.config.advertised_listener;
+        out.push((
+            shard.config.node_id,
+            StrBytes::from_string(host.clone()),
+            *port as i32,
+            None,
+        ));
+    }
+    out
+}
+
+/// The active controller as Kafka reports it to clients (this node when unknown).
+fn controller_id(shard: &Shard, snap: &Snapshot) -> i32 {
+    snap.controller.unwrap_or(shard.config.node_id)
 }
 
 pub fn metadata(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
@@ -79,14 +106,21 @@ pub fn metadata(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
                 .map(|n| topic_metadata(&shard, &snap, n, topic_ops))
                 .collect(),
         };
-        let (host, port) = host_port(&shard);
         let resp = MetadataResponse::default()
-            .with_brokers(vec![MetadataResponseBroker::default()
-                .with_node_id(BrokerId(shard.config.node_id))
-                .with_host(host)
-                .with_port(port)])
+            .with_brokers(
+                live_brokers(&shard, &snap)
+                    .into_iter()
+                    .map(|(id, host, port, rack)| {
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(id))
+                            .with_host(host)
+                            .with_port(port)
+                            .with_rack(rack)
+                    })
+                    .collect(),
+            )
             .with_cluster_id(Some(StrBytes::from_string(snap.cluster_id.clone())))
-            .with_controller_id(BrokerId(shard.config.node_id))
+            .with_controller_id(BrokerId(controller_id(&shard, &snap)))
             .with_cluster_authorized_operations(cluster_ops)
             .with_topics(topics);
         reply(&req, &resp)
@@ -135,17 +169,34 @@ fn topic_metadata(
         };
         return base.with_error_code(code.code());
     };
-    let node = BrokerId(shard.config.node_id);
-    let partitions = (0..t.partitions)
-        .map(|p| {
+    let partitions = t
+        .assignments
+        .iter()
+        .enumerate()
+        .map(|(p, m)| {
+            let ids = |v: &[i32]| v.iter().map(|n| BrokerId(*n)).collect::<Vec<_>>();
+            let offline: Vec<i32> = m
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| !snap.is_live(*r))
+                .collect();
+            let error = if m.leader == crate::metadata::NO_LEADER {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(super::produce::LEADER_EPOCH)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_error_code(error)
+                .with_partition_index(p as i32)
+                .with_leader_id(BrokerId(m.leader))
+                .with_leader_epoch(m.leader_epoch)
+                .with_replica_nodes(ids(&m.replicas))
+                .with_isr_nodes(ids(&m.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
+    let _ = shard;
     base.with_topic_id(t.id)
         .with_topic_authorized_operations(authorized_operations)
         .with_is_internal(crate::group::is_internal_topic(&t.name))
@@ -157,16 +208,24 @@ pub fn describe_cluster(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
         Ok(b) => b,
         Err(e) => return super::ready(Outcome::Close(e.to_string())),
     };
-    let (host, port) = host_port(shard);
+    let snap = shard.snapshot();
     let resp = DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_string(shard.snapshot().cluster_id.clone()))
-        .with_controller_id(BrokerId(shard.config.node_id))
+        .with_cluster_id(StrBytes::from_string(snap.cluster_id.clone()))
+        .with_controller_id(BrokerId(controller_id(shard, &snap)))
         .with_cluster_authorized_operations(authorized_ops::cluster(
             body.include_cluster_authorized_operations,
         ))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(shard.config.node_id))
-            .with_host(host)
-            .with_port(port)]);
+        .with_brokers(
+            live_brokers(shard, &snap)
+                .into_iter()
+                .map(|(id, host, port, rack)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(id))
+                        .with_host(host)
+                        .with_port(port)
+                        .with_rack(rack)
+                })
+                .collect(),
+        );
     super::ready(reply(req, &resp))
 }

@@ -47,6 +47,10 @@ pub fn metadata(e: &MetadataError) -> ResponseError {
         MetadataError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         MetadataError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         MetadataError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        MetadataError::NotController(_) => ResponseError::NotController,
+        MetadataError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
+        MetadataError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
+        MetadataError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
         MetadataError::Io(_) => ResponseError::KafkaStorageError,
     }
 }

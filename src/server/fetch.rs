@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use super::{errors, reply, Outcome};
@@ -28,6 +30,12 @@ struct Want {
     tp: TopicPartition,
     offset: i64,
     max_bytes: usize,
+    /// The fetching follower's node id; None for a consumer.
+    replica: Option<i32>,
+    /// The leader epoch the fetcher believes in (-1: it does not say).
+    current_leader_epoch: i32,
+    /// The epoch of the last batch the follower holds (-1: none, or a consumer).
+    last_fetched_epoch: i32,
 }
 
 /// One partition's answer from its owner.
@@ -37,6 +45,8 @@ struct Got {
     high_watermark: i64,
     log_start_offset: i64,
     batches: Vec<Bytes>,
+    /// For a follower whose log diverged: the epoch and where it ends on the leader.
+    diverging: Option<(i32, i64)>,
 }
 
 impl Got {
@@ -46,6 +56,7 @@ impl Got {
             high_watermark: -1,
             log_start_offset: -1,
             batches: Vec::new(),
+            diverging: None,
         }
     }
     fn bytes(&self) -> usize {
@@ -63,6 +74,12 @@ type Plan = Vec<(
 
 fn plan(shard: &Shard, body: &FetchRequest, version: i16) -> Plan {
     let snap = shard.snapshot();
+    let replica_id = if version >= 15 {
+        body.replica_state.replica_id.0
+    } else {
+        body.replica_id.0
+    };
+    let replica = (replica_id >= 0).then_some(replica_id);
     body.topics
         .iter()
         .enumerate()
@@ -91,6 +108,13 @@ fn plan(shard: &Shard, body: &FetchRequest, version: i16) -> Plan {
                             tp: TopicPartition::new(m.name.clone(), p.partition),
                             offset: p.fetch_offset,
                             max_bytes: p.partition_max_bytes.max(0) as usize,
+                            replica,
+                            current_leader_epoch: p.current_leader_epoch,
+                            last_fetched_epoch: if version >= 12 {
+                                p.last_fetched_epoch
+                            } else {
+                                -1
+                            },
                         }),
                     };
                     (p.partition, want)
@@ -145,7 +169,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
 
 fn enough(got: &BTreeMap<(usize, usize), Got>, min_bytes: usize) -> bool {
     let total: usize = got.values().map(Got::bytes).sum();
-    total >= min_bytes || got.values().any(|g| g.error != 0)
+    total >= min_bytes || got.values().any(|g| g.error != 0 || g.diverging.is_some())
 }
 
 /// Long poll across several owners: read everywhere, wait for data anywhere, read again.
@@ -188,7 +212,10 @@ async fn poll_one_owner(
             if enough(&got, min_bytes) || remaining <= 0 {
                 return got;
             }
-            let offsets = wants.iter().map(|w| (w.tp.clone(), w.offset)).collect();
+            let offsets = wants
+                .iter()
+                .map(|w| (w.tp.clone(), w.offset, w.replica.is_some()))
+                .collect();
             wait_on_owner(s.clone(), offsets, remaining).await;
             got = read_on_owner(s.clone(), wants.clone())
                 .await
@@ -236,23 +263,51 @@ async fn read_all(
 async fn read_on_owner(shard: Rc<Shard>, wants: Vec<Want>) -> Vec<((usize, usize), Got)> {
     let mut out = Vec::with_capacity(wants.len());
     for w in wants {
-        let Some(log) = shard.log(&w.tp) else {
-            out.push((w.slot, Got::err(ResponseError::NotLeaderOrFollower)));
-            continue;
-        };
-        let mut got = Got {
-            error: 0,
-            high_watermark: log.high_watermark(),
-            log_start_offset: log.log_start_offset(),
-            batches: Vec::new(),
-        };
-        match log.read(w.offset, w.max_bytes, true).await {
-            Ok(r) => got.batches = r.batches,
-            Err(e) => got.error = errors::storage(&e).code(),
-        }
+        let got = read_one(&shard, &w).await;
         out.push((w.slot, got));
     }
     out
+}
+
+/// One partition on its owner: only the leader serves (KIP-320 epoch checks when the fetcher
+/// names one); a follower's fetch also reports its position and is checked for divergence.
+async fn read_one(shard: &Rc<Shard>, w: &Want) -> Got {
+    let (Some(log), Some(epoch)) = (shard.log(&w.tp), shard.leader_epoch_of(&w.tp)) else {
+        return Got::err(ResponseError::NotLeaderOrFollower);
+    };
+    if w.current_leader_epoch >= 0 && w.current_leader_epoch < epoch {
+        return Got::err(ResponseError::FencedLeaderEpoch);
+    }
+    if w.current_leader_epoch > epoch {
+        return Got::err(ResponseError::UnknownLeaderEpoch);
+    }
+    let mut got = Got {
+        error: 0,
+        high_watermark: log.high_watermark(),
+        log_start_offset: log.log_start_offset(),
+        batches: Vec::new(),
+        diverging: None,
+    };
+    let read = match w.replica {
+        Some(node) => {
+            if w.last_fetched_epoch >= 0 {
+                let (e, end) = log.end_offset_for_epoch(w.last_fetched_epoch);
+                if e < w.last_fetched_epoch || end < w.offset {
+                    got.diverging = Some((e, end));
+                    return got;
+                }
+            }
+            crate::replication::roles::on_follower_fetch(shard, &w.tp, node, w.offset);
+            got.high_watermark = log.high_watermark();
+            log.read_for_replica(w.offset, w.max_bytes, true).await
+        }
+        None => log.read(w.offset, w.max_bytes, true).await,
+    };
+    match read {
+        Ok(r) => got.batches = r.batches,
+        Err(e) => got.error = errors::storage(&e).code(),
+    }
+    got
 }
 
 /// Returns when any of the partitions has data past its fetch offset, or after `wait_ms`.
@@ -260,20 +315,29 @@ async fn wait_any(shard: &Rc<Shard>, by_owner: &BTreeMap<ShardId, Vec<Want>>, wa
     let calls: Vec<_> = by_owner
         .iter()
         .map(|(owner, wants)| {
-            let wants: Vec<(TopicPartition, i64)> =
-                wants.iter().map(|w| (w.tp.clone(), w.offset)).collect();
+            let wants: Vec<(TopicPartition, i64, bool)> = wants
+                .iter()
+                .map(|w| (w.tp.clone(), w.offset, w.replica.is_some()))
+                .collect();
             shard.invoke_on(*owner, move |s| wait_on_owner(s, wants, wait_ms))
         })
         .collect();
     let _ = futures::future::select_all(calls).await;
 }
 
-async fn wait_on_owner(shard: Rc<Shard>, wants: Vec<(TopicPartition, i64)>, wait_ms: i64) {
+/// Waits for data past each offset: committed data for consumers, written data for followers.
+async fn wait_on_owner(shard: Rc<Shard>, wants: Vec<(TopicPartition, i64, bool)>, wait_ms: i64) {
     let waits: Vec<LocalBoxFuture<'static, ()>> = wants
         .into_iter()
-        .filter_map(|(tp, offset)| shard.log(&tp).map(|log| (log, offset)))
-        .map(|(log, offset)| -> LocalBoxFuture<'static, ()> {
-            Box::pin(async move { log.wait_for_data(offset).await })
+        .filter_map(|(tp, offset, replica)| shard.log(&tp).map(|log| (log, offset, replica)))
+        .map(|(log, offset, replica)| -> LocalBoxFuture<'static, ()> {
+            Box::pin(async move {
+                if replica {
+                    log.wait_for_written_data(offset).await
+                } else {
+                    log.wait_for_data(offset).await
+                }
+            })
         })
         .collect();
     let timer = glommio::timer::sleep(Duration::from_millis(wait_ms.max(0) as u64));
@@ -341,7 +405,14 @@ fn partition_data(
             buf.freeze()
         }
     };
+    let diverging = match g.diverging {
+        Some((epoch, end_offset)) => EpochEndOffset::default()
+            .with_epoch(epoch)
+            .with_end_offset(end_offset),
+        None => EpochEndOffset::default(),
+    };
     PartitionData::default()
+        .with_diverging_epoch(diverging)
         .with_partition_index(index)
         .with_error_code(g.error)
         .with_high_watermark(g.high_watermark)

@@ -51,24 +51,37 @@ macro_rules! body_or_close {
 
 pub fn find_coordinator(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, FindCoordinatorRequest);
-    let (host, port) = &shard.config.advertised_listener;
-    let node = BrokerId(shard.config.node_id);
+    let snap = shard.snapshot();
+    // The coordinator of a group is the leader of its __consumer_offsets partition.
+    let locate = |group: &str| -> Result<(BrokerId, String, u16), ResponseError> {
+        let tp = crate::group::coordinator::offsets_partition(&shard.config, group);
+        let leader = snap
+            .partition(&tp.topic, tp.partition)
+            .map(|p| p.leader)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let b = snap
+            .brokers
+            .get(&leader)
+            .filter(|b| !b.fenced)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        Ok((BrokerId(leader), b.host.clone(), b.port))
+    };
     // Only group coordinators exist here. A transactional producer must stop at once rather
     // than retry COORDINATOR_NOT_AVAILABLE until its timeout: every client treats this code as
     // fatal for the transactional id, and the message says why.
-    let answer = |key: &StrBytes| -> (i16, Option<String>) {
+    let answer = |key: &StrBytes| -> Result<(BrokerId, String, u16), (i16, Option<String>)> {
         if body.key_type != 0 {
-            (
+            Err((
                 ResponseError::TransactionalIdAuthorizationFailed.code(),
                 Some(TRANSACTIONS_NOT_SUPPORTED.into()),
-            )
+            ))
         } else if !valid_group_id(key.as_str()) {
-            (
+            Err((
                 ResponseError::InvalidGroupId.code(),
                 Some("invalid group id".into()),
-            )
+            ))
         } else {
-            (0, None)
+            locate(key.as_str()).map_err(|e| (e.code(), None))
         }
     };
     let resp = if req.api_version >= 4 {
@@ -76,35 +89,36 @@ pub fn find_coordinator(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
             .coordinator_keys
             .iter()
             .map(|k| {
-                let (err, msg) = answer(k);
-                let c = find_coordinator_response::Coordinator::default()
-                    .with_key(k.clone())
-                    .with_error_code(err)
-                    .with_error_message(msg.map(StrBytes::from_string));
-                if err == 0 {
-                    c.with_node_id(node)
-                        .with_host(s(host))
-                        .with_port(*port as i32)
-                } else {
-                    c.with_node_id(BrokerId(-1)).with_port(-1)
+                let c = find_coordinator_response::Coordinator::default().with_key(k.clone());
+                match answer(k) {
+                    Ok((node, host, port)) => c
+                        .with_node_id(node)
+                        .with_host(s(&host))
+                        .with_port(port as i32),
+                    Err((err, msg)) => c
+                        .with_error_code(err)
+                        .with_error_message(msg.map(StrBytes::from_string))
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1),
                 }
             })
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        let (err, msg) = answer(&body.key);
-        let r = FindCoordinatorResponse::default().with_error_code(err);
-        let r = if req.api_version >= 1 {
-            r.with_error_message(msg.map(StrBytes::from_string))
-        } else {
-            r
-        };
-        if err == 0 {
-            r.with_node_id(node)
-                .with_host(s(host))
-                .with_port(*port as i32)
-        } else {
-            r.with_node_id(BrokerId(-1)).with_port(-1)
+        match answer(&body.key) {
+            Ok((node, host, port)) => FindCoordinatorResponse::default()
+                .with_node_id(node)
+                .with_host(s(&host))
+                .with_port(port as i32),
+            Err((err, msg)) => {
+                let r = FindCoordinatorResponse::default().with_error_code(err);
+                let r = if req.api_version >= 1 {
+                    r.with_error_message(msg.map(StrBytes::from_string))
+                } else {
+                    r
+                };
+                r.with_node_id(BrokerId(-1)).with_port(-1)
+            }
         }
     };
     super::ready(reply(req, &resp))

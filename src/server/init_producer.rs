@@ -14,7 +14,6 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use super::{errors, reply, Outcome};
 use crate::protocol::{decode_body, Request};
 use crate::shard::Shard;
-use crate::types::ShardId;
 
 pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body: InitProducerIdRequest = match decode_body(&req) {
@@ -40,14 +39,9 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     if id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
         return super::ready(reply(&req, &answer(0, id, epoch + 1)));
     }
-    let call = shard.invoke_on(ShardId(0), |s| async move {
-        match s.controller() {
-            Some(c) => c
-                .borrow_mut()
-                .next_producer_id()
-                .map_err(|e| errors::metadata(&e)),
-            None => Err(ResponseError::NotController),
-        }
+    let core = shard.metadata_core();
+    let call = shard.invoke_on(core, |s| async move {
+        s.next_producer_id().await.map_err(|e| errors::metadata(&e))
     });
     Box::pin(async move {
         let resp = match call.await {

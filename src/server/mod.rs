@@ -111,10 +111,11 @@ pub fn start_listener(shard: &Rc<Shard>) {
     let retention = glommio::spawn_local(retention_loop(shard.clone()));
     let flush = glommio::spawn_local(flush_loop(shard.clone()));
     let groups = glommio::spawn_local(crate::group::coordinator::run_timers(shard.clone()));
+    let replicas = glommio::spawn_local(crate::replication::roles::run_ticks(shard.clone()));
     shard
         .background
         .borrow_mut()
-        .extend([accept, retention, flush, groups]);
+        .extend([accept, retention, flush, groups, replicas]);
 }
 
 /// Stops accepting and stops background work; open connections end with the executor.

@@ -29,6 +29,7 @@ struct Found {
     error: i16,
     timestamp: i64,
     offset: i64,
+    leader_epoch: i32,
 }
 
 impl Found {
@@ -37,6 +38,16 @@ impl Found {
             error: e.code(),
             timestamp: -1,
             offset: -1,
+            leader_epoch: -1,
+        }
+    }
+
+    fn at(offset: i64, timestamp: i64) -> Self {
+        Found {
+            error: 0,
+            timestamp,
+            offset,
+            leader_epoch: -1,
         }
     }
 }
@@ -104,7 +115,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
                             .with_timestamp(f.timestamp)
                             .with_offset(f.offset);
                         if req.api_version >= 4 && f.error == 0 {
-                            r = r.with_leader_epoch(super::produce::LEADER_EPOCH);
+                            r = r.with_leader_epoch(f.leader_epoch);
                         }
                         r
                     })
@@ -121,44 +132,27 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
 async fn lookup_on_owner(shard: Rc<Shard>, items: Vec<Lookup>) -> Vec<((usize, usize), Found)> {
     let mut out = Vec::with_capacity(items.len());
     for (slot, tp, timestamp) in items {
-        let Some(log) = shard.log(&tp) else {
+        let (Some(log), Some(epoch)) = (shard.log(&tp), shard.leader_epoch_of(&tp)) else {
             out.push((slot, Found::err(ResponseError::NotLeaderOrFollower)));
             continue;
         };
-        let found = match timestamp {
-            LATEST => Found {
-                error: 0,
-                timestamp: -1,
-                offset: log.high_watermark(),
-            },
-            EARLIEST => Found {
-                error: 0,
-                timestamp: -1,
-                offset: log.log_start_offset(),
-            },
+        let mut found = match timestamp {
+            LATEST => Found::at(log.high_watermark(), -1),
+            EARLIEST => Found::at(log.log_start_offset(), -1),
             ts if ts < 0 => Found::err(ResponseError::InvalidRequest),
             ts => match log.offset_for_timestamp(ts).await {
                 Ok(Some((base_offset, _))) => match first_record_at(&log, base_offset, ts).await {
-                    Ok(Some((offset, timestamp))) => Found {
-                        error: 0,
-                        timestamp,
-                        offset,
-                    },
-                    Ok(None) => Found {
-                        error: 0,
-                        timestamp: -1,
-                        offset: -1,
-                    },
+                    Ok(Some((offset, timestamp))) => Found::at(offset, timestamp),
+                    Ok(None) => Found::at(-1, -1),
                     Err(e) => Found::err(e),
                 },
-                Ok(None) => Found {
-                    error: 0,
-                    timestamp: -1,
-                    offset: -1,
-                },
+                Ok(None) => Found::at(-1, -1),
                 Err(e) => Found::err(errors::storage(&e)),
             },
         };
+        if found.error == 0 && found.offset >= 0 {
+            found.leader_epoch = epoch;
+        }
         out.push((slot, found));
     }
     out

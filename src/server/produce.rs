@@ -22,14 +22,13 @@ use crate::storage::AppendInfo;
 use crate::txn::{Check, PartitionProducers};
 use crate::types::{ShardId, TopicPartition};
 
-/// The leader epoch of every partition: a single node is leader of all of them from the start.
-pub const LEADER_EPOCH: i32 = 0;
-
 /// One partition's batch on its way to the owner. `slot` is its place in the response.
 struct AppendItem {
     slot: (usize, usize),
     tp: TopicPartition,
     batch: Bytes,
+    /// The topic's min.insync.replicas, checked by the leader for acks=all.
+    min_insync: i32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +74,14 @@ fn check_records(
         return Err(ResponseError::MessageTooLarge);
     }
     record::validate_produced(records).map_err(|e| errors::batch(&e))?;
+    let fixed = fill_max_timestamp(records, &header, config)?;
+    let (records, header) = match &fixed {
+        Some(b) => (
+            b,
+            record::BatchHeader::parse(b).map_err(|e| errors::batch(&e))?,
+        ),
+        None => (records, header),
+    };
     check_timestamps(&header, config, now_ms)?;
     match crate::compression::for_topic(records, config) {
         Ok(None) => Ok(records.clone()),
@@ -84,6 +91,36 @@ fn check_records(
         Ok(Some(b)) => Ok(b),
         Err(e) => Err(errors::codec(&e)),
     }
+}
+
+/// Some producers (sarama 1.22) leave a CreateTime batch's max timestamp at -1 while its
+/// records carry real ones; Kafka's validator recomputes it, and time lookups and retention
+/// depend on it. Only such batches are decoded, once, here.
+fn fill_max_timestamp(
+    records: &Bytes,
+    header: &record::BatchHeader,
+    config: &LogConfig,
+) -> Result<Option<Bytes>, ResponseError> {
+    const NO_TIMESTAMP: i64 = -1;
+    if header.max_timestamp != NO_TIMESTAMP
+        || config.timestamp_type != TimestampType::CreateTime
+        || header.is_log_append_time()
+    {
+        return Ok(None);
+    }
+    let decoded = crate::client::batch::decode_batch(records.clone())
+        .map_err(|_| ResponseError::CorruptMessage)?;
+    let max = decoded
+        .iter()
+        .map(|r| r.timestamp)
+        .max()
+        .unwrap_or(NO_TIMESTAMP);
+    if max == NO_TIMESTAMP {
+        return Ok(None);
+    }
+    let mut fixed = BytesMut::from(&records[..]);
+    record::set_max_timestamp(&mut fixed, max);
+    Ok(Some(fixed.freeze()))
 }
 
 /// message.timestamp.before/after.max.ms for CreateTime topics (INVALID_TIMESTAMP), checked
@@ -120,6 +157,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
         Err(e) => return super::ready(Outcome::Close(e.to_string())),
     };
     let acks = body.acks;
+    let timeout_ms = body.timeout_ms.max(0) as u64;
     let mut results: Vec<Vec<(i32, PartResult)>> = Vec::with_capacity(body.topic_data.len());
     let mut by_owner: BTreeMap<ShardId, Vec<AppendItem>> = BTreeMap::new();
     let snap = shard.snapshot();
@@ -135,24 +173,22 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
                     Some(m) if crate::group::is_internal_topic(&m.name) => {
                         Err(ResponseError::InvalidTopicException)
                     }
-                    // A single node is the whole ISR: acks=all cannot meet a larger minimum.
-                    Some(m) if acks == -1 && m.log_config.min_insync_replicas > 1 => {
-                        Err(ResponseError::NotEnoughReplicas)
-                    }
                     Some(m) if p.index >= 0 && p.index < m.partitions => {
                         check_records(p.records.as_ref(), &m.log_config, now)
+                            .map(|b| (b, m.log_config.min_insync_replicas))
                     }
                     _ => Err(ResponseError::UnknownTopicOrPartition),
                 }
             };
             match checked {
-                Ok(batch) => {
+                Ok((batch, min_insync)) => {
                     let tp = TopicPartition::new(topic.name.as_str(), p.index);
                     let owner = shard.owner_of(&tp.topic, tp.partition);
                     by_owner.entry(owner).or_default().push(AppendItem {
                         slot: (ti, pi),
                         tp,
                         batch,
+                        min_insync,
                     });
                     parts.push((p.index, PartResult::err(ResponseError::UnknownServerError)));
                 }
@@ -164,7 +200,9 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     // Queue every append now, in request order; only the waiting happens later.
     let calls: Vec<_> = by_owner
         .into_iter()
-        .map(|(owner, items)| shard.invoke_on(owner, move |s| append_on_owner(s, items, acks != 0)))
+        .map(|(owner, items)| {
+            shard.invoke_on(owner, move |s| append_on_owner(s, items, acks, timeout_ms))
+        })
         .collect();
     Box::pin(async move {
         for (done, call) in futures::future::join_all(calls)
@@ -186,27 +224,42 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
 }
 
 /// Runs on the owner: appends every batch now (synchronously, so in arrival order), then
-/// waits for the writes if the producer asked to be answered.
+/// waits as the producer asked: not at all (acks=0), for the local write (acks=1), or for the
+/// ISR to hold it (acks=all, up to the request's timeout: REQUEST_TIMED_OUT after).
 fn append_on_owner(
     shard: Rc<Shard>,
     items: Vec<AppendItem>,
-    wait: bool,
+    acks: i16,
+    timeout_ms: u64,
 ) -> impl std::future::Future<Output = Vec<((usize, usize), PartResult)>> {
     let now = shard.now_ms();
     let appended: Vec<_> = items
         .into_iter()
         .map(|item| {
-            let (pending, r) = append_one(&shard, &item, now);
+            let (pending, r) = append_one(&shard, &item, now, acks);
             (item.slot, pending, r)
         })
         .collect();
     async move {
         let mut out = Vec::with_capacity(appended.len());
         for (slot, pending, mut r) in appended {
-            if let (true, Some((log, end))) = (wait, pending) {
-                if let Err(e) = log.wait_written(end).await {
-                    r = PartResult::err(errors::storage(&e));
-                }
+            if let Some((log, end)) = pending {
+                r = match acks {
+                    0 => r,
+                    1 => match log.wait_written(end).await {
+                        Ok(()) => r,
+                        Err(e) => PartResult::err(errors::storage(&e)),
+                    },
+                    _ => {
+                        let wait = log.wait_committed(end);
+                        let limit = std::time::Duration::from_millis(timeout_ms);
+                        match crate::metadata::raft::transport::within(limit, wait).await {
+                            Some(Ok(())) => r,
+                            Some(Err(e)) => PartResult::err(errors::storage(&e)),
+                            None => PartResult::err(ResponseError::RequestTimedOut),
+                        }
+                    }
+                };
             }
             out.push((slot, r));
         }
@@ -217,10 +270,13 @@ fn append_on_owner(
 /// Appends one partition's batch on its owner, unless the idempotent-producer check says it
 /// is a retry (answered with its first offsets) or out of order. Returns the log and end
 /// offset to wait for, and the answer.
-fn append_one(shard: &Shard, item: &AppendItem, now: i64) -> (Pending, PartResult) {
-    let Some(log) = shard.log(&item.tp) else {
+fn append_one(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> (Pending, PartResult) {
+    let (Some(log), Some(isr)) = (shard.log(&item.tp), shard.isr_size_of(&item.tp)) else {
         return (None, PartResult::err(ResponseError::NotLeaderOrFollower));
     };
+    if acks == -1 && isr < item.min_insync.max(1) as usize {
+        return (None, PartResult::err(ResponseError::NotEnoughReplicas));
+    }
     // The batch was validated on the way in; its header parses.
     let Ok(header) = record::BatchHeader::parse(&item.batch) else {
         return (None, PartResult::err(ResponseError::CorruptMessage));
@@ -252,8 +308,7 @@ fn append_one(shard: &Shard, item: &AppendItem, now: i64) -> (Pending, PartResul
             (Some((log, last_offset + 1)), r)
         }
         Check::Append => {
-            let mut batch = BytesMut::from(&item.batch[..]);
-            record::set_partition_leader_epoch(&mut batch, LEADER_EPOCH);
+            let batch = BytesMut::from(&item.batch[..]);
             match log.append(batch, now) {
                 Ok(info) => {
                     if idempotent {
@@ -404,5 +459,32 @@ mod tests {
             let got = check_records(records.as_ref(), &config, now).map(|_| ());
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_batch_without_its_max_timestamp_gets_one_from_its_records() {
+        use crate::client::batch::{encode_batch, ProducerRecord};
+        let records: Vec<ProducerRecord> = (0..3)
+            .map(|_| ProducerRecord {
+                value: Some(Bytes::from_static(b"v")),
+                ..Default::default()
+            })
+            .collect();
+        let batch = encode_batch(
+            &records,
+            1_700_000_000_000,
+            kafka_protocol::records::Compression::Gzip,
+        )
+        .unwrap();
+        let mut broken = BytesMut::from(&batch[..]);
+        record::set_max_timestamp(&mut broken, -1);
+        let stored = check_records(
+            Some(&broken.freeze()),
+            &LogConfig::default(),
+            1_700_000_000_000,
+        )
+        .unwrap();
+        let h = record::validate(&stored).unwrap();
+        assert_eq!(h.max_timestamp, 1_700_000_000_000);
     }
 }

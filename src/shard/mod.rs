@@ -6,11 +6,9 @@
 //! channel mesh ([`Shard::invoke_on`]); the owner runs it against its own state and answers
 //! through a oneshot channel. No lock guards a log: only its owner touches it.
 
-mod mesh;
-mod runtime;
+pub mod mesh;
 
 pub use mesh::ShardError;
-pub use runtime::{run, StartError};
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -23,7 +21,7 @@ use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::metadata::{Controller, Snapshot};
+use crate::metadata::{Command, MetadataError, Quorum, Reply, Snapshot};
 use crate::storage::PartitionLog;
 use crate::types::{owner_shard, ShardId, TopicPartition};
 
@@ -42,11 +40,17 @@ pub struct Shard {
     snapshot: RefCell<Arc<Snapshot>>,
     logs: RefCell<HashMap<TopicPartition, OwnedLog>>,
     mesh: mesh::Outboxes,
-    /// The metadata controller; present on shard 0 only.
-    controller: Option<RefCell<Controller>>,
+    /// The metadata quorum; on the metadata core (the executor after the data shards) only.
+    quorum: RefCell<Option<Rc<Quorum>>>,
+    /// This node's block of producer ids [next, end), handed out by the metadata core.
+    producer_ids: Cell<(i64, i64)>,
     /// Serializes snapshot application, which opens and deletes logs across awaits.
     reconcile: glommio::sync::Semaphore,
     shutting_down: Cell<bool>,
+    /// The role of each replica this shard owns (leader state or follower).
+    pub(crate) replicas: RefCell<HashMap<TopicPartition, crate::replication::Role>>,
+    /// Leaders this shard runs a follower fetcher for.
+    pub(crate) fetchers: RefCell<std::collections::HashSet<crate::types::NodeId>>,
     /// Idempotent-producer state of the partitions this shard owns.
     pub(crate) producers: RefCell<HashMap<TopicPartition, crate::txn::PartitionProducers>>,
     /// Consumer groups whose `__consumer_offsets` partition this shard owns.
@@ -57,6 +61,90 @@ pub struct Shard {
 }
 
 impl Shard {
+    pub fn new(id: ShardId, num_shards: usize, config: Arc<Config>, mesh: mesh::Outboxes) -> Shard {
+        Shard {
+            id,
+            num_shards,
+            config,
+            snapshot: RefCell::new(Arc::default()),
+            logs: RefCell::new(Default::default()),
+            mesh,
+            quorum: RefCell::new(None),
+            producer_ids: Cell::new((0, 0)),
+            reconcile: glommio::sync::Semaphore::new(1),
+            shutting_down: Cell::new(false),
+            replicas: RefCell::new(Default::default()),
+            fetchers: RefCell::new(Default::default()),
+            producers: RefCell::new(Default::default()),
+            coordinator: RefCell::new(Default::default()),
+            background: RefCell::new(Vec::new()),
+            clock: Default::default(),
+        }
+    }
+
+    /// The executor that runs the metadata quorum (mesh peer after the data shards).
+    pub fn metadata_core(&self) -> ShardId {
+        ShardId(self.num_shards)
+    }
+
+    pub fn set_quorum(&self, quorum: Rc<Quorum>) {
+        *self.quorum.borrow_mut() = Some(quorum);
+    }
+
+    /// The quorum, on the metadata core only.
+    pub fn quorum(&self) -> Option<Rc<Quorum>> {
+        self.quorum.borrow().clone()
+    }
+
+    /// Runs a metadata command on the active controller; returns once this node has applied
+    /// it and every data shard here sees the result.
+    pub fn execute(
+        self: &Rc<Self>,
+        cmd: Command,
+    ) -> LocalBoxFuture<'static, Result<Reply, MetadataError>> {
+        let call = self.invoke_on(self.metadata_core(), move |s| async move {
+            let Some(q) = s.quorum() else {
+                return Err(MetadataError::NotController("no metadata core".into()));
+            };
+            let r = q.execute(cmd).await;
+            if r.is_ok() {
+                crate::server::publish_snapshot(&s, q.image()).await;
+            }
+            r
+        });
+        Box::pin(async move {
+            call.await
+                .unwrap_or_else(|e| Err(MetadataError::NotController(e.to_string())))
+        })
+    }
+
+    /// A producer id never handed out before in this cluster (from this node's block, a new
+    /// block from the controller when it runs out). Runs on the metadata core.
+    pub async fn next_producer_id(self: &Rc<Self>) -> Result<i64, MetadataError> {
+        let (next, end) = self.producer_ids.get();
+        if next < end {
+            self.producer_ids.set((next + 1, end));
+            return Ok(next);
+        }
+        let q = self
+            .quorum()
+            .ok_or_else(|| MetadataError::NotController("no metadata core".into()))?;
+        match q
+            .execute(Command::AllocateProducerIds {
+                node: self.config.node_id,
+            })
+            .await?
+        {
+            Reply::ProducerIds { start, end } => {
+                self.producer_ids.set((start + 1, end));
+                Ok(start)
+            }
+            other => Err(MetadataError::NotController(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
@@ -68,6 +156,22 @@ impl Shard {
 
     pub fn owner_of(&self, topic: &str, partition: i32) -> ShardId {
         owner_shard(topic, partition, self.num_shards)
+    }
+
+    /// This node leads `tp` (its role here is leader), in this leader epoch.
+    pub fn leader_epoch_of(&self, tp: &TopicPartition) -> Option<i32> {
+        match self.replicas.borrow().get(tp) {
+            Some(crate::replication::Role::Leader(l)) => Some(l.leader_epoch),
+            _ => None,
+        }
+    }
+
+    /// The ISR size of a partition this node leads (for min.insync.replicas).
+    pub fn isr_size_of(&self, tp: &TopicPartition) -> Option<usize> {
+        match self.replicas.borrow().get(tp) {
+            Some(crate::replication::Role::Leader(l)) => Some(l.isr_size()),
+            _ => None,
+        }
     }
 
     /// The log of a partition this shard owns, if it is open.
@@ -83,10 +187,6 @@ impl Shard {
             .iter()
             .map(|(tp, o)| (tp.clone(), o.log.clone()))
             .collect()
-    }
-
-    pub fn controller(&self) -> Option<&RefCell<Controller>> {
-        self.controller.as_ref()
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -151,10 +251,18 @@ impl Shard {
         if self.reconcile.acquire(1).await.is_err() {
             return;
         }
-        if snap.version > self.snapshot.borrow().version {
+        let newer = {
+            let cur = self.snapshot.borrow();
+            snap.version > cur.version
+                || (snap.version == cur.version && snap.controller != cur.controller)
+        };
+        if newer {
             self.drop_removed_logs(&snap).await;
             self.open_new_logs(&snap).await;
-            *self.snapshot.borrow_mut() = snap;
+            *self.snapshot.borrow_mut() = snap.clone();
+            if self.id.0 < self.num_shards {
+                crate::replication::roles::reconcile(self, &snap).await;
+            }
         }
         self.reconcile.signal(1);
     }
@@ -165,8 +273,11 @@ impl Shard {
             let keys: Vec<TopicPartition> = logs
                 .iter()
                 .filter(|(tp, o)| {
-                    snap.topic(&tp.topic)
-                        .is_none_or(|t| t.id != o.topic_id || tp.partition >= t.partitions)
+                    snap.topic(&tp.topic).is_none_or(|t| {
+                        t.id != o.topic_id
+                            || t.partition(tp.partition)
+                                .is_none_or(|p| !p.replicas.contains(&self.config.node_id))
+                    })
                 })
                 .map(|(tp, _)| tp.clone())
                 .collect();
@@ -189,9 +300,12 @@ impl Shard {
     async fn open_new_logs(&self, snap: &Snapshot) {
         let cache_each = self.config.fetch_cache_bytes / 64;
         for t in snap.topics.values() {
-            for p in 0..t.partitions {
+            for (p, meta) in t.assignments.iter().enumerate() {
+                let p = p as i32;
                 let tp = TopicPartition::new(t.name.clone(), p);
-                if self.owner_of(&t.name, p) != self.id {
+                if self.owner_of(&t.name, p) != self.id
+                    || !meta.replicas.contains(&self.config.node_id)
+                {
                     continue;
                 }
                 let known = self.logs.borrow().get(&tp).map(|o| o.topic_id);

@@ -32,6 +32,11 @@ impl BatchCache {
         }
     }
 
+    /// The byte budget this cache was given.
+    pub fn capacity(&self) -> usize {
+        self.budget_bytes
+    }
+
     pub fn push(&mut self, batch: CachedBatch) {
         if let Some(last) = self.batches.back() {
             assert!(

@@ -5,7 +5,13 @@
 //! synchronous: it assigns offsets and queues bytes; the writer makes them durable in group
 //! commits; the high watermark then covers them and waiters wake.
 //!
-//! Invariants: offsets strictly increase; `log_start_offset <= high_watermark <= log_end_offset`;
+//! Two ends: `written_end` is what this replica's completed writes cover (what acks=1 waits for
+//! and followers may fetch), `high_watermark` what the partition has committed (what consumers
+//! read and acks=all waits for). A log of one replica keeps them equal; a replicated one has
+//! its high watermark set by the replica machine (`hw_managed`).
+//!
+//! Invariants: offsets strictly increase;
+//! `log_start_offset <= high_watermark <= written_end <= log_end_offset`;
 //! the last segment in `segments` is the active one; no borrow of `state` is held across an
 //! `.await`.
 
@@ -52,7 +58,9 @@ pub(super) struct Inner {
     pub dir: PathBuf,
     pub state: RefCell<State>,
     /// Waiting for the high watermark to reach a key.
-    hw_waiters: WaitList,
+    pub(super) hw_waiters: WaitList,
+    /// Waiting for the written end to reach a key.
+    pub(super) written_waiters: WaitList,
     /// Waiting for the writer to finish the job with a given sequence number.
     job_waiters: WaitList,
 }
@@ -78,8 +86,18 @@ pub(super) struct State {
     config: LogConfig,
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
+    /// Committed: consumers read below it.
     high_watermark: i64,
+    /// Durable here: every completed write ends at or before it.
+    written_end: i64,
     log_end_offset: i64,
+    /// Set by the replica machine when the partition is replicated; otherwise the high
+    /// watermark follows `written_end`.
+    hw_managed: bool,
+    /// The epoch this replica leads in, written into every batch it appends (-1: none yet).
+    leader_epoch: i32,
+    /// Leader epochs and the offsets they start at (`leader-epoch-checkpoint`).
+    pub(super) epochs: super::epochs::LeaderEpochCache,
     cache: BatchCache,
     pub pending: VecDeque<Job>,
     next_job_seq: u64,
@@ -108,36 +126,13 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<Rc<PartitionLog>, StorageError> {
         let recovered = recovery::recover(&dir, &config, now_ms).await?;
-        let segments = recovered.segments;
-        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
-        let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset);
-        let state = State {
-            dir: dir.clone(),
-            config,
-            segments,
-            log_start_offset,
-            high_watermark: log_end_offset,
-            log_end_offset,
-            cache: BatchCache::new(cache_bytes),
-            pending: VecDeque::new(),
-            next_job_seq: 1,
-            done_job_seq: 0,
-            writer_running: false,
-            tail: Some(recovered.tail),
-            failed: None,
-            closing: false,
-            closed: false,
-            unsynced_messages: 0,
-            unsynced_since_ms: None,
-            last_append_ms: now_ms,
-            writes: 0,
-            syncs: 0,
-        };
+        let state = State::recovered(dir.clone(), config, recovered, cache_bytes, now_ms)?;
         state.check_invariants();
         let inner = Inner {
             dir,
             state: RefCell::new(state),
             hw_waiters: WaitList::default(),
+            written_waiters: WaitList::default(),
             job_waiters: WaitList::default(),
         };
         Ok(Rc::new(PartitionLog {
@@ -152,6 +147,7 @@ impl PartitionLog {
         st.check_writable()?;
         let base_offset = st.log_end_offset;
         record::set_base_offset(&mut batch, base_offset);
+        record::set_partition_leader_epoch(&mut batch, st.leader_epoch.max(0));
         let log_append_time_ms = match st.config.timestamp_type {
             TimestampType::LogAppendTime => {
                 record::set_log_append_time(&mut batch, now_ms);
@@ -185,6 +181,23 @@ impl PartitionLog {
     /// asks for it).
     pub async fn wait_written(&self, end_offset: i64) -> Result<(), StorageError> {
         let inner = &self.inner;
+        Wait::new(&inner.written_waiters, end_offset, || {
+            let st = inner.state.borrow();
+            if st.written_end >= end_offset {
+                Some(Ok(()))
+            } else if st.failed.is_some() || st.closed {
+                Some(st.check_writable())
+            } else {
+                None
+            }
+        })
+        .await
+    }
+
+    /// Resolves once the high watermark reaches `end_offset` (acks=all), or fails when the log
+    /// fails or closes first.
+    pub async fn wait_committed(&self, end_offset: i64) -> Result<(), StorageError> {
+        let inner = &self.inner;
         Wait::new(&inner.hw_waiters, end_offset, || {
             let st = inner.state.borrow();
             if st.high_watermark >= end_offset {
@@ -194,6 +207,17 @@ impl PartitionLog {
             } else {
                 None
             }
+        })
+        .await
+    }
+
+    /// Resolves when the written end moves above `offset` or the log is closed (the long poll
+    /// of a follower's fetch).
+    pub async fn wait_for_written_data(&self, offset: i64) {
+        let inner = &self.inner;
+        Wait::new(&inner.written_waiters, offset.saturating_add(1), || {
+            let st = inner.state.borrow();
+            (st.written_end > offset || st.closed || st.failed.is_some()).then_some(())
         })
         .await
     }
@@ -214,6 +238,11 @@ impl PartitionLog {
 
     pub fn high_watermark(&self) -> i64 {
         self.inner.state.borrow().high_watermark
+    }
+
+    /// Offset after the last batch whose write completed here.
+    pub fn written_end(&self) -> i64 {
+        self.inner.state.borrow().written_end
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -260,8 +289,30 @@ impl PartitionLog {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, StorageError> {
+        let end = self.inner.state.borrow().high_watermark;
+        self.read_below(offset, end, max_bytes, min_one).await
+    }
+
+    /// As [`read`](Self::read), but up to the written end: what a follower fetches.
+    pub async fn read_for_replica(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, StorageError> {
+        let end = self.inner.state.borrow().written_end;
+        self.read_below(offset, end, max_bytes, min_one).await
+    }
+
+    async fn read_below(
+        &self,
+        offset: i64,
+        end: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, StorageError> {
         let limit = ReadLimit {
-            high_watermark: self.inner.state.borrow().high_watermark,
+            high_watermark: end,
             max_bytes,
             min_one,
         };
@@ -269,8 +320,8 @@ impl PartitionLog {
         loop {
             let from_disk = {
                 let st = self.inner.state.borrow();
-                st.check_readable(offset)?;
-                if offset == st.high_watermark {
+                st.check_readable(offset, end)?;
+                if offset == end {
                     return Ok(ReadResult::default());
                 }
                 if let Some(cached) = st.cache.batches_from(offset) {
@@ -381,10 +432,10 @@ impl PartitionLog {
         let result = match drained {
             Ok(()) => self.seal_active().await,
             Err(e) => Err(e),
-        };
+        }
+        .and_then(|()| self.checkpoint_high_watermark());
         self.inner.state.borrow_mut().closed = true;
-        self.inner.hw_waiters.wake_all();
-        self.inner.job_waiters.wake_all();
+        self.inner.wake_everyone();
         result
     }
 
@@ -564,16 +615,68 @@ fn remove_segment_files(seg: &Segment, delay_ms: i64) -> Result<(), StorageError
     Ok(())
 }
 
+impl State {
+    /// The state of a log just opened (or reopened after a truncation) from what recovery found.
+    fn recovered(
+        dir: PathBuf,
+        config: LogConfig,
+        recovered: recovery::Recovered,
+        cache_bytes: usize,
+        now_ms: i64,
+    ) -> Result<State, StorageError> {
+        let segments = recovered.segments;
+        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset);
+        let epochs = super::epochs::LeaderEpochCache::load(&dir, log_end_offset)?;
+        let state = State {
+            dir,
+            config,
+            segments,
+            log_start_offset,
+            high_watermark: log_end_offset,
+            written_end: log_end_offset,
+            log_end_offset,
+            hw_managed: false,
+            leader_epoch: -1,
+            epochs,
+            cache: BatchCache::new(cache_bytes),
+            pending: VecDeque::new(),
+            next_job_seq: 1,
+            done_job_seq: 0,
+            writer_running: false,
+            tail: Some(recovered.tail),
+            failed: None,
+            closing: false,
+            closed: false,
+            unsynced_messages: 0,
+            unsynced_since_ms: None,
+            last_append_ms: now_ms,
+            writes: 0,
+            syncs: 0,
+        };
+        state.check_invariants();
+        Ok(state)
+    }
+}
+
 impl Inner {
     /// Called by the writer when a job is on disk (and synced, if `synced`).
     pub fn complete_job(&self, job: &Job, synced: bool) {
-        let hw = {
+        let (hw, written) = {
             let mut st = self.state.borrow_mut();
             st.job_done(job, synced);
-            st.high_watermark
+            (st.high_watermark, st.written_end)
         };
+        self.written_waiters.wake_upto(written);
         self.hw_waiters.wake_upto(hw);
         self.job_waiters.wake_upto(job.seq as i64);
+    }
+
+    /// Every waiter of every kind re-checks (the log closed, failed or was truncated).
+    pub fn wake_everyone(&self) {
+        self.hw_waiters.wake_all();
+        self.written_waiters.wake_all();
+        self.job_waiters.wake_all();
     }
 
     /// A write failed: every waiter fails, and so does every later append.
@@ -589,10 +692,12 @@ impl Inner {
             st.pending.clear();
             st.writer_running = false;
         }
-        self.hw_waiters.wake_all();
-        self.job_waiters.wake_all();
+        self.wake_everyone();
     }
 }
 
 #[path = "state.rs"]
 mod state;
+
+#[path = "replica.rs"]
+mod replica;

@@ -10,6 +10,7 @@
 
 mod cache;
 mod data_dir;
+pub mod epochs;
 mod index;
 mod log;
 mod recovery;

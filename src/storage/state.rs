@@ -19,11 +19,13 @@ impl State {
     pub(in crate::storage) fn check_invariants(&self) {
         assert!(
             self.log_start_offset <= self.high_watermark
-                && self.high_watermark <= self.log_end_offset,
-            "{}: log start {} <= high watermark {} <= log end {} broken",
+                && self.high_watermark <= self.written_end
+                && self.written_end <= self.log_end_offset,
+            "{}: log start {} <= high watermark {} <= written end {} <= log end {} broken",
             self.dir.display(),
             self.log_start_offset,
             self.high_watermark,
+            self.written_end,
             self.log_end_offset
         );
     }
@@ -53,13 +55,18 @@ impl State {
         }
     }
 
-    pub(in crate::storage) fn check_readable(&self, offset: i64) -> Result<(), StorageError> {
+    /// A read at `offset` that may go up to `end` (the high watermark or the written end).
+    pub(in crate::storage) fn check_readable(
+        &self,
+        offset: i64,
+        end: i64,
+    ) -> Result<(), StorageError> {
         self.check_open()?;
-        if offset < self.log_start_offset || offset > self.high_watermark {
+        if offset < self.log_start_offset || offset > end {
             return Err(StorageError::OffsetOutOfRange {
                 requested: offset,
                 log_start: self.log_start_offset,
-                log_end: self.high_watermark,
+                log_end: end,
             });
         }
         Ok(())
@@ -180,6 +187,19 @@ impl State {
         });
         self.log_end_offset = header.next_offset();
         self.last_append_ms = now_ms;
+        if header.partition_leader_epoch >= 0 {
+            self.note_epoch(header.partition_leader_epoch, header.base_offset);
+        }
+    }
+
+    /// A batch of a newer leader epoch starts that epoch (Kafka's LeaderEpochFileCache.assign).
+    fn note_epoch(&mut self, epoch: i32, start_offset: i64) {
+        if self.epochs.assign(epoch, start_offset) {
+            if let Err(e) = self.epochs.persist(&self.dir) {
+                // The cache is rebuilt from batch headers when its file is missing or stale.
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write leader-epoch-checkpoint");
+            }
+        }
     }
 
     /// Counts the job's messages as unsynced; true when the flush policy wants a sync now.
@@ -200,14 +220,17 @@ impl State {
     pub(in crate::storage) fn job_done(&mut self, job: &Job, synced: bool) {
         self.segment_mut(job.segment_base).written_bytes += job.data.len() as u64;
         assert!(
-            job.end_offset >= self.high_watermark && job.seq == self.done_job_seq + 1,
-            "job {} to {} completes after job {} at high watermark {}",
+            job.end_offset >= self.written_end && job.seq == self.done_job_seq + 1,
+            "job {} to {} completes after job {} at written end {}",
             job.seq,
             job.end_offset,
             self.done_job_seq,
-            self.high_watermark
+            self.written_end
         );
-        self.high_watermark = job.end_offset;
+        self.written_end = job.end_offset;
+        if !self.hw_managed {
+            self.high_watermark = self.written_end;
+        }
         self.done_job_seq = job.seq;
         if synced {
             self.unsynced_messages = 0;

@@ -41,6 +41,8 @@ fn append_many(log: &PartitionLog, n: usize) -> Vec<Bytes> {
         let mut b = make_batch(0, count, 1000 + 10 * i as i64);
         let info = log.append(BytesMut::from(&b[..]), 1_000).unwrap();
         record::set_base_offset(&mut b, info.base_offset);
+        // The log stamps the epoch it leads in (0 when it was never told one).
+        record::set_partition_leader_epoch(&mut b, log.latest_epoch().unwrap_or(0));
         assert_eq!(info.last_offset, info.base_offset + count as i64 - 1);
         stored.push(Bytes::from(b));
     }
@@ -522,6 +524,102 @@ fn segment_jitter_rolls_before_segment_ms() {
             3,
             "jitter made the second segment roll early"
         );
+        log.close().await.unwrap();
+    });
+}
+
+/// Batches as a leader would send them: offsets assigned, epoch `epoch`.
+fn leader_batches(first: i64, counts: &[i32], epoch: i32) -> Vec<Bytes> {
+    let mut next = first;
+    counts
+        .iter()
+        .map(|&n| {
+            let mut b = make_batch(next, n, 1000 + next);
+            record::set_partition_leader_epoch(&mut b, epoch);
+            next += n as i64;
+            Bytes::from(b)
+        })
+        .collect()
+}
+
+#[test]
+fn a_follower_appends_as_sent_and_reads_stop_at_the_high_watermark() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(&dir.path().join("t-0"), config(1 << 20), 1 << 20).await;
+        log.set_hw_managed(true);
+        assert_eq!(log.high_watermark(), 0);
+        for b in leader_batches(0, &[2, 3, 1], 4) {
+            log.append_replicated(b, 1_000).unwrap();
+        }
+        let gap = leader_batches(10, &[1], 4).remove(0);
+        assert!(
+            log.append_replicated(gap, 1_000).is_err(),
+            "must start at the log end"
+        );
+        log.wait_written(6).await.unwrap();
+        assert_eq!((log.written_end(), log.high_watermark()), (6, 0));
+        assert!(log.read(0, 1 << 20, true).await.unwrap().batches.is_empty());
+        assert_eq!(
+            log.read_for_replica(0, 1 << 20, true)
+                .await
+                .unwrap()
+                .batches
+                .len(),
+            3
+        );
+        assert_eq!(log.set_high_watermark(5), 5);
+        assert_eq!(log.set_high_watermark(3), 5, "never down");
+        assert_eq!(log.set_high_watermark(100), 6, "never past the written end");
+        assert_eq!(log.read(0, 1 << 20, true).await.unwrap().batches.len(), 3);
+        assert_eq!(log.latest_epoch(), Some(4));
+        assert_eq!(log.end_offset_for_epoch(4), (4, 6));
+        log.close().await.unwrap();
+        // The high watermark checkpoint comes back when the replica manages it again.
+        let log = open(&dir.path().join("t-0"), config(1 << 20), 1 << 20).await;
+        assert_eq!(log.high_watermark(), 6, "a replica of one: the written end");
+        log.set_hw_managed(true);
+        assert_eq!(log.high_watermark(), 6);
+        assert_eq!(log.latest_epoch(), Some(4));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn truncation_cuts_a_divergent_tail_across_segments_and_the_log_goes_on() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let log = open(&path, config(600), 0).await;
+        log.become_leader(1).unwrap();
+        let stored = append_many(&log, 30);
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        let segments = log.segment_count();
+        assert!(segments > 3);
+        // Epoch 2 takes over at 40; this replica wrote on in epoch 1 past it.
+        let cut = base(&stored[15]);
+        log.truncate_to(cut, 2_000).await.unwrap();
+        assert_eq!(log.log_end_offset(), cut);
+        assert_eq!(log.written_end(), cut);
+        assert!(log.segment_count() < segments);
+        assert_reads_back(&log, &stored[..15]).await;
+        for b in leader_batches(cut, &[2, 2], 2) {
+            log.append_replicated(b, 2_000).unwrap();
+        }
+        log.wait_written(cut + 4).await.unwrap();
+        assert_eq!(log.end_offset_for_epoch(1), (1, cut));
+        assert_eq!(log.end_offset_for_epoch(2), (2, cut + 4));
+        log.close().await.unwrap();
+        let log = open(&path, config(600), 0).await;
+        assert_eq!(log.log_end_offset(), cut + 4);
+        assert_eq!(log.end_offset_for_epoch(1), (1, cut));
+        // A cut inside a batch goes back to the batch's start.
+        let inside = base(&stored[3]) + 1;
+        let holding = base(&stored[3]);
+        if BatchHeader::parse(&stored[3]).unwrap().record_count > 1 {
+            log.truncate_to(inside, 3_000).await.unwrap();
+            assert_eq!(log.log_end_offset(), holding);
+        }
         log.close().await.unwrap();
     });
 }

@@ -1,9 +1,8 @@
-//! Starting and stopping the shards: pre-flight checks, one pinned glommio executor per shard,
-//! the start-up order (metadata, then logs, then listeners), and clean shutdown on a signal.
+//! The composition root: pre-flight checks, the executors (one pinned per data shard, plus the
+//! metadata core that runs the controller quorum), the start-up order (metadata, then logs and
+//! replication, then listeners), and clean shutdown on a signal. The only module that knows
+//! every other one.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +11,10 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use thiserror::Error;
 
-use super::mesh::{self, Job, Outboxes};
-use super::Shard;
 use crate::config::Config;
-use crate::metadata::{Controller, MetadataLog};
-use crate::types::ShardId;
+use crate::shard::mesh::{self, Job};
+
+mod boot;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -89,7 +87,13 @@ const PORT_WAIT: Duration = Duration::from_secs(5);
 /// Refuses to share the port with another broker: SO_REUSEPORT would let two processes bind it
 /// and split the connections between them.
 fn check_port_free(config: &Config) -> Result<(), StartError> {
-    let addr = config.listener;
+    if let Some(c) = config.controller_listener {
+        check_addr_free(c)?;
+    }
+    check_addr_free(config.listener)
+}
+
+fn check_addr_free(addr: std::net::SocketAddr) -> Result<(), StartError> {
     let probe = if addr.ip().is_unspecified() {
         std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
@@ -157,7 +161,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         config.num_shards
     };
     let config = Arc::new(config);
-    let mesh = MeshBuilder::<Job, _>::full(num_shards, mesh::MESH_CHANNEL_CAPACITY);
+    // The data shards, and the metadata core after them (mesh peer `num_shards`).
+    let mesh = MeshBuilder::<Job, _>::full(num_shards + 1, mesh::MESH_CHANNEL_CAPACITY);
     let set = block_stop_signals();
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
@@ -172,8 +177,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
             .io_memory(config.io_memory_bytes)
-            .spawn(move || shard_main(config, mesh, num_shards, stop_rx))
+            .spawn(move || boot::shard_main(config, mesh, num_shards, stop_rx))
             .map_err(|e| StartError::Environment(format!("starting shard {i}: {e}")))?;
+        handles.push(handle);
+    }
+    // Spawned last: glommio orders mesh peers by executor creation, so this one is peer
+    // `num_shards`, after the data shards.
+    {
+        let (config, mesh, stop_rx) = (config.clone(), mesh.clone(), stop.clone());
+        let handle = LocalExecutorBuilder::new(Placement::Unbound)
+            .name("metadata")
+            .io_memory(config.io_memory_bytes)
+            .spawn(move || boot::controller_main(config, mesh, num_shards, stop_rx))
+            .map_err(|e| StartError::Environment(format!("starting the metadata core: {e}")))?;
         handles.push(handle);
     }
     spawn_signal_thread(set, stop);
@@ -189,135 +205,4 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     tracing::info!("gregor stopped");
     Ok(())
-}
-
-/// Start-up failures inside a shard leave the broker half-built; stop the process with the
-/// reason rather than serve a partial set of partitions.
-fn fatal_start(what: &str, e: impl std::fmt::Display) -> ! {
-    tracing::error!("cannot start: {what}: {e}");
-    eprintln!("gregor: cannot start: {what}: {e}");
-    std::process::exit(1);
-}
-
-async fn shard_main(
-    config: Arc<Config>,
-    mesh: MeshBuilder<Job, glommio::channels::channel_mesh::Full>,
-    num_shards: usize,
-    stop: Arc<AtomicBool>,
-) {
-    let (senders, receivers) = match mesh.join().await {
-        Ok(x) => x,
-        Err(e) => fatal_start("joining the shard mesh", e),
-    };
-    let id = ShardId(senders.peer_id());
-    let controller = (id.0 == 0).then(|| open_controller(&config));
-    let shard = Rc::new(Shard {
-        id,
-        num_shards,
-        config: config.clone(),
-        snapshot: RefCell::new(Arc::default()),
-        logs: RefCell::new(Default::default()),
-        mesh: Outboxes::start(senders),
-        controller: controller.map(RefCell::new),
-        reconcile: glommio::sync::Semaphore::new(1),
-        shutting_down: Cell::new(false),
-        producers: RefCell::new(Default::default()),
-        coordinator: RefCell::new(Default::default()),
-        background: RefCell::new(Vec::new()),
-        clock: Default::default(),
-    });
-    mesh::start_receivers(receivers, shard.clone());
-    if id.0 == 0 {
-        boot_cluster(&shard).await;
-    }
-    // Polled rather than signalled: a waker woken from the signal thread would go through
-    // glommio's foreign-wake path (see Shard::invoke_on).
-    while !stop.load(Ordering::Acquire) {
-        glommio::timer::sleep(STOP_POLL).await;
-    }
-    crate::server::stop_listener(&shard);
-    shard.close_logs().await;
-}
-
-fn open_controller(config: &Config) -> Controller {
-    let (log, records) = MetadataLog::open(&config.log_dirs)
-        .unwrap_or_else(|e| fatal_start("opening the metadata log", e));
-    Controller::open(log, records, config.log.clone())
-        .unwrap_or_else(|e| fatal_start("loading metadata", e))
-}
-
-/// Shard 0, at start: publish the metadata to every shard (each opens and recovers the logs it
-/// owns), remove directories of topics that no longer exist, then open the listeners.
-async fn boot_cluster(shard: &Rc<Shard>) {
-    let snap = shard
-        .controller()
-        .map(|c| ensure_offsets_topic(&shard.config, &mut c.borrow_mut()))
-        .unwrap_or_else(|| fatal_start("boot", "shard 0 has no controller"));
-    crate::server::publish_snapshot(shard, snap.clone()).await;
-    remove_stray_partition_dirs(&shard.config, &snap);
-    for r in shard
-        .invoke_on_all(|s| async move { crate::group::coordinator::load(s).await })
-        .await
-    {
-        if let Err(e) = r {
-            fatal_start("loading consumer groups", e);
-        }
-    }
-    for r in shard
-        .invoke_on_all(|s| async move { crate::server::start_listener(&s) })
-        .await
-    {
-        if let Err(e) = r {
-            fatal_start("starting listeners", e);
-        }
-    }
-}
-
-/// Creates `__consumer_offsets` on first start (compacted, offsets.topic.* settings).
-fn ensure_offsets_topic(config: &Config, c: &mut Controller) -> Arc<crate::metadata::Snapshot> {
-    let snap = c.snapshot();
-    if snap.topic(crate::group::OFFSETS_TOPIC).is_some() {
-        return snap;
-    }
-    let mut configs = std::collections::BTreeMap::new();
-    configs.insert("cleanup.policy".to_string(), "compact".to_string());
-    configs.insert(
-        "segment.bytes".to_string(),
-        config.groups.offsets_topic_segment_bytes.to_string(),
-    );
-    let topic = crate::metadata::CreateTopic {
-        name: crate::group::OFFSETS_TOPIC.to_string(),
-        partitions: config.groups.offsets_topic_num_partitions,
-        replication_factor: 1,
-        configs,
-    };
-    if let Err(e) = c.create_topic(topic, false) {
-        fatal_start("creating __consumer_offsets", e);
-    }
-    c.snapshot()
-}
-
-/// A crash between deleting a topic and removing its directories leaves them behind.
-fn remove_stray_partition_dirs(config: &Config, snap: &crate::metadata::Snapshot) {
-    let live: HashSet<String> = snap
-        .topics
-        .values()
-        .flat_map(|t| (0..t.partitions).map(move |p| format!("{}-{p}", t.name)))
-        .collect();
-    let Ok(entries) = std::fs::read_dir(&config.log_dirs) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let is_partition_dir = entry.path().is_dir()
-            && name
-                .rsplit_once('-')
-                .is_some_and(|(_, p)| p.parse::<u32>().is_ok());
-        if is_partition_dir && !live.contains(&name) {
-            tracing::warn!(dir = %name, "removing directory of a deleted partition");
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                tracing::error!(dir = %name, error = %e, "cannot remove");
-            }
-        }
-    }
 }

@@ -1,0 +1,503 @@
+//! The controller's decisions, as pure code: a command is checked against the current image
+//! and turned into the records that carry it out (or refused with a domain error). The quorum
+//! driver proposes those records; every node then applies them with [`Snapshot::apply`].
+//!
+//! Placement, leader election, fencing and ISR changes follow Kafka's controller
+//! (`ReplicationControlManager`): replicas spread round-robin over unfenced brokers; a fenced
+//! leader hands over to the next live ISR member in replica order; the last ISR member stays in
+//! the ISR (leaderless) so it can lead again when it returns; unclean election only where the
+//! topic allows it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::image::{PartitionMeta, Record, Snapshot, TopicMeta, NO_LEADER};
+use super::{validate_topic_name, MetadataError};
+use crate::config::LogConfig;
+use crate::types::NodeId;
+
+/// Producer ids are handed to brokers a block at a time (Kafka's block size).
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Partition counts above this are refused; each partition is a directory and open files.
+pub const PARTITIONS_MAX: i32 = 100_000;
+
+/// What a topic creation asks for, after broker defaults are filled in.
+#[derive(Debug, Clone)]
+pub struct CreateTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Command {
+    InitCluster {
+        cluster_id: String,
+    },
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    },
+    CreatePartitions {
+        name: String,
+        total: i32,
+        validate_only: bool,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    AllocateProducerIds {
+        node: NodeId,
+    },
+    RegisterBroker {
+        node: NodeId,
+        host: String,
+        port: u16,
+        incarnation: Uuid,
+        rack: Option<String>,
+    },
+    FenceBroker {
+        node: NodeId,
+    },
+    /// A partition leader asks for a new ISR (Kafka's AlterPartition).
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader: NodeId,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
+    /// Leadership goes back to preferred replicas that are live and in sync.
+    ElectPreferredLeaders,
+}
+
+/// What a command answers once its records are committed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Reply {
+    Done,
+    Created {
+        id: Uuid,
+        partitions: i32,
+        replication_factor: i16,
+    },
+    Deleted {
+        id: Uuid,
+    },
+    ProducerIds {
+        start: i64,
+        end: i64,
+    },
+    Partition {
+        isr: Vec<NodeId>,
+        partition_epoch: i32,
+    },
+}
+
+/// The settings the controller decides with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub defaults: LogConfig,
+    pub default_replication_factor: i16,
+}
+
+/// Checks `cmd` against `image` and returns the records that carry it out, and the answer.
+pub fn plan(
+    image: &Snapshot,
+    cmd: &Command,
+    settings: &Settings,
+) -> Result<(Vec<Record>, Reply), MetadataError> {
+    match cmd {
+        Command::InitCluster { cluster_id } => {
+            if image.cluster_id.is_empty() {
+                let r = Record::ClusterCreated {
+                    cluster_id: cluster_id.clone(),
+                };
+                Ok((vec![r], Reply::Done))
+            } else {
+                Ok((Vec::new(), Reply::Done))
+            }
+        }
+        Command::CreateTopic {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            validate_only,
+        } => {
+            let req = CreateTopic {
+                name: name.clone(),
+                partitions: *partitions,
+                replication_factor: *replication_factor,
+                configs: configs.clone(),
+            };
+            create_topic(image, &req, *validate_only, settings)
+        }
+        Command::CreatePartitions {
+            name,
+            total,
+            validate_only,
+        } => create_partitions(image, name, *total, *validate_only),
+        Command::DeleteTopic { name } => {
+            let t = image
+                .topic(name)
+                .ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?;
+            let r = Record::TopicDeleted { name: name.clone() };
+            Ok((vec![r], Reply::Deleted { id: t.id }))
+        }
+        Command::AllocateProducerIds { node } => {
+            let start = image.producer_ids_end;
+            let end = start + PRODUCER_ID_BLOCK;
+            let r = Record::ProducerIdsAllocated {
+                node: *node,
+                start,
+                end,
+            };
+            Ok((vec![r], Reply::ProducerIds { start, end }))
+        }
+        Command::RegisterBroker {
+            node,
+            host,
+            port,
+            incarnation,
+            rack,
+        } => Ok((
+            register_broker(image, *node, host, *port, *incarnation, rack.clone()),
+            Reply::Done,
+        )),
+        Command::FenceBroker { node } => Ok((fence_broker(image, *node), Reply::Done)),
+        Command::AlterPartition {
+            topic,
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        } => alter_partition(
+            image,
+            topic,
+            *partition,
+            *leader,
+            *leader_epoch,
+            *partition_epoch,
+            isr,
+        ),
+        Command::ElectPreferredLeaders => Ok((elect_preferred(image), Reply::Done)),
+    }
+}
+
+fn create_topic(
+    image: &Snapshot,
+    req: &CreateTopic,
+    validate_only: bool,
+    settings: &Settings,
+) -> Result<(Vec<Record>, Reply), MetadataError> {
+    validate_topic_name(&req.name).map_err(MetadataError::InvalidTopic)?;
+    if image.topics.contains_key(&req.name) {
+        return Err(MetadataError::TopicExists(req.name.clone()));
+    }
+    if req.name.contains(['.', '_']) {
+        let unified = super::unify_collision_chars(&req.name);
+        if let Some(other) = image
+            .topics
+            .keys()
+            .find(|t| super::unify_collision_chars(t) == unified)
+        {
+            return Err(MetadataError::InvalidTopic(format!(
+                "Topic '{}' collides with existing topic: {other}",
+                req.name
+            )));
+        }
+    }
+    if req.partitions < 1 || req.partitions > PARTITIONS_MAX {
+        return Err(MetadataError::InvalidPartitions(format!(
+            "number of partitions must be between 1 and {PARTITIONS_MAX}, got {}",
+            req.partitions
+        )));
+    }
+    let rf = if req.replication_factor == -1 {
+        settings.default_replication_factor
+    } else {
+        req.replication_factor
+    };
+    LogConfig::resolve(&settings.defaults, &req.configs)
+        .map_err(|e| MetadataError::InvalidConfig(e.kafka_message()))?;
+    let assignments = place(image, &req.name, 0, req.partitions, rf)?;
+    let id = Uuid::new_v4();
+    let reply = Reply::Created {
+        id,
+        partitions: req.partitions,
+        replication_factor: rf,
+    };
+    if validate_only {
+        return Ok((Vec::new(), reply));
+    }
+    let r = Record::TopicCreated {
+        name: req.name.clone(),
+        id,
+        configs: req.configs.clone(),
+        assignments,
+    };
+    Ok((vec![r], reply))
+}
+
+/// Replicas for partitions `first..first + count`: round-robin over the unfenced brokers from
+/// a start picked by the topic name, so topics do not all lead on the same broker.
+fn place(
+    image: &Snapshot,
+    topic: &str,
+    first: i32,
+    count: i32,
+    rf: i16,
+) -> Result<Vec<Vec<NodeId>>, MetadataError> {
+    let live: Vec<NodeId> = image.live_brokers().map(|b| b.node).collect();
+    if rf < 1 || rf as usize > live.len() {
+        return Err(MetadataError::InvalidReplicationFactor(format!(
+            "Unable to replicate the partition {rf} time(s): The target replication factor of \
+             {rf} cannot be reached because only {} broker(s) are registered.",
+            live.len()
+        )));
+    }
+    let n = live.len();
+    let start = crc32c::crc32c(topic.as_bytes()) as usize % n;
+    Ok((first..first + count)
+        .map(|p| {
+            (0..rf as usize)
+                .map(|j| live[(start + p as usize + j) % n])
+                .collect()
+        })
+        .collect())
+}
+
+fn create_partitions(
+    image: &Snapshot,
+    name: &str,
+    total: i32,
+    validate_only: bool,
+) -> Result<(Vec<Record>, Reply), MetadataError> {
+    let t = image
+        .topic(name)
+        .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+    if total <= t.partitions {
+        return Err(MetadataError::InvalidPartitions(format!(
+            "Topic currently has {} partitions, which is higher than the requested {total}.",
+            t.partitions
+        )));
+    }
+    if total > PARTITIONS_MAX {
+        return Err(MetadataError::InvalidPartitions(format!(
+            "at most {PARTITIONS_MAX} partitions, got {total}"
+        )));
+    }
+    let rf = t.replication_factor() as i16;
+    let assignments = place(image, name, t.partitions, total - t.partitions, rf)?;
+    if validate_only {
+        return Ok((Vec::new(), Reply::Done));
+    }
+    let r = Record::PartitionsAdded {
+        name: name.to_string(),
+        assignments,
+    };
+    Ok((vec![r], Reply::Done))
+}
+
+/// A leader for a partition whose leader is gone: the first live ISR member in replica order,
+/// or (if the topic allows unclean election) any live replica.
+fn elect(image: &Snapshot, p: &PartitionMeta, isr: &[NodeId], unclean: bool) -> NodeId {
+    let in_sync = p
+        .replicas
+        .iter()
+        .find(|r| isr.contains(r) && image.is_live(**r));
+    match in_sync {
+        Some(r) => *r,
+        None if unclean => p
+            .replicas
+            .iter()
+            .find(|r| image.is_live(**r))
+            .copied()
+            .unwrap_or(NO_LEADER),
+        None => NO_LEADER,
+    }
+}
+
+fn changed(
+    topic: &TopicMeta,
+    index: usize,
+    p: &PartitionMeta,
+    leader: NodeId,
+    isr: Vec<NodeId>,
+) -> Record {
+    Record::PartitionChanged {
+        topic: topic.name.clone(),
+        partition: index as i32,
+        leader,
+        leader_epoch: p.leader_epoch + i32::from(leader != p.leader),
+        isr,
+        partition_epoch: p.partition_epoch + 1,
+    }
+}
+
+/// The broker is gone (session expired, or it restarted): it leaves every ISR it can leave and
+/// hands over its leaderships.
+fn fence_broker(image: &Snapshot, node: NodeId) -> Vec<Record> {
+    if !image.brokers.contains_key(&node) {
+        return Vec::new();
+    }
+    let mut after = image.clone();
+    if let Some(b) = after.brokers.get_mut(&node) {
+        b.fenced = true;
+    }
+    let mut records = vec![Record::BrokerFenced { node }];
+    for t in image.topics.values() {
+        for (i, p) in t.assignments.iter().enumerate() {
+            if !p.isr.contains(&node) && p.leader != node {
+                continue;
+            }
+            let mut isr: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != node).collect();
+            if isr.is_empty() {
+                // The last in-sync replica stays, so it can lead again when it returns.
+                isr = p.isr.clone();
+            }
+            let leader = if p.leader == node || p.leader == NO_LEADER {
+                elect(&after, p, &isr, t.log_config.unclean_leader_election_enable)
+            } else {
+                p.leader
+            };
+            if leader != NO_LEADER && !isr.contains(&leader) {
+                isr = vec![leader];
+            }
+            if leader != p.leader || isr != p.isr {
+                records.push(changed(t, i, p, leader, isr));
+            }
+        }
+    }
+    records
+}
+
+/// A broker registered (it started): if it replaces a known incarnation, that one is fenced
+/// first; leaderless partitions it is in sync for get it as leader.
+fn register_broker(
+    image: &Snapshot,
+    node: NodeId,
+    host: &str,
+    port: u16,
+    incarnation: Uuid,
+    rack: Option<String>,
+) -> Vec<Record> {
+    let known = image.brokers.get(&node);
+    if known.is_some_and(|b| b.incarnation == incarnation && !b.fenced) {
+        return Vec::new();
+    }
+    let mut records = Vec::new();
+    let mut after = image.clone();
+    if known.is_some_and(|b| !b.fenced) {
+        records = fence_broker(image, node);
+        for r in &records {
+            after.apply(r.clone(), &LogConfig::default());
+        }
+    }
+    let registered = Record::BrokerRegistered {
+        node,
+        host: host.to_string(),
+        port,
+        incarnation,
+        rack,
+    };
+    after.apply(registered.clone(), &LogConfig::default());
+    records.push(registered);
+    for t in after.topics.values() {
+        for (i, p) in t.assignments.iter().enumerate() {
+            if p.leader == NO_LEADER && p.isr.contains(&node) {
+                records.push(changed(t, i, p, node, p.isr.clone()));
+            }
+        }
+    }
+    records
+}
+
+#[allow(clippy::too_many_arguments)]
+fn alter_partition(
+    image: &Snapshot,
+    topic: &str,
+    partition: i32,
+    leader: NodeId,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: &[NodeId],
+) -> Result<(Vec<Record>, Reply), MetadataError> {
+    let t = image
+        .topic(topic)
+        .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
+    let p = t
+        .partition(partition)
+        .ok_or_else(|| MetadataError::UnknownTopic(format!("{topic}-{partition}")))?;
+    if p.leader != leader || p.leader_epoch != leader_epoch {
+        return Err(MetadataError::FencedLeaderEpoch(format!(
+            "{topic}-{partition}: leader {leader} epoch {leader_epoch}, current leader {} epoch {}",
+            p.leader, p.leader_epoch
+        )));
+    }
+    if p.partition_epoch != partition_epoch {
+        return Err(MetadataError::InvalidUpdateVersion(format!(
+            "{topic}-{partition}: partition epoch {partition_epoch}, current {}",
+            p.partition_epoch
+        )));
+    }
+    let valid = isr.contains(&leader)
+        && isr
+            .iter()
+            .all(|r| p.replicas.contains(r) && (image.is_live(*r) || p.isr.contains(r)));
+    if !valid {
+        return Err(MetadataError::IneligibleReplica(format!(
+            "{topic}-{partition}: ISR {isr:?} is not a set of live replicas with the leader"
+        )));
+    }
+    let r = changed(t, partition as usize, p, leader, isr.to_vec());
+    let reply = Reply::Partition {
+        isr: isr.to_vec(),
+        partition_epoch: p.partition_epoch + 1,
+    };
+    Ok((vec![r], reply))
+}
+
+fn elect_preferred(image: &Snapshot) -> Vec<Record> {
+    let mut records = Vec::new();
+    for t in image.topics.values() {
+        for (i, p) in t.assignments.iter().enumerate() {
+            let preferred = p.preferred_leader();
+            if p.leader != preferred && image.is_live(preferred) && p.isr.contains(&preferred) {
+                records.push(changed(t, i, p, preferred, p.isr.clone()));
+            }
+        }
+    }
+    records
+}
+
+/// The topic a creation made, as the image will hold it (for validate-only answers).
+pub fn preview(
+    req: &CreateTopic,
+    id: Uuid,
+    settings: &Settings,
+) -> Result<Arc<TopicMeta>, MetadataError> {
+    let log_config = LogConfig::resolve(&settings.defaults, &req.configs)
+        .map_err(|e| MetadataError::InvalidConfig(e.kafka_message()))?;
+    Ok(Arc::new(TopicMeta {
+        name: req.name.clone(),
+        id,
+        partitions: req.partitions,
+        configs: req.configs.clone(),
+        log_config,
+        assignments: Vec::new(),
+    }))
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;

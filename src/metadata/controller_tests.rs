@@ -1,0 +1,355 @@
+//! Table tests of the controller's decisions, on images built from records.
+
+use super::*;
+
+fn settings() -> Settings {
+    Settings {
+        defaults: LogConfig::default(),
+        default_replication_factor: 3,
+    }
+}
+
+fn run(image: &mut Snapshot, cmd: Command) -> Result<Reply, MetadataError> {
+    let (records, reply) = plan(image, &cmd, &settings())?;
+    for r in records {
+        image.apply(r, &LogConfig::default());
+    }
+    Ok(reply)
+}
+
+fn cluster(nodes: &[NodeId]) -> Snapshot {
+    let mut s = Snapshot::default();
+    for n in nodes {
+        run(
+            &mut s,
+            Command::RegisterBroker {
+                node: *n,
+                host: "127.0.0.1".into(),
+                port: 9000 + *n as u16,
+                incarnation: Uuid::new_v4(),
+                rack: None,
+            },
+        )
+        .unwrap();
+    }
+    s
+}
+
+fn create(s: &mut Snapshot, name: &str, partitions: i32, rf: i16) -> Result<Reply, MetadataError> {
+    run(
+        s,
+        Command::CreateTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: rf,
+            configs: BTreeMap::new(),
+            validate_only: false,
+        },
+    )
+}
+
+fn part(s: &Snapshot, t: &str, p: i32) -> PartitionMeta {
+    s.partition(t, p).unwrap().clone()
+}
+
+#[test]
+fn placement_spreads_replicas_and_leaders() {
+    let mut s = cluster(&[1, 2, 3]);
+    create(&mut s, "t", 6, -1).unwrap();
+    let mut leaders = BTreeMap::new();
+    for p in 0..6 {
+        let m = part(&s, "t", p);
+        let mut sorted = m.replicas.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![1, 2, 3], "partition {p}");
+        assert_eq!(m.leader, m.replicas[0]);
+        assert_eq!(m.isr, m.replicas);
+        *leaders.entry(m.leader).or_insert(0) += 1;
+    }
+    assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+    let err = create(&mut s, "u", 1, 4).unwrap_err();
+    assert!(
+        err.to_string().contains("only 3 broker(s) are registered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_fenced_leader_hands_over_in_replica_order_and_the_last_member_stays() {
+    let mut s = cluster(&[1, 2, 3]);
+    create(&mut s, "t", 3, 3).unwrap();
+    let p0 = part(&s, "t", 0);
+    let first = p0.leader;
+    run(&mut s, Command::FenceBroker { node: first }).unwrap();
+    let after = part(&s, "t", 0);
+    assert_eq!(after.leader, p0.replicas[1]);
+    assert_eq!(after.leader_epoch, p0.leader_epoch + 1);
+    assert!(!after.isr.contains(&first));
+    assert_eq!(after.partition_epoch, p0.partition_epoch + 1);
+    // Fence the other two: the last in-sync replica stays in the ISR, leaderless.
+    for n in [p0.replicas[1], p0.replicas[2]] {
+        run(&mut s, Command::FenceBroker { node: n }).unwrap();
+    }
+    let dead = part(&s, "t", 0);
+    assert_eq!(dead.leader, NO_LEADER);
+    assert_eq!(dead.isr, vec![p0.replicas[2]]);
+    // The first one back is not in sync: no leader. The last member back leads again.
+    run(
+        &mut s,
+        Command::RegisterBroker {
+            node: first,
+            host: "h".into(),
+            port: 1,
+            incarnation: Uuid::new_v4(),
+            rack: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(part(&s, "t", 0).leader, NO_LEADER);
+    run(
+        &mut s,
+        Command::RegisterBroker {
+            node: p0.replicas[2],
+            host: "h".into(),
+            port: 1,
+            incarnation: Uuid::new_v4(),
+            rack: None,
+        },
+    )
+    .unwrap();
+    let back = part(&s, "t", 0);
+    assert_eq!(back.leader, p0.replicas[2]);
+    assert!(back.leader_epoch > dead.leader_epoch);
+}
+
+#[test]
+fn a_restart_with_a_new_incarnation_fences_the_old_one_first() {
+    let mut s = cluster(&[1, 2, 3]);
+    create(&mut s, "t", 1, 3).unwrap();
+    let p = part(&s, "t", 0);
+    let leader = p.leader;
+    let inc = s.brokers[&leader].incarnation;
+    // The same registration again (a retry) changes nothing.
+    let v = s.version;
+    let same = Command::RegisterBroker {
+        node: leader,
+        host: "127.0.0.1".into(),
+        port: 9000 + leader as u16,
+        incarnation: inc,
+        rack: None,
+    };
+    run(&mut s, same).unwrap();
+    assert_eq!(s.version, v);
+    let restarted = Command::RegisterBroker {
+        node: leader,
+        host: "127.0.0.1".into(),
+        port: 9000 + leader as u16,
+        incarnation: Uuid::new_v4(),
+        rack: None,
+    };
+    run(&mut s, restarted).unwrap();
+    let after = part(&s, "t", 0);
+    assert_ne!(
+        after.leader, leader,
+        "leadership moved off the restarted broker"
+    );
+    assert!(!after.isr.contains(&leader), "it must catch up to rejoin");
+    assert!(!s.brokers[&leader].fenced, "registered again");
+}
+
+#[test]
+fn unclean_election_only_where_the_topic_allows_it() {
+    let mut s = cluster(&[1, 2]);
+    let mut configs = BTreeMap::new();
+    configs.insert(
+        "unclean.leader.election.enable".to_string(),
+        "true".to_string(),
+    );
+    run(
+        &mut s,
+        Command::CreateTopic {
+            name: "unclean".into(),
+            partitions: 1,
+            replication_factor: 2,
+            configs,
+            validate_only: false,
+        },
+    )
+    .unwrap();
+    create(&mut s, "clean", 1, 2).unwrap();
+    // Shrink both ISRs to their leader, then fence the leader.
+    for t in ["unclean", "clean"] {
+        let p = part(&s, t, 0);
+        run(
+            &mut s,
+            Command::AlterPartition {
+                topic: t.into(),
+                partition: 0,
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                isr: vec![p.leader],
+            },
+        )
+        .unwrap();
+    }
+    let lead_u = part(&s, "unclean", 0).leader;
+    run(&mut s, Command::FenceBroker { node: lead_u }).unwrap();
+    let u = part(&s, "unclean", 0);
+    assert_ne!(u.leader, NO_LEADER);
+    assert_eq!(u.isr, vec![u.leader]);
+    let c = part(&s, "clean", 0);
+    if c.replicas[0] == lead_u {
+        assert_eq!(c.leader, NO_LEADER, "{c:?}");
+    }
+}
+
+#[test]
+fn alter_partition_checks_leader_epochs_and_members() {
+    let mut s = cluster(&[1, 2, 3]);
+    create(&mut s, "t", 1, 3).unwrap();
+    let p = part(&s, "t", 0);
+    let ask = |leader, leader_epoch, partition_epoch, isr: Vec<NodeId>| Command::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader,
+        leader_epoch,
+        partition_epoch,
+        isr,
+    };
+    let other = p.replicas[1];
+    type Case = (Command, fn(&MetadataError) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            ask(other, p.leader_epoch, p.partition_epoch, vec![other]),
+            |e| matches!(e, MetadataError::FencedLeaderEpoch(_)),
+        ),
+        (
+            ask(
+                p.leader,
+                p.leader_epoch,
+                p.partition_epoch + 5,
+                vec![p.leader],
+            ),
+            |e| matches!(e, MetadataError::InvalidUpdateVersion(_)),
+        ),
+        (
+            ask(p.leader, p.leader_epoch, p.partition_epoch, vec![other]),
+            |e| matches!(e, MetadataError::IneligibleReplica(_)),
+        ),
+        (
+            ask(
+                p.leader,
+                p.leader_epoch,
+                p.partition_epoch,
+                vec![p.leader, 9],
+            ),
+            |e| matches!(e, MetadataError::IneligibleReplica(_)),
+        ),
+    ];
+    for (cmd, check) in cases {
+        let e = run(&mut s, cmd.clone()).unwrap_err();
+        assert!(check(&e), "{cmd:?}: {e}");
+    }
+    let reply = run(
+        &mut s,
+        ask(p.leader, p.leader_epoch, p.partition_epoch, vec![p.leader]),
+    )
+    .unwrap();
+    assert_eq!(
+        reply,
+        Reply::Partition {
+            isr: vec![p.leader],
+            partition_epoch: p.partition_epoch + 1
+        }
+    );
+    assert_eq!(
+        part(&s, "t", 0).leader_epoch,
+        p.leader_epoch,
+        "same leader, same epoch"
+    );
+}
+
+#[test]
+fn preferred_leaders_come_back() {
+    let mut s = cluster(&[1, 2, 3]);
+    create(&mut s, "t", 3, 3).unwrap();
+    let before: Vec<NodeId> = (0..3).map(|p| part(&s, "t", p).leader).collect();
+    run(&mut s, Command::FenceBroker { node: before[0] }).unwrap();
+    assert_ne!(part(&s, "t", 0).leader, before[0]);
+    // Back, and once in sync again, preferred election returns its partitions.
+    run(
+        &mut s,
+        Command::RegisterBroker {
+            node: before[0],
+            host: "h".into(),
+            port: 1,
+            incarnation: Uuid::new_v4(),
+            rack: None,
+        },
+    )
+    .unwrap();
+    run(&mut s, Command::ElectPreferredLeaders).unwrap();
+    assert_ne!(part(&s, "t", 0).leader, before[0], "not in sync yet");
+    let p = part(&s, "t", 0);
+    let mut isr = p.isr.clone();
+    isr.push(before[0]);
+    run(
+        &mut s,
+        Command::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr,
+        },
+    )
+    .unwrap();
+    run(&mut s, Command::ElectPreferredLeaders).unwrap();
+    let after: Vec<NodeId> = (0..3).map(|p| part(&s, "t", p).leader).collect();
+    assert_eq!(after, before);
+}
+
+#[test]
+fn topics_partitions_and_producer_ids() {
+    let mut s = cluster(&[1]);
+    create(&mut s, "t", 2, 1).unwrap();
+    assert!(matches!(
+        create(&mut s, "t", 1, 1),
+        Err(MetadataError::TopicExists(_))
+    ));
+    assert!(matches!(
+        create(&mut s, "t.x", 1, 1).and(create(&mut s, "t_x", 1, 1)),
+        Err(MetadataError::InvalidTopic(_))
+    ));
+    run(
+        &mut s,
+        Command::CreatePartitions {
+            name: "t".into(),
+            total: 4,
+            validate_only: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(s.topics["t"].partitions, 4);
+    assert_eq!(part(&s, "t", 3).replicas, vec![1]);
+    let a = run(&mut s, Command::AllocateProducerIds { node: 1 }).unwrap();
+    let b = run(&mut s, Command::AllocateProducerIds { node: 1 }).unwrap();
+    assert_eq!(
+        a,
+        Reply::ProducerIds {
+            start: 0,
+            end: PRODUCER_ID_BLOCK
+        }
+    );
+    assert_eq!(
+        b,
+        Reply::ProducerIds {
+            start: PRODUCER_ID_BLOCK,
+            end: 2 * PRODUCER_ID_BLOCK
+        }
+    );
+    run(&mut s, Command::DeleteTopic { name: "t".into() }).unwrap();
+    assert!(s.topic("t").is_none());
+}

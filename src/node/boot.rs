@@ -1,0 +1,319 @@
+//! What each executor does from start to stop.
+//!
+//! The metadata core starts the quorum, waits for an active controller, makes sure the cluster
+//! exists and this broker is registered, then publishes the image to the data shards (which
+//! open and recover the logs they own) and opens the listeners. From then on it heartbeats to
+//! the active controller and, there, brings preferred leaders back.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
+use uuid::Uuid;
+
+use super::STOP_POLL;
+use crate::config::Config;
+use crate::metadata::{Command, MetadataError, Quorum, QuorumConfig, Settings, Snapshot};
+use crate::shard::mesh::{self, Job, Outboxes};
+use crate::shard::Shard;
+use crate::types::ShardId;
+
+/// Start-up failures leave the broker half-built; stop the process with the reason rather
+/// than serve a partial set of partitions.
+pub fn fatal_start(what: &str, e: impl std::fmt::Display) -> ! {
+    tracing::error!("cannot start: {what}: {e}");
+    eprintln!("gregor: cannot start: {what}: {e}");
+    std::process::exit(1);
+}
+
+async fn join_mesh(
+    config: Arc<Config>,
+    mesh: MeshBuilder<Job, Full>,
+    num_shards: usize,
+) -> Rc<Shard> {
+    let (senders, receivers) = match mesh.join().await {
+        Ok(x) => x,
+        Err(e) => fatal_start("joining the shard mesh", e),
+    };
+    let id = ShardId(senders.peer_id());
+    let shard = Rc::new(Shard::new(id, num_shards, config, Outboxes::start(senders)));
+    mesh::start_receivers(receivers, shard.clone());
+    shard
+}
+
+async fn wait_for_stop(stop: &AtomicBool) {
+    // Polled rather than signalled: a waker woken from the signal thread would go through
+    // glommio's foreign-wake path (see Shard::invoke_on).
+    while !stop.load(Ordering::Acquire) {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+}
+
+/// A data shard: serves what the metadata core hands it until the stop signal.
+pub async fn shard_main(
+    config: Arc<Config>,
+    mesh: MeshBuilder<Job, Full>,
+    num_shards: usize,
+    stop: Arc<AtomicBool>,
+) {
+    let shard = join_mesh(config, mesh, num_shards).await;
+    assert!(
+        shard.id.0 < num_shards,
+        "a data shard joined the mesh as peer {}",
+        shard.id.0
+    );
+    wait_for_stop(&stop).await;
+    crate::server::stop_listener(&shard);
+    shard.close_logs().await;
+}
+
+/// The metadata core: the quorum, registration, heartbeats, publication to the shards.
+pub async fn controller_main(
+    config: Arc<Config>,
+    mesh: MeshBuilder<Job, Full>,
+    num_shards: usize,
+    stop: Arc<AtomicBool>,
+) {
+    let shard = join_mesh(config.clone(), mesh, num_shards).await;
+    assert_eq!(
+        shard.id.0, num_shards,
+        "the metadata core must be the last mesh peer"
+    );
+    let quorum = start_quorum(&shard);
+    shard.set_quorum(quorum.clone());
+    let incarnation = Uuid::new_v4();
+    boot(&shard, &quorum, incarnation).await;
+    let heartbeats =
+        glommio::spawn_local(heartbeat_loop(shard.clone(), quorum.clone(), incarnation));
+    let rebalance = glommio::spawn_local(preferred_leader_loop(shard.clone(), quorum.clone()));
+    wait_for_stop(&stop).await;
+    drop(heartbeats);
+    drop(rebalance);
+}
+
+fn start_quorum(shard: &Rc<Shard>) -> Rc<Quorum> {
+    let config = &shard.config;
+    let node = config.node_id;
+    let mut voters = config.cluster.voters.clone();
+    if voters.is_empty() {
+        // A quorum of one: no controller listener, no links.
+        let any = config.controller_listener.unwrap_or(config.listener);
+        voters.insert(node, any);
+    }
+    let listener = match (config.controller_listener, voters.len() > 1) {
+        (Some(addr), true) if config.cluster.controller => {
+            match glommio::net::TcpListener::bind(addr) {
+                Ok(l) => Some(l),
+                Err(e) => fatal_start(&format!("controller listener {addr}"), e),
+            }
+        }
+        _ => None,
+    };
+    let legacy = crate::metadata::legacy::migrate(&config.log_dirs, node, &config.log)
+        .unwrap_or_else(|e| fatal_start("migrating metadata.log", e));
+    let qc = QuorumConfig {
+        node,
+        voters,
+        controller: config.cluster.controller,
+        dir: config.log_dirs.join("__cluster_metadata-0"),
+        settings: Settings {
+            defaults: config.log.clone(),
+            default_replication_factor: config.default_replication_factor,
+        },
+        session_timeout: Duration::from_millis(config.cluster.broker_session_timeout_ms),
+        heartbeat_interval: Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
+    };
+    let publisher = shard.clone();
+    let publish = Box::new(move |snap: Arc<Snapshot>| {
+        let s = publisher.clone();
+        glommio::spawn_local(async move { crate::server::publish_snapshot(&s, snap).await })
+            .detach();
+    });
+    Quorum::start(qc, listener, publish, legacy)
+        .unwrap_or_else(|e| fatal_start("opening the metadata log", e))
+}
+
+/// Retries `cmd` until the active controller takes it (it may not be elected yet).
+async fn until_done(quorum: &Rc<Quorum>, what: &str, cmd: Command) {
+    let mut tries = 0u32;
+    loop {
+        match quorum.execute(cmd.clone()).await {
+            Ok(_) => return,
+            Err(MetadataError::NotController(why)) => {
+                tries += 1;
+                if tries % 10 == 1 {
+                    tracing::info!(%why, "{what}: waiting for an active controller");
+                }
+                glommio::timer::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => fatal_start(what, e),
+        }
+    }
+}
+
+async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
+    let config = &shard.config;
+    let cluster_id = Uuid::new_v4().simple().to_string();
+    until_done(
+        quorum,
+        "creating the cluster",
+        Command::InitCluster { cluster_id },
+    )
+    .await;
+    if config.cluster.broker {
+        let (host, port) = config.advertised_listener.clone();
+        let register = Command::RegisterBroker {
+            node: config.node_id,
+            host,
+            port,
+            incarnation,
+            rack: None,
+        };
+        until_done(quorum, "registering this broker", register).await;
+        // Serve only from an image that has this registration in it: what the controller
+        // decided before it (leaderships moved away while this broker was gone) is in it too.
+        let me = config.node_id;
+        while !quorum
+            .image()
+            .brokers
+            .get(&me)
+            .is_some_and(|b| b.incarnation == incarnation && !b.fenced)
+        {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    ensure_offsets_topic(shard, quorum).await;
+    let snap = quorum.image();
+    crate::server::publish_snapshot(shard, snap.clone()).await;
+    remove_stray_partition_dirs(config, &snap);
+    if !config.cluster.broker {
+        return;
+    }
+    for r in shard
+        .invoke_on_all(|s| async move { crate::server::start_listener(&s) })
+        .await
+    {
+        if let Err(e) = r {
+            fatal_start("starting listeners", e);
+        }
+    }
+}
+
+/// Creates `__consumer_offsets` (compacted, offsets.topic.* settings) once enough brokers are
+/// up for its replication factor (offsets.topic.replication.factor, capped at the voters).
+pub async fn ensure_offsets_topic(shard: &Rc<Shard>, quorum: &Rc<Quorum>) {
+    let config = &shard.config;
+    if quorum.image().topic(crate::group::OFFSETS_TOPIC).is_some() {
+        return;
+    }
+    let expected = config.cluster.voters.len().max(1);
+    let rf = (config.cluster.offsets_topic_replication_factor as usize).min(expected);
+    if quorum.image().live_brokers().count() < rf {
+        return;
+    }
+    let mut configs = BTreeMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert(
+        "segment.bytes".to_string(),
+        config.groups.offsets_topic_segment_bytes.to_string(),
+    );
+    let cmd = Command::CreateTopic {
+        name: crate::group::OFFSETS_TOPIC.to_string(),
+        partitions: config.groups.offsets_topic_num_partitions,
+        replication_factor: rf as i16,
+        configs,
+        validate_only: false,
+    };
+    match quorum.execute(cmd).await {
+        Ok(_) | Err(MetadataError::TopicExists(_)) => {}
+        Err(e) => tracing::warn!(error = %e, "creating __consumer_offsets failed; will retry"),
+    }
+}
+
+/// Heartbeats to the active controller; registers again after being fenced.
+async fn heartbeat_loop(shard: Rc<Shard>, quorum: Rc<Quorum>, incarnation: Uuid) {
+    let config = shard.config.clone();
+    if !config.cluster.broker {
+        return;
+    }
+    let every = Duration::from_millis(config.cluster.broker_heartbeat_interval_ms);
+    let registered = Cell::new(true);
+    loop {
+        glommio::timer::sleep(every).await;
+        match quorum.heartbeat(incarnation).await {
+            Some(true) => registered.set(true),
+            Some(false) => {
+                if registered.replace(false) {
+                    tracing::warn!("this broker was fenced: registering again");
+                }
+                let (host, port) = config.advertised_listener.clone();
+                let cmd = Command::RegisterBroker {
+                    node: config.node_id,
+                    host,
+                    port,
+                    incarnation,
+                    rack: None,
+                };
+                if let Err(e) = quorum.execute(cmd).await {
+                    tracing::warn!(error = %e, "registering again failed");
+                }
+            }
+            None => {}
+        }
+        ensure_offsets_topic(&shard, &quorum).await;
+    }
+}
+
+/// On the active controller: leadership returns to preferred replicas that are back in sync.
+async fn preferred_leader_loop(shard: Rc<Shard>, quorum: Rc<Quorum>) {
+    let cluster = &shard.config.cluster;
+    if !cluster.auto_leader_rebalance_enable {
+        return;
+    }
+    let every = Duration::from_secs(cluster.leader_imbalance_check_interval_seconds);
+    loop {
+        glommio::timer::sleep(every).await;
+        if quorum.is_leader() {
+            if let Err(e) = quorum.execute(Command::ElectPreferredLeaders).await {
+                tracing::debug!(error = %e, "preferred leader election failed");
+            }
+        }
+    }
+}
+
+/// A crash between deleting a topic and removing its directories leaves them behind.
+fn remove_stray_partition_dirs(config: &Config, snap: &Snapshot) {
+    let me = config.node_id;
+    let live: HashSet<String> = snap
+        .topics
+        .values()
+        .flat_map(|t| {
+            t.assignments
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.replicas.contains(&me))
+                .map(move |(p, _)| format!("{}-{p}", t.name))
+        })
+        .collect();
+    let Ok(entries) = std::fs::read_dir(&config.log_dirs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let is_partition_dir = entry.path().is_dir()
+            && !name.starts_with("__cluster_metadata")
+            && name
+                .rsplit_once('-')
+                .is_some_and(|(_, p)| p.parse::<u32>().is_ok());
+        if is_partition_dir && !live.contains(&name) {
+            tracing::warn!(dir = %name, "removing directory of a deleted partition");
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::error!(dir = %name, error = %e, "cannot remove");
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Which role each replica on this shard plays, switched as the metadata says: leader (serves
+//! produce and fetch, keeps the ISR and high watermark through [`LeaderState`]) or follower
+//! (copies the leader's log through the fetcher). Runs on the shard that owns the partitions.
+//!
+//! A leader whose ISR is itself alone lets its high watermark follow its written end, as a
+//! single replica's does; otherwise the high watermark moves only by the leader state.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::{fetcher, Effect, LeaderState, Role};
+use crate::metadata::{Command, PartitionMeta, Reply, Snapshot};
+use crate::shard::Shard;
+use crate::storage::PartitionLog;
+use crate::types::TopicPartition;
+
+/// How often leaders look for followers that fell out of sync.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Brings every replica on this shard to the role `snap` gives it.
+pub async fn reconcile(shard: &Rc<Shard>, snap: &Snapshot) {
+    let me = shard.config.node_id;
+    for (tp, log) in shard.all_logs() {
+        let Some(meta) = snap.partition(&tp.topic, tp.partition) else {
+            continue;
+        };
+        if meta.leader == me {
+            lead(shard, &tp, &log, meta).await;
+        } else {
+            follow(shard, &tp, &log, meta).await;
+        }
+    }
+    let logs = shard.all_logs();
+    shard
+        .replicas
+        .borrow_mut()
+        .retain(|tp, _| logs.iter().any(|(t, _)| t == tp));
+}
+
+async fn lead(
+    shard: &Rc<Shard>,
+    tp: &TopicPartition,
+    log: &Rc<PartitionLog>,
+    meta: &PartitionMeta,
+) {
+    let me = shard.config.node_id;
+    let current = shard.replicas.borrow().get(tp).cloned();
+    if let Some(Role::Leader(mut state)) = current {
+        if state.leader_epoch == meta.leader_epoch {
+            if state.partition_epoch != meta.partition_epoch {
+                let effects = state.on_isr_committed(
+                    meta.isr.clone(),
+                    meta.partition_epoch,
+                    log.written_end(),
+                );
+                log.set_hw_follows_written_end(meta.isr == [me]);
+                shard
+                    .replicas
+                    .borrow_mut()
+                    .insert(tp.clone(), Role::Leader(state));
+                apply_effects(shard, tp, log, effects);
+            }
+            return;
+        }
+    }
+    if let Err(e) = log.become_leader(meta.leader_epoch) {
+        tracing::error!(partition = %tp, error = %e, "cannot record the new leader epoch");
+    }
+    log.set_hw_managed(true);
+    let state = LeaderState::new(
+        me,
+        meta.leader_epoch,
+        meta.partition_epoch,
+        meta.replicas.clone(),
+        meta.isr.clone(),
+        log.log_end_offset(),
+        log.high_watermark(),
+        shard.now_ms(),
+        shard.config.cluster.replica_lag_time_max_ms,
+    );
+    log.set_hw_follows_written_end(meta.isr == [me]);
+    shard
+        .replicas
+        .borrow_mut()
+        .insert(tp.clone(), Role::Leader(state));
+    tracing::debug!(partition = %tp, epoch = meta.leader_epoch, "leading");
+    if tp.topic == crate::group::OFFSETS_TOPIC {
+        crate::group::coordinator::load_partition(shard.clone(), tp.partition).await;
+    }
+}
+
+async fn follow(
+    shard: &Rc<Shard>,
+    tp: &TopicPartition,
+    log: &Rc<PartitionLog>,
+    meta: &PartitionMeta,
+) {
+    let current = shard.replicas.borrow().get(tp).cloned();
+    if let Some(Role::Follower {
+        leader,
+        leader_epoch,
+    }) = current
+    {
+        if leader == meta.leader && leader_epoch == meta.leader_epoch {
+            return;
+        }
+    }
+    let was_leader = matches!(current, Some(Role::Leader(_)));
+    log.become_follower();
+    log.set_hw_managed(true);
+    shard.replicas.borrow_mut().insert(
+        tp.clone(),
+        Role::Follower {
+            leader: meta.leader,
+            leader_epoch: meta.leader_epoch,
+        },
+    );
+    if was_leader && tp.topic == crate::group::OFFSETS_TOPIC {
+        crate::group::coordinator::unload_partition(shard, tp.partition);
+    }
+    tracing::debug!(partition = %tp, leader = meta.leader, epoch = meta.leader_epoch, "following");
+    if meta.leader >= 0 {
+        fetcher::ensure(shard, meta.leader);
+    }
+}
+
+/// Carries out what the leader state asked for.
+pub fn apply_effects(
+    shard: &Rc<Shard>,
+    tp: &TopicPartition,
+    log: &Rc<PartitionLog>,
+    effects: Vec<Effect>,
+) {
+    for e in effects {
+        match e {
+            Effect::HighWatermark(hw) => {
+                log.set_high_watermark(hw);
+            }
+            Effect::ProposeIsr(isr) => propose_isr(shard, tp, isr),
+        }
+    }
+}
+
+fn propose_isr(shard: &Rc<Shard>, tp: &TopicPartition, isr: Vec<i32>) {
+    let Some(Role::Leader(state)) = shard.replicas.borrow().get(tp).cloned() else {
+        return;
+    };
+    let cmd = Command::AlterPartition {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        leader: shard.config.node_id,
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        isr: isr.clone(),
+    };
+    tracing::info!(partition = %tp, ?isr, "proposing a new ISR");
+    let (shard, tp) = (shard.clone(), tp.clone());
+    glommio::spawn_local(async move {
+        let result = shard.execute(cmd).await;
+        if !matches!(result, Ok(Reply::Partition { .. })) {
+            if let Err(e) = &result {
+                tracing::info!(partition = %tp, error = %e, "ISR change refused");
+            }
+            if let Some(Role::Leader(s)) = shard.replicas.borrow_mut().get_mut(&tp) {
+                if s.leader_epoch == state.leader_epoch {
+                    s.on_isr_rejected();
+                }
+            }
+        }
+    })
+    .detach();
+}
+
+/// A follower fetched from `offset`: the leader state learns its end (and maybe moves the high
+/// watermark or asks for a bigger ISR).
+pub fn on_follower_fetch(shard: &Rc<Shard>, tp: &TopicPartition, node: i32, offset: i64) {
+    let Some(log) = shard.log(tp) else {
+        return;
+    };
+    let effects = {
+        let mut replicas = shard.replicas.borrow_mut();
+        let Some(Role::Leader(state)) = replicas.get_mut(tp) else {
+            return;
+        };
+        state.on_follower_fetch(node, offset, log.written_end(), shard.now_ms())
+    };
+    apply_effects(shard, tp, &log, effects);
+}
+
+/// Leaders' periodic duties on this shard: shrink ISRs of lagging followers, and checkpoint
+/// high watermarks.
+pub async fn run_ticks(shard: Rc<Shard>) {
+    let checkpoint_every = Duration::from_millis(
+        shard
+            .config
+            .cluster
+            .replica_high_watermark_checkpoint_interval_ms,
+    );
+    let mut since_checkpoint = Duration::ZERO;
+    loop {
+        glommio::timer::sleep(TICK).await;
+        for (tp, log) in shard.all_logs() {
+            let effects = {
+                let mut replicas = shard.replicas.borrow_mut();
+                match replicas.get_mut(&tp) {
+                    Some(Role::Leader(state)) => state.on_tick(log.written_end(), shard.now_ms()),
+                    _ => continue,
+                }
+            };
+            apply_effects(&shard, &tp, &log, effects);
+        }
+        since_checkpoint += TICK;
+        if since_checkpoint >= checkpoint_every {
+            since_checkpoint = Duration::ZERO;
+            for (tp, log) in shard.all_logs() {
+                if let Err(e) = log.checkpoint_high_watermark() {
+                    tracing::warn!(partition = %tp, error = %e, "high watermark checkpoint failed");
+                }
+            }
+        }
+    }
+}

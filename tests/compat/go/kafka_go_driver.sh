@@ -1,0 +1,3 @@
+#!/bin/sh
+# Runs bin/kafka-go-driver (built by setup.sh) with the driver command line of tests/compat/README.md.
+exec "$(dirname "$0")/bin/kafka-go-driver" "$@"

@@ -590,3 +590,21 @@ fn consume_from_an_offset_outside_the_log_names_the_valid_range() {
     );
     assert_eq!(out, "b\nc\n");
 }
+
+#[test]
+fn cluster_status_shows_the_broker_and_the_quorum() {
+    let broker = Broker::start(&[]);
+    let out = ok(&broker, &["cluster", "status"], b"");
+    assert!(out.contains("LeaderId:        1"), "{out}");
+    assert!(out.contains("CurrentVoters:   [1]"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with('1') && l.contains("unfenced"))
+        .unwrap_or_else(|| panic!("no broker line: {out}"));
+    assert!(line.contains(&broker.bootstrap()), "{line}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with('1') && l.contains("Leader")),
+        "{out}"
+    );
+}

@@ -464,3 +464,47 @@ fn topic_names_that_collide_on_dot_and_underscore_are_refused() {
 fn tokio_free_block_on<F: std::future::Future>(f: F) -> F::Output {
     futures::executor::block_on(f)
 }
+
+#[test]
+fn offset_for_leader_epoch_answers_from_the_epoch_cache() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::OffsetForLeaderEpochRequest;
+    let broker = Broker::start(&[]);
+    let records: Vec<TestRecord> = (0..5)
+        .map(|i| TestRecord::value(format!("{i}")).in_partition(0))
+        .collect();
+    clients::produce(&broker.producer_config(), "epochs", &records);
+    let ask = |current: i32, epoch: i32| {
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(s("epochs")))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(epoch)])]);
+        let resp = broker.raw().request(&req, 4);
+        let p = resp.topics[0].partitions[0].clone();
+        (p.error_code, p.leader_epoch, p.end_offset)
+    };
+    assert_eq!(
+        ask(0, 0),
+        (0, 0, 5),
+        "the current epoch ends at the log end"
+    );
+    assert_eq!(ask(-1, 0), (0, 0, 5));
+    assert_eq!(
+        ask(3, 0).0,
+        75,
+        "UNKNOWN_LEADER_EPOCH for an epoch from the future"
+    );
+    let dq = broker.raw().request(
+        &kafka_protocol::messages::DescribeQuorumRequest::default(),
+        2,
+    );
+    let p = &dq.topics[0].partitions[0];
+    assert_eq!(p.leader_id.0, 1);
+    assert_eq!(p.current_voters.len(), 1);
+}

@@ -9,6 +9,7 @@ mod consume;
 mod dump_log;
 mod groups;
 mod produce;
+mod status;
 mod topics;
 
 use anyhow::{anyhow, Context};
@@ -57,6 +58,9 @@ pub enum ClientCommand {
     /// List, describe and delete consumer groups, and reset their committed offsets (like
     /// kafka-consumer-groups.sh).
     Groups(groups::GroupsArgs),
+    /// The cluster: brokers, fenced or not, and the metadata quorum with each voter's lag
+    /// (like kafka-metadata-quorum.sh describe --status --replication).
+    Cluster(status::ClusterArgs),
 }
 
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
@@ -66,6 +70,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Consume(args) => consume::run(args),
         ClientCommand::DumpLog(args) => dump_log::run(args),
         ClientCommand::Groups(args) => groups::run(args),
+        ClientCommand::Cluster(args) => status::run(args),
     }
 }
 

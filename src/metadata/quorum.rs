@@ -60,6 +60,7 @@ pub struct QuorumConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     Command(Command),
+    DescribeQuorum,
     Heartbeat {
         node: NodeId,
         incarnation: Uuid,
@@ -78,6 +79,19 @@ pub enum Response {
     NotLeader {
         leader: Option<NodeId>,
     },
+    Quorum(QuorumStatus),
+}
+
+/// What DescribeQuorum reports: the leader's view of the metadata log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    pub leader: Option<NodeId>,
+    /// The raft term: Kafka's leader epoch of the metadata partition.
+    pub term: u64,
+    /// The commit index: the metadata log's high watermark.
+    pub commit: u64,
+    /// Each voter and how far its log matches the leader's (-1: unknown here).
+    pub voters: Vec<(NodeId, i64)>,
 }
 
 /// A [`MetadataError`] as it crosses the wire.
@@ -237,14 +251,12 @@ impl Quorum {
             }
             if let Some(leader) = self.leader().filter(|l| self.transport.knows(*l)) {
                 let req = Request::Command(cmd.clone());
-                match self.transport.request(leader, req, COMMAND_TIMEOUT).await {
-                    Some(Response::Command(r)) => {
-                        let r = r.map_err(MetadataError::from);
-                        // Wait until this node has applied what the leader committed.
-                        self.wait_applied_after(&r).await;
-                        return r;
-                    }
-                    Some(Response::NotLeader { .. }) | None | Some(Response::Heartbeat { .. }) => {}
+                let answer = self.transport.request(leader, req, COMMAND_TIMEOUT).await;
+                if let Some(Response::Command(r)) = answer {
+                    let r = r.map_err(MetadataError::from);
+                    // Wait until this node has applied what the leader committed.
+                    self.wait_applied_after(&r).await;
+                    return r;
                 }
             }
             if Instant::now() > deadline {
@@ -364,6 +376,7 @@ impl Quorum {
                 incarnation,
                 image_version,
             } => self.heartbeat_here(node, incarnation, image_version),
+            Request::DescribeQuorum => Response::Quorum(self.status_here()),
         };
         responder.respond(self.config.node, resp);
     }
@@ -380,6 +393,60 @@ impl Quorum {
             .is_none_or(|b| b.fenced || b.incarnation != incarnation);
         let image = (image_version < image.version).then(|| image.to_bytes());
         Response::Heartbeat { fenced, image }
+    }
+
+    /// The quorum as this node sees it (full voter progress only on the leader).
+    fn status_here(&self) -> QuorumStatus {
+        let raw = self.raw.borrow();
+        let Some(r) = raw.as_ref() else {
+            return QuorumStatus {
+                leader: self.leader(),
+                ..Default::default()
+            };
+        };
+        let leader = (r.raft.leader_id != raft::INVALID_ID).then_some(r.raft.leader_id as NodeId);
+        let mut voters: Vec<(NodeId, i64)> = self
+            .config
+            .voters
+            .keys()
+            .map(|id| {
+                let matched = if r.raft.state == StateRole::Leader {
+                    r.raft
+                        .prs()
+                        .get(*id as u64)
+                        .map_or(-1, |p| p.matched as i64)
+                } else if *id == self.config.node {
+                    r.raft.raft_log.last_index() as i64
+                } else {
+                    -1
+                };
+                (*id, matched)
+            })
+            .collect();
+        voters.sort_unstable();
+        QuorumStatus {
+            leader,
+            term: r.raft.term,
+            commit: r.raft.raft_log.committed,
+            voters,
+        }
+    }
+
+    /// DescribeQuorum: the active controller's view (asked of it when this node is not it).
+    pub async fn status(self: &Rc<Self>) -> QuorumStatus {
+        if self.is_leader() {
+            return self.status_here();
+        }
+        if let Some(leader) = self.leader().filter(|l| self.transport.knows(*l)) {
+            let asked = self
+                .transport
+                .request(leader, Request::DescribeQuorum, Duration::from_secs(2))
+                .await;
+            if let Some(Response::Quorum(s)) = asked {
+                return s;
+            }
+        }
+        self.status_here()
     }
 
     /// Sends this broker's heartbeat to the active controller; true when it is registered and

@@ -209,23 +209,83 @@ pub fn describe_cluster(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
         Err(e) => return super::ready(Outcome::Close(e.to_string())),
     };
     let snap = shard.snapshot();
+    let brokers: Vec<DescribeClusterBroker> = if req.api_version >= 2 && body.include_fenced_brokers
+    {
+        snap.brokers
+            .values()
+            .map(|b| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.node))
+                    .with_host(StrBytes::from_string(b.host.clone()))
+                    .with_port(b.port as i32)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string))
+                    .with_is_fenced(b.fenced)
+            })
+            .collect()
+    } else {
+        live_brokers(shard, &snap)
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(id))
+                    .with_host(host)
+                    .with_port(port)
+                    .with_rack(rack)
+            })
+            .collect()
+    };
     let resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(snap.cluster_id.clone()))
         .with_controller_id(BrokerId(controller_id(shard, &snap)))
         .with_cluster_authorized_operations(authorized_ops::cluster(
             body.include_cluster_authorized_operations,
         ))
-        .with_brokers(
-            live_brokers(shard, &snap)
-                .into_iter()
-                .map(|(id, host, port, rack)| {
-                    DescribeClusterBroker::default()
-                        .with_broker_id(BrokerId(id))
-                        .with_host(host)
-                        .with_port(port)
-                        .with_rack(rack)
-                })
-                .collect(),
-        );
+        .with_brokers(brokers);
     super::ready(reply(req, &resp))
+}
+
+/// DescribeQuorum: the metadata quorum as the active controller sees it (Kafka answers for the
+/// `__cluster_metadata` partition: leader, epoch, high watermark, voters and their log ends).
+pub fn describe_quorum(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    use kafka_protocol::messages::describe_quorum_response::{
+        PartitionData, ReplicaState, TopicData,
+    };
+    use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
+    if let Err(e) = decode_body::<DescribeQuorumRequest>(&req) {
+        return super::ready(Outcome::Close(e.to_string()));
+    }
+    let core = shard.metadata_core();
+    let call = shard.invoke_on(core, |s| async move {
+        match s.quorum() {
+            Some(q) => q.status().await,
+            None => Default::default(),
+        }
+    });
+    Box::pin(async move {
+        let status = call.await.unwrap_or_default();
+        let voters = status
+            .voters
+            .iter()
+            .map(|(id, end)| {
+                ReplicaState::default()
+                    .with_replica_id(BrokerId(*id))
+                    .with_log_end_offset(*end)
+                    .with_last_fetch_timestamp(-1)
+                    .with_last_caught_up_timestamp(-1)
+            })
+            .collect();
+        let partition = PartitionData::default()
+            .with_partition_index(0)
+            .with_leader_id(BrokerId(status.leader.unwrap_or(-1)))
+            .with_leader_epoch(status.term as i32)
+            .with_high_watermark(status.commit as i64)
+            .with_current_voters(voters);
+        let topic = TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![partition]);
+        reply(
+            &req,
+            &DescribeQuorumResponse::default().with_topics(vec![topic]),
+        )
+    })
 }

@@ -7,6 +7,7 @@ mod admin;
 mod authorized_ops;
 mod cluster;
 mod connection;
+mod epochs;
 mod errors;
 mod fetch;
 mod framing;
@@ -45,6 +46,7 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::ApiVersions => cluster::api_versions(&req),
         ApiKey::Metadata => cluster::metadata(shard, req),
         ApiKey::DescribeCluster => cluster::describe_cluster(shard, &req),
+        ApiKey::DescribeQuorum => cluster::describe_quorum(shard, req),
         ApiKey::Produce => produce::handle(shard, req),
         ApiKey::Fetch => fetch::handle(shard, req),
         ApiKey::ListOffsets => offsets::handle(shard, req),
@@ -64,6 +66,7 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::DeleteGroups => groups::delete_groups(shard, req),
         ApiKey::OffsetDelete => groups::offset_delete(shard, req),
         ApiKey::InitProducerId => init_producer::handle(shard, req),
+        ApiKey::OffsetForLeaderEpoch => epochs::handle(shard, req),
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
     }
 }

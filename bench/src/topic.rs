@@ -140,8 +140,25 @@ pub fn offsets(admin: &mut Client, topic: &TopicLayout, latest: bool) -> Result<
     } else {
         EARLIEST_TIMESTAMP
     };
-    let queries: Vec<(i32, i64)> = topic.partitions.iter().map(|p| (p.partition, ts)).collect();
-    let found = admin.list_offsets(&topic.name, &queries, 0)?;
+    // Each partition's leader answers for it: one connection per leader (the bootstrap one
+    // when it leads).
+    let mut found = Vec::new();
+    for leader in topic.leaders() {
+        let queries: Vec<(i32, i64)> = topic
+            .partitions
+            .iter()
+            .filter(|p| p.leader == leader)
+            .map(|p| (p.partition, ts))
+            .collect();
+        let answer = if admin.addr() == leader {
+            admin.list_offsets(&topic.name, &queries, 0)?
+        } else {
+            let mut c = Client::connect(&leader, "gregor-bench")
+                .with_context(|| format!("connect to leader {leader}"))?;
+            c.list_offsets(&topic.name, &queries, 0)?
+        };
+        found.extend(answer);
+    }
     topic
         .partitions
         .iter()

@@ -177,8 +177,10 @@ async fn append(
         }
     })?;
     let info = log.append(BytesMut::from(&batch[..]), shard.now_ms())?;
-    // Committed (replicated to the ISR), as Kafka writes group records with acks=all.
-    log.wait_committed(info.last_offset + 1).await
+    let epoch = log.leader_epoch();
+    // Committed (replicated to the ISR), as Kafka writes group records with acks=all; a
+    // coordinator that loses the partition meanwhile does not say it was.
+    log.wait_committed(info.last_offset + 1, epoch).await
 }
 
 async fn persist_group(shard: &Shard, group: &str) {
@@ -627,9 +629,12 @@ pub async fn load_partition(shard: Rc<Shard>, p: i32) {
         return;
     };
     let mut loaded_records = 0usize;
+    // Everything in the new leader's log counts, not only what is below its high watermark
+    // (which lags the old leader's until followers report in): a leader never cuts its log,
+    // so what it holds commits as the followers catch up. Kafka's loader reads to the end too.
     let mut offset = log.log_start_offset();
-    while offset < log.high_watermark() {
-        let read = match log.read(offset, 1 << 20, true).await {
+    while offset < log.written_end() {
+        let read = match log.read_for_replica(offset, 1 << 20, true).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(partition = %tp, error = %e, "loading groups stopped");

@@ -285,6 +285,14 @@ impl Quorum {
         let Ok(_permit) = self.command_lock.acquire_permit(1).await else {
             return Err(MetadataError::NotController("shutting down".into()));
         };
+        if let Command::RegisterBroker { node, .. } = &cmd {
+            // A registration opens a new session: the old incarnation's last heartbeat must
+            // not fence the new one at once.
+            self.sessions
+                .borrow_mut()
+                .last_seen
+                .insert(*node, Instant::now());
+        }
         let planned = plan(&self.image.borrow(), &cmd, &self.config.settings);
         let (records, reply) = planned?;
         if records.is_empty() {

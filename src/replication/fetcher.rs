@@ -223,11 +223,32 @@ async fn apply_partition(
         }
     }
     if p.diverging_epoch.epoch >= 0 {
-        let cut = p.diverging_epoch.end_offset;
+        // Kafka's rule: cut to where the leader's epoch ends, or where ours does if that is
+        // earlier (our log may not know the leader's epoch at all).
+        let (epoch, leader_end) = (p.diverging_epoch.epoch, p.diverging_epoch.end_offset);
+        let (ours, our_end) = log.end_offset_for_epoch(epoch);
+        let cut = if ours >= 0 {
+            leader_end.min(our_end)
+        } else {
+            leader_end
+        };
         tracing::info!(partition = %tp, epoch = p.diverging_epoch.epoch, offset = cut, "truncating to the leader's log");
         if let Err(e) = log.truncate_to(cut, shard.now_ms()).await {
             tracing::error!(partition = %tp, error = %e, "truncation failed");
             return Err(());
+        }
+        // Producer state follows the log: what was cut is forgotten.
+        let rebuilt = log.take_producer_batches();
+        let mut producers = shard.producers.borrow_mut();
+        match producers.get_mut(tp) {
+            Some(state) => state.truncate(log.log_end_offset()),
+            None if !rebuilt.is_empty() => {
+                producers.insert(
+                    tp.clone(),
+                    crate::txn::PartitionProducers::rebuilt(&rebuilt),
+                );
+            }
+            None => {}
         }
         return Ok(None);
     }

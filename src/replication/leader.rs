@@ -28,6 +28,9 @@ pub enum Effect {
     ProposeIsr(Vec<NodeId>),
 }
 
+/// How long a leader waits after a refused ISR change before it proposes another.
+pub const REPROPOSE_AFTER_MS: i64 = 500;
+
 #[derive(Debug, Clone, Default)]
 struct Follower {
     /// The follower's log end, from its last fetch offset; unknown before its first fetch.
@@ -53,6 +56,8 @@ pub struct LeaderState {
     epoch_start: i64,
     hw: i64,
     lag_max_ms: i64,
+    /// After a refused proposal, none is made before this time.
+    propose_after_ms: i64,
 }
 
 impl LeaderState {
@@ -93,6 +98,7 @@ impl LeaderState {
             epoch_start,
             hw,
             lag_max_ms,
+            propose_after_ms: i64::MIN,
         }
     }
 
@@ -131,11 +137,14 @@ impl LeaderState {
     }
 
     /// A follower fetched from `fetch_offset` (so it holds everything below it, written).
+    /// `eligible`: the metadata says the follower's broker is live (not fenced), so it may
+    /// join the ISR (Kafka's isReplicaIsrEligible; the controller refuses others).
     pub fn on_follower_fetch(
         &mut self,
         node: NodeId,
         fetch_offset: i64,
         leader_end: i64,
+        eligible: bool,
         now_ms: i64,
     ) -> Vec<Effect> {
         let Some(f) = self.followers.get_mut(&node) else {
@@ -151,6 +160,8 @@ impl LeaderState {
         f.leader_end_at_last_fetch = leader_end;
         let mut effects = self.advance_hw(leader_end);
         if self.pending_isr.is_none()
+            && eligible
+            && now_ms >= self.propose_after_ms
             && !self.isr.contains(&node)
             && fetch_offset >= self.hw
             && fetch_offset >= self.epoch_start
@@ -170,7 +181,7 @@ impl LeaderState {
 
     /// Periodic check: ISR members that have not caught up for the lag window leave it.
     pub fn on_tick(&mut self, leader_end: i64, now_ms: i64) -> Vec<Effect> {
-        if self.pending_isr.is_some() {
+        if self.pending_isr.is_some() || now_ms < self.propose_after_ms {
             return Vec::new();
         }
         let lagging: Vec<NodeId> = self
@@ -215,9 +226,11 @@ impl LeaderState {
         self.advance_hw(leader_end)
     }
 
-    /// A proposal the controller refused (a stale partition epoch): propose again later.
-    pub fn on_isr_rejected(&mut self) {
+    /// A proposal the controller refused (a stale partition epoch, a fenced replica): propose
+    /// again, but not before `REPROPOSE_AFTER_MS` (the metadata may be about to change).
+    pub fn on_isr_rejected(&mut self, now_ms: i64) {
         self.pending_isr = None;
+        self.propose_after_ms = now_ms + REPROPOSE_AFTER_MS;
     }
 
     fn advance_hw(&mut self, leader_end: i64) -> Vec<Effect> {
@@ -256,20 +269,20 @@ mod tests {
         let mut l = three(&[1, 2, 3]);
         // Nothing moves until every member has fetched in this leadership.
         assert_eq!(l.on_local_write(150), vec![]);
-        assert_eq!(l.on_follower_fetch(2, 150, 150, 10), vec![]);
+        assert_eq!(l.on_follower_fetch(2, 150, 150, true, 10), vec![]);
         assert_eq!(
-            l.on_follower_fetch(3, 120, 150, 10),
+            l.on_follower_fetch(3, 120, 150, true, 10),
             vec![Effect::HighWatermark(120)]
         );
         assert_eq!(
-            l.on_follower_fetch(3, 150, 150, 20),
+            l.on_follower_fetch(3, 150, 150, true, 20),
             vec![Effect::HighWatermark(150)]
         );
         // The leader's own end bounds it too.
-        assert_eq!(l.on_follower_fetch(2, 160, 150, 30), vec![]);
+        assert_eq!(l.on_follower_fetch(2, 160, 150, true, 30), vec![]);
         assert_eq!(l.high_watermark(), 150);
         // Never down, even if a follower reports less (a stale fetch).
-        assert_eq!(l.on_follower_fetch(3, 140, 150, 40), vec![]);
+        assert_eq!(l.on_follower_fetch(3, 140, 150, true, 40), vec![]);
         assert_eq!(l.high_watermark(), 150);
     }
 
@@ -283,12 +296,12 @@ mod tests {
     #[test]
     fn lagging_followers_leave_and_caught_up_ones_rejoin() {
         let mut l = three(&[1, 2, 3]);
-        l.on_follower_fetch(2, 100, 100, 0);
-        l.on_follower_fetch(3, 100, 100, 0);
+        l.on_follower_fetch(2, 100, 100, true, 0);
+        l.on_follower_fetch(3, 100, 100, true, 0);
         // 3 keeps fetching but never reaches the leader's end; 2 keeps up.
         for t in (1000..=31_000).step_by(1000) {
-            l.on_follower_fetch(2, 100 + t, 100 + t, t);
-            l.on_follower_fetch(3, 100, 100 + t, t);
+            l.on_follower_fetch(2, 100 + t, 100 + t, true, t);
+            l.on_follower_fetch(3, 100, 100 + t, true, t);
         }
         assert_eq!(
             l.on_tick(31_100, 31_000),
@@ -298,10 +311,10 @@ mod tests {
         l.on_isr_committed(vec![1, 2], 8, 31_100);
         assert_eq!(l.isr(), &[1, 2]);
         // The mark moves without 3 now.
-        l.on_follower_fetch(2, 31_100, 31_100, 41_000);
+        l.on_follower_fetch(2, 31_100, 31_100, true, 41_000);
         assert_eq!(l.high_watermark(), 31_100);
         // 3 catches up to the mark: it is proposed back, in replica order.
-        let e = l.on_follower_fetch(3, 31_100, 31_100, 42_000);
+        let e = l.on_follower_fetch(3, 31_100, 31_100, true, 42_000);
         assert_eq!(e, vec![Effect::ProposeIsr(vec![1, 2, 3])]);
         l.on_isr_committed(vec![1, 2, 3], 9, 31_100);
         assert_eq!(l.partition_epoch, 9);
@@ -312,9 +325,9 @@ mod tests {
         let mut l = LeaderState::new(1, 5, 7, vec![1, 2], vec![1], 500, 500, 0, LAG);
         l.on_local_write(600);
         assert_eq!(l.high_watermark(), 600);
-        assert_eq!(l.on_follower_fetch(2, 400, 600, 10), vec![]);
+        assert_eq!(l.on_follower_fetch(2, 400, 600, true, 10), vec![]);
         assert_eq!(
-            l.on_follower_fetch(2, 600, 600, 20),
+            l.on_follower_fetch(2, 600, 600, true, 20),
             vec![Effect::ProposeIsr(vec![1, 2])]
         );
     }
@@ -324,25 +337,56 @@ mod tests {
         let mut l = LeaderState::new(1, 5, 7, vec![1, 2], vec![1], 0, 100, 0, LAG);
         l.on_local_write(100);
         assert_eq!(
-            l.on_follower_fetch(2, 100, 100, 10),
+            l.on_follower_fetch(2, 100, 100, true, 10),
             vec![Effect::ProposeIsr(vec![1, 2])]
         );
         // While 2 may be in the ISR, the mark waits for it.
         assert_eq!(l.on_local_write(200), vec![]);
         assert_eq!(
-            l.on_follower_fetch(2, 150, 200, 20),
+            l.on_follower_fetch(2, 150, 200, true, 20),
             vec![Effect::HighWatermark(150)]
         );
-        l.on_isr_rejected();
-        let e = l.on_follower_fetch(2, 200, 200, 30);
-        assert!(e.contains(&Effect::ProposeIsr(vec![1, 2])), "{e:?}");
-        assert!(e.contains(&Effect::HighWatermark(200)), "{e:?}");
+        l.on_isr_rejected(25);
+        // Not again at once: the refusal holds proposals back for a moment.
+        assert_eq!(
+            l.on_follower_fetch(2, 200, 200, true, 30),
+            vec![Effect::HighWatermark(200)]
+        );
+        let e = l.on_follower_fetch(2, 200, 200, true, 25 + REPROPOSE_AFTER_MS);
+        assert_eq!(e, vec![Effect::ProposeIsr(vec![1, 2])]);
+    }
+
+    #[test]
+    fn a_fenced_follower_does_not_join() {
+        let mut l = LeaderState::new(1, 5, 7, vec![1, 2], vec![1], 0, 100, 0, LAG);
+        l.on_local_write(100);
+        assert_eq!(l.on_follower_fetch(2, 100, 100, false, 10), vec![]);
+        assert_eq!(
+            l.on_follower_fetch(2, 100, 100, true, 20),
+            vec![Effect::ProposeIsr(vec![1, 2])]
+        );
+    }
+
+    #[test]
+    fn a_stalled_follower_at_the_end_stays_until_the_end_moves() {
+        // Kafka's rule: a follower whose last fetch reached the leader's end is caught up
+        // however long ago that was; once the end moves, the lag window counts.
+        let mut l = three(&[1, 2, 3]);
+        l.on_local_write(100);
+        l.on_follower_fetch(2, 100, 100, true, 0);
+        l.on_follower_fetch(3, 100, 100, true, 0);
+        assert_eq!(l.on_tick(100, 10 * LAG), vec![]);
+        l.on_follower_fetch(3, 150, 150, true, 10 * LAG);
+        assert_eq!(
+            l.on_tick(150, 10 * LAG + 1),
+            vec![Effect::ProposeIsr(vec![1, 3])]
+        );
     }
 
     #[test]
     fn strangers_are_ignored() {
         let mut l = three(&[1, 2, 3]);
-        assert_eq!(l.on_follower_fetch(9, 1000, 100, 10), vec![]);
+        assert_eq!(l.on_follower_fetch(9, 1000, 100, true, 10), vec![]);
         assert!(!l.is_replica(9));
         assert_eq!(l.isr_size(), 3);
         assert_eq!(l.replicas(), &[1, 2, 3]);

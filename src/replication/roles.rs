@@ -163,7 +163,7 @@ fn propose_isr(shard: &Rc<Shard>, tp: &TopicPartition, isr: Vec<i32>) {
             }
             if let Some(Role::Leader(s)) = shard.replicas.borrow_mut().get_mut(&tp) {
                 if s.leader_epoch == state.leader_epoch {
-                    s.on_isr_rejected();
+                    s.on_isr_rejected(shard.now_ms());
                 }
             }
         }
@@ -182,7 +182,8 @@ pub fn on_follower_fetch(shard: &Rc<Shard>, tp: &TopicPartition, node: i32, offs
         let Some(Role::Leader(state)) = replicas.get_mut(tp) else {
             return;
         };
-        state.on_follower_fetch(node, offset, log.written_end(), shard.now_ms())
+        let eligible = shard.snapshot().is_live(node);
+        state.on_follower_fetch(node, offset, log.written_end(), eligible, shard.now_ms())
     };
     apply_effects(shard, tp, &log, effects);
 }

@@ -12,7 +12,9 @@ pub fn storage(e: &StorageError) -> ResponseError {
     match e {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         // A closed log is one being deleted or shut down: the client should refresh metadata.
-        StorageError::Closed(_) => ResponseError::NotLeaderOrFollower,
+        StorageError::Closed(_) | StorageError::LeadershipLost { .. } => {
+            ResponseError::NotLeaderOrFollower
+        }
         StorageError::Io { .. } | StorageError::Corrupt { .. } => ResponseError::KafkaStorageError,
     }
 }

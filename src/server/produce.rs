@@ -237,12 +237,14 @@ fn append_on_owner(
         .into_iter()
         .map(|item| {
             let (pending, r) = append_one(&shard, &item, now, acks);
-            (item.slot, pending, r)
+            // The epoch the write was made in: it commits only while this replica leads it.
+            let epoch = pending.as_ref().map_or(-1, |(log, _)| log.leader_epoch());
+            (item.slot, pending, epoch, r)
         })
         .collect();
     async move {
         let mut out = Vec::with_capacity(appended.len());
-        for (slot, pending, mut r) in appended {
+        for (slot, pending, epoch, mut r) in appended {
             if let Some((log, end)) = pending {
                 r = match acks {
                     0 => r,
@@ -251,7 +253,7 @@ fn append_on_owner(
                         Err(e) => PartResult::err(errors::storage(&e)),
                     },
                     _ => {
-                        let wait = log.wait_committed(end);
+                        let wait = log.wait_committed(end, epoch);
                         let limit = std::time::Duration::from_millis(timeout_ms);
                         match crate::metadata::raft::transport::within(limit, wait).await {
                             Some(Ok(())) => r,

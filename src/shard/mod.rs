@@ -323,6 +323,15 @@ impl Shard {
                     PartitionLog::open(dir, t.log_config.clone(), cache_each, self.now_ms()).await;
                 match opened {
                     Ok(log) => {
+                        // Producer state from the log's own tail, so a retry that crosses
+                        // a restart is recognised (batches of older segments are not read).
+                        let batches = log.take_producer_batches();
+                        if !batches.is_empty() {
+                            self.producers.borrow_mut().insert(
+                                tp.clone(),
+                                crate::txn::PartitionProducers::rebuilt(&batches),
+                            );
+                        }
                         self.logs.borrow_mut().insert(
                             tp,
                             OwnedLog {

@@ -114,6 +114,9 @@ pub(super) struct State {
     last_append_ms: i64,
     pub writes: u64,
     syncs: u64,
+    /// Idempotent batch headers recovery found in the active segment, until the owner takes
+    /// them to rebuild producer state.
+    producer_batches: Vec<BatchHeader>,
 }
 
 impl PartitionLog {
@@ -196,11 +199,20 @@ impl PartitionLog {
 
     /// Resolves once the high watermark reaches `end_offset` (acks=all), or fails when the log
     /// fails or closes first.
-    pub async fn wait_committed(&self, end_offset: i64) -> Result<(), StorageError> {
+    ///
+    /// Fails with [`StorageError::LeadershipLost`] as soon as this replica no longer leads
+    /// `epoch`, the epoch the write was made in: a new leader may cut the write and put other
+    /// records at its offsets.
+    pub async fn wait_committed(&self, end_offset: i64, epoch: i32) -> Result<(), StorageError> {
         let inner = &self.inner;
         Wait::new(&inner.hw_waiters, end_offset, || {
             let st = inner.state.borrow();
-            if st.high_watermark >= end_offset {
+            if st.leader_epoch != epoch {
+                Some(Err(StorageError::LeadershipLost {
+                    path: st.dir.clone(),
+                    epoch,
+                }))
+            } else if st.high_watermark >= end_offset {
                 Some(Ok(()))
             } else if st.failed.is_some() || st.closed {
                 Some(st.check_writable())
@@ -653,6 +665,7 @@ impl State {
             last_append_ms: now_ms,
             writes: 0,
             syncs: 0,
+            producer_batches: recovered.producer_batches,
         };
         state.check_invariants();
         Ok(state)

@@ -50,4 +50,8 @@ pub enum StorageError {
     },
     #[error("partition log {0} is closed")]
     Closed(PathBuf),
+    /// This replica stopped leading the epoch a write was waiting in: the write may be cut by
+    /// the new leader, so whoever waits for it to commit is not told it did.
+    #[error("partition log {path} no longer leads epoch {epoch}")]
+    LeadershipLost { path: PathBuf, epoch: i32 },
 }

@@ -7,7 +7,7 @@
 //! truncated at the first batch that is incomplete, corrupt or zero padding.
 //! Directory listing and index files use std::fs: this runs once per partition at open.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -18,11 +18,18 @@ use super::segment::{io_error, open_log_file, parse_file_name, BatchWalker, Segm
 use super::writer::Tail;
 use super::StorageError;
 use crate::config::LogConfig;
+use crate::record::BatchHeader;
 
-/// The segments of a recovered log, and the partial last block of its active segment.
+/// Batches kept per producer id from the active segment: as many as a producer may have in
+/// flight, all that producer state remembers.
+const PRODUCER_BATCHES_KEPT: usize = 5;
+
+/// The segments of a recovered log, the partial last block of its active segment, and the
+/// headers of the active segment's idempotent batches (producer state is rebuilt from them).
 pub struct Recovered {
     pub segments: BTreeMap<i64, Segment>,
     pub tail: Tail,
+    pub producer_batches: Vec<BatchHeader>,
 }
 
 pub async fn recover(
@@ -43,9 +50,26 @@ pub async fn recover(
         segments.insert(pair[0], seg);
     }
     let last = bases[bases.len() - 1];
-    let (active, tail) = recover_active(dir, last, interval, now_ms).await?;
+    // The last few batches of each producer are all that producer state keeps.
+    let mut by_producer: BTreeMap<i64, VecDeque<BatchHeader>> = BTreeMap::new();
+    let (active, tail) = recover_active(dir, last, interval, now_ms, &mut |h| {
+        if h.producer_id >= 0 {
+            let kept = by_producer.entry(h.producer_id).or_default();
+            kept.push_back(*h);
+            if kept.len() > PRODUCER_BATCHES_KEPT {
+                kept.pop_front();
+            }
+        }
+    })
+    .await?;
     segments.insert(last, active);
-    Ok(Recovered { segments, tail })
+    let mut producer_batches: Vec<BatchHeader> = by_producer.into_values().flatten().collect();
+    producer_batches.sort_by_key(|h| h.base_offset);
+    Ok(Recovered {
+        segments,
+        tail,
+        producer_batches,
+    })
 }
 
 /// Segment files retention renamed away before a crash cut their delayed removal short.
@@ -115,7 +139,7 @@ async fn load_sealed(
         Err(why) => {
             let path = seg.path("index");
             tracing::warn!(index = %path.display(), %why, "rebuilding segment indexes");
-            let end = rebuild(&mut seg, file_bytes).await?;
+            let end = rebuild(&mut seg, file_bytes, &mut |_| {}).await?;
             if end != WalkEnd::Clean {
                 tracing::warn!(log = %seg.path("log").display(), position = seg.size_bytes,
                     ?end, "sealed segment ends in bad data; reading stops there");
@@ -180,7 +204,11 @@ impl OpenSegment<'_> {
 }
 
 /// Rebuilds the segment's bookkeeping and indexes by scanning its log from the start.
-async fn rebuild(seg: &mut Segment, file_bytes: u64) -> Result<WalkEnd, StorageError> {
+async fn rebuild(
+    seg: &mut Segment,
+    file_bytes: u64,
+    seen: &mut dyn FnMut(&BatchHeader),
+) -> Result<WalkEnd, StorageError> {
     let mut fresh = Segment::new(
         &seg.dir,
         seg.base_offset,
@@ -199,6 +227,7 @@ async fn rebuild(seg: &mut Segment, file_bytes: u64) -> Result<WalkEnd, StorageE
                 }
                 assert_eq!(position, seg.size_bytes, "walk and segment disagree");
                 seg.note_batch(&h);
+                seen(&h);
             }
             Err(end) => return Ok(end),
         }
@@ -210,9 +239,10 @@ async fn recover_active(
     base_offset: i64,
     interval: u32,
     now_ms: i64,
+    seen: &mut dyn FnMut(&BatchHeader),
 ) -> Result<(Segment, Tail), StorageError> {
     let (mut seg, file_bytes) = open_segment(dir, base_offset, interval, now_ms).await?;
-    let end = rebuild(&mut seg, file_bytes).await?;
+    let end = rebuild(&mut seg, file_bytes, seen).await?;
     let valid_bytes = seg.size_bytes;
     let path = seg.path("log");
     let file = opened(&seg).file.clone();

@@ -84,19 +84,38 @@ impl PartitionLog {
     /// This replica now leads in `epoch`: batches it appends carry it, and the epoch cache
     /// records that it starts at the current log end.
     pub fn become_leader(&self, epoch: i32) -> Result<(), StorageError> {
-        let mut st = self.inner.state.borrow_mut();
-        st.leader_epoch = epoch;
-        let end = st.log_end_offset;
-        if st.epochs.assign(epoch, end) {
-            st.epochs.persist(&st.dir)?;
-        }
-        Ok(())
+        let result = {
+            let mut st = self.inner.state.borrow_mut();
+            st.leader_epoch = epoch;
+            let end = st.log_end_offset;
+            if st.epochs.assign(epoch, end) {
+                st.epochs.persist(&st.dir)
+            } else {
+                Ok(())
+            }
+        };
+        // Writes waiting to commit in an earlier epoch of ours are not going to.
+        self.inner.hw_waiters.wake_all();
+        result
     }
 
     /// This replica no longer leads: appends from producers are refused by the caller, and
-    /// batches come from the leader with their own epochs.
+    /// batches come from the leader with their own epochs. Writes waiting to commit are told
+    /// that leadership was lost.
     pub fn become_follower(&self) {
         self.inner.state.borrow_mut().leader_epoch = -1;
+        self.inner.hw_waiters.wake_all();
+    }
+
+    /// The idempotent batches recovery found at the end of the log (the last few of each
+    /// producer in the active segment, in log order); empty once taken.
+    pub fn take_producer_batches(&self) -> Vec<BatchHeader> {
+        std::mem::take(&mut self.inner.state.borrow_mut().producer_batches)
+    }
+
+    /// The epoch this replica leads in, or -1 when it follows.
+    pub fn leader_epoch(&self) -> i32 {
+        self.inner.state.borrow().leader_epoch
     }
 
     pub fn latest_epoch(&self) -> Option<i32> {
@@ -146,6 +165,13 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<(), StorageError> {
         if offset >= self.log_end_offset() {
+            // No batch to cut, but epochs that start here hold nothing and must go, or the
+            // follower keeps naming an epoch the leader never had.
+            let mut st = self.inner.state.borrow_mut();
+            if st.epochs.truncate_from_end(offset) {
+                st.epochs.persist(&st.dir)?;
+                tracing::info!(dir = %st.dir.display(), offset, "forgot leader epochs with no batches");
+            }
             return Ok(());
         }
         self.rewrite(offset, false, now_ms).await

@@ -7,9 +7,11 @@
 //! - one of the five remembered: a retry, answered with the offset it got the first time;
 //! - anything else: OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch: INVALID_PRODUCER_EPOCH.
 //!
-//! The state is kept in memory only. After a restart a producer's first batch is taken as it
-//! comes (Kafka would rebuild the state from the log), so a retry that crosses a broker restart
-//! can be stored twice.
+//! The state lives in memory. Followers keep it as they copy the leader's batches, so a new
+//! leader knows its producers; a truncated log forgets the batches it cut; at start-up it is
+//! rebuilt from the active segment's batches (recovery reads them anyway). A producer whose
+//! last batches are only in older segments is not known after a restart: its first batch is
+//! taken as it comes (Kafka keeps `.snapshot` files for that).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -100,6 +102,24 @@ impl PartitionProducers {
             }
             _ => Check::Append,
         }
+    }
+
+    /// The state the log's own batches give (headers in log order, as recovery found them).
+    pub fn rebuilt(batches: &[BatchHeader]) -> Self {
+        let mut state = Self::default();
+        for h in batches {
+            state.appended(h, h.base_offset);
+        }
+        state
+    }
+
+    /// The log was cut back to `end`: batches at or past it are forgotten (a retry of one is
+    /// written again, at its new offset), and producers with nothing left are dropped.
+    pub fn truncate(&mut self, end: i64) {
+        for p in self.producers.values_mut() {
+            p.batches.retain(|b| b.base_offset < end);
+        }
+        self.producers.retain(|_, p| !p.batches.is_empty());
     }
 
     /// Records a batch that was appended at `base_offset` (its header as stored).
@@ -217,5 +237,40 @@ mod tests {
         let mut h = header(3, 0, 0, 1);
         h.attributes |= 0x10;
         assert_eq!(s.check(&h), Check::Reject(ResponseError::InvalidTxnState));
+    }
+
+    #[test]
+    fn rebuilt_from_the_log_a_retry_is_recognised() {
+        let mut a = header(7, 0, 0, 2);
+        a.base_offset = 10;
+        let mut b = header(7, 0, 2, 3);
+        b.base_offset = 12;
+        let state = PartitionProducers::rebuilt(&[a, b]);
+        assert_eq!(
+            state.check(&b),
+            Check::Duplicate {
+                base_offset: 12,
+                last_offset: 14
+            }
+        );
+        assert_eq!(state.check(&header(7, 0, 5, 1)), Check::Append);
+        assert_eq!(
+            state.check(&header(7, 0, 9, 1)),
+            Check::Reject(ResponseError::OutOfOrderSequenceNumber)
+        );
+    }
+
+    #[test]
+    fn a_truncated_batch_is_forgotten_and_written_again() {
+        let mut state = PartitionProducers::default();
+        state.appended(&header(7, 0, 0, 2), 10);
+        let cut = header(7, 0, 2, 3);
+        state.appended(&cut, 12);
+        state.appended(&header(8, 0, 0, 1), 15);
+        state.truncate(12);
+        // The retry of the cut batch follows the last kept one: appended anew.
+        assert_eq!(state.check(&cut), Check::Append);
+        // Producer 8 had nothing below the cut: unknown again.
+        assert_eq!(state.check(&header(8, 0, 4, 1)), Check::Append);
     }
 }

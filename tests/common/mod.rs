@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod cluster;
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};

@@ -8,6 +8,9 @@ source "$(dirname "$0")/common.sh"
 SHARDS="${SHARDS:-1}"
 DUR="${DUR:-10s}"
 PARTS="${PARTS:-3}"
+ACKS="${ACKS:-0,1,all}"
+RATE="${RATE:-48828}"
+MAX="${MAX:-1}"
 C="$OUT/cluster"
 mkdir -p "$C"
 PIDS=()
@@ -35,9 +38,10 @@ done
 "$GREGOR" cluster status --bootstrap-server "$BROKERS" | tee "$C/status.txt"
 common=(--brokers "$BROKERS" --progress-secs 0 --drain-timeout 60s --replication-factor 3
     --partitions "$PARTS" --record-size 1024)
-"$BENCH" "${common[@]}" --label cluster --out "$C/e2e-50mb" --workload e2e --acks 0,1,all \
-    --rate 48828 --linger-ms 0 --batch-size 1000000 --duration "$DUR" --warmup 2s \
+"$BENCH" "${common[@]}" --label cluster --out "$C/e2e-50mb" --workload e2e --acks "$ACKS" \
+    --rate "$RATE" --linger-ms 0 --batch-size 1000000 --duration "$DUR" --warmup 2s \
     | tee "$C/e2e-50mb.txt"
-"$BENCH" "${common[@]}" --label cluster --out "$C/produce-max" --workload produce --acks 0,1,all \
+[ "$MAX" = 1 ] || exit 0
+"$BENCH" "${common[@]}" --label cluster --out "$C/produce-max" --workload produce --acks "$ACKS" \
     --batch-size 1000000 --max-request-size 8388608 --duration "$DUR" --warmup 2s \
     | tee "$C/produce-max.txt"

@@ -150,12 +150,31 @@ pub fn offsets(admin: &mut Client, topic: &TopicLayout, latest: bool) -> Result<
             .filter(|p| p.leader == leader)
             .map(|p| (p.partition, ts))
             .collect();
-        let answer = if admin.addr() == leader {
-            admin.list_offsets(&topic.name, &queries, 0)?
-        } else {
-            let mut c = Client::connect(&leader, "gregor-bench")
-                .with_context(|| format!("connect to leader {leader}"))?;
-            c.list_offsets(&topic.name, &queries, 0)?
+        let mut other = None;
+        let deadline = Instant::now() + LEADERS_TIMEOUT;
+        let answer = loop {
+            let client = if admin.addr() == leader {
+                &mut *admin
+            } else {
+                if other.is_none() {
+                    other = Some(
+                        Client::connect(&leader, "gregor-bench")
+                            .with_context(|| format!("connect to leader {leader}"))?,
+                    );
+                }
+                other.as_mut().expect("connected above")
+            };
+            match client.list_offsets(&topic.name, &queries, 0) {
+                Ok(a) => break a,
+                // A new topic's leader may learn of it a moment after the bootstrap broker.
+                Err(e)
+                    if Instant::now() < deadline
+                        && matches!(e.kafka_code(), Some(3) | Some(5) | Some(6)) =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         found.extend(answer);
     }

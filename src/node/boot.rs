@@ -66,6 +66,9 @@ pub async fn shard_main(
         "a data shard joined the mesh as peer {}",
         shard.id.0
     );
+    if shard.config.cluster.broker {
+        crate::server::bind_listener(&shard);
+    }
     wait_for_stop(&stop).await;
     crate::server::stop_listener(&shard);
     shard.close_logs().await;
@@ -188,8 +191,10 @@ async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
     }
     ensure_offsets_topic(shard, quorum).await;
     let snap = quorum.image();
-    crate::server::publish_snapshot(shard, snap.clone()).await;
-    remove_stray_partition_dirs(config, &snap);
+    crate::server::publish_snapshot(shard, snap).await;
+    // The newest image, not the one published above: topics created meanwhile already have
+    // their directories, and an older image would call them strays.
+    remove_stray_partition_dirs(config, &quorum.image());
     if !config.cluster.broker {
         return;
     }

@@ -51,7 +51,7 @@ async fn lead(
                 let effects = state.on_isr_committed(
                     meta.isr.clone(),
                     meta.partition_epoch,
-                    log.written_end(),
+                    log.log_end_offset(),
                 );
                 log.set_hw_follows_written_end(meta.isr == [me]);
                 shard
@@ -183,7 +183,7 @@ pub fn on_follower_fetch(shard: &Rc<Shard>, tp: &TopicPartition, node: i32, offs
             return;
         };
         let eligible = shard.snapshot().is_live(node);
-        state.on_follower_fetch(node, offset, log.written_end(), eligible, shard.now_ms())
+        state.on_follower_fetch(node, offset, log.log_end_offset(), eligible, shard.now_ms())
     };
     apply_effects(shard, tp, &log, effects);
 }
@@ -204,7 +204,9 @@ pub async fn run_ticks(shard: Rc<Shard>) {
             let effects = {
                 let mut replicas = shard.replicas.borrow_mut();
                 match replicas.get_mut(&tp) {
-                    Some(Role::Leader(state)) => state.on_tick(log.written_end(), shard.now_ms()),
+                    Some(Role::Leader(state)) => {
+                        state.on_tick(log.log_end_offset(), shard.now_ms())
+                    }
                     _ => continue,
                 }
             };

@@ -325,7 +325,8 @@ async fn wait_any(shard: &Rc<Shard>, by_owner: &BTreeMap<ShardId, Vec<Want>>, wa
     let _ = futures::future::select_all(calls).await;
 }
 
-/// Waits for data past each offset: committed data for consumers, written data for followers.
+/// Waits for data past each offset: committed data for consumers, replica-readable data for
+/// followers.
 async fn wait_on_owner(shard: Rc<Shard>, wants: Vec<(TopicPartition, i64, bool)>, wait_ms: i64) {
     let waits: Vec<LocalBoxFuture<'static, ()>> = wants
         .into_iter()
@@ -333,7 +334,7 @@ async fn wait_on_owner(shard: Rc<Shard>, wants: Vec<(TopicPartition, i64, bool)>
         .map(|(log, offset, replica)| -> LocalBoxFuture<'static, ()> {
             Box::pin(async move {
                 if replica {
-                    log.wait_for_written_data(offset).await
+                    log.wait_for_replica_data(offset).await
                 } else {
                     log.wait_for_data(offset).await
                 }

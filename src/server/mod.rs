@@ -88,14 +88,31 @@ fn reply<T: kafka_protocol::protocol::Encodable>(req: &Request, body: &T) -> Out
 
 /// Binds this shard's listener (SO_REUSEPORT: every shard binds the same address and the
 /// kernel spreads connections) and starts accepting, plus the retention timer.
-pub fn start_listener(shard: &Rc<Shard>) {
-    let listener = match glommio::net::TcpListener::bind(shard.config.listener) {
+/// Binds the client listener as soon as the shard exists, as Kafka binds its acceptors before
+/// it enables request processing: a client that connects while the broker is still starting
+/// (registered, opening its logs) waits in the backlog instead of being refused.
+pub fn bind_listener(shard: &Rc<Shard>) {
+    if shard.serving.get() {
+        return;
+    }
+    let listener = bind(shard);
+    *shard.listener.borrow_mut() = Some(listener);
+}
+
+fn bind(shard: &Shard) -> glommio::net::TcpListener {
+    match glommio::net::TcpListener::bind(shard.config.listener) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("gregor: cannot listen on {}: {e}", shard.config.listener);
             std::process::exit(1);
         }
-    };
+    }
+}
+
+pub fn start_listener(shard: &Rc<Shard>) {
+    shard.serving.set(true);
+    let bound = shard.listener.borrow_mut().take();
+    let listener = bound.unwrap_or_else(|| bind(shard));
     let accept_shard = shard.clone();
     let accept = glommio::spawn_local(async move {
         loop {
@@ -123,6 +140,7 @@ pub fn start_listener(shard: &Rc<Shard>) {
 
 /// Stops accepting and stops background work; open connections end with the executor.
 pub fn stop_listener(shard: &Rc<Shard>) {
+    shard.listener.borrow_mut().take();
     shard.background.borrow_mut().clear();
 }
 

@@ -57,6 +57,10 @@ pub struct Shard {
     pub(crate) coordinator: RefCell<crate::group::Coordinator>,
     /// Long-running tasks of this shard (listener, retention); dropping them cancels them.
     pub(crate) background: RefCell<Vec<glommio::Task<()>>>,
+    /// The client listener, bound at start-up and accepting once the shard serves.
+    pub(crate) listener: RefCell<Option<glommio::net::TcpListener>>,
+    /// Set once the shard accepts clients.
+    pub(crate) serving: std::cell::Cell<bool>,
     clock: SystemClock,
 }
 
@@ -78,6 +82,8 @@ impl Shard {
             producers: RefCell::new(Default::default()),
             coordinator: RefCell::new(Default::default()),
             background: RefCell::new(Vec::new()),
+            listener: RefCell::new(None),
+            serving: std::cell::Cell::new(false),
             clock: Default::default(),
         }
     }

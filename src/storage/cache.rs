@@ -66,6 +66,11 @@ impl BatchCache {
         Some(self.batches.range(start..))
     }
 
+    /// The first offset held, if any.
+    pub fn first_offset(&self) -> Option<i64> {
+        self.batches.front().map(|b| b.base_offset)
+    }
+
     pub fn held_bytes(&self) -> usize {
         self.held_bytes
     }

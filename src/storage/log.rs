@@ -61,6 +61,8 @@ pub(super) struct Inner {
     pub(super) hw_waiters: WaitList,
     /// Waiting for the written end to reach a key.
     pub(super) written_waiters: WaitList,
+    /// Followers' long polls, waiting for what a replica may read to pass a key.
+    replica_waiters: WaitList,
     /// Waiting for the writer to finish the job with a given sequence number.
     job_waiters: WaitList,
 }
@@ -94,6 +96,9 @@ pub(super) struct State {
     /// Set by the replica machine when the partition is replicated; otherwise the high
     /// watermark follows `written_end`.
     hw_managed: bool,
+    /// Where the replicas agree the high watermark may go (managed HW); the part past the
+    /// written end is taken when the local write completes.
+    hw_target: i64,
     /// The epoch this replica leads in, written into every batch it appends (-1: none yet).
     leader_epoch: i32,
     /// Leader epochs and the offsets they start at (`leader-epoch-checkpoint`).
@@ -136,6 +141,7 @@ impl PartitionLog {
             state: RefCell::new(state),
             hw_waiters: WaitList::default(),
             written_waiters: WaitList::default(),
+            replica_waiters: WaitList::default(),
             job_waiters: WaitList::default(),
         };
         Ok(Rc::new(PartitionLog {
@@ -171,8 +177,10 @@ impl PartitionLog {
             st.roll(now_ms);
         }
         st.push_batch(&header, batch.freeze(), now_ms);
+        let replica_end = st.replica_end();
         drop(st);
         self.ensure_writer();
+        self.inner.replica_waiters.wake_upto(replica_end);
         Ok(AppendInfo {
             base_offset,
             last_offset: header.last_offset(),
@@ -223,13 +231,13 @@ impl PartitionLog {
         .await
     }
 
-    /// Resolves when the written end moves above `offset` or the log is closed (the long poll
-    /// of a follower's fetch).
-    pub async fn wait_for_written_data(&self, offset: i64) {
+    /// Resolves when what a follower may read moves above `offset` or the log is closed (the
+    /// long poll of a follower's fetch).
+    pub async fn wait_for_replica_data(&self, offset: i64) {
         let inner = &self.inner;
-        Wait::new(&inner.written_waiters, offset.saturating_add(1), || {
+        Wait::new(&inner.replica_waiters, offset.saturating_add(1), || {
             let st = inner.state.borrow();
-            (st.written_end > offset || st.closed || st.failed.is_some()).then_some(())
+            (st.replica_end() > offset || st.closed || st.failed.is_some()).then_some(())
         })
         .await
     }
@@ -305,14 +313,16 @@ impl PartitionLog {
         self.read_below(offset, end, max_bytes, min_one).await
     }
 
-    /// As [`read`](Self::read), but up to the written end: what a follower fetches.
+    /// As [`read`](Self::read), but what a follower fetches: up to the log end while the tail
+    /// cache still holds what is not yet written here (the follower copies it while the local
+    /// write runs; the high watermark never passes the local written end), else the written end.
     pub async fn read_for_replica(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, StorageError> {
-        let end = self.inner.state.borrow().written_end;
+        let end = self.inner.state.borrow().replica_end();
         self.read_below(offset, end, max_bytes, min_one).await
     }
 
@@ -649,6 +659,7 @@ impl State {
             written_end: log_end_offset,
             log_end_offset,
             hw_managed: false,
+            hw_target: log_end_offset,
             leader_epoch: -1,
             epochs,
             cache: BatchCache::new(cache_bytes),
@@ -681,6 +692,7 @@ impl Inner {
             (st.high_watermark, st.written_end)
         };
         self.written_waiters.wake_upto(written);
+        self.replica_waiters.wake_upto(written);
         self.hw_waiters.wake_upto(hw);
         self.job_waiters.wake_upto(job.seq as i64);
     }
@@ -689,6 +701,7 @@ impl Inner {
     pub fn wake_everyone(&self) {
         self.hw_waiters.wake_all();
         self.written_waiters.wake_all();
+        self.replica_waiters.wake_all();
         self.job_waiters.wake_all();
     }
 

@@ -34,6 +34,7 @@ impl PartitionLog {
         } else {
             st.high_watermark = st.written_end;
         }
+        st.hw_target = st.high_watermark;
         let hw = st.high_watermark;
         drop(st);
         self.inner.hw_waiters.wake_upto(hw);
@@ -49,16 +50,20 @@ impl PartitionLog {
             if follows {
                 st.high_watermark = st.written_end;
             }
+            st.hw_target = st.hw_target.max(st.high_watermark);
             st.high_watermark
         };
         self.inner.hw_waiters.wake_upto(hw);
     }
 
     /// Moves the high watermark up to `hw` (never past the written end, never down); returns
-    /// the high watermark now. Wakes acks=all producers and consumers waiting below it.
+    /// the high watermark now. What lies past the written end (the replicas copied a tail this
+    /// replica is still writing) is taken when that write completes. Wakes acks=all producers
+    /// and consumers waiting below it.
     pub fn set_high_watermark(&self, hw: i64) -> i64 {
         let now = {
             let mut st = self.inner.state.borrow_mut();
+            st.hw_target = st.hw_target.max(hw.min(st.log_end_offset));
             let target = hw.min(st.written_end);
             if target > st.high_watermark {
                 st.high_watermark = target;
@@ -87,6 +92,7 @@ impl PartitionLog {
         let result = {
             let mut st = self.inner.state.borrow_mut();
             st.leader_epoch = epoch;
+            st.hw_target = st.high_watermark;
             let end = st.log_end_offset;
             if st.epochs.assign(epoch, end) {
                 st.epochs.persist(&st.dir)
@@ -103,7 +109,11 @@ impl PartitionLog {
     /// batches come from the leader with their own epochs. Writes waiting to commit are told
     /// that leadership was lost.
     pub fn become_follower(&self) {
-        self.inner.state.borrow_mut().leader_epoch = -1;
+        {
+            let mut st = self.inner.state.borrow_mut();
+            st.leader_epoch = -1;
+            st.hw_target = st.high_watermark;
+        }
         self.inner.hw_waiters.wake_all();
     }
 
@@ -217,6 +227,7 @@ impl PartitionLog {
         fresh.leader_epoch = leader_epoch;
         let end = fresh.log_end_offset;
         fresh.high_watermark = hw.min(end).max(fresh.log_start_offset);
+        fresh.hw_target = fresh.high_watermark;
         if fresh.epochs.truncate_from_end(end) {
             fresh.epochs.persist(&fresh.dir)?;
         }

@@ -56,6 +56,15 @@ impl State {
     }
 
     /// A read at `offset` that may go up to `end` (the high watermark or the written end).
+    /// What a follower may read: everything appended when the cache still reaches back to the
+    /// written end (the unwritten tail is served from memory), else the written end.
+    pub(in crate::storage) fn replica_end(&self) -> i64 {
+        match self.cache.first_offset() {
+            Some(first) if first <= self.written_end => self.log_end_offset,
+            _ => self.written_end,
+        }
+    }
+
     pub(in crate::storage) fn check_readable(
         &self,
         offset: i64,
@@ -230,6 +239,11 @@ impl State {
         self.written_end = job.end_offset;
         if !self.hw_managed {
             self.high_watermark = self.written_end;
+        } else {
+            // What the replicas already have, now written here too.
+            self.high_watermark = self
+                .high_watermark
+                .max(self.hw_target.min(self.written_end));
         }
         self.done_job_seq = job.seq;
         if synced {

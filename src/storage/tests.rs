@@ -543,6 +543,45 @@ fn leader_batches(first: i64, counts: &[i32], epoch: i32) -> Vec<Bytes> {
 }
 
 #[test]
+fn followers_read_the_unwritten_tail_and_the_high_watermark_follows_the_local_write() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(&dir.path().join("t-0"), config(1 << 20), 1 << 20).await;
+        log.set_hw_managed(true);
+        log.become_leader(4).unwrap();
+        // Appended, not yet written: the writer task has not run (no await since).
+        for b in leader_batches(0, &[2, 3], 4) {
+            log.append_replicated(b, 1_000).unwrap();
+        }
+        assert_eq!((log.written_end(), log.log_end_offset()), (0, 5));
+        let read = log.read_for_replica(0, 1 << 20, true).await.unwrap();
+        assert_eq!(read.batches.len(), 2, "the tail comes from the cache");
+        // A follower's long poll at the log end wakes on the next append, before its write.
+        let waiter = {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.wait_for_replica_data(5).await })
+        };
+        glommio::yield_if_needed().await;
+        for b in leader_batches(5, &[1], 4) {
+            log.append_replicated(b, 1_000).unwrap();
+        }
+        waiter.await;
+        // The high watermark never passes what is written here.
+        let hw = log.set_high_watermark(6);
+        assert!(
+            hw <= log.written_end(),
+            "hw {hw} past the written end {}",
+            log.written_end()
+        );
+        // ... and reaches what the replicas agreed on once the local write completes, with no
+        // further follower fetch to tell it.
+        log.wait_written(6).await.unwrap();
+        assert_eq!(log.high_watermark(), 6);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
 fn a_follower_appends_as_sent_and_reads_stop_at_the_high_watermark() {
     run(|| async {
         let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,10 @@
 # configs/cluster-3), replication factor 3, min.insync.replicas=2: end-to-end latency of 1 KiB
 # records at 50 MB/s (48,828 records/s, open loop), then the highest produce rate per acks
 # setting (closed loop). Data on the machine's disk; each node in its own directory.
+# The reference in the same run: one gregor (replication factor 1, same shards per node) under
+# the same e2e workload, so the table shows what replication costs on this machine.
 # Usage: perf/cluster.sh            (SHARDS=1 by default: 3 nodes share this machine's cores)
+#   ACKS=all,1 RATE=4883 MAX=0 DUR=20s REF=0 perf/cluster.sh   (subsets)
 source "$(dirname "$0")/common.sh"
 SHARDS="${SHARDS:-1}"
 DUR="${DUR:-10s}"
@@ -11,6 +14,7 @@ PARTS="${PARTS:-3}"
 ACKS="${ACKS:-0,1,all}"
 RATE="${RATE:-48828}"
 MAX="${MAX:-1}"
+REF="${REF:-1}"
 C="$OUT/cluster"
 mkdir -p "$C"
 PIDS=()
@@ -41,7 +45,18 @@ common=(--brokers "$BROKERS" --progress-secs 0 --drain-timeout 60s --replication
 "$BENCH" "${common[@]}" --label cluster --out "$C/e2e-50mb" --workload e2e --acks "$ACKS" \
     --rate "$RATE" --linger-ms 0 --batch-size 1000000 --duration "$DUR" --warmup 2s \
     | tee "$C/e2e-50mb.txt"
-[ "$MAX" = 1 ] || exit 0
+if [ "$MAX" = 1 ]; then
 "$BENCH" "${common[@]}" --label cluster --out "$C/produce-max" --workload produce --acks "$ACKS" \
     --batch-size 1000000 --max-request-size 8388608 --duration "$DUR" --warmup 2s \
     | tee "$C/produce-max.txt"
+fi
+[ "$REF" = 1 ] || exit 0
+stop_all
+PIDS=()
+BROKERS="127.0.0.1:$PORT"
+start_gregor --set num.shards="$SHARDS"
+PIDS+=("$BROKER_PID")
+"$BENCH" --brokers "$BROKERS" --progress-secs 0 --drain-timeout 60s --replication-factor 1 \
+    --partitions "$PARTS" --record-size 1024 --label single --out "$C/e2e-50mb-single" \
+    --workload e2e --acks "$ACKS" --rate "$RATE" --linger-ms 0 --batch-size 1000000 \
+    --duration "$DUR" --warmup 2s | tee "$C/e2e-50mb-single.txt"

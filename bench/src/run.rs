@@ -133,12 +133,14 @@ fn run_one(
         args.partitions,
         args.replication_factor,
     )?);
+    // Every leader knows the new topic before the first produce: an acks=0 produce to a leader
+    // that does not closes the connection (as Kafka does), which the driver cannot retry.
+    let starts = topic::offsets(admin, &layout, false)?;
     let counters = Arc::new(Counters::default());
     let tag = format!("{} acks={}", args.label, acks_name(acks));
     let outcome = match args.workload {
         Workload::Produce => run_phase(args, plan, acks, &layout, versions, &counters, None, &tag),
         Workload::EndToEnd => {
-            let starts = topic::offsets(admin, &layout, false)?;
             let consume = ConsumePlan { starts, ends: None };
             run_phase(
                 args,

@@ -351,3 +351,103 @@ fn deleted_segments_linger_for_file_delete_delay_ms() {
         "and are removed once the delay has passed"
     );
 }
+
+/// Retention deletes only where `cleanup.policy` includes `delete`, as in Kafka: a compacted
+/// topic (`__consumer_offsets` is one) keeps segments however old their records are, while
+/// `compact,delete` loses them as `delete` does.
+#[test]
+fn retention_applies_only_to_topics_whose_policy_deletes() {
+    let broker = start(&[("log.retention.ms", "3600000")]);
+    let two_hours_ago = common::now_ms() - 7_200_000;
+    let keyed = |tag: &str, ts: Option<i64>| -> Vec<TestRecord> {
+        records(tag, 1_000, ts)
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                r.key = Some(format!("key-{}", i % 100).into_bytes());
+                r
+            })
+            .collect()
+    };
+    for (topic, policy) in [
+        ("compact-only", "compact"),
+        ("compact-and-delete", "compact,delete"),
+    ] {
+        create_topic(
+            &broker.admin_config(),
+            topic,
+            1,
+            &[("cleanup.policy", policy)],
+        );
+        produce(
+            &small_batches(&broker),
+            topic,
+            &keyed("old", Some(two_hours_ago)),
+        );
+        produce(&small_batches(&broker), topic, &keyed("new", None));
+    }
+    let ok = wait_until(Duration::from_secs(20), || {
+        watermarks(&broker.consumer_config(), "compact-and-delete", 0).0 > 0
+    });
+    assert!(ok, "compact,delete: no expired segment was deleted");
+    let segments = segment_files(&broker.partition_dir("compact-only", 0));
+    // Several more retention rounds (every 200 ms): the compacted topic keeps everything.
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert_eq!(
+        watermarks(&broker.consumer_config(), "compact-only", 0),
+        (0, 2_000),
+        "retention deleted records of a compacted topic"
+    );
+    assert_eq!(
+        segment_files(&broker.partition_dir("compact-only", 0)),
+        segments
+    );
+    assert!(
+        segments.len() > 2,
+        "the test needs old sealed segments: {segments:?}"
+    );
+}
+
+/// `__consumer_offsets` is compacted: a broker whose `log.retention.ms` is shorter than the age
+/// of a commit keeps the commit, across a restart too (it used to delete the whole partition,
+/// active segment included, once every record in it had expired).
+#[test]
+fn committed_offsets_outlive_retention_ms() {
+    let mut broker = start(&[("log.retention.ms", "1000")]);
+    let topic = "offsets-kept";
+    create_topic(&broker.admin_config(), topic, 1, &[]);
+    produce(&small_batches(&broker), topic, &records("r", 10, None));
+    let mut cfg = broker.consumer_config();
+    cfg.set("group.id", "keeps-offsets");
+    let c = consumer(&cfg);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(7))
+        .unwrap();
+    c.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    drop(c);
+    // Many retention rounds (every 200 ms) after every offsets record is older than 1 s.
+    std::thread::sleep(Duration::from_millis(3_000));
+    broker.restart();
+    let mut q = TopicPartitionList::new();
+    q.add_partition(topic, 0);
+    let c = consumer(&cfg);
+    let mut last = None;
+    let ok = wait_until(Duration::from_secs(30), || {
+        match c.committed_offsets(q.clone(), Duration::from_secs(5)) {
+            Ok(got) => {
+                let o = got.find_partition(topic, 0).map(|e| e.offset());
+                last = Some(format!("{o:?}"));
+                o == Some(Offset::Offset(7))
+            }
+            Err(e) => {
+                last = Some(e.to_string());
+                false
+            }
+        }
+    });
+    assert!(
+        ok,
+        "committed offset after retention and a restart: {last:?}"
+    );
+}

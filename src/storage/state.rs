@@ -325,7 +325,12 @@ impl State {
     }
 
     /// How many segments retention would delete now (the active one included).
+    /// Only a topic whose `cleanup.policy` includes `delete` has retention (Kafka's rule): a
+    /// compacted topic such as `__consumer_offsets` keeps its records however old.
     pub(in crate::storage) fn retention_count(&self, now_ms: i64) -> usize {
+        if !self.config.deletes() {
+            return 0;
+        }
         let summaries: Vec<SegmentSummary> = self
             .segments
             .values()

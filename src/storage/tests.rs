@@ -369,6 +369,27 @@ fn retention_by_time_deletes_old_segments_and_moves_log_start() {
 }
 
 #[test]
+fn retention_needs_a_delete_policy() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(800);
+        c.retention_ms = 100;
+        c.retention_bytes = 1;
+        c.cleanup_policy = "compact".to_string();
+        let log = open(dir.path(), c.clone(), 0).await;
+        append_many(&log, 40);
+        log.wait_written(log.log_end_offset()).await.unwrap();
+        let segments = log.segment_count();
+        assert!(segments > 2);
+        assert_eq!(log.apply_retention(i64::MAX).await.unwrap(), 0);
+        assert_eq!((log.segment_count(), log.log_start_offset()), (segments, 0));
+        c.cleanup_policy = "compact,delete".to_string();
+        log.update_config(c);
+        assert!(log.apply_retention(i64::MAX).await.unwrap() > 0);
+    });
+}
+
+#[test]
 fn retention_by_size_keeps_at_least_retention_bytes() {
     run(|| async {
         let dir = tempfile::tempdir().unwrap();

@@ -66,6 +66,12 @@ pub enum Command {
     FenceBroker {
         node: NodeId,
     },
+    /// A registered broker has opened its logs and its listeners: clients and leaderships may
+    /// come to it (Kafka's heartbeat with wantFence=false after the broker's start-up).
+    UnfenceBroker {
+        node: NodeId,
+        incarnation: Uuid,
+    },
     /// A partition leader asks for a new ISR (Kafka's AlterPartition).
     AlterPartition {
         topic: String,
@@ -173,6 +179,9 @@ pub fn plan(
             Reply::Done,
         )),
         Command::FenceBroker { node } => Ok((fence_broker(image, *node), Reply::Done)),
+        Command::UnfenceBroker { node, incarnation } => {
+            Ok((unfence_broker(image, *node, *incarnation), Reply::Done))
+        }
         Command::AlterPartition {
             topic,
             partition,
@@ -382,7 +391,8 @@ fn fence_broker(image: &Snapshot, node: NodeId) -> Vec<Record> {
 }
 
 /// A broker registered (it started): if it replaces a known incarnation, that one is fenced
-/// first; leaderless partitions it is in sync for get it as leader.
+/// first. The new incarnation starts fenced, as in Kafka: nothing is sent to it until it says
+/// it serves ([`unfence_broker`]).
 fn register_broker(
     image: &Snapshot,
     node: NodeId,
@@ -392,7 +402,8 @@ fn register_broker(
     rack: Option<String>,
 ) -> Vec<Record> {
     let known = image.brokers.get(&node);
-    if known.is_some_and(|b| b.incarnation == incarnation && !b.fenced) {
+    if known.is_some_and(|b| b.incarnation == incarnation) {
+        // A retry of this registration: fenced or not, it stands.
         return Vec::new();
     }
     let mut records = Vec::new();
@@ -410,8 +421,22 @@ fn register_broker(
         incarnation,
         rack,
     };
-    after.apply(registered.clone(), &LogConfig::default());
     records.push(registered);
+    records.push(Record::BrokerFenced { node });
+    records
+}
+
+/// The registered incarnation serves: it is unfenced, and leaderless partitions it is in sync
+/// for get it as leader. Another incarnation's request changes nothing.
+fn unfence_broker(image: &Snapshot, node: NodeId, incarnation: Uuid) -> Vec<Record> {
+    match image.brokers.get(&node) {
+        Some(b) if b.incarnation == incarnation && b.fenced => {}
+        _ => return Vec::new(),
+    }
+    let unfenced = Record::BrokerUnfenced { node };
+    let mut after = image.clone();
+    after.apply(unfenced.clone(), &LogConfig::default());
+    let mut records = vec![unfenced];
     for t in after.topics.values() {
         for (i, p) in t.assignments.iter().enumerate() {
             if p.leader == NO_LEADER && p.isr.contains(&node) {

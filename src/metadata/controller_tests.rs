@@ -20,19 +20,43 @@ fn run(image: &mut Snapshot, cmd: Command) -> Result<Reply, MetadataError> {
 fn cluster(nodes: &[NodeId]) -> Snapshot {
     let mut s = Snapshot::default();
     for n in nodes {
+        let incarnation = Uuid::new_v4();
         run(
             &mut s,
             Command::RegisterBroker {
                 node: *n,
                 host: "127.0.0.1".into(),
                 port: 9000 + *n as u16,
-                incarnation: Uuid::new_v4(),
+                incarnation,
                 rack: None,
+            },
+        )
+        .unwrap();
+        assert!(s.brokers[n].fenced, "a registration starts fenced");
+        run(
+            &mut s,
+            Command::UnfenceBroker {
+                node: *n,
+                incarnation,
             },
         )
         .unwrap();
     }
     s
+}
+
+/// A broker restarts: a new incarnation registers, then serves.
+fn rejoin(s: &mut Snapshot, node: NodeId) {
+    let incarnation = Uuid::new_v4();
+    let register = Command::RegisterBroker {
+        node,
+        host: "h".into(),
+        port: 1,
+        incarnation,
+        rack: None,
+    };
+    run(s, register).unwrap();
+    run(s, Command::UnfenceBroker { node, incarnation }).unwrap();
 }
 
 fn create(s: &mut Snapshot, name: &str, partitions: i32, rf: i16) -> Result<Reply, MetadataError> {
@@ -94,29 +118,9 @@ fn a_fenced_leader_hands_over_in_replica_order_and_the_last_member_stays() {
     assert_eq!(dead.leader, NO_LEADER);
     assert_eq!(dead.isr, vec![p0.replicas[2]]);
     // The first one back is not in sync: no leader. The last member back leads again.
-    run(
-        &mut s,
-        Command::RegisterBroker {
-            node: first,
-            host: "h".into(),
-            port: 1,
-            incarnation: Uuid::new_v4(),
-            rack: None,
-        },
-    )
-    .unwrap();
+    rejoin(&mut s, first);
     assert_eq!(part(&s, "t", 0).leader, NO_LEADER);
-    run(
-        &mut s,
-        Command::RegisterBroker {
-            node: p0.replicas[2],
-            host: "h".into(),
-            port: 1,
-            incarnation: Uuid::new_v4(),
-            rack: None,
-        },
-    )
-    .unwrap();
+    rejoin(&mut s, p0.replicas[2]);
     let back = part(&s, "t", 0);
     assert_eq!(back.leader, p0.replicas[2]);
     assert!(back.leader_epoch > dead.leader_epoch);
@@ -140,11 +144,12 @@ fn a_restart_with_a_new_incarnation_fences_the_old_one_first() {
     };
     run(&mut s, same).unwrap();
     assert_eq!(s.version, v);
+    let new_inc = Uuid::new_v4();
     let restarted = Command::RegisterBroker {
         node: leader,
         host: "127.0.0.1".into(),
         port: 9000 + leader as u16,
-        incarnation: Uuid::new_v4(),
+        incarnation: new_inc,
         rack: None,
     };
     run(&mut s, restarted).unwrap();
@@ -154,7 +159,61 @@ fn a_restart_with_a_new_incarnation_fences_the_old_one_first() {
         "leadership moved off the restarted broker"
     );
     assert!(!after.isr.contains(&leader), "it must catch up to rejoin");
-    assert!(!s.brokers[&leader].fenced, "registered again");
+    assert!(s.brokers[&leader].fenced, "fenced until it serves");
+    // The old incarnation cannot unfence the new registration; the new one can.
+    let v = s.version;
+    run(
+        &mut s,
+        Command::UnfenceBroker {
+            node: leader,
+            incarnation: inc,
+        },
+    )
+    .unwrap();
+    assert_eq!((s.version, s.brokers[&leader].fenced), (v, true));
+    run(
+        &mut s,
+        Command::UnfenceBroker {
+            node: leader,
+            incarnation: new_inc,
+        },
+    )
+    .unwrap();
+    assert!(!s.brokers[&leader].fenced, "serving again");
+}
+
+#[test]
+fn a_leaderless_partition_waits_for_its_replica_to_serve() {
+    let mut s = cluster(&[1]);
+    create(&mut s, "t", 1, 1).unwrap();
+    run(&mut s, Command::FenceBroker { node: 1 }).unwrap();
+    assert_eq!(part(&s, "t", 0).leader, NO_LEADER);
+    let inc = Uuid::new_v4();
+    run(
+        &mut s,
+        Command::RegisterBroker {
+            node: 1,
+            host: "127.0.0.1".into(),
+            port: 9001,
+            incarnation: inc,
+            rack: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        part(&s, "t", 0).leader,
+        NO_LEADER,
+        "registered, still opening its logs: no leadership yet"
+    );
+    run(
+        &mut s,
+        Command::UnfenceBroker {
+            node: 1,
+            incarnation: inc,
+        },
+    )
+    .unwrap();
+    assert_eq!(part(&s, "t", 0).leader, 1);
 }
 
 #[test]
@@ -278,17 +337,7 @@ fn preferred_leaders_come_back() {
     run(&mut s, Command::FenceBroker { node: before[0] }).unwrap();
     assert_ne!(part(&s, "t", 0).leader, before[0]);
     // Back, and once in sync again, preferred election returns its partitions.
-    run(
-        &mut s,
-        Command::RegisterBroker {
-            node: before[0],
-            host: "h".into(),
-            port: 1,
-            incarnation: Uuid::new_v4(),
-            rack: None,
-        },
-    )
-    .unwrap();
+    rejoin(&mut s, before[0]);
     run(&mut s, Command::ElectPreferredLeaders).unwrap();
     assert_ne!(part(&s, "t", 0).leader, before[0], "not in sync yet");
     let p = part(&s, "t", 0);

@@ -285,9 +285,10 @@ impl Quorum {
         let Ok(_permit) = self.command_lock.acquire_permit(1).await else {
             return Err(MetadataError::NotController("shutting down".into()));
         };
-        if let Command::RegisterBroker { node, .. } = &cmd {
-            // A registration opens a new session: the old incarnation's last heartbeat must
-            // not fence the new one at once.
+        if let Command::RegisterBroker { node, .. } | Command::UnfenceBroker { node, .. } = &cmd {
+            // A registration (or the end of the broker's start-up) opens a new session: the
+            // last heartbeat of an old incarnation, or one from before a long start-up, must
+            // not fence the broker at once.
             self.sessions
                 .borrow_mut()
                 .last_seen

@@ -179,15 +179,7 @@ async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
         until_done(quorum, "registering this broker", register).await;
         // Serve only from an image that has this registration in it: what the controller
         // decided before it (leaderships moved away while this broker was gone) is in it too.
-        let me = config.node_id;
-        while !quorum
-            .image()
-            .brokers
-            .get(&me)
-            .is_some_and(|b| b.incarnation == incarnation && !b.fenced)
-        {
-            glommio::timer::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_own_registration(quorum, config.node_id, incarnation, false).await;
     }
     ensure_offsets_topic(shard, quorum).await;
     let snap = quorum.image();
@@ -205,6 +197,30 @@ async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
         if let Err(e) = r {
             fatal_start("starting listeners", e);
         }
+    }
+    // Logs open and listeners accepting: now clients and leaderships may come here.
+    let unfence = Command::UnfenceBroker {
+        node: config.node_id,
+        incarnation,
+    };
+    until_done(quorum, "unfencing this broker", unfence).await;
+    wait_for_own_registration(quorum, config.node_id, incarnation, true).await;
+}
+
+/// Waits until the image has this incarnation registered (and unfenced, if `unfenced`).
+async fn wait_for_own_registration(
+    quorum: &Quorum,
+    me: crate::types::NodeId,
+    incarnation: Uuid,
+    unfenced: bool,
+) {
+    while !quorum
+        .image()
+        .brokers
+        .get(&me)
+        .is_some_and(|b| b.incarnation == incarnation && (!unfenced || !b.fenced))
+    {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -265,6 +281,15 @@ async fn heartbeat_loop(shard: Rc<Shard>, quorum: Rc<Quorum>, incarnation: Uuid)
                 };
                 if let Err(e) = quorum.execute(cmd).await {
                     tracing::warn!(error = %e, "registering again failed");
+                    continue;
+                }
+                // This broker already serves: it asks to be unfenced at once.
+                let unfence = Command::UnfenceBroker {
+                    node: config.node_id,
+                    incarnation,
+                };
+                if let Err(e) = quorum.execute(unfence).await {
+                    tracing::warn!(error = %e, "unfencing after registering again failed");
                 }
             }
             None => {}

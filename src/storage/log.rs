@@ -342,8 +342,11 @@ impl PartitionLog {
         loop {
             let from_disk = {
                 let st = self.inner.state.borrow();
-                st.check_readable(offset, end)?;
-                if offset == end {
+                // Out of range means past the log end, as in Kafka: between the high watermark
+                // and the log end (a new leader whose HW has not caught up yet) there is
+                // nothing to read yet, which is not an error the client should reset on.
+                st.check_readable(offset, st.log_end_offset.max(end))?;
+                if offset >= end {
                     return Ok(ReadResult::default());
                 }
                 if let Some(cached) = st.cache.batches_from(offset) {

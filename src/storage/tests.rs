@@ -577,6 +577,13 @@ fn followers_read_the_unwritten_tail_and_the_high_watermark_follows_the_local_wr
         assert_eq!((log.written_end(), log.log_end_offset()), (0, 5));
         let read = log.read_for_replica(0, 1 << 20, true).await.unwrap();
         assert_eq!(read.batches.len(), 2, "the tail comes from the cache");
+        // Consumers: above the high watermark but within the log is empty, not out of range.
+        let above_hw = log.read(3, 1 << 20, true).await.unwrap();
+        assert!(above_hw.batches.is_empty());
+        assert!(matches!(
+            log.read(6, 1 << 20, true).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
         // A follower's long poll at the log end wakes on the next append, before its write.
         let waiter = {
             let log = log.clone();

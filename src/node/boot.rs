@@ -205,6 +205,8 @@ async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
     };
     until_done(quorum, "unfencing this broker", unfence).await;
     wait_for_own_registration(quorum, config.node_id, incarnation, true).await;
+    // A fenced broker does not count for the offsets topic's replicas: now it does.
+    ensure_offsets_topic(shard, quorum).await;
 }
 
 /// Waits until the image has this incarnation registered (and unfenced, if `unfenced`).

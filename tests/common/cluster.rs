@@ -24,7 +24,7 @@ use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -39,7 +39,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
-use super::{decode_response, encode_request, free_port, gregor_bin, read_frame, START_TIMEOUT};
+use super::{decode_response, encode_request, free_port, read_frame, START_TIMEOUT};
 
 pub type NodeId = i32;
 
@@ -417,21 +417,7 @@ impl Node {
             self.id, self.starts
         )
         .ok();
-        let mut cmd = Command::new(gregor_bin());
-        cmd.arg("serve");
-        for (k, v) in &self.settings {
-            cmd.arg("--set").arg(format!("{k}={v}"));
-        }
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("dup stderr file")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", gregor_bin()));
-        self.child = Some(child);
+        self.child = Some(super::spawn_serve(None, &self.settings, log));
         self.paused = false;
     }
 

@@ -34,6 +34,31 @@ pub fn gregor_bin() -> &'static str {
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; a race with another process is unlikely).
+/// Starts `gregor serve` with an optional config file and `--set` settings, stdout and stderr
+/// appended to `log` (RUST_LOG=info unless the caller's environment sets it).
+pub fn spawn_serve(
+    config_file: Option<&Path>,
+    settings: &[(String, String)],
+    log: std::fs::File,
+) -> std::process::Child {
+    let mut cmd = Command::new(gregor_bin());
+    cmd.arg("serve");
+    if let Some(f) = config_file {
+        cmd.arg("--config").arg(f);
+    }
+    for (k, v) in settings {
+        cmd.arg("--set").arg(format!("{k}={v}"));
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("dup stderr file")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", gregor_bin()))
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr").port()
@@ -163,24 +188,11 @@ impl Broker {
             .open(&self.stderr_path)
             .expect("open broker stderr file");
         writeln!(log, "===== gregor start #{} =====", self.starts).ok();
-        let mut cmd = Command::new(gregor_bin());
-        cmd.arg("serve");
-        if let Some(f) = &self.config_file {
-            cmd.arg("--config").arg(f);
-        }
-        for (k, v) in &self.settings {
-            cmd.arg("--set").arg(format!("{k}={v}"));
-        }
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("dup stderr file")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", gregor_bin()));
-        self.child = Some(child);
+        self.child = Some(spawn_serve(
+            self.config_file.as_deref(),
+            &self.settings,
+            log,
+        ));
         self.wait_ready();
     }
 

@@ -6,6 +6,7 @@
 //! happen after the borrow is released, and an offset commit is answered only once its record
 //! is written, so a committed offset survives a crash.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
@@ -35,6 +36,11 @@ pub struct Coordinator {
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
     /// `__consumer_offsets` partitions this node leads whose groups are loaded here.
     loaded: std::collections::HashSet<i32>,
+}
+
+/// The coordinator state of `shard` (its [`Shard::service`]).
+fn coordinator(shard: &Shard) -> Rc<RefCell<Coordinator>> {
+    shard.service::<RefCell<Coordinator>>()
 }
 
 /// A record of `__consumer_offsets`: key, and value or None for a tombstone.
@@ -142,10 +148,10 @@ impl Coordinator {
 /// (NOT_COORDINATOR, the client looks again), or its groups are still loading.
 fn unavailable(shard: &Shard, group: &str) -> Option<ResponseError> {
     let tp = offsets_partition(&shard.config, group);
-    if shard.leader_epoch_of(&tp).is_none() {
+    if crate::replication::leader_epoch_of(shard, &tp).is_none() {
         return Some(ResponseError::NotCoordinator);
     }
-    if !shard.coordinator.borrow().loaded.contains(&tp.partition) {
+    if !coordinator(shard).borrow().loaded.contains(&tp.partition) {
         return Some(ResponseError::CoordinatorLoadInProgress);
     }
     None
@@ -184,7 +190,7 @@ async fn append(
 }
 
 async fn persist_group(shard: &Shard, group: &str) {
-    let value = shard.coordinator.borrow().group_value(group);
+    let value = coordinator(shard).borrow().group_value(group);
     let tp = offsets_partition(&shard.config, group);
     if let Err(e) = append(shard, &tp, vec![(store::group_key(group), value)]).await {
         tracing::error!(%group, error = %e, "persisting group metadata failed");
@@ -199,7 +205,8 @@ pub async fn join(shard: Rc<Shard>, group_id: String, req: JoinRequest) -> JoinR
     let now = shard.now_ms();
     let lim = limits(&shard.config);
     let (reply, rx, persist) = {
-        let mut c = shard.coordinator.borrow_mut();
+        let groups = coordinator(&shard);
+        let mut c = groups.borrow_mut();
         let g = c
             .groups
             .entry(group_id.clone())
@@ -247,7 +254,8 @@ pub async fn sync(
     }
     let now = shard.now_ms();
     let (reply, rx, persist) = {
-        let mut c = shard.coordinator.borrow_mut();
+        let groups = coordinator(&shard);
+        let mut c = groups.borrow_mut();
         let Some(g) = c.groups.get_mut(&group_id) else {
             return SyncResult::error(ResponseError::UnknownMemberId);
         };
@@ -289,7 +297,8 @@ pub fn heartbeat(
         return Some(e);
     }
     let now = shard.now_ms();
-    let mut c = shard.coordinator.borrow_mut();
+    let groups = coordinator(shard);
+    let mut c = groups.borrow_mut();
     match c.groups.get_mut(group_id) {
         None => Some(ResponseError::UnknownMemberId),
         Some(g) => g.heartbeat(member_id, instance_id, generation, now).err(),
@@ -308,7 +317,8 @@ pub async fn leave(
     let now = shard.now_ms();
     let lim = limits(&shard.config);
     let (results, persist) = {
-        let mut c = shard.coordinator.borrow_mut();
+        let groups = coordinator(&shard);
+        let mut c = groups.borrow_mut();
         let mut all = Vec::new();
         let results: Vec<Option<ResponseError>> = match c.groups.get_mut(&group_id) {
             None => vec![Some(ResponseError::UnknownMemberId); members.len()],
@@ -346,7 +356,8 @@ pub async fn commit(
     }
     let now = shard.now_ms();
     {
-        let mut c = shard.coordinator.borrow_mut();
+        let groups = coordinator(&shard);
+        let mut c = groups.borrow_mut();
         if let Err(e) = check_commit(
             &mut c,
             &group_id,
@@ -397,7 +408,8 @@ pub async fn commit(
         }
         return results;
     }
-    let mut c = shard.coordinator.borrow_mut();
+    let groups = coordinator(&shard);
+    let mut c = groups.borrow_mut();
     let offsets = c.offsets.entry(group_id).or_default();
     for (_, key, value) in accepted {
         offsets.insert(key, value);
@@ -455,7 +467,8 @@ pub fn fetch_offsets(
     if let Some(e) = unavailable(shard, group_id) {
         return Err(e);
     }
-    let c = shard.coordinator.borrow();
+    let groups = coordinator(shard);
+    let c = groups.borrow();
     let offsets = c.offsets.get(group_id);
     Ok(match wanted {
         Some(topics) => topics
@@ -481,7 +494,8 @@ pub fn describe(shard: &Shard, group_id: &str) -> Result<Described, ResponseErro
     if let Some(e) = unavailable(shard, group_id) {
         return Err(e);
     }
-    let c = shard.coordinator.borrow();
+    let groups = coordinator(shard);
+    let c = groups.borrow();
     let Some(g) = c.groups.get(group_id) else {
         return Ok(Described {
             state: GroupState::Dead.name(),
@@ -527,7 +541,8 @@ pub fn describe(shard: &Shard, group_id: &str) -> Result<Described, ResponseErro
 
 /// (group id, protocol type, state) of every group on this shard.
 pub fn list(shard: &Shard) -> Vec<(String, String, &'static str)> {
-    let c = shard.coordinator.borrow();
+    let groups = coordinator(shard);
+    let c = groups.borrow();
     c.groups
         .values()
         .filter(|g| g.state != GroupState::Dead)
@@ -547,7 +562,8 @@ pub async fn delete_group(shard: Rc<Shard>, group_id: String) -> Option<Response
         return Some(e);
     }
     let keys = {
-        let mut c = shard.coordinator.borrow_mut();
+        let groups = coordinator(&shard);
+        let mut c = groups.borrow_mut();
         match c.groups.get_mut(&group_id) {
             None => return Some(ResponseError::GroupIdNotFound),
             Some(g) if !g.is_empty() => return Some(ResponseError::NonEmptyGroup),
@@ -584,7 +600,8 @@ pub async fn delete_offsets(
     let mut out = Vec::new();
     let mut records = Vec::new();
     {
-        let mut c = shard.coordinator.borrow_mut();
+        let groups = coordinator(&shard);
+        let mut c = groups.borrow_mut();
         let Some(g) = c.groups.get(&group_id) else {
             return Err(ResponseError::GroupIdNotFound);
         };
@@ -663,8 +680,8 @@ pub async fn load_partition(shard: Rc<Shard>, p: i32) {
         }
     }
     // Still the leader after the awaits? Then its groups are served from now on.
-    if shard.leader_epoch_of(&tp).is_some() {
-        shard.coordinator.borrow_mut().loaded.insert(p);
+    if crate::replication::leader_epoch_of(&shard, &tp).is_some() {
+        coordinator(&shard).borrow_mut().loaded.insert(p);
     }
     if loaded_records > 0 {
         tracing::info!(partition = %tp, records = loaded_records, "loaded consumer groups");
@@ -674,7 +691,8 @@ pub async fn load_partition(shard: Rc<Shard>, p: i32) {
 /// This node no longer leads partition `p`: its groups go (their coordinator moved), and
 /// requests parked on them are told to find it again.
 pub fn unload_partition(shard: &Shard, p: i32) {
-    let mut c = shard.coordinator.borrow_mut();
+    let groups = coordinator(shard);
+    let mut c = groups.borrow_mut();
     if !c.loaded.remove(&p) {
         return;
     }
@@ -699,7 +717,8 @@ pub fn unload_partition(shard: &Shard, p: i32) {
 
 fn replay(shard: &Shard, key: Option<Bytes>, value: Option<Bytes>) {
     let now = shard.now_ms();
-    let mut c = shard.coordinator.borrow_mut();
+    let groups = coordinator(shard);
+    let mut c = groups.borrow_mut();
     match store::decode(key, value) {
         Ok(StoreRecord::Offset {
             group,
@@ -756,13 +775,14 @@ pub async fn run_timers(shard: Rc<Shard>) {
     let mut last_expiry = shard.now_ms();
     loop {
         glommio::timer::sleep(TICK).await;
-        if shard.coordinator.borrow().loaded.is_empty() {
+        if coordinator(&shard).borrow().loaded.is_empty() {
             continue;
         }
         let now = shard.now_ms();
         let lim = limits(&shard.config);
         let to_persist: Vec<String> = {
-            let mut c = shard.coordinator.borrow_mut();
+            let groups = coordinator(&shard);
+            let mut c = groups.borrow_mut();
             let ids: Vec<String> = c.groups.keys().cloned().collect();
             ids.into_iter()
                 .filter(|id| {
@@ -789,7 +809,7 @@ pub async fn run_timers(shard: Rc<Shard>) {
 /// left with nothing.
 async fn expire_offsets(shard: &Rc<Shard>, now: i64) {
     let retention = shard.config.groups.offsets_retention_ms;
-    let by_group = shard.coordinator.borrow_mut().expire(now, retention);
+    let by_group = coordinator(shard).borrow_mut().expire(now, retention);
     for (id, records) in by_group {
         let tp = offsets_partition(&shard.config, &id);
         match append(shard, &tp, records).await {

@@ -5,8 +5,12 @@
 //! Decoding never trusts the bytes: every length is checked and a bad record is an error, so a
 //! damaged log cannot panic the loader.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
+pub use super::codec::DecodeError;
+use super::codec::{
+    get_bytes, get_i16, get_i32, get_i64, get_opt_str, get_str, put_bytes, put_opt_str, put_str,
+};
 use super::state::{Group, Member};
 
 const OFFSET_KEY_VERSION: i16 = 1;
@@ -49,75 +53,6 @@ pub struct GroupValue {
     pub leader: Option<String>,
     pub state_since_ms: i64,
     pub members: Vec<Member>,
-}
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    b.put_i16(s.len() as i16);
-    b.put_slice(s.as_bytes());
-}
-
-fn put_opt_str(b: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(b, s),
-        None => b.put_i16(-1),
-    }
-}
-
-fn put_bytes(b: &mut BytesMut, v: &[u8]) {
-    b.put_i32(v.len() as i32);
-    b.put_slice(v);
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("bad __consumer_offsets record: {0}")]
-pub struct DecodeError(pub String);
-
-fn need(b: &Bytes, n: usize, what: &str) -> Result<(), DecodeError> {
-    if b.remaining() < n {
-        return Err(DecodeError(format!(
-            "{what}: need {n} bytes, have {}",
-            b.remaining()
-        )));
-    }
-    Ok(())
-}
-
-fn get_i16(b: &mut Bytes) -> Result<i16, DecodeError> {
-    need(b, 2, "i16")?;
-    Ok(b.get_i16())
-}
-fn get_i32(b: &mut Bytes) -> Result<i32, DecodeError> {
-    need(b, 4, "i32")?;
-    Ok(b.get_i32())
-}
-fn get_i64(b: &mut Bytes) -> Result<i64, DecodeError> {
-    need(b, 8, "i64")?;
-    Ok(b.get_i64())
-}
-
-fn get_opt_str(b: &mut Bytes) -> Result<Option<String>, DecodeError> {
-    let len = get_i16(b)?;
-    if len < 0 {
-        return Ok(None);
-    }
-    need(b, len as usize, "string")?;
-    let raw = b.split_to(len as usize);
-    String::from_utf8(raw.to_vec())
-        .map(Some)
-        .map_err(|_| DecodeError("string is not UTF-8".into()))
-}
-
-fn get_str(b: &mut Bytes) -> Result<String, DecodeError> {
-    get_opt_str(b)?.ok_or_else(|| DecodeError("null string".into()))
-}
-
-fn get_bytes(b: &mut Bytes) -> Result<Bytes, DecodeError> {
-    let len = get_i32(b)?;
-    if len < 0 {
-        return Ok(Bytes::new());
-    }
-    need(b, len as usize, "bytes")?;
-    Ok(b.split_to(len as usize))
 }
 
 pub fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
@@ -260,22 +195,6 @@ fn decode_group_value(mut v: Bytes) -> Result<GroupValue, DecodeError> {
     })
 }
 
-/// The topics a consumer-protocol subscription names (ConsumerProtocolSubscription: version,
-/// then the topic array). Anything unreadable names no topics.
-pub fn subscription_topics(metadata: &Bytes) -> Vec<String> {
-    let mut b = metadata.clone();
-    let read = |b: &mut Bytes| -> Result<Vec<String>, DecodeError> {
-        get_i16(b)?;
-        let n = get_i32(b)?;
-        let mut out = Vec::new();
-        for _ in 0..n.max(0) {
-            out.push(get_str(b)?);
-        }
-        Ok(out)
-    };
-    read(&mut b).unwrap_or_default()
-}
-
 /// Kafka's placement of a group on a `__consumer_offsets` partition: Java's
 /// `Utils.abs(groupId.hashCode()) % partitions`.
 pub fn partition_for(group: &str, partitions: i32) -> i32 {
@@ -369,17 +288,5 @@ mod tests {
         for g in ["group-a", "click-analytics", "Ω"] {
             assert!((0..50).contains(&partition_for(g, 50)));
         }
-    }
-
-    #[test]
-    fn subscription_topics_are_read_from_consumer_metadata() {
-        let mut b = BytesMut::new();
-        b.put_i16(1);
-        b.put_i32(2);
-        put_str(&mut b, "a");
-        put_str(&mut b, "b");
-        b.put_i32(-1);
-        assert_eq!(subscription_topics(&b.freeze()), vec!["a", "b"]);
-        assert!(subscription_topics(&Bytes::from_static(b"\x00")).is_empty());
     }
 }

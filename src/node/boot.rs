@@ -66,12 +66,31 @@ pub async fn shard_main(
         "a data shard joined the mesh as peer {}",
         shard.id.0
     );
+    shard.set_snapshot_hook(Rc::new(|s, snap| Box::pin(switch_roles(s, snap))));
     if shard.config.cluster.broker {
         crate::server::bind_listener(&shard);
     }
     wait_for_stop(&stop).await;
     crate::server::stop_listener(&shard);
     shard.close_logs().await;
+}
+
+/// Gives each replica on `shard` the role `snap` says, and moves the group coordinator of a
+/// `__consumer_offsets` partition with its leadership (a new leader loads the groups).
+async fn switch_roles(shard: Rc<Shard>, snap: Arc<Snapshot>) {
+    use crate::group::{coordinator, OFFSETS_TOPIC};
+    use crate::replication::roles::{self, RoleChange};
+    for change in roles::reconcile(&shard, &snap).await {
+        match change {
+            RoleChange::Leading(tp) if tp.topic == OFFSETS_TOPIC => {
+                coordinator::load_partition(shard.clone(), tp.partition).await
+            }
+            RoleChange::StoppedLeading(tp) if tp.topic == OFFSETS_TOPIC => {
+                coordinator::unload_partition(&shard, tp.partition)
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The metadata core: the quorum, registration, heartbeats, publication to the shards.
@@ -133,8 +152,7 @@ fn start_quorum(shard: &Rc<Shard>) -> Rc<Quorum> {
     let publisher = shard.clone();
     let publish = Box::new(move |snap: Arc<Snapshot>| {
         let s = publisher.clone();
-        glommio::spawn_local(async move { crate::server::publish_snapshot(&s, snap).await })
-            .detach();
+        glommio::spawn_local(async move { s.publish_snapshot(snap).await }).detach();
     });
     Quorum::start(qc, listener, publish, legacy)
         .unwrap_or_else(|e| fatal_start("opening the metadata log", e))
@@ -183,7 +201,7 @@ async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
     }
     ensure_offsets_topic(shard, quorum).await;
     let snap = quorum.image();
-    crate::server::publish_snapshot(shard, snap).await;
+    shard.publish_snapshot(snap).await;
     // The newest image, not the one published above: topics created meanwhile already have
     // their directories, and an older image would call them strays.
     remove_stray_partition_dirs(config, &quorum.image());

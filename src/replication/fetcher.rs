@@ -20,7 +20,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::link::Link;
-use super::Role;
+use super::{Replicas, Role};
 use crate::record::{self, Scan};
 use crate::shard::Shard;
 use crate::storage::PartitionLog;
@@ -34,7 +34,12 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// Starts the fetcher for `leader` on this shard unless it runs.
 pub fn ensure(shard: &Rc<Shard>, leader: NodeId) {
-    if !shard.fetchers.borrow_mut().insert(leader) {
+    if !shard
+        .service::<Replicas>()
+        .fetchers
+        .borrow_mut()
+        .insert(leader)
+    {
         return;
     }
     glommio::spawn_local(run(shard.clone(), leader)).detach();
@@ -42,8 +47,9 @@ pub fn ensure(shard: &Rc<Shard>, leader: NodeId) {
 
 /// The partitions this shard follows `leader` for, with their logs and known epochs.
 fn followed(shard: &Shard, leader: NodeId) -> Vec<(TopicPartition, Rc<PartitionLog>, i32)> {
-    let replicas = shard.replicas.borrow();
-    replicas
+    let replicas = shard.service::<Replicas>();
+    let roles = replicas.roles.borrow();
+    roles
         .iter()
         .filter_map(|(tp, role)| match role {
             Role::Follower {
@@ -57,7 +63,7 @@ fn followed(shard: &Shard, leader: NodeId) -> Vec<(TopicPartition, Rc<PartitionL
 
 fn still_following(shard: &Shard, tp: &TopicPartition, leader: NodeId, epoch: i32) -> bool {
     matches!(
-        shard.replicas.borrow().get(tp),
+        shard.service::<Replicas>().roles.borrow().get(tp),
         Some(Role::Follower { leader: l, leader_epoch: e }) if *l == leader && *e == epoch
     )
 }
@@ -109,7 +115,11 @@ async fn run(shard: Rc<Shard>, leader: NodeId) {
             }
         }
     }
-    shard.fetchers.borrow_mut().remove(&leader);
+    shard
+        .service::<Replicas>()
+        .fetchers
+        .borrow_mut()
+        .remove(&leader);
 }
 
 async fn connect(shard: &Shard, leader: NodeId) -> Option<Link> {

@@ -13,7 +13,36 @@ pub mod roles;
 
 pub use leader::{Effect, LeaderState};
 
-use crate::types::NodeId;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use crate::shard::Shard;
+use crate::types::{NodeId, TopicPartition};
+
+/// The replication state of one shard (kept as its [`Shard::service`]).
+#[derive(Default)]
+pub struct Replicas {
+    /// The role of each replica this shard owns.
+    roles: RefCell<HashMap<TopicPartition, Role>>,
+    /// Leaders this shard runs a follower fetcher for.
+    fetchers: RefCell<HashSet<NodeId>>,
+}
+
+/// This node leads `tp` (its role here is leader), in this leader epoch.
+pub fn leader_epoch_of(shard: &Shard, tp: &TopicPartition) -> Option<i32> {
+    match shard.service::<Replicas>().roles.borrow().get(tp) {
+        Some(Role::Leader(l)) => Some(l.leader_epoch),
+        _ => None,
+    }
+}
+
+/// The ISR size of a partition this node leads (for min.insync.replicas).
+pub fn isr_size_of(shard: &Shard, tp: &TopicPartition) -> Option<usize> {
+    match shard.service::<Replicas>().roles.borrow().get(tp) {
+        Some(Role::Leader(l)) => Some(l.isr_size()),
+        _ => None,
+    }
+}
 
 /// What this node's replica of a partition does. Lives on the shard that owns the partition.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{fetcher, Effect, LeaderState, Role};
+use super::{fetcher, Effect, LeaderState, Replicas, Role};
 use crate::metadata::{Command, PartitionMeta, Reply, Snapshot};
 use crate::shard::Shard;
 use crate::storage::PartitionLog;
@@ -17,34 +17,58 @@ use crate::types::TopicPartition;
 /// How often leaders look for followers that fell out of sync.
 const TICK: Duration = Duration::from_millis(500);
 
-/// Brings every replica on this shard to the role `snap` gives it.
-pub async fn reconcile(shard: &Rc<Shard>, snap: &Snapshot) {
+/// A replica of this shard that started or stopped leading, for the subsystems that follow
+/// leadership (the group coordinator of `__consumer_offsets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleChange {
+    Leading(TopicPartition),
+    StoppedLeading(TopicPartition),
+}
+
+fn replicas(shard: &Shard) -> Rc<Replicas> {
+    shard.service::<Replicas>()
+}
+
+fn role_of(shard: &Shard, tp: &TopicPartition) -> Option<Role> {
+    replicas(shard).roles.borrow().get(tp).cloned()
+}
+
+fn set_role(shard: &Shard, tp: &TopicPartition, role: Role) {
+    replicas(shard).roles.borrow_mut().insert(tp.clone(), role);
+}
+
+/// Brings every replica on this shard to the role `snap` gives it; returns the replicas that
+/// started or stopped leading, in that order.
+pub async fn reconcile(shard: &Rc<Shard>, snap: &Snapshot) -> Vec<RoleChange> {
     let me = shard.config.node_id;
+    let mut changes = Vec::new();
     for (tp, log) in shard.all_logs() {
         let Some(meta) = snap.partition(&tp.topic, tp.partition) else {
             continue;
         };
-        if meta.leader == me {
-            lead(shard, &tp, &log, meta).await;
+        let change = if meta.leader == me {
+            lead(shard, &tp, &log, meta)
         } else {
-            follow(shard, &tp, &log, meta).await;
-        }
+            follow(shard, &tp, &log, meta)
+        };
+        changes.extend(change);
     }
     let logs = shard.all_logs();
-    shard
-        .replicas
+    replicas(shard)
+        .roles
         .borrow_mut()
         .retain(|tp, _| logs.iter().any(|(t, _)| t == tp));
+    changes
 }
 
-async fn lead(
+fn lead(
     shard: &Rc<Shard>,
     tp: &TopicPartition,
     log: &Rc<PartitionLog>,
     meta: &PartitionMeta,
-) {
+) -> Option<RoleChange> {
     let me = shard.config.node_id;
-    let current = shard.replicas.borrow().get(tp).cloned();
+    let current = role_of(shard, tp);
     if let Some(Role::Leader(mut state)) = current {
         if state.leader_epoch == meta.leader_epoch {
             if state.partition_epoch != meta.partition_epoch {
@@ -54,13 +78,10 @@ async fn lead(
                     log.log_end_offset(),
                 );
                 log.set_hw_follows_written_end(meta.isr == [me]);
-                shard
-                    .replicas
-                    .borrow_mut()
-                    .insert(tp.clone(), Role::Leader(state));
+                set_role(shard, tp, Role::Leader(state));
                 apply_effects(shard, tp, log, effects);
             }
-            return;
+            return None;
         }
     }
     if let Err(e) = log.become_leader(meta.leader_epoch) {
@@ -79,49 +100,43 @@ async fn lead(
         shard.config.cluster.replica_lag_time_max_ms,
     );
     log.set_hw_follows_written_end(meta.isr == [me]);
-    shard
-        .replicas
-        .borrow_mut()
-        .insert(tp.clone(), Role::Leader(state));
+    set_role(shard, tp, Role::Leader(state));
     tracing::debug!(partition = %tp, epoch = meta.leader_epoch, "leading");
-    if tp.topic == crate::group::OFFSETS_TOPIC {
-        crate::group::coordinator::load_partition(shard.clone(), tp.partition).await;
-    }
+    Some(RoleChange::Leading(tp.clone()))
 }
 
-async fn follow(
+fn follow(
     shard: &Rc<Shard>,
     tp: &TopicPartition,
     log: &Rc<PartitionLog>,
     meta: &PartitionMeta,
-) {
-    let current = shard.replicas.borrow().get(tp).cloned();
+) -> Option<RoleChange> {
+    let current = role_of(shard, tp);
     if let Some(Role::Follower {
         leader,
         leader_epoch,
     }) = current
     {
         if leader == meta.leader && leader_epoch == meta.leader_epoch {
-            return;
+            return None;
         }
     }
     let was_leader = matches!(current, Some(Role::Leader(_)));
     log.become_follower();
     log.set_hw_managed(true);
-    shard.replicas.borrow_mut().insert(
-        tp.clone(),
+    set_role(
+        shard,
+        tp,
         Role::Follower {
             leader: meta.leader,
             leader_epoch: meta.leader_epoch,
         },
     );
-    if was_leader && tp.topic == crate::group::OFFSETS_TOPIC {
-        crate::group::coordinator::unload_partition(shard, tp.partition);
-    }
     tracing::debug!(partition = %tp, leader = meta.leader, epoch = meta.leader_epoch, "following");
     if meta.leader >= 0 {
         fetcher::ensure(shard, meta.leader);
     }
+    was_leader.then(|| RoleChange::StoppedLeading(tp.clone()))
 }
 
 /// Carries out what the leader state asked for.
@@ -142,7 +157,7 @@ pub fn apply_effects(
 }
 
 fn propose_isr(shard: &Rc<Shard>, tp: &TopicPartition, isr: Vec<i32>) {
-    let Some(Role::Leader(state)) = shard.replicas.borrow().get(tp).cloned() else {
+    let Some(Role::Leader(state)) = role_of(shard, tp) else {
         return;
     };
     let cmd = Command::AlterPartition {
@@ -161,7 +176,7 @@ fn propose_isr(shard: &Rc<Shard>, tp: &TopicPartition, isr: Vec<i32>) {
             if let Err(e) = &result {
                 tracing::info!(partition = %tp, error = %e, "ISR change refused");
             }
-            if let Some(Role::Leader(s)) = shard.replicas.borrow_mut().get_mut(&tp) {
+            if let Some(Role::Leader(s)) = replicas(&shard).roles.borrow_mut().get_mut(&tp) {
                 if s.leader_epoch == state.leader_epoch {
                     s.on_isr_rejected(shard.now_ms());
                 }
@@ -178,8 +193,9 @@ pub fn on_follower_fetch(shard: &Rc<Shard>, tp: &TopicPartition, node: i32, offs
         return;
     };
     let effects = {
-        let mut replicas = shard.replicas.borrow_mut();
-        let Some(Role::Leader(state)) = replicas.get_mut(tp) else {
+        let replicas = replicas(shard);
+        let mut roles = replicas.roles.borrow_mut();
+        let Some(Role::Leader(state)) = roles.get_mut(tp) else {
             return;
         };
         let eligible = shard.snapshot().is_live(node);
@@ -202,8 +218,9 @@ pub async fn run_ticks(shard: Rc<Shard>) {
         glommio::timer::sleep(TICK).await;
         for (tp, log) in shard.all_logs() {
             let effects = {
-                let mut replicas = shard.replicas.borrow_mut();
-                match replicas.get_mut(&tp) {
+                let replicas = replicas(&shard);
+                let mut roles = replicas.roles.borrow_mut();
+                match roles.get_mut(&tp) {
                     Some(Role::Leader(state)) => {
                         state.on_tick(log.log_end_offset(), shard.now_ms())
                     }

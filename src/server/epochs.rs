@@ -100,7 +100,10 @@ fn failed(partition: i32, e: ResponseError) -> EpochEndOffset {
 fn answer_on_owner(shard: &Rc<Shard>, asks: Vec<Ask>) -> Vec<((usize, usize), EpochEndOffset)> {
     asks.into_iter()
         .map(|(slot, tp, current, requested)| {
-            let answer = match (shard.log(&tp), shard.leader_epoch_of(&tp)) {
+            let answer = match (
+                shard.log(&tp),
+                crate::replication::leader_epoch_of(shard, &tp),
+            ) {
                 (Some(log), Some(epoch)) => {
                     if current >= 0 && current < epoch {
                         failed(tp.partition, ResponseError::FencedLeaderEpoch)

@@ -272,7 +272,10 @@ async fn read_on_owner(shard: Rc<Shard>, wants: Vec<Want>) -> Vec<((usize, usize
 /// One partition on its owner: only the leader serves (KIP-320 epoch checks when the fetcher
 /// names one); a follower's fetch also reports its position and is checked for divergence.
 async fn read_one(shard: &Rc<Shard>, w: &Want) -> Got {
-    let (Some(log), Some(epoch)) = (shard.log(&w.tp), shard.leader_epoch_of(&w.tp)) else {
+    let (Some(log), Some(epoch)) = (
+        shard.log(&w.tp),
+        crate::replication::leader_epoch_of(shard, &w.tp),
+    ) else {
         return Got::err(ResponseError::NotLeaderOrFollower);
     };
     if w.current_leader_epoch >= 0 && w.current_leader_epoch < epoch {

@@ -17,13 +17,11 @@ mod offsets;
 mod produce;
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::ApiKey;
 
-use crate::metadata::Snapshot;
 use crate::protocol::Request;
 use crate::shard::Shard;
 
@@ -171,22 +169,6 @@ async fn flush_loop(shard: Rc<Shard>) {
             if let Err(e) = log.sync_if_due(shard.now_ms()).await {
                 tracing::error!(partition = %tp, error = %e, "flush failed");
             }
-        }
-    }
-}
-
-/// Makes `snap` visible on every shard (each opens or deletes the logs it owns first) and
-/// returns once all have it, so a client that created a topic can use it on any connection.
-pub async fn publish_snapshot(shard: &Rc<Shard>, snap: Arc<Snapshot>) {
-    let results = shard
-        .invoke_on_all(move |s| {
-            let snap = snap.clone();
-            async move { s.apply_snapshot(snap).await }
-        })
-        .await;
-    for r in results {
-        if let Err(e) = r {
-            tracing::error!(error = %e, "publishing metadata failed");
         }
     }
 }

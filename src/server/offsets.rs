@@ -132,7 +132,10 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
 async fn lookup_on_owner(shard: Rc<Shard>, items: Vec<Lookup>) -> Vec<((usize, usize), Found)> {
     let mut out = Vec::with_capacity(items.len());
     for (slot, tp, timestamp) in items {
-        let (Some(log), Some(epoch)) = (shard.log(&tp), shard.leader_epoch_of(&tp)) else {
+        let (Some(log), Some(epoch)) = (
+            shard.log(&tp),
+            crate::replication::leader_epoch_of(&shard, &tp),
+        ) else {
             out.push((slot, Found::err(ResponseError::NotLeaderOrFollower)));
             continue;
         };

@@ -273,7 +273,10 @@ fn append_on_owner(
 /// is a retry (answered with its first offsets) or out of order. Returns the log and end
 /// offset to wait for, and the answer.
 fn append_one(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> (Pending, PartResult) {
-    let (Some(log), Some(isr)) = (shard.log(&item.tp), shard.isr_size_of(&item.tp)) else {
+    let (Some(log), Some(isr)) = (
+        shard.log(&item.tp),
+        crate::replication::isr_size_of(shard, &item.tp),
+    ) else {
         return (None, PartResult::err(ResponseError::NotLeaderOrFollower));
     };
     if acks == -1 && isr < item.min_insync.max(1) as usize {

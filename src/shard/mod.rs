@@ -10,6 +10,7 @@ pub mod mesh;
 
 pub use mesh::ShardError;
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +33,9 @@ struct OwnedLog {
     log: Rc<PartitionLog>,
 }
 
+/// Runs on a data shard after it installed a newer metadata snapshot.
+pub type SnapshotHook = Rc<dyn Fn(Rc<Shard>, Arc<Snapshot>) -> LocalBoxFuture<'static, ()>>;
+
 /// One shard's state. Lives on its executor thread; mutated only by that thread's tasks.
 pub struct Shard {
     pub id: ShardId,
@@ -47,14 +51,13 @@ pub struct Shard {
     /// Serializes snapshot application, which opens and deletes logs across awaits.
     reconcile: glommio::sync::Semaphore,
     shutting_down: Cell<bool>,
-    /// The role of each replica this shard owns (leader state or follower).
-    pub(crate) replicas: RefCell<HashMap<TopicPartition, crate::replication::Role>>,
-    /// Leaders this shard runs a follower fetcher for.
-    pub(crate) fetchers: RefCell<std::collections::HashSet<crate::types::NodeId>>,
     /// Idempotent-producer state of the partitions this shard owns.
     pub(crate) producers: RefCell<HashMap<TopicPartition, crate::txn::PartitionProducers>>,
-    /// Consumer groups whose `__consumer_offsets` partition this shard owns.
-    pub(crate) coordinator: RefCell<crate::group::Coordinator>,
+    /// Per-shard state of the subsystems built on shards (replica roles, the group
+    /// coordinator): see [`Shard::service`].
+    services: RefCell<Vec<Rc<dyn Any>>>,
+    /// What the composition root runs after each new snapshot is installed (replica roles).
+    on_snapshot: RefCell<Option<SnapshotHook>>,
     /// Long-running tasks of this shard (listener, retention); dropping them cancels them.
     pub(crate) background: RefCell<Vec<glommio::Task<()>>>,
     /// The client listener, bound at start-up and accepting once the shard serves.
@@ -77,10 +80,9 @@ impl Shard {
             producer_ids: Cell::new((0, 0)),
             reconcile: glommio::sync::Semaphore::new(1),
             shutting_down: Cell::new(false),
-            replicas: RefCell::new(Default::default()),
-            fetchers: RefCell::new(Default::default()),
             producers: RefCell::new(Default::default()),
-            coordinator: RefCell::new(Default::default()),
+            services: RefCell::new(Vec::new()),
+            on_snapshot: RefCell::new(None),
             background: RefCell::new(Vec::new()),
             listener: RefCell::new(None),
             serving: std::cell::Cell::new(false),
@@ -114,7 +116,7 @@ impl Shard {
             };
             let r = q.execute(cmd).await;
             if r.is_ok() {
-                crate::server::publish_snapshot(&s, q.image()).await;
+                s.publish_snapshot(q.image()).await;
             }
             r
         });
@@ -164,20 +166,23 @@ impl Shard {
         owner_shard(topic, partition, self.num_shards)
     }
 
-    /// This node leads `tp` (its role here is leader), in this leader epoch.
-    pub fn leader_epoch_of(&self, tp: &TopicPartition) -> Option<i32> {
-        match self.replicas.borrow().get(tp) {
-            Some(crate::replication::Role::Leader(l)) => Some(l.leader_epoch),
-            _ => None,
+    /// The state subsystem `T` keeps on this shard, created on first use. Shards know nothing
+    /// of the subsystems built on them (replication, groups); each keeps its per-shard state
+    /// here, reached only from this shard's thread.
+    pub fn service<T: Default + 'static>(&self) -> Rc<T> {
+        if let Some(found) = self.services.borrow().iter().find(|s| s.is::<T>()) {
+            if let Ok(t) = found.clone().downcast::<T>() {
+                return t;
+            }
         }
+        let made = Rc::new(T::default());
+        self.services.borrow_mut().push(made.clone());
+        made
     }
 
-    /// The ISR size of a partition this node leads (for min.insync.replicas).
-    pub fn isr_size_of(&self, tp: &TopicPartition) -> Option<usize> {
-        match self.replicas.borrow().get(tp) {
-            Some(crate::replication::Role::Leader(l)) => Some(l.isr_size()),
-            _ => None,
-        }
+    /// Sets what runs after each newer snapshot is installed on this data shard.
+    pub fn set_snapshot_hook(&self, hook: SnapshotHook) {
+        *self.on_snapshot.borrow_mut() = Some(hook);
     }
 
     /// The log of a partition this shard owns, if it is open.
@@ -266,11 +271,29 @@ impl Shard {
             self.drop_removed_logs(&snap).await;
             self.open_new_logs(&snap).await;
             *self.snapshot.borrow_mut() = snap.clone();
-            if self.id.0 < self.num_shards {
-                crate::replication::roles::reconcile(self, &snap).await;
+            let hook = self.on_snapshot.borrow().clone();
+            if let (true, Some(hook)) = (self.id.0 < self.num_shards, hook) {
+                hook(self.clone(), snap).await;
             }
         }
         self.reconcile.signal(1);
+    }
+
+    /// Makes `snap` visible on every data shard (each opens or deletes the logs it owns first)
+    /// and returns once all have it, so a client that created a topic can use it on any
+    /// connection.
+    pub async fn publish_snapshot(self: &Rc<Self>, snap: Arc<Snapshot>) {
+        let results = self
+            .invoke_on_all(move |s| {
+                let snap = snap.clone();
+                async move { s.apply_snapshot(snap).await }
+            })
+            .await;
+        for r in results {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "publishing metadata failed");
+            }
+        }
     }
 
     async fn drop_removed_logs(&self, snap: &Snapshot) {

@@ -25,9 +25,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::cache::BatchCache;
 use super::recovery;
-use super::segment::{io_error, Segment};
+use super::segment::{io_error, Segment, Tail, DELETED_SUFFIX};
 use super::wait::{Wait, WaitList};
-use super::writer::{self, Tail};
 use super::StorageError;
 use crate::config::{LogConfig, TimestampType};
 use crate::record::{self, BatchHeader};
@@ -598,10 +597,6 @@ async fn read_segment(
     Ok(found.then_some(out))
 }
 
-/// Suffix of segment files that retention removed and that wait out file.delete.delay.ms
-/// (Kafka's `.deleted`); leftovers of a crash are removed when the log is opened.
-pub const DELETED_SUFFIX: &str = ".deleted";
-
 /// Takes a segment's files out of the log at once (renamed to `*.deleted`, which nothing reads)
 /// and unlinks them after `delay_ms`, so a reader that opened them just before still finishes.
 fn remove_segment_files(seg: &Segment, delay_ms: i64) -> Result<(), StorageError> {
@@ -727,6 +722,9 @@ impl Inner {
 
 #[path = "state.rs"]
 mod state;
+
+#[path = "writer.rs"]
+mod writer;
 
 #[path = "replica.rs"]
 mod replica;

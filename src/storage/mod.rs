@@ -19,7 +19,6 @@ mod segment;
 #[cfg(test)]
 mod tests;
 mod wait;
-mod writer;
 
 pub use data_dir::{DataDir, DataDirError, LOCK_FILE};
 pub use log::{AppendInfo, PartitionLog, ReadResult};

@@ -14,8 +14,9 @@ use std::rc::Rc;
 use super::index::{OffsetIndex, TimeIndex};
 use glommio::io::DmaFile;
 
-use super::segment::{io_error, open_log_file, parse_file_name, BatchWalker, Segment, WalkEnd};
-use super::writer::Tail;
+use super::segment::{
+    io_error, open_log_file, parse_file_name, BatchWalker, Segment, Tail, WalkEnd, DELETED_SUFFIX,
+};
 use super::StorageError;
 use crate::config::LogConfig;
 use crate::record::BatchHeader;
@@ -79,7 +80,7 @@ fn remove_deleted_files(dir: &Path) -> Result<(), StorageError> {
         if entry
             .file_name()
             .to_string_lossy()
-            .ends_with(super::log::DELETED_SUFFIX)
+            .ends_with(DELETED_SUFFIX)
         {
             let path = entry.path();
             std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;

@@ -323,6 +323,43 @@ impl BatchWalker {
     }
 }
 
+/// The partly written last block of the active segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    /// Aligned file position of `bytes[0]`.
+    pub pos: u64,
+    /// Fewer than one alignment unit of bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Tail {
+    pub fn empty() -> Self {
+        Tail {
+            pos: 0,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// The tail after `data_len` more bytes are written through it.
+    pub(super) fn advanced(&self, data: &[u8], align: usize) -> Tail {
+        let total = self.bytes.len() + data.len();
+        let full = total / align * align;
+        let bytes = if full == 0 {
+            [self.bytes.as_slice(), data].concat()
+        } else {
+            data[full - self.bytes.len()..].to_vec()
+        };
+        Tail {
+            pos: self.pos + full as u64,
+            bytes,
+        }
+    }
+}
+
+/// Suffix of segment files that retention removed and that wait out file.delete.delay.ms
+/// (Kafka's `.deleted`); leftovers of a crash are removed when the log is opened.
+pub const DELETED_SUFFIX: &str = ".deleted";
+
 #[cfg(test)]
 mod tests {
     use super::*;

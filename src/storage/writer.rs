@@ -13,42 +13,9 @@ use std::rc::Rc;
 
 use glommio::io::DmaFile;
 
-use super::log::{Inner, Job};
-use super::segment::{io_error, open_log_file};
-use super::StorageError;
-
-/// The partly written last block of the active segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tail {
-    /// Aligned file position of `bytes[0]`.
-    pub pos: u64,
-    /// Fewer than one alignment unit of bytes.
-    pub bytes: Vec<u8>,
-}
-
-impl Tail {
-    pub fn empty() -> Self {
-        Tail {
-            pos: 0,
-            bytes: Vec::new(),
-        }
-    }
-
-    /// The tail after `data_len` more bytes are written through it.
-    fn advanced(&self, data: &[u8], align: usize) -> Tail {
-        let total = self.bytes.len() + data.len();
-        let full = total / align * align;
-        let bytes = if full == 0 {
-            [self.bytes.as_slice(), data].concat()
-        } else {
-            data[full - self.bytes.len()..].to_vec()
-        };
-        Tail {
-            pos: self.pos + full as u64,
-            bytes,
-        }
-    }
-}
+use super::super::segment::{io_error, open_log_file, Tail};
+use super::{Inner, Job};
+use crate::storage::StorageError;
 
 /// Writes `tail` + `data`, zero padded to the alignment, at the tail's position; moves the tail.
 pub async fn write_through(

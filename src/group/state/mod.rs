@@ -836,7 +836,7 @@ impl Group {
         };
         self.members.values().any(|m| {
             let meta = m.metadata(protocol);
-            super::store::subscription_topics(&meta)
+            super::codec::subscription_topics(&meta)
                 .iter()
                 .any(|t| t == topic)
         })

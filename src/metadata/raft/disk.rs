@@ -13,12 +13,39 @@ use std::path::{Path, PathBuf};
 use protobuf::Message;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 
-use super::storage::DiskStorageError;
-
 pub(crate) const LOG_FILE: &str = "raft.log";
 pub(crate) const STATE_FILE: &str = "raftstate";
 pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
 const HEADER_LEN: usize = 8;
+
+/// Why a [`super::storage::DiskStorage`] call was refused; carried inside the returned `Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskStorageError {
+    #[error("{0}: corrupt: {1}")]
+    Corrupt(PathBuf, String),
+    #[error("append at index {first} is below the first index {first_index} (compacted)")]
+    AppendCompacted { first: u64, first_index: u64 },
+    #[error("append at index {first} leaves a gap after the last index {last}")]
+    AppendGap { first: u64, last: u64 },
+    #[error("entries to append are not contiguous at index {0}")]
+    AppendNotContiguous(u64),
+    #[error("snapshot at index {index} is not newer than the current one at {current}")]
+    SnapshotOutOfDate { index: u64, current: u64 },
+    #[error("cannot compact to {applied}: beyond the commit index {commit} or the log")]
+    CompactUncommitted { applied: u64, commit: u64 },
+    #[error("cannot compact to {applied}: the snapshot is already at {snapshot}")]
+    CompactBelowSnapshot { applied: u64, snapshot: u64 },
+}
+
+impl From<DiskStorageError> for Error {
+    fn from(e: DiskStorageError) -> Self {
+        let kind = match e {
+            DiskStorageError::Corrupt(..) => ErrorKind::InvalidData,
+            _ => ErrorKind::InvalidInput,
+        };
+        Error::new(kind, e)
+    }
+}
 
 /// Adds the file's path to an I/O error, which otherwise does not say which file failed.
 pub(crate) fn io_err(path: &Path, e: Error) -> Error {

@@ -32,42 +32,13 @@
 //! After an I/O error memory and files may disagree: drop the storage and open it again (raft
 //! stops using a storage that fails anyway).
 
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
+pub use super::disk::DiskStorageError;
 use super::disk::{self, LogFile};
-
-/// Why a [`DiskStorage`] call was refused; carried inside the returned `std::io::Error`.
-#[derive(Debug, thiserror::Error)]
-pub enum DiskStorageError {
-    #[error("{0}: corrupt: {1}")]
-    Corrupt(PathBuf, String),
-    #[error("append at index {first} is below the first index {first_index} (compacted)")]
-    AppendCompacted { first: u64, first_index: u64 },
-    #[error("append at index {first} leaves a gap after the last index {last}")]
-    AppendGap { first: u64, last: u64 },
-    #[error("entries to append are not contiguous at index {0}")]
-    AppendNotContiguous(u64),
-    #[error("snapshot at index {index} is not newer than the current one at {current}")]
-    SnapshotOutOfDate { index: u64, current: u64 },
-    #[error("cannot compact to {applied}: beyond the commit index {commit} or the log")]
-    CompactUncommitted { applied: u64, commit: u64 },
-    #[error("cannot compact to {applied}: the snapshot is already at {snapshot}")]
-    CompactBelowSnapshot { applied: u64, snapshot: u64 },
-}
-
-impl From<DiskStorageError> for std::io::Error {
-    fn from(e: DiskStorageError) -> Self {
-        let kind = match e {
-            DiskStorageError::Corrupt(..) => ErrorKind::InvalidData,
-            _ => ErrorKind::InvalidInput,
-        };
-        std::io::Error::new(kind, e)
-    }
-}
 
 pub struct DiskStorage {
     dir: PathBuf,
@@ -361,6 +332,7 @@ mod tests {
     use protobuf::Message;
     use raft::{Config, RawNode, StateRole, Storage};
     use std::fs;
+    use std::io::ErrorKind;
     use tempfile::tempdir;
 
     /// Entries from `(index, term)` pairs.

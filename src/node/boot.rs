@@ -208,6 +208,16 @@ async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
     if !config.cluster.broker {
         return;
     }
+    // Logs open: now leaderships may come here. As Kafka's broker does, clients are let in
+    // only once this broker is unfenced and its shards hold the image that says so (with the
+    // leaders the unfencing elected), so none sees this broker's partitions without a leader.
+    let unfence = Command::UnfenceBroker {
+        node: config.node_id,
+        incarnation,
+    };
+    until_done(quorum, "unfencing this broker", unfence).await;
+    wait_for_own_registration(quorum, config.node_id, incarnation, true).await;
+    shard.publish_snapshot(quorum.image()).await;
     for r in shard
         .invoke_on_all(|s| async move { crate::server::start_listener(&s) })
         .await
@@ -216,13 +226,6 @@ async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
             fatal_start("starting listeners", e);
         }
     }
-    // Logs open and listeners accepting: now clients and leaderships may come here.
-    let unfence = Command::UnfenceBroker {
-        node: config.node_id,
-        incarnation,
-    };
-    until_done(quorum, "unfencing this broker", unfence).await;
-    wait_for_own_registration(quorum, config.node_id, incarnation, true).await;
     // A fenced broker does not count for the offsets topic's replicas: now it does.
     ensure_offsets_topic(shard, quorum).await;
 }

@@ -203,6 +203,13 @@ pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Sets the record count and recomputes the CRC.
+pub fn set_record_count(batch: &mut [u8], count: i32) {
+    batch[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&count.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Marks the batch LogAppendTime with the broker's clock and recomputes the CRC, as Kafka does.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attrs = i16_at(batch, ATTRIBUTES) | TIMESTAMP_TYPE_BIT;

@@ -7,10 +7,6 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -19,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use common::clients::{
     assert_same, consumer, create_topic, poll_n, produce, watermarks, TestRecord,
 };
-use common::{segment_files, wait_until, Broker};
+use common::{raw_fetch, segment_files, wait_until, Broker};
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const SEGMENT_BYTES: u64 = 16_384;
@@ -67,29 +63,6 @@ fn dir_bytes(files: &[std::path::PathBuf]) -> u64 {
         .iter()
         .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
         .sum()
-}
-
-/// A raw Fetch v12 at `offset`: the partition's error code and log start offset.
-fn raw_fetch(broker: &Broker, topic: &str, offset: i64) -> (i16, i64) {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(100)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_current_leader_epoch(-1)
-                .with_fetch_offset(offset)
-                .with_last_fetched_epoch(-1)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(1 << 20)])]);
-    let resp = broker.raw().request(&req, 12);
-    let p = &resp.responses[0].partitions[0];
-    let _: &Option<Bytes> = &p.records;
-    (p.error_code, p.log_start_offset)
 }
 
 /// Readers below the log start: a raw Fetch gets OFFSET_OUT_OF_RANGE; librdkafka with

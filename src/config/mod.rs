@@ -13,8 +13,10 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+mod cleaner;
 mod cluster;
 mod topic;
+pub use cleaner::CleanerConfig;
 pub use cluster::{ClusterConfig, CLUSTER_CONFIGS};
 pub use topic::{CompressionType, LogConfig, TimestampType, TOPIC_CONFIGS};
 
@@ -77,6 +79,7 @@ pub struct Config {
     /// Memory glommio pins per shard for io_uring buffers.
     pub io_memory_bytes: usize,
     pub groups: GroupConfig,
+    pub cleaner: CleanerConfig,
     pub log: LogConfig,
 }
 
@@ -128,6 +131,7 @@ impl Default for Config {
             fetch_cache_bytes: 256 << 20,
             io_memory_bytes: 2 << 20,
             groups: GroupConfig::default(),
+            cleaner: CleanerConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -222,6 +226,11 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "offsets.topic.segment.bytes",
     "offsets.retention.minutes",
     "offsets.retention.check.interval.ms",
+    "log.cleaner.enable",
+    "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.threads",
     "offset.metadata.max.bytes",
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
@@ -319,6 +328,7 @@ impl Config {
                 self.resolve_listeners(name, value)?;
             }
             _ if self.cluster.set(name, value)? => {}
+            _ if self.cleaner.set(name, value)? => {}
             _ => return self.set_group(name, value),
         }
         Ok(())
@@ -349,7 +359,13 @@ impl Config {
             "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
             "fetch.cache.bytes" => self.fetch_cache_bytes.to_string(),
             "io.memory.bytes" => self.io_memory_bytes.to_string(),
-            _ => return self.cluster.get(name).or_else(|| self.get_group(name)),
+            _ => {
+                return self
+                    .cluster
+                    .get(name)
+                    .or_else(|| self.cleaner.get(name))
+                    .or_else(|| self.get_group(name))
+            }
         })
     }
 

@@ -43,6 +43,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The range a request of this key must fall in to be handled, if the key is implemented.

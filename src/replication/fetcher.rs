@@ -266,6 +266,10 @@ async fn apply_partition(
     if !append_batches(shard, tp, log, records) {
         return Err(());
     }
+    // DeleteRecords on the leader moved its log start: follow it.
+    if let Err(e) = log.follow_log_start(p.log_start_offset).await {
+        tracing::warn!(partition = %tp, error = %e, "cannot take the leader's log start");
+    }
     Ok(Some(p.high_watermark))
 }
 

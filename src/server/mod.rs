@@ -15,6 +15,7 @@ mod groups;
 mod init_producer;
 mod offsets;
 mod produce;
+mod records;
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -65,6 +66,7 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::OffsetDelete => groups::offset_delete(shard, req),
         ApiKey::InitProducerId => init_producer::handle(shard, req),
         ApiKey::OffsetForLeaderEpoch => epochs::handle(shard, req),
+        ApiKey::DeleteRecords => records::delete_records(shard, req),
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
     }
 }
@@ -134,6 +136,18 @@ pub fn start_listener(shard: &Rc<Shard>) {
         .background
         .borrow_mut()
         .extend([accept, retention, flush, groups, replicas]);
+    if shard.config.cleaner.enable {
+        // The cleaner yields to request handling: a low share of the CPU when both want it.
+        let queue = glommio::executor().create_task_queue(
+            glommio::Shares::Static(CLEANER_SHARES),
+            glommio::Latency::NotImportant,
+            "cleaner",
+        );
+        match glommio::spawn_local_into(cleaner_loop(shard.clone()), queue) {
+            Ok(task) => shard.background.borrow_mut().push(task),
+            Err(e) => tracing::error!(error = %e, "cannot start the log cleaner"),
+        }
+    }
 }
 
 /// Stops accepting and stops background work; open connections end with the executor.
@@ -153,6 +167,58 @@ async fn retention_loop(shard: Rc<Shard>) {
                     tracing::info!(partition = %tp, segments = n, "retention deleted segments")
                 }
                 Err(e) => tracing::error!(partition = %tp, error = %e, "retention failed"),
+            }
+        }
+    }
+}
+
+/// The cleaner's CPU share against the default queue's 1000 (request handling).
+const CLEANER_SHARES: usize = 100;
+
+/// Compacts this shard's compacted logs, the dirtiest first, one pass at a time; sleeps
+/// `log.cleaner.backoff.ms` when none needs it.
+async fn cleaner_loop(shard: Rc<Shard>) {
+    let config = &shard.config.cleaner;
+    let settings = crate::storage::CleanerSettings {
+        map_bytes: config.dedupe_buffer_size / shard.num_shards.max(1),
+        io_max_bytes_per_second: config.io_max_bytes_per_second,
+    };
+    let backoff = Duration::from_millis(config.backoff_ms.max(10));
+    loop {
+        let now = shard.now_ms();
+        let dirtiest = shard
+            .all_logs()
+            .into_iter()
+            .filter_map(|(tp, log)| log.cleanable(now).map(|plan| (tp, log, plan)))
+            .max_by(|a, b| {
+                (a.2.overdue, a.2.dirty_ratio)
+                    .partial_cmp(&(b.2.overdue, b.2.dirty_ratio))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        let Some((tp, log, plan)) = dirtiest else {
+            glommio::timer::sleep(backoff).await;
+            continue;
+        };
+        let started = std::time::Instant::now();
+        match log.clean(&plan, &settings, now).await {
+            Ok(stats) if stats.first_dirty_after <= plan.first_dirty => {
+                // The log changed under the pass; try again later.
+                glommio::timer::sleep(backoff).await;
+            }
+            Ok(stats) => tracing::info!(
+                partition = %tp,
+                dirty_ratio = plan.dirty_ratio,
+                read = stats.bytes_read,
+                written = stats.bytes_written,
+                removed = stats.records_removed,
+                segments = stats.segments_before,
+                first_dirty = stats.first_dirty_after,
+                ms = started.elapsed().as_millis() as u64,
+                "cleaned log"
+            ),
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "cleaning failed");
+                glommio::timer::sleep(backoff).await;
             }
         }
     }

@@ -74,6 +74,15 @@ fn check_records(
         return Err(ResponseError::MessageTooLarge);
     }
     record::validate_produced(records).map_err(|e| errors::batch(&e))?;
+    if config.compacted() {
+        // Kafka's LogValidator: a compacted topic cannot keep a record without a key.
+        match crate::storage::all_keyed(records, &header) {
+            Ok(true) => {}
+            Ok(false) => return Err(ResponseError::InvalidRecord),
+            Err(crate::storage::RecordError::Codec(e)) => return Err(errors::codec(&e)),
+            Err(_) => return Err(ResponseError::CorruptMessage),
+        }
+    }
     let fixed = fill_max_timestamp(records, &header, config)?;
     let (records, header) = match &fixed {
         Some(b) => (
@@ -464,6 +473,37 @@ mod tests {
             let got = check_records(records.as_ref(), &config, now).map(|_| ());
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_compacted_topic_refuses_records_without_a_key() {
+        use crate::client::batch::{encode_batch, ProducerRecord};
+        let now = 1_700_000_000_000;
+        let batch = |key: Option<&'static [u8]>| {
+            let records = vec![
+                ProducerRecord {
+                    key: Some(Bytes::from_static(b"k")),
+                    value: Some(Bytes::from_static(b"v")),
+                    ..Default::default()
+                },
+                ProducerRecord {
+                    key: key.map(Bytes::from_static),
+                    value: Some(Bytes::from_static(b"v")),
+                    ..Default::default()
+                },
+            ];
+            encode_batch(&records, now, kafka_protocol::records::Compression::Lz4).unwrap()
+        };
+        let compacted = LogConfig {
+            cleanup_policy: "compact,delete".to_string(),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_records(Some(&batch(None)), &compacted, now),
+            Err(ResponseError::InvalidRecord)
+        );
+        assert!(check_records(Some(&batch(Some(b"x"))), &compacted, now).is_ok());
+        assert!(check_records(Some(&batch(None)), &LogConfig::default(), now).is_ok());
     }
 
     #[test]

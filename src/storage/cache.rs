@@ -1,7 +1,8 @@
 //! The most recently appended batches of one partition, kept in memory so tail fetches (the
 //! common case: consumers keeping up) never touch the disk.
 //!
-//! Invariants: entries are contiguous in offset order and end at the log end offset; their total
+//! Invariants: entries are in offset order (gaps only where a compacted leader's log had
+//! them) and end at the log end offset; their total
 //! size stays within the byte budget given at open (older entries are dropped first). Entries may
 //! be above the high watermark; the reader bounds what it returns.
 
@@ -40,8 +41,8 @@ impl BatchCache {
     pub fn push(&mut self, batch: CachedBatch) {
         if let Some(last) = self.batches.back() {
             assert!(
-                batch.base_offset == last.last_offset + 1,
-                "cache not contiguous: batch at {} after last offset {}",
+                batch.base_offset > last.last_offset,
+                "cache out of order: batch at {} after last offset {}",
                 batch.base_offset,
                 last.last_offset
             );
@@ -64,6 +65,18 @@ impl BatchCache {
         }
         let start = self.batches.partition_point(|b| b.last_offset < offset);
         Some(self.batches.range(start..))
+    }
+
+    /// Forgets the batches that end below `offset` (the cleaner rewrote them), keeping the
+    /// rest contiguous up to the log end.
+    pub fn drop_below(&mut self, offset: i64) {
+        while let Some(first) = self.batches.front() {
+            if first.last_offset >= offset {
+                break;
+            }
+            self.held_bytes -= first.bytes.len();
+            self.batches.pop_front();
+        }
     }
 
     /// The first offset held, if any.

@@ -132,6 +132,9 @@ impl PartitionLog {
         cache_bytes: usize,
         now_ms: i64,
     ) -> Result<Rc<PartitionLog>, StorageError> {
+        if dir.is_dir() {
+            cleaner::finish_interrupted_swaps(&dir)?;
+        }
         let recovered = recovery::recover(&dir, &config, now_ms).await?;
         let state = State::recovered(dir.clone(), config, recovered, cache_bytes, now_ms)?;
         state.check_invariants();
@@ -432,6 +435,55 @@ impl PartitionLog {
         Ok(doomed.len())
     }
 
+    /// Kafka's DeleteRecords: the log start offset moves up to `offset` (records below it are
+    /// no longer readable and whole segments below it are deleted); returns the new log start.
+    /// Past the high watermark is out of range; at or below the current start changes nothing.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<i64, StorageError> {
+        let (start, doomed, delay_ms) = {
+            let mut st = self.inner.state.borrow_mut();
+            st.check_writable()?;
+            if offset > st.high_watermark || offset < 0 {
+                return Err(StorageError::OffsetOutOfRange {
+                    requested: offset,
+                    log_start: st.log_start_offset,
+                    log_end: st.high_watermark,
+                });
+            }
+            if offset <= st.log_start_offset {
+                return Ok(st.log_start_offset);
+            }
+            write_log_start(&self.inner.dir, offset)?;
+            st.log_start_offset = offset;
+            let mut doomed = Vec::new();
+            while st.segments.len() > 1 {
+                let Some((_, first)) = st.segments.first_key_value() else {
+                    break;
+                };
+                if !first.sealed || first.next_offset > offset {
+                    break;
+                }
+                if let Some((_, seg)) = st.segments.pop_first() {
+                    doomed.push(seg);
+                }
+            }
+            st.check_invariants();
+            (offset, doomed, st.config().file_delete_delay_ms)
+        };
+        for seg in &doomed {
+            remove_segment_files(seg, delay_ms)?;
+        }
+        Ok(start)
+    }
+
+    /// A follower takes the leader's log start offset (as far as its own high watermark).
+    pub async fn follow_log_start(&self, leader_start: i64) -> Result<(), StorageError> {
+        let target = leader_start.min(self.high_watermark());
+        if target > self.log_start_offset() {
+            self.delete_records_before(target).await?;
+        }
+        Ok(())
+    }
+
     /// Applies changed topic settings (segment size, retention, ...) from now on.
     pub fn update_config(&self, config: LogConfig) {
         let mut st = self.inner.state.borrow_mut();
@@ -597,6 +649,22 @@ async fn read_segment(
     Ok(found.then_some(out))
 }
 
+/// The log start offset DeleteRecords set, when it lies inside the first segment.
+pub const LOG_START_CHECKPOINT: &str = "log-start-offset";
+
+fn write_log_start(dir: &std::path::Path, offset: i64) -> Result<(), StorageError> {
+    let path = dir.join(LOG_START_CHECKPOINT);
+    let tmp = path.with_extension("tmp");
+    super::segment::write_synced(&tmp, format!("{offset}\n").as_bytes())?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+}
+
+fn read_log_start(dir: &std::path::Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(LOG_START_CHECKPOINT))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
 /// Takes a segment's files out of the log at once (renamed to `*.deleted`, which nothing reads)
 /// and unlinks them after `delay_ms`, so a reader that opened them just before still finishes.
 fn remove_segment_files(seg: &Segment, delay_ms: i64) -> Result<(), StorageError> {
@@ -645,8 +713,11 @@ impl State {
         now_ms: i64,
     ) -> Result<State, StorageError> {
         let segments = recovered.segments;
-        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
         let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset);
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let log_start_offset = read_log_start(&dir)
+            .unwrap_or(first_base)
+            .clamp(first_base, log_end_offset.max(first_base));
         let epochs = super::epochs::LeaderEpochCache::load(&dir, log_end_offset)?;
         let state = State {
             dir,
@@ -725,6 +796,10 @@ mod state;
 
 #[path = "writer.rs"]
 mod writer;
+
+#[path = "cleaner.rs"]
+mod cleaner;
+pub use cleaner::{CleanStats, Cleanable, CleanerSettings};
 
 #[path = "replica.rs"]
 mod replica;

@@ -9,6 +9,9 @@
 //! never returns data that a crash could take back.
 
 mod cache;
+#[cfg(test)]
+mod cleaner_tests;
+mod compact;
 mod data_dir;
 pub mod epochs;
 mod index;
@@ -20,8 +23,9 @@ mod segment;
 mod tests;
 mod wait;
 
+pub use compact::{all_keyed, RecordError};
 pub use data_dir::{DataDir, DataDirError, LOCK_FILE};
-pub use log::{AppendInfo, PartitionLog, ReadResult};
+pub use log::{AppendInfo, CleanStats, Cleanable, CleanerSettings, PartitionLog, ReadResult};
 
 use std::path::PathBuf;
 

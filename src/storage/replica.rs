@@ -138,17 +138,18 @@ impl PartitionLog {
         st.epochs.end_offset_for(epoch, st.log_end_offset)
     }
 
-    /// Appends a batch a leader sent, with the offsets and epoch it already carries. It must
-    /// start at this log's end.
+    /// Appends a batch a leader sent, with the offsets and epoch it already carries. It starts
+    /// at this log's end, or past it where the leader's log was compacted (offsets skipped by
+    /// the cleaner are a gap here too).
     pub fn append_replicated(&self, batch: Bytes, now_ms: i64) -> Result<AppendInfo, StorageError> {
         let mut st = self.inner.state.borrow_mut();
         st.check_writable()?;
         let header = BatchHeader::parse(&batch).map_err(|e| corrupt(&st, e.to_string()))?;
-        if header.base_offset != st.log_end_offset {
+        if header.base_offset < st.log_end_offset {
             return Err(corrupt(
                 &st,
                 format!(
-                    "replicated batch at {} does not start at the log end {}",
+                    "replicated batch at {} starts below the log end {}",
                     header.base_offset, st.log_end_offset
                 ),
             ));

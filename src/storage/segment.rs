@@ -223,7 +223,7 @@ fn position_u32(position: u64) -> u32 {
     u32::try_from(position).unwrap_or_else(|_| panic!("segment position {position} over 4 GiB"))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(|e| io_error(path, e))?;
     f.write_all(bytes).map_err(|e| io_error(path, e))?;

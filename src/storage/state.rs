@@ -170,7 +170,7 @@ impl State {
         now_ms: i64,
     ) {
         assert!(
-            header.base_offset == self.log_end_offset && header.total_bytes() == bytes.len(),
+            header.base_offset >= self.log_end_offset && header.total_bytes() == bytes.len(),
             "append at {} of {} bytes, log end {}",
             header.base_offset,
             bytes.len(),

@@ -619,10 +619,10 @@ fn a_follower_appends_as_sent_and_reads_stop_at_the_high_watermark() {
         for b in leader_batches(0, &[2, 3, 1], 4) {
             log.append_replicated(b, 1_000).unwrap();
         }
-        let gap = leader_batches(10, &[1], 4).remove(0);
+        let overlap = leader_batches(4, &[1], 4).remove(0);
         assert!(
-            log.append_replicated(gap, 1_000).is_err(),
-            "must start at the log end"
+            log.append_replicated(overlap, 1_000).is_err(),
+            "must not start below the log end"
         );
         log.wait_written(6).await.unwrap();
         assert_eq!((log.written_end(), log.high_watermark()), (6, 0));
@@ -648,6 +648,34 @@ fn a_follower_appends_as_sent_and_reads_stop_at_the_high_watermark() {
         log.set_hw_managed(true);
         assert_eq!(log.high_watermark(), 6);
         assert_eq!(log.latest_epoch(), Some(4));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_follower_of_a_compacted_leader_keeps_its_offset_gaps() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let log = open(&path, config(1 << 20), 1 << 20).await;
+        log.set_hw_managed(true);
+        let mut sent = leader_batches(0, &[2], 4);
+        sent.extend(leader_batches(10, &[3], 4));
+        sent.extend(leader_batches(20, &[1], 4));
+        for b in &sent {
+            log.append_replicated(b.clone(), 1_000).unwrap();
+        }
+        assert_eq!(log.log_end_offset(), 21);
+        log.wait_written(21).await.unwrap();
+        log.set_high_watermark(21);
+        // A read in a gap gets the next batch, from the cache and from disk alike.
+        let got = log.read(5, 1 << 20, true).await.unwrap();
+        assert_eq!(got.batches, sent[1..].to_vec());
+        log.close().await.unwrap();
+        let log = open(&path, config(1 << 20), 0).await;
+        assert_eq!(log.log_end_offset(), 21);
+        let got = log.read(2, 1 << 20, true).await.unwrap();
+        assert_eq!(got.batches, sent[1..].to_vec());
         log.close().await.unwrap();
     });
 }

@@ -611,3 +611,32 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A raw Fetch v12 at `offset`: the partition's error code and log start offset.
+pub fn raw_fetch(broker: &Broker, topic: &str, offset: i64) -> (i16, i64) {
+    let req = kafka_protocol::messages::FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(100)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            kafka_protocol::messages::fetch_request::FetchTopic::default()
+                .with_topic(kafka_protocol::messages::TopicName(
+                    kafka_protocol::protocol::StrBytes::from_string(topic.to_string()),
+                ))
+                .with_partitions(vec![
+                    kafka_protocol::messages::fetch_request::FetchPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(-1)
+                        .with_fetch_offset(offset)
+                        .with_last_fetched_epoch(-1)
+                        .with_log_start_offset(-1)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let resp = broker.raw().request(&req, 12);
+    let p = &resp.responses[0].partitions[0];
+    let _: &Option<bytes::Bytes> = &p.records;
+    (p.error_code, p.log_start_offset)
+}

@@ -154,7 +154,8 @@ pub fn incremental_alter_configs(
             let mut out =
                 incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name.clone());
+                    .with_resource_name(r.resource_name.clone())
+                    .with_error_message(None);
             if let Some((code, msg)) = err {
                 out = out
                     .with_error_code(code.code())
@@ -207,7 +208,8 @@ pub fn alter_configs(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
             let err = alter_one(&shard, target, changes, true, body.validate_only).await;
             let mut out = alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
+                .with_resource_name(r.resource_name.clone())
+                .with_error_message(None);
             if let Some((code, msg)) = err {
                 out = out
                     .with_error_code(code.code())

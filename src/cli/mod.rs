@@ -5,6 +5,7 @@
 //! `Err` into a non-zero exit.
 
 mod cluster;
+mod configs;
 mod consume;
 mod dump_log;
 mod groups;
@@ -58,6 +59,10 @@ pub enum ClientCommand {
     /// List, describe and delete consumer groups, and reset their committed offsets (like
     /// kafka-consumer-groups.sh).
     Groups(groups::GroupsArgs),
+    /// Describe and change topic and broker configs at run time (like kafka-configs.sh):
+    /// `--describe` or `--alter --add-config k=v,... --delete-config k,...`, with
+    /// `--entity-type topics|brokers` and `--entity-name NAME` (or `--entity-default`).
+    Configs(configs::ConfigsArgs),
     /// The cluster: brokers, fenced or not, and the metadata quorum with each voter's lag
     /// (like kafka-metadata-quorum.sh describe --status --replication).
     Cluster(status::ClusterArgs),
@@ -71,6 +76,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::DumpLog(args) => dump_log::run(args),
         ClientCommand::Groups(args) => groups::run(args),
         ClientCommand::Cluster(args) => status::run(args),
+        ClientCommand::Configs(args) => configs::run(args),
     }
 }
 
@@ -184,6 +190,23 @@ mod tests {
                 "read_committed",
             ],
             &["dump-log", "x.log", "--print-data-log"],
+            &[
+                "configs",
+                "--describe",
+                "--entity-type",
+                "topics",
+                "--entity-name",
+                "t",
+            ],
+            &[
+                "configs",
+                "--alter",
+                "--entity-type",
+                "brokers",
+                "--entity-default",
+                "--add-config",
+                "log.retention.ms=5",
+            ],
         ];
         for args in ok {
             let parsed = parse(args);
@@ -201,6 +224,8 @@ mod tests {
             &["produce", "--topic", "t", "--acks", "2"],
             &["produce", "--topic", "t", "--compression", "brotli"],
             &["topics", "create"],
+            &["configs", "--entity-type", "topics", "--entity-name", "t"],
+            &["configs", "--describe", "--entity-type", "groups"],
         ];
         for args in bad {
             assert!(parse(args).is_err(), "{args:?} should not parse");

@@ -12,14 +12,17 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse,
-    ProduceRequest, TopicName,
+    DescribeConfigsRequest, FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest,
+    MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -33,7 +36,9 @@ pub const EARLIEST_TIMESTAMP: i64 = -2;
 /// ListOffsets timestamp asking for the log end offset (or LSO under read_committed).
 pub const LATEST_TIMESTAMP: i64 = -1;
 /// DescribeConfigs resource type of a topic.
-const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_TOPIC: i8 = 2;
+/// DescribeConfigs resource type of a broker (empty name: the cluster-wide default).
+pub const RESOURCE_BROKER: i8 = 4;
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
@@ -59,6 +64,28 @@ pub struct ConfigEntry {
     pub source: i8,
     pub read_only: bool,
     pub sensitive: bool,
+    /// (name, value, source) of each level that sets it, most important first (when asked).
+    pub synonyms: Vec<(String, Option<String>, i8)>,
+}
+
+/// One change of an IncrementalAlterConfigs: `value` None deletes the override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlterEntry {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+/// Kafka's name of a ConfigSource value.
+pub fn config_source_name(source: i8) -> &'static str {
+    match source {
+        1 => "DYNAMIC_TOPIC_CONFIG",
+        2 => "DYNAMIC_BROKER_CONFIG",
+        3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+        4 => "STATIC_BROKER_CONFIG",
+        5 => "DEFAULT_CONFIG",
+        6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
+        _ => "UNKNOWN",
+    }
 }
 
 /// Kafka's ConfigSource value for a topic-level override.
@@ -207,20 +234,31 @@ impl Client {
 
     /// Every config entry of `topic` (defaults included; filter on `source` for overrides).
     pub fn describe_topic_configs(&mut self, topic: &str) -> Result<Vec<ConfigEntry>, ClientError> {
-        let req = DescribeConfigsRequest::default().with_resources(vec![
-            DescribeConfigsResource::default()
-                .with_resource_type(RESOURCE_TOPIC)
-                .with_resource_name(StrBytes::from_string(topic.to_string()))
-                .with_configuration_keys(None),
-        ]);
+        self.describe_configs(RESOURCE_TOPIC, topic, false)
+    }
+
+    /// Every config entry of a resource (a topic, or a broker by id; the empty name is the
+    /// cluster-wide broker default), with synonyms when asked.
+    pub fn describe_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        synonyms: bool,
+    ) -> Result<Vec<ConfigEntry>, ClientError> {
+        let req = DescribeConfigsRequest::default()
+            .with_include_synonyms(synonyms)
+            .with_resources(vec![DescribeConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configuration_keys(None)]);
         let resp = self.send(&req)?;
         let result = resp
             .results
             .into_iter()
-            .find(|r| r.resource_name.as_str() == topic)
-            .ok_or_else(|| missing("DescribeConfigs", topic, None))?;
+            .find(|r| r.resource_name.as_str() == name)
+            .ok_or_else(|| missing("DescribeConfigs", name, None))?;
         check_code(result.error_code, result.error_message.as_deref(), || {
-            format!("describe configs of {topic}")
+            format!("describe configs of {name}")
         })?;
         Ok(result
             .configs
@@ -231,8 +269,47 @@ impl Client {
                 source: c.config_source,
                 read_only: c.read_only,
                 sensitive: c.is_sensitive,
+                synonyms: c
+                    .synonyms
+                    .into_iter()
+                    .map(|s| (s.name.to_string(), s.value.map(|v| v.to_string()), s.source))
+                    .collect(),
             })
             .collect())
+    }
+
+    /// Sets (or, for a `None` value, deletes) configs of one resource with
+    /// IncrementalAlterConfigs.
+    pub fn alter_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        changes: &[AlterEntry],
+    ) -> Result<(), ClientError> {
+        let configs = changes
+            .iter()
+            .map(|c| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(c.name.clone()))
+                    .with_config_operation(if c.value.is_some() { 0 } else { 1 })
+                    .with_value(c.value.clone().map(StrBytes::from_string))
+            })
+            .collect();
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configs(configs),
+        ]);
+        let resp = self.send(&req)?;
+        let result = resp
+            .responses
+            .into_iter()
+            .find(|r| r.resource_name.as_str() == name)
+            .ok_or_else(|| missing("IncrementalAlterConfigs", name, None))?;
+        check_code(result.error_code, result.error_message.as_deref(), || {
+            format!("alter configs of {name}")
+        })
     }
 
     /// Produces one batch per listed partition of `topic`. Returns each partition's base

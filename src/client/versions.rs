@@ -21,6 +21,7 @@ const CAPS: &[(ApiKey, i16)] = &[
     (ApiKey::DeleteTopics, 6),
     (ApiKey::CreatePartitions, 3),
     (ApiKey::DescribeConfigs, 4),
+    (ApiKey::IncrementalAlterConfigs, 1),
     // Group APIs: the classic protocol, as librdkafka 2.x and the Java client 3.x use it.
     (ApiKey::FindCoordinator, 4),
     (ApiKey::JoinGroup, 9),

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+pub mod alter;
 mod cleaner;
 mod cluster;
 mod topic;
@@ -81,6 +82,9 @@ pub struct Config {
     pub groups: GroupConfig,
     pub cleaner: CleanerConfig,
     pub log: LogConfig,
+    /// The names set from the file or the command line (STATIC_BROKER_CONFIG in
+    /// DescribeConfigs; the others are DEFAULT_CONFIG).
+    pub explicit: std::collections::BTreeSet<String>,
 }
 
 /// Consumer group coordinator settings (Kafka's names).
@@ -133,6 +137,7 @@ impl Default for Config {
             groups: GroupConfig::default(),
             cleaner: CleanerConfig::default(),
             log: LogConfig::default(),
+            explicit: Default::default(),
         }
     }
 }
@@ -271,6 +276,24 @@ impl Config {
     /// Applies one broker setting by its Kafka name. The value is the text form (TOML values are
     /// turned into text first, so `--set` and the file behave the same).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        self.set_value(name, value)?;
+        let canonical = match name {
+            "broker.id" => "node.id",
+            "log.dir" => "log.dirs",
+            "log.retention.hours" => "log.retention.ms",
+            "log.roll.hours" => "log.roll.ms",
+            other => other,
+        };
+        self.explicit.insert(canonical.to_string());
+        Ok(())
+    }
+
+    /// Whether `name` was given in the file or on the command line.
+    pub fn is_explicit(&self, name: &str) -> bool {
+        self.explicit.contains(name)
+    }
+
+    fn set_value(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         if let Some((topic_name, _)) = TOPIC_CONFIGS
             .iter()
             .find(|(_, broker)| *broker == Some(name))

@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::image::{PartitionMeta, Record, Snapshot, TopicMeta, NO_LEADER};
+use super::image::{ConfigResource, PartitionMeta, Record, Snapshot, TopicMeta, NO_LEADER};
 use super::{validate_topic_name, MetadataError};
-use crate::config::LogConfig;
+use crate::config::alter::{self, ConfigChange};
+use crate::config::{ConfigError, LogConfig, TOPIC_CONFIGS};
 use crate::types::NodeId;
 
 /// Producer ids are handed to brokers a block at a time (Kafka's block size).
@@ -83,6 +84,15 @@ pub enum Command {
     },
     /// Leadership goes back to preferred replicas that are live and in sync.
     ElectPreferredLeaders,
+    /// Changes the dynamic configs of a topic or broker (Kafka's IncrementalAlterConfigs). With
+    /// `replace` (the legacy AlterConfigs), the changes start from no overrides at all: what
+    /// they do not set returns to its default.
+    AlterConfigs {
+        resource: ConfigResource,
+        changes: Vec<ConfigChange>,
+        replace: bool,
+        validate_only: bool,
+    },
 }
 
 /// What a command answers once its records are committed.
@@ -199,7 +209,153 @@ pub fn plan(
             isr,
         ),
         Command::ElectPreferredLeaders => Ok((elect_preferred(image), Reply::Done)),
+        Command::AlterConfigs {
+            resource,
+            changes,
+            replace,
+            validate_only,
+        } => alter_configs(image, resource, changes, *replace, *validate_only, settings),
     }
+}
+
+/// Checks a config change against the image and Kafka's rules; the record carries the names
+/// whose override changes. See [`alter::apply_changes`] for the operations.
+fn alter_configs(
+    image: &Snapshot,
+    resource: &ConfigResource,
+    changes: &[ConfigChange],
+    replace: bool,
+    validate_only: bool,
+    settings: &Settings,
+) -> Result<(Vec<Record>, Reply), MetadataError> {
+    let mut seen = std::collections::HashSet::new();
+    if changes.iter().any(|c| !seen.insert(c.name.as_str())) {
+        return Err(MetadataError::InvalidRequest(
+            "Error due to duplicate config keys".to_string(),
+        ));
+    }
+    let defaults = image.log_defaults(&settings.defaults);
+    let (before, after) = match resource {
+        ConfigResource::Topic(name) => {
+            let t = image
+                .topic(name)
+                .ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?;
+            if let Some(c) = changes
+                .iter()
+                .find(|c| !TOPIC_CONFIGS.iter().any(|(n, _)| *n == c.name))
+            {
+                return Err(MetadataError::InvalidConfig(
+                    ConfigError::Unknown(c.name.clone()).kafka_message(),
+                ));
+            }
+            let nulls: Vec<&str> = changes
+                .iter()
+                .filter(|c| c.op != alter::AlterOp::Delete && c.value.is_none())
+                .map(|c| c.name.as_str())
+                .collect();
+            if !nulls.is_empty() {
+                return Err(MetadataError::InvalidRequest(format!(
+                    "Null value not supported for topic configs: {}",
+                    nulls.join(",")
+                )));
+            }
+            let base = if replace {
+                BTreeMap::new()
+            } else {
+                t.configs.clone()
+            };
+            let after = alter::apply_changes(&base, changes, alter::is_list_topic_config, |n| {
+                t.log_config.get_topic(n)
+            })
+            .map_err(MetadataError::InvalidConfig)?;
+            LogConfig::resolve(&defaults, &after)
+                .map_err(|e| MetadataError::InvalidConfig(e.kafka_message()))?;
+            (t.configs.clone(), after)
+        }
+        ConfigResource::Broker(node) => {
+            let before = image
+                .dynamic_broker_configs(*node)
+                .cloned()
+                .unwrap_or_default();
+            let refuse = |why: String| {
+                MetadataError::InvalidRequest(format!(
+                    "Invalid config value for resource ConfigResource(type=BROKER, name='{}'): \
+                     {why}",
+                    ConfigResource::broker_key(*node)
+                ))
+            };
+            let fixed: Vec<&str> = changes
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|n| alter::is_known_broker_config(n) && !alter::is_dynamic_broker_config(n))
+                .collect();
+            if !fixed.is_empty() {
+                return Err(refuse(format!(
+                    "Cannot update these configs dynamically: Set({})",
+                    fixed.join(", ")
+                )));
+            }
+            if let Some(c) = changes.iter().find(|c| {
+                matches!(c.op, alter::AlterOp::Append | alter::AlterOp::Subtract)
+                    && !alter::is_list_broker_config(&c.name)
+            }) {
+                let op = if c.op == alter::AlterOp::Append {
+                    "append"
+                } else {
+                    "subtract"
+                };
+                return Err(MetadataError::InvalidRequest(format!(
+                    "Config value {op} is not allowed for config key: {}",
+                    c.name
+                )));
+            }
+            let base = if replace {
+                BTreeMap::new()
+            } else {
+                before.clone()
+            };
+            let after = alter::apply_changes(&base, changes, alter::is_list_broker_config, |n| {
+                alter::topic_twin(n).and_then(|t| defaults.get_topic(t))
+            })
+            .map_err(MetadataError::InvalidRequest)?;
+            let mut check = settings.defaults.clone();
+            for (name, value) in &after {
+                if let Some(topic) = alter::topic_twin(name) {
+                    check.set_topic(topic, value).map_err(|e| {
+                        let e = match e {
+                            ConfigError::Invalid { value, why, .. } => ConfigError::Invalid {
+                                name: name.clone(),
+                                value,
+                                why,
+                            },
+                            other => other,
+                        };
+                        refuse(e.kafka_message())
+                    })?;
+                }
+            }
+            (before, after)
+        }
+    };
+    let mut diff: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (name, value) in &after {
+        if before.get(name) != Some(value) {
+            diff.insert(name.clone(), Some(value.clone()));
+        }
+    }
+    for name in before.keys() {
+        if !after.contains_key(name) {
+            diff.insert(name.clone(), None);
+        }
+    }
+    if validate_only || diff.is_empty() {
+        return Ok((Vec::new(), Reply::Done));
+    }
+    let r = Record::ConfigsChanged {
+        resource: resource.clone(),
+        changes: diff,
+    };
+    Ok((vec![r], Reply::Done))
 }
 
 fn create_topic(
@@ -236,7 +392,7 @@ fn create_topic(
     } else {
         req.replication_factor
     };
-    LogConfig::resolve(&settings.defaults, &req.configs)
+    LogConfig::resolve(&image.log_defaults(&settings.defaults), &req.configs)
         .map_err(|e| MetadataError::InvalidConfig(e.kafka_message()))?;
     let assignments = place(image, &req.name, 0, req.partitions, rf)?;
     let id = Uuid::new_v4();

@@ -1,6 +1,7 @@
 //! Table tests of the controller's decisions, on images built from records.
 
 use super::*;
+use crate::config::alter::AlterOp;
 
 fn settings() -> Settings {
     Settings {
@@ -401,4 +402,250 @@ fn topics_partitions_and_producer_ids() {
     );
     run(&mut s, Command::DeleteTopic { name: "t".into() }).unwrap();
     assert!(s.topic("t").is_none());
+}
+
+fn alter(
+    s: &mut Snapshot,
+    resource: ConfigResource,
+    changes: Vec<ConfigChange>,
+    replace: bool,
+    validate_only: bool,
+) -> Result<Reply, MetadataError> {
+    run(
+        s,
+        Command::AlterConfigs {
+            resource,
+            changes,
+            replace,
+            validate_only,
+        },
+    )
+}
+
+fn topic(name: &str) -> ConfigResource {
+    ConfigResource::Topic(name.to_string())
+}
+
+#[test]
+fn topic_config_changes_are_validated_and_applied() {
+    let mut s = cluster(&[1]);
+    create(&mut s, "t", 1, 1).unwrap();
+    let set = |n: &str, v: &str| ConfigChange::set(n, v);
+    alter(
+        &mut s,
+        topic("t"),
+        vec![set("retention.ms", "1000")],
+        false,
+        false,
+    )
+    .unwrap();
+    assert_eq!(s.topics["t"].log_config.retention_ms, 1000);
+    assert_eq!(s.topics["t"].configs["retention.ms"], "1000");
+
+    // validate_only checks but changes nothing.
+    alter(
+        &mut s,
+        topic("t"),
+        vec![set("retention.ms", "5")],
+        false,
+        true,
+    )
+    .unwrap();
+    assert_eq!(s.topics["t"].log_config.retention_ms, 1000);
+
+    // Bad names and values: Kafka's messages, nothing applied.
+    let e = alter(
+        &mut s,
+        topic("t"),
+        vec![set("retention.ms", "x")],
+        false,
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(e, MetadataError::InvalidConfig(_)), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "Invalid value x for configuration retention.ms: Not a number of type LONG"
+    );
+    let e = alter(&mut s, topic("t"), vec![set("no.such", "1")], false, false).unwrap_err();
+    assert_eq!(e.to_string(), "Unknown topic config name: no.such");
+    let e = alter(
+        &mut s,
+        topic("nope"),
+        vec![set("retention.ms", "1")],
+        false,
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(e, MetadataError::UnknownTopic(_)), "{e:?}");
+    let append = ConfigChange {
+        name: "retention.ms".into(),
+        op: AlterOp::Append,
+        value: Some("1".into()),
+    };
+    let e = alter(&mut s, topic("t"), vec![append], false, false).unwrap_err();
+    assert!(matches!(e, MetadataError::InvalidConfig(_)), "{e:?}");
+    let e = alter(
+        &mut s,
+        topic("t"),
+        vec![set("retention.ms", "1"), set("retention.ms", "2")],
+        false,
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(e, MetadataError::InvalidRequest(_)), "{e:?}");
+    // min > max compaction lag only shows once both are known.
+    let e = alter(
+        &mut s,
+        topic("t"),
+        vec![
+            set("min.compaction.lag.ms", "10"),
+            set("max.compaction.lag.ms", "5"),
+        ],
+        false,
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("min.compaction.lag.ms (10)"), "{e}");
+    assert_eq!(s.topics["t"].log_config.retention_ms, 1000);
+
+    // APPEND starts from the value in effect; DELETE returns to the default.
+    let append = ConfigChange {
+        name: "cleanup.policy".into(),
+        op: AlterOp::Append,
+        value: Some("compact".into()),
+    };
+    alter(&mut s, topic("t"), vec![append], false, false).unwrap();
+    assert_eq!(s.topics["t"].log_config.cleanup_policy, "delete,compact");
+    alter(
+        &mut s,
+        topic("t"),
+        vec![ConfigChange::delete("retention.ms")],
+        false,
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        s.topics["t"].log_config.retention_ms,
+        LogConfig::default().retention_ms
+    );
+    assert!(!s.topics["t"].configs.contains_key("retention.ms"));
+
+    // The legacy AlterConfigs replaces the whole set of overrides.
+    alter(
+        &mut s,
+        topic("t"),
+        vec![set("segment.bytes", "4096")],
+        true,
+        false,
+    )
+    .unwrap();
+    let t = &s.topics["t"];
+    assert_eq!(t.configs.len(), 1, "{:?}", t.configs);
+    assert_eq!(t.log_config.segment_bytes, 4096);
+    assert_eq!(t.log_config.cleanup_policy, "delete");
+}
+
+#[test]
+fn dynamic_broker_defaults_reach_topics_without_overrides() {
+    let mut s = cluster(&[1, 2]);
+    s.node = Some(1);
+    create(&mut s, "plain", 1, 1).unwrap();
+    run(
+        &mut s,
+        Command::CreateTopic {
+            name: "own".into(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: [("retention.ms".to_string(), "7".to_string())].into(),
+            validate_only: false,
+        },
+    )
+    .unwrap();
+    let default = ConfigResource::Broker(None);
+    alter(
+        &mut s,
+        default.clone(),
+        vec![ConfigChange::set("log.retention.ms", "5000")],
+        false,
+        false,
+    )
+    .unwrap();
+    assert_eq!(s.topics["plain"].log_config.retention_ms, 5000);
+    assert_eq!(s.topics["own"].log_config.retention_ms, 7);
+
+    // This node's own value wins over the cluster default; another node's does not apply here.
+    alter(
+        &mut s,
+        ConfigResource::Broker(Some(1)),
+        vec![ConfigChange::set("log.retention.ms", "6000")],
+        false,
+        false,
+    )
+    .unwrap();
+    alter(
+        &mut s,
+        ConfigResource::Broker(Some(2)),
+        vec![ConfigChange::set("log.retention.ms", "9000")],
+        false,
+        false,
+    )
+    .unwrap();
+    assert_eq!(s.topics["plain"].log_config.retention_ms, 6000);
+    // Topics created later start from the dynamic defaults too.
+    create(&mut s, "later", 1, 1).unwrap();
+    assert_eq!(s.topics["later"].log_config.retention_ms, 6000);
+
+    // A restored image resolves the same for the same node.
+    let back = Snapshot::restore(&s.to_bytes(), &LogConfig::default(), Some(1)).unwrap();
+    assert_eq!(back.topics["plain"].log_config.retention_ms, 6000);
+    let other = Snapshot::restore(&s.to_bytes(), &LogConfig::default(), Some(2)).unwrap();
+    assert_eq!(other.topics["plain"].log_config.retention_ms, 9000);
+
+    // Deleting the dynamic values returns to the static default.
+    for node in [None, Some(1), Some(2)] {
+        alter(
+            &mut s,
+            ConfigResource::Broker(node),
+            vec![ConfigChange::delete("log.retention.ms")],
+            false,
+            false,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        s.topics["plain"].log_config.retention_ms,
+        LogConfig::default().retention_ms
+    );
+    assert!(s.broker_configs.is_empty());
+
+    // Settings that cannot change at run time, and bad values, are refused as Kafka does.
+    let e = alter(
+        &mut s,
+        default.clone(),
+        vec![ConfigChange::set("log.dirs", "/x")],
+        false,
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(e, MetadataError::InvalidRequest(_)), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("Cannot update these configs dynamically: Set(log.dirs)"),
+        "{e}"
+    );
+    let e = alter(
+        &mut s,
+        default,
+        vec![ConfigChange::set("log.segment.bytes", "3")],
+        false,
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(e, MetadataError::InvalidRequest(_)), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("Invalid value 3 for configuration log.segment.bytes"),
+        "{e}"
+    );
 }

@@ -19,6 +19,22 @@ use crate::types::NodeId;
 /// No leader: every replica in the ISR is fenced (Kafka's -1).
 pub const NO_LEADER: NodeId = -1;
 
+/// What a config change is about (Kafka's ConfigResource of type TOPIC or BROKER).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(String),
+    /// One broker's dynamic settings, or (`None`) the cluster-wide default of every broker.
+    Broker(Option<NodeId>),
+}
+
+impl ConfigResource {
+    /// The key of a broker resource in [`Snapshot::broker_configs`]: the node id, or the empty
+    /// string for the cluster-wide default (Kafka's empty resource name).
+    pub fn broker_key(node: Option<NodeId>) -> String {
+        node.map_or(String::new(), |n| n.to_string())
+    }
+}
+
 /// One change to the metadata. The raft log holds these in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -72,6 +88,12 @@ pub enum Record {
         node: NodeId,
         start: i64,
         end: i64,
+    },
+    /// Dynamic configs of a topic or broker changed: each name gets the value, or loses its
+    /// override (`None`). One record per resource, so its values are checked together.
+    ConfigsChanged {
+        resource: ConfigResource,
+        changes: BTreeMap<String, Option<String>>,
     },
 }
 
@@ -154,6 +176,14 @@ pub struct Snapshot {
     /// The active controller (raft leader) as this node last knew it; not part of the log.
     #[serde(skip, default)]
     pub controller: Option<NodeId>,
+    /// Dynamic broker configs by broker name (Kafka's names, `log.retention.ms`), keyed by node
+    /// id, or by the empty string for the cluster-wide default.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The node this image is resolved for: its per-broker dynamic configs feed the defaults
+    /// of its topics' `log_config`. Not part of the log.
+    #[serde(skip, default)]
+    pub node: Option<NodeId>,
 }
 
 impl Snapshot {
@@ -184,16 +214,64 @@ impl Snapshot {
             .unwrap_or_else(|e| panic!("metadata image does not serialize: {e}"))
     }
 
-    /// An image read back from a raft snapshot, with derived fields rebuilt.
-    pub fn restore(bytes: &[u8], defaults: &LogConfig) -> Result<Snapshot, String> {
+    /// An image read back from a raft snapshot for `node`, with derived fields rebuilt.
+    pub fn restore(
+        bytes: &[u8],
+        defaults: &LogConfig,
+        node: Option<NodeId>,
+    ) -> Result<Snapshot, String> {
         let mut s: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        s.node = node;
         s.topic_ids = s.topics.values().map(|t| (t.id, t.name.clone())).collect();
+        let defaults = s.log_defaults(defaults);
         for t in s.topics.values_mut() {
-            let config = LogConfig::resolve(defaults, &t.configs)
+            let config = LogConfig::resolve(&defaults, &t.configs)
                 .map_err(|e| format!("topic {}: {e}", t.name))?;
             Arc::make_mut(t).log_config = config;
         }
         Ok(s)
+    }
+
+    /// The dynamic configs set for a broker resource (`None`: the cluster-wide default).
+    pub fn dynamic_broker_configs(
+        &self,
+        node: Option<NodeId>,
+    ) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(&ConfigResource::broker_key(node))
+    }
+
+    /// The topic defaults of this image's node: the static broker settings, then the
+    /// cluster-wide dynamic defaults, then this node's own dynamic values (Kafka's order).
+    pub fn log_defaults(&self, statics: &LogConfig) -> LogConfig {
+        let mut d = statics.clone();
+        for level in [None, self.node] {
+            let Some(configs) = self.dynamic_broker_configs(level) else {
+                continue;
+            };
+            for (name, value) in configs {
+                if let Some(topic) = crate::config::alter::topic_twin(name) {
+                    // Values were validated by the controller; a misfit keeps the default.
+                    let _ = d.set_topic(topic, value);
+                }
+            }
+        }
+        d
+    }
+
+    /// Resolves every topic again after the defaults changed. A topic whose overrides no
+    /// longer fit the new defaults keeps its old settings (logged).
+    fn resolve_all(&mut self, statics: &LogConfig) {
+        let defaults = self.log_defaults(statics);
+        for t in self.topics.values_mut() {
+            match LogConfig::resolve(&defaults, &t.configs) {
+                Ok(c) => {
+                    if c != t.log_config {
+                        Arc::make_mut(t).log_config = c;
+                    }
+                }
+                Err(e) => tracing::warn!(topic = %t.name, error = %e, "topic keeps its settings"),
+            }
+        }
     }
 
     /// Applies one committed record. See the module comment for why a misfit is skipped.
@@ -235,8 +313,8 @@ impl Snapshot {
                 if self.topics.contains_key(&name) {
                     return Err(format!("topic {name} exists"));
                 }
-                let log_config =
-                    LogConfig::resolve(defaults, &configs).map_err(|e| e.to_string())?;
+                let log_config = LogConfig::resolve(&self.log_defaults(defaults), &configs)
+                    .map_err(|e| e.to_string())?;
                 self.topic_ids.insert(id, name.clone());
                 let meta = TopicMeta {
                     name: name.clone(),
@@ -294,6 +372,30 @@ impl Snapshot {
                 self.producer_ids.insert(node, (start, end));
                 self.producer_ids_end = end;
             }
+            Record::ConfigsChanged { resource, changes } => match resource {
+                ConfigResource::Topic(name) => {
+                    let defaults = self.log_defaults(defaults);
+                    let t = self.topics.get_mut(&name).ok_or("unknown topic")?;
+                    let mut configs = t.configs.clone();
+                    merge(&mut configs, changes);
+                    let log_config =
+                        LogConfig::resolve(&defaults, &configs).map_err(|e| e.to_string())?;
+                    let t = Arc::make_mut(t);
+                    t.configs = configs;
+                    t.log_config = log_config;
+                }
+                ConfigResource::Broker(node) => {
+                    let key = ConfigResource::broker_key(node);
+                    let configs = self.broker_configs.entry(key.clone()).or_default();
+                    merge(configs, changes);
+                    if configs.is_empty() {
+                        self.broker_configs.remove(&key);
+                    }
+                    if node.is_none() || node == self.node {
+                        self.resolve_all(defaults);
+                    }
+                }
+            },
         }
         Ok(())
     }
@@ -302,6 +404,16 @@ impl Snapshot {
         self.brokers
             .get_mut(&node)
             .ok_or_else(|| format!("unknown broker {node}"))
+    }
+}
+
+/// Sets or removes (`None`) each changed name.
+fn merge(configs: &mut BTreeMap<String, String>, changes: BTreeMap<String, Option<String>>) {
+    for (name, value) in changes {
+        match value {
+            Some(v) => configs.insert(name, v),
+            None => configs.remove(&name),
+        };
     }
 }
 
@@ -367,7 +479,7 @@ mod tests {
             (3, 1, vec![3, 1])
         );
         assert_eq!(s.live_brokers().count(), 2);
-        let back = Snapshot::restore(&s.to_bytes(), &d).unwrap();
+        let back = Snapshot::restore(&s.to_bytes(), &d, None).unwrap();
         assert_eq!(back.topics, s.topics);
         assert_eq!(back.brokers, s.brokers);
         assert_eq!(back.topic_by_id(&s.topics["t"].id).unwrap().name, "t");

@@ -15,7 +15,9 @@ pub mod quorum;
 pub mod raft;
 
 pub use controller::{Command, CreateTopic, Reply, Settings, PARTITIONS_MAX, PRODUCER_ID_BLOCK};
-pub use image::{BrokerMeta, PartitionMeta, Record, Snapshot, TopicMeta, NO_LEADER};
+pub use image::{
+    BrokerMeta, ConfigResource, PartitionMeta, Record, Snapshot, TopicMeta, NO_LEADER,
+};
 pub use quorum::{Quorum, QuorumConfig};
 
 use thiserror::Error;
@@ -38,6 +40,10 @@ pub enum MetadataError {
     /// Kafka's own message (INVALID_CONFIG).
     #[error("{0}")]
     InvalidConfig(String),
+    /// A request Kafka refuses as malformed for what it names (INVALID_REQUEST), with Kafka's
+    /// message.
+    #[error("{0}")]
+    InvalidRequest(String),
     /// No active controller could take the command (NOT_CONTROLLER).
     #[error("{0}")]
     NotController(String),
@@ -65,6 +71,7 @@ impl MetadataError {
             MetadataError::InvalidPartitions(_) => "InvalidPartitions",
             MetadataError::InvalidReplicationFactor(_) => "InvalidReplicationFactor",
             MetadataError::InvalidConfig(_) => "InvalidConfig",
+            MetadataError::InvalidRequest(_) => "InvalidRequest",
             MetadataError::NotController(_) => "NotController",
             MetadataError::FencedLeaderEpoch(_) => "FencedLeaderEpoch",
             MetadataError::InvalidUpdateVersion(_) => "InvalidUpdateVersion",
@@ -89,6 +96,7 @@ impl MetadataError {
             "InvalidPartitions" => MetadataError::InvalidPartitions(message),
             "InvalidReplicationFactor" => MetadataError::InvalidReplicationFactor(message),
             "InvalidConfig" => MetadataError::InvalidConfig(message),
+            "InvalidRequest" => MetadataError::InvalidRequest(message),
             "FencedLeaderEpoch" => MetadataError::FencedLeaderEpoch(message),
             "InvalidUpdateVersion" => MetadataError::InvalidUpdateVersion(message),
             "IneligibleReplica" => MetadataError::IneligibleReplica(message),

@@ -498,7 +498,11 @@ impl Quorum {
     }
 
     fn adopt_image(&self, bytes: &[u8], leader: NodeId) {
-        match Snapshot::restore(bytes, &self.config.settings.defaults) {
+        match Snapshot::restore(
+            bytes,
+            &self.config.settings.defaults,
+            Some(self.config.node),
+        ) {
             Ok(mut s) => {
                 s.controller = Some(leader);
                 *self.image.borrow_mut() = s;
@@ -616,7 +620,11 @@ impl Quorum {
     }
 
     fn install_snapshot(&self, snap: &RaftSnapshot) {
-        match Snapshot::restore(snap.get_data(), &self.config.settings.defaults) {
+        match Snapshot::restore(
+            snap.get_data(),
+            &self.config.settings.defaults,
+            Some(self.config.node),
+        ) {
             Ok(image) => *self.image.borrow_mut() = image,
             Err(e) => panic!("metadata snapshot from the leader does not load: {e}"),
         }
@@ -684,10 +692,17 @@ fn open_raft(
     }
     let snap = storage.snapshot_ref().clone();
     let image = if snap.get_data().is_empty() {
-        Snapshot::default()
+        Snapshot {
+            node: Some(config.node),
+            ..Snapshot::default()
+        }
     } else {
-        Snapshot::restore(snap.get_data(), &config.settings.defaults)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+        Snapshot::restore(
+            snap.get_data(),
+            &config.settings.defaults,
+            Some(config.node),
+        )
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
     };
     let raft_config = raft::Config {
         id: config.node as u64,

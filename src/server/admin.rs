@@ -1,4 +1,5 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs.
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions (configs: see
+//! [`super::configs`]).
 //!
 //! Changes are commands to the active controller (through this node's metadata core); each is
 //! committed in the metadata quorum and visible on every shard of this node (logs opened or
@@ -15,19 +16,15 @@ use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    TopicName,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::{errors, reply, Outcome};
-use crate::config::{Config, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::config::{Config, TOPIC_CONFIGS};
 use crate::metadata::{Command, CreateTopic, MetadataError, Reply, TopicMeta};
 use crate::protocol::{decode_body, Request};
 use crate::shard::Shard;
@@ -366,89 +363,4 @@ pub fn create_partitions(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
             .collect();
         reply(&req, &CreatePartitionsResponse::default().with_results(out))
     })
-}
-
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-
-pub fn describe_configs(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
-    let body: DescribeConfigsRequest = match decode_body(req) {
-        Ok(b) => b,
-        Err(e) => return super::ready(Outcome::Close(e.to_string())),
-    };
-    let snap = shard.snapshot();
-    let results = body
-        .resources
-        .iter()
-        .map(|r| {
-            let keys: Option<Vec<String>> = r
-                .configuration_keys
-                .as_ref()
-                .map(|k| k.iter().map(|s| s.to_string()).collect());
-            let wanted = |name: &str| keys.as_ref().is_none_or(|k| k.iter().any(|x| x == name));
-            let base = DescribeConfigsResult::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            let entries: Result<Vec<(String, String, i8)>, ResponseError> = match r.resource_type {
-                RESOURCE_TOPIC => match snap.topic(r.resource_name.as_str()) {
-                    Some(t) => Ok(TOPIC_CONFIGS
-                        .iter()
-                        .filter(|(n, _)| wanted(n))
-                        .map(|(n, _)| {
-                            let source = if t.configs.contains_key(*n) {
-                                SOURCE_TOPIC
-                            } else {
-                                SOURCE_DEFAULT
-                            };
-                            (
-                                n.to_string(),
-                                t.log_config.get_topic(n).unwrap_or_default(),
-                                source,
-                            )
-                        })
-                        .collect()),
-                    None => Err(ResponseError::UnknownTopicOrPartition),
-                },
-                RESOURCE_BROKER => {
-                    let name = r.resource_name.as_str();
-                    if name.is_empty() || name == shard.config.node_id.to_string() {
-                        Ok(BROKER_CONFIGS
-                            .iter()
-                            .filter(|n| wanted(n))
-                            .map(|n| {
-                                let v = shard.config.get(n).unwrap_or_default();
-                                (n.to_string(), v, SOURCE_STATIC_BROKER)
-                            })
-                            .collect())
-                    } else {
-                        Err(ResponseError::InvalidRequest)
-                    }
-                }
-                _ => Err(ResponseError::InvalidRequest),
-            };
-            match entries {
-                Err(e) => base
-                    .with_error_code(e.code())
-                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
-                Ok(entries) => base.with_configs(
-                    entries
-                        .into_iter()
-                        .map(|(name, value, source)| {
-                            DescribeConfigsResourceResult::default()
-                                .with_name(StrBytes::from_string(name))
-                                .with_value(Some(StrBytes::from_string(value)))
-                                .with_config_source(source)
-                        })
-                        .collect(),
-                ),
-            }
-        })
-        .collect();
-    super::ready(reply(
-        req,
-        &DescribeConfigsResponse::default().with_results(results),
-    ))
 }

@@ -49,6 +49,7 @@ pub fn metadata(e: &MetadataError) -> ResponseError {
         MetadataError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         MetadataError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         MetadataError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        MetadataError::InvalidRequest(_) => ResponseError::InvalidRequest,
         MetadataError::NotController(_) => ResponseError::NotController,
         MetadataError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
         MetadataError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,

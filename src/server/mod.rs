@@ -6,6 +6,7 @@
 mod admin;
 mod authorized_ops;
 mod cluster;
+mod configs;
 mod connection;
 mod epochs;
 mod errors;
@@ -52,7 +53,9 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::CreateTopics => admin::create_topics(shard, req),
         ApiKey::DeleteTopics => admin::delete_topics(shard, req),
         ApiKey::CreatePartitions => admin::create_partitions(shard, req),
-        ApiKey::DescribeConfigs => admin::describe_configs(shard, &req),
+        ApiKey::DescribeConfigs => configs::describe_configs(shard, &req),
+        ApiKey::AlterConfigs => configs::alter_configs(shard, req),
+        ApiKey::IncrementalAlterConfigs => configs::incremental_alter_configs(shard, req),
         ApiKey::FindCoordinator => groups::find_coordinator(shard, &req),
         ApiKey::JoinGroup => groups::join_group(shard, req),
         ApiKey::SyncGroup => groups::sync_group(shard, req),

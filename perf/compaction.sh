@@ -8,23 +8,25 @@
 #      same workload again while the cleaner compacts it on the same shard;
 #   4. the cleaner's throughput (bytes read + written per pass, from its log lines) next to the
 #      disk's sequential direct read and write (fio) measured in the same run.
-# Usage: perf/compaction.sh      FILL=4000000 KEYS=100000 DUR=10s by default.
+# Usage: perf/compaction.sh      FILL=4000000 KEYS=100000 DUR=10s by default;
+#   CLEANER_RATE=150000000 perf/compaction.sh   (log.cleaner.io.max.bytes.per.second)
 source "$(dirname "$0")/common.sh"
 FILL="${FILL:-4000000}"
 KEYS="${KEYS:-100000}"
 DUR="${DUR:-10s}"
 RATE="${RATE:-48828}"
+CLEANER_RATE="${CLEANER_RATE:-1.7976931348623157E308}"
 C="$OUT/compaction"
 mkdir -p "$C"
 trap stop_broker EXIT
 start_gregor --set num.shards=1 --set log.cleaner.backoff.ms=500 \
-    --set log.segment.bytes=268435456
+    --set log.segment.bytes=268435456 --set "log.cleaner.io.max.bytes.per.second=$CLEANER_RATE"
 common=(--brokers "$BROKERS" --progress-secs 0 --drain-timeout 60s --partitions 1
     --record-size 1024 --acks 1)
 "$BENCH" "${common[@]}" --label fill --topic changelog --out "$C/fill" --workload produce \
-    --key-cardinality "$KEYS" --records "$FILL" --batch-size 1000000 \
+    --key-cardinality "$KEYS" --records "$FILL" --keep-topics --batch-size 1000000 \
     --max-request-size 8388608 | tee "$C/fill.txt"
-TOPIC=$("$GREGOR" topics list --bootstrap-server "$BROKERS" | grep '^changelog' | head -1)
+TOPIC=$("$GREGOR" topics --bootstrap-server "$BROKERS" list | grep '^changelog' | head -1)
 echo "filled topic: $TOPIC ($(du -sh "$DATA/$TOPIC-0" | cut -f1) on disk)"
 "$BENCH" "${common[@]}" --label no-compaction --topic quiet --out "$C/produce-quiet" \
     --workload produce --rate "$RATE" --linger-ms 0 --batch-size 1000000 \
@@ -36,7 +38,7 @@ date -u +"compaction switched on at %H:%M:%S.%N"
     --workload produce --rate "$RATE" --linger-ms 0 --batch-size 1000000 \
     --duration "$DUR" --warmup 2s | tee "$C/produce-compacting.txt"
 date -u +"measurement ended at %H:%M:%S.%N"
-for _ in $(seq 600); do
+for _ in $(seq 900); do
     grep -q "cleaned log.*partition=$TOPIC-0" "$OUT/gregor.log" && break
     sleep 1
 done

@@ -163,3 +163,53 @@ fn delete_records_refusals_carry_kafkas_codes() {
         "the broker goes on serving"
     );
 }
+
+#[test]
+fn the_delete_records_tool_takes_kafkas_json_and_flags() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker.admin_config(), "tool", 2, &[]);
+    let mut recs = records(20);
+    recs.extend(records(10).into_iter().map(|r| r.in_partition(1)));
+    produce(&broker.producer_config(), "tool", &recs);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("offsets.json");
+    std::fs::write(
+        &json,
+        r#"{"partitions":[{"topic":"tool","partition":0,"offset":7},
+            {"topic":"tool","partition":1,"offset":-1}],"version":1}"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::gregor_bin())
+            .arg("delete-records")
+            .args(["--bootstrap-server", &broker.bootstrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--offset-json-file", json.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("partition: tool-0\tlow_watermark: 7"),
+        "{text}"
+    );
+    assert!(
+        text.contains("partition: tool-1\tlow_watermark: 10"),
+        "{text}"
+    );
+    assert_eq!(watermarks(&broker.consumer_config(), "tool", 0), (7, 20));
+
+    let out = run(&["--topic", "tool", "--partition", "0", "--offset", "12"]);
+    assert!(out.status.success());
+    assert_eq!(watermarks(&broker.consumer_config(), "tool", 0), (12, 20));
+    // Past the high watermark: the error is named and the exit code says so.
+    let out = run(&["--topic", "tool", "--offset", "99"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("OFFSET_OUT_OF_RANGE"), "{text}");
+}

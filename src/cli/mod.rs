@@ -7,6 +7,7 @@
 mod cluster;
 mod configs;
 mod consume;
+mod delete_records;
 mod dump_log;
 mod groups;
 mod produce;
@@ -63,6 +64,9 @@ pub enum ClientCommand {
     /// `--describe` or `--alter --add-config k=v,... --delete-config k,...`, with
     /// `--entity-type topics|brokers` and `--entity-name NAME` (or `--entity-default`).
     Configs(configs::ConfigsArgs),
+    /// Delete the records of partitions below an offset, moving their log start (like
+    /// kafka-delete-records.sh; `--offset-json-file` takes its JSON).
+    DeleteRecords(delete_records::DeleteRecordsArgs),
     /// The cluster: brokers, fenced or not, and the metadata quorum with each voter's lag
     /// (like kafka-metadata-quorum.sh describe --status --replication).
     Cluster(status::ClusterArgs),
@@ -77,6 +81,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Groups(args) => groups::run(args),
         ClientCommand::Cluster(args) => status::run(args),
         ClientCommand::Configs(args) => configs::run(args),
+        ClientCommand::DeleteRecords(args) => delete_records::run(args),
     }
 }
 

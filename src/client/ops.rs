@@ -9,6 +9,9 @@
 use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -20,9 +23,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest,
-    MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, IncrementalAlterConfigsRequest,
+    ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -414,6 +417,50 @@ impl Client {
         Ok(out)
     }
 
+    /// DeleteRecords on this broker (the partitions' leader): moves each `(partition, offset)`
+    /// log start up to the offset (-1: the high watermark); the new low watermark or the error
+    /// of each partition, in the order asked.
+    pub fn delete_records(
+        &mut self,
+        topic: &str,
+        offsets: &[(i32, i64)],
+        timeout_ms: i32,
+    ) -> Result<Vec<PartitionOutcome>, ClientError> {
+        let partitions = offsets
+            .iter()
+            .map(|(p, o)| {
+                DeleteRecordsPartition::default()
+                    .with_partition_index(*p)
+                    .with_offset(*o)
+            })
+            .collect();
+        let req = DeleteRecordsRequest::default()
+            .with_timeout_ms(timeout_ms)
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(partitions)]);
+        let resp = self.send(&req)?;
+        let answered: Vec<_> = resp
+            .topics
+            .iter()
+            .filter(|t| t.name.as_str() == topic)
+            .flat_map(|t| t.partitions.iter())
+            .collect();
+        let mut out = Vec::with_capacity(offsets.len());
+        for (p, _) in offsets {
+            let r = answered
+                .iter()
+                .find(|r| r.partition_index == *p)
+                .ok_or_else(|| missing("DeleteRecords", topic, Some(*p)))?;
+            let result = check_code(r.error_code, None, || {
+                format!("delete records of {topic}-{p}")
+            })
+            .map(|()| r.low_watermark);
+            out.push((*p, result));
+        }
+        Ok(out)
+    }
+
     /// Resolves `(partition, timestamp)` pairs to `(partition, offset)`. Use
     /// [`EARLIEST_TIMESTAMP`] / [`LATEST_TIMESTAMP`] or a time in ms. A timestamp after the
     /// last record yields offset -1, as in Kafka.
@@ -458,6 +505,9 @@ impl Client {
         Ok(out)
     }
 }
+
+/// A partition and what became of it: a new low watermark or the broker's error.
+pub type PartitionOutcome = (i32, Result<i64, ClientError>);
 
 fn missing(api: &str, topic: &str, partition: Option<i32>) -> ClientError {
     let what = match partition {

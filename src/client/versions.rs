@@ -22,6 +22,7 @@ const CAPS: &[(ApiKey, i16)] = &[
     (ApiKey::CreatePartitions, 3),
     (ApiKey::DescribeConfigs, 4),
     (ApiKey::IncrementalAlterConfigs, 1),
+    (ApiKey::DeleteRecords, 2),
     // Group APIs: the classic protocol, as librdkafka 2.x and the Java client 3.x use it.
     (ApiKey::FindCoordinator, 4),
     (ApiKey::JoinGroup, 9),

@@ -1,7 +1,7 @@
-//! ListOffsets: earliest, latest, or the first offset at or after a timestamp.
-//!
-//! Versions up to 6 are handled, so the special timestamps of later versions (max timestamp,
-//! earliest local, tiered) are never asked for.
+//! ListOffsets: earliest, latest, the first offset at or after a timestamp, and (v7+) the
+//! record with the largest timestamp, (v8+) the earliest local offset and (v9+) the latest
+//! tiered offset. Without tiered storage the earliest local offset is the log start, and there
+//! is no tiered offset (-1), as on a Kafka broker with remote storage off.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -23,6 +23,9 @@ type Lookup = ((usize, usize), TopicPartition, i64);
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 #[derive(Debug, Clone, Copy)]
 struct Found {
@@ -139,9 +142,15 @@ async fn lookup_on_owner(shard: Rc<Shard>, items: Vec<Lookup>) -> Vec<((usize, u
             out.push((slot, Found::err(ResponseError::NotLeaderOrFollower)));
             continue;
         };
+        let timestamp = match timestamp {
+            // The record with the largest timestamp: the first at or after that timestamp.
+            MAX_TIMESTAMP => log.max_timestamp().unwrap_or(MAX_TIMESTAMP),
+            ts => ts,
+        };
         let mut found = match timestamp {
             LATEST => Found::at(log.high_watermark(), -1),
-            EARLIEST => Found::at(log.log_start_offset(), -1),
+            EARLIEST | EARLIEST_LOCAL => Found::at(log.log_start_offset(), -1),
+            LATEST_TIERED | MAX_TIMESTAMP => Found::at(-1, -1),
             ts if ts < 0 => Found::err(ResponseError::InvalidRequest),
             ts => match log.offset_for_timestamp(ts).await {
                 Ok(Some((base_offset, _))) => match first_record_at(&log, base_offset, ts).await {

@@ -406,6 +406,18 @@ impl PartitionLog {
         }
     }
 
+    /// The largest batch timestamp below the high watermark (ListOffsets MAX_TIMESTAMP), by
+    /// segment: sealed segments keep it in their time index, the active one as it appends.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let st = self.inner.state.borrow();
+        st.segments
+            .values()
+            .filter(|s| s.written_bytes > 0 && s.base_offset < st.high_watermark)
+            .map(|s| s.max_timestamp())
+            .filter(|ts| *ts >= 0)
+            .max()
+    }
+
     /// Deletes closed segments past retention.ms / retention.bytes; returns how many went.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let (count, all) = {

@@ -357,3 +357,51 @@ fn consumer_offsets_are_compacted_and_replay_after_a_restart() {
     let got = committed.find_partition(topic, 0).unwrap().offset();
     assert_eq!(got, Offset::Offset(commits - 1));
 }
+
+#[test]
+fn compact_and_delete_does_both() {
+    let broker = start(&[("log.retention.check.interval.ms", "200")]);
+    let topic = "both";
+    create_topic(
+        &broker.admin_config(),
+        topic,
+        1,
+        &[
+            ("cleanup.policy", "compact,delete"),
+            ("segment.bytes", "16384"),
+            ("segment.ms", "1000"),
+            ("min.cleanable.dirty.ratio", "0"),
+            ("retention.ms", "3600000"),
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Two hours old: past retention.ms, so retention deletes these segments.
+    let old: Vec<TestRecord> = (0..400)
+        .map(|i| TestRecord {
+            timestamp: Some(now - 7_200_000),
+            ..keyed(&format!("old-{i:03}"), Some("x".repeat(100)))
+        })
+        .collect();
+    let mut cfg = broker.producer_config();
+    cfg.set("batch.num.messages", "20");
+    produce(&cfg, topic, &old);
+    // Past segment.ms: the fresh records start a segment of their own.
+    std::thread::sleep(Duration::from_millis(1_100));
+    // Fresh updates of ten keys: compaction keeps the newest of each.
+    let fresh: Vec<TestRecord> = (0..2_000)
+        .map(|i| keyed(&format!("new-{}", i % 10), Some(format!("v{i}"))))
+        .collect();
+    let delivered = produce(&cfg, topic, &fresh);
+    let mut want = newest(&fresh, &delivered);
+    let (o, r) = roll(&broker, topic, "a");
+    want.insert(o, r);
+    wait_for_contents(&broker, topic, &want, "compact,delete");
+    let (low, _) = watermarks(&broker.consumer_config(), topic, 0);
+    assert!(
+        low > 0,
+        "retention moved the log start past the old records"
+    );
+}

@@ -150,7 +150,8 @@ impl PartitionLog {
             let sources: Vec<Source> = st
                 .segments
                 .values()
-                .take_while(|s| s.next_offset <= plan.end)
+                // Sealed only: an empty active segment can end where the plan ends.
+                .take_while(|s| s.sealed && s.next_offset <= plan.end)
                 .filter_map(|s| {
                     Some(Source {
                         base: s.base_offset,

@@ -135,7 +135,8 @@ impl PartitionLog {
         let path = self.inner.dir.join(CLEANER_CHECKPOINT);
         let tmp = path.with_extension("tmp");
         write_synced(&tmp, format!("{offset}\n").as_bytes())?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+        sync_dir(&self.inner.dir)
     }
 
     /// Runs one cleaning pass over `plan`'s range.

@@ -668,7 +668,11 @@ fn write_log_start(dir: &std::path::Path, offset: i64) -> Result<(), StorageErro
     let path = dir.join(LOG_START_CHECKPOINT);
     let tmp = path.with_extension("tmp");
     super::segment::write_synced(&tmp, format!("{offset}\n").as_bytes())?;
-    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+    // The rename must survive a crash too, or deleted records would come back.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
 }
 
 fn read_log_start(dir: &std::path::Path) -> Option<i64> {

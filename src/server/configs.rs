@@ -97,14 +97,28 @@ async fn alter_one(
         .map(|e| (errors::metadata(&e), e.to_string()))
 }
 
-/// Marks every resource named more than once in a request (Kafka refuses all of them).
-fn duplicates<'a>(names: impl Iterator<Item = (i8, &'a str)>) -> HashMap<(i8, String), usize> {
-    let mut count = HashMap::new();
-    for (t, n) in names {
-        *count.entry((t, n.to_string())).or_insert(0) += 1;
+/// The resource each entry of a request names, in order. Every resource named more than once
+/// is refused (Kafka refuses all of them).
+fn targets<'a>(
+    config: &Config,
+    names: impl Iterator<Item = (i8, &'a str)> + Clone,
+) -> Vec<Result<ConfigResource, Refusal>> {
+    let mut count: HashMap<(i8, &str), usize> = HashMap::new();
+    for key in names.clone() {
+        *count.entry(key).or_insert(0) += 1;
     }
-    count.retain(|_, c| *c > 1);
-    count
+    names
+        .map(|(kind, name)| {
+            if count[&(kind, name)] > 1 {
+                Err(refuse(
+                    ResponseError::InvalidRequest,
+                    "Error due to duplicate resource in the request",
+                ))
+            } else {
+                resource(config, kind, name)
+            }
+        })
+        .collect()
 }
 
 pub fn incremental_alter_configs(
@@ -117,22 +131,14 @@ pub fn incremental_alter_configs(
     };
     let shard = shard.clone();
     Box::pin(async move {
-        let dupes = duplicates(
+        let targets = targets(
+            &shard.config,
             body.resources
                 .iter()
                 .map(|r| (r.resource_type, r.resource_name.as_str())),
         );
         let mut responses = Vec::with_capacity(body.resources.len());
-        for r in &body.resources {
-            let name = r.resource_name.as_str();
-            let target = if dupes.contains_key(&(r.resource_type, name.to_string())) {
-                Err(refuse(
-                    ResponseError::InvalidRequest,
-                    "Error due to duplicate resource in the request",
-                ))
-            } else {
-                resource(&shard.config, r.resource_type, name)
-            };
+        for (r, target) in body.resources.iter().zip(targets) {
             let changes: Result<Vec<ConfigChange>, Refusal> = r
                 .configs
                 .iter()
@@ -178,22 +184,14 @@ pub fn alter_configs(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
     };
     let shard = shard.clone();
     Box::pin(async move {
-        let dupes = duplicates(
+        let targets = targets(
+            &shard.config,
             body.resources
                 .iter()
                 .map(|r| (r.resource_type, r.resource_name.as_str())),
         );
         let mut responses = Vec::with_capacity(body.resources.len());
-        for r in &body.resources {
-            let name = r.resource_name.as_str();
-            let target = if dupes.contains_key(&(r.resource_type, name.to_string())) {
-                Err(refuse(
-                    ResponseError::InvalidRequest,
-                    "Error due to duplicate resource in the request",
-                ))
-            } else {
-                resource(&shard.config, r.resource_type, name)
-            };
+        for (r, target) in body.resources.iter().zip(targets) {
             let changes: Result<Vec<ConfigChange>, Refusal> = r
                 .configs
                 .iter()

@@ -18,14 +18,18 @@ mod offsets;
 mod produce;
 mod records;
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
 
 use crate::protocol::Request;
 use crate::shard::Shard;
+use crate::types::{ShardId, TopicPartition};
 
 /// What a handler produced for one request.
 pub enum Outcome {
@@ -71,6 +75,46 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::OffsetForLeaderEpoch => epochs::handle(shard, req),
         ApiKey::DeleteRecords => records::delete_records(shard, req),
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
+    }
+}
+
+/// A partition a request names: its place in the response (topic index, partition index), the
+/// partition, and the one number the request gives for it (a timestamp, an offset).
+type PartitionAsk = ((usize, usize), TopicPartition, i64);
+
+/// Sends each owner shard its partitions and runs `work` there; the answers of every slot. A
+/// shard that cannot be reached answers `unreachable(error)` for each of its slots.
+fn on_owners<A, W, Fut>(
+    shard: &Rc<Shard>,
+    by_owner: BTreeMap<ShardId, Vec<PartitionAsk>>,
+    work: W,
+    unreachable: fn(ResponseError) -> A,
+) -> impl Future<Output = Vec<((usize, usize), A)>>
+where
+    A: Clone + Send + 'static,
+    W: Fn(Rc<Shard>, Vec<PartitionAsk>) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = Vec<((usize, usize), A)>> + 'static,
+{
+    let calls: Vec<_> = by_owner
+        .into_iter()
+        .map(|(owner, items)| {
+            let slots: Vec<(usize, usize)> = items.iter().map(|(s, _, _)| *s).collect();
+            let work = work.clone();
+            let call = shard.invoke_on(owner, move |s| work(s, items));
+            async move {
+                call.await.unwrap_or_else(|e| {
+                    let a = unreachable(errors::shard(&e));
+                    slots.into_iter().map(|s| (s, a.clone())).collect()
+                })
+            }
+        })
+        .collect();
+    async move {
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 

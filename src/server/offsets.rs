@@ -18,9 +18,6 @@ use crate::protocol::{decode_body, Request};
 use crate::shard::Shard;
 use crate::types::{ShardId, TopicPartition};
 
-/// One partition to look up: its place in the response, the partition, the timestamp asked.
-type Lookup = ((usize, usize), TopicPartition, i64);
-
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
@@ -62,7 +59,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     };
     let snap = shard.snapshot();
     let mut found: BTreeMap<(usize, usize), Found> = BTreeMap::new();
-    let mut by_owner: BTreeMap<ShardId, Vec<Lookup>> = BTreeMap::new();
+    let mut by_owner: BTreeMap<ShardId, Vec<super::PartitionAsk>> = BTreeMap::new();
     for (ti, t) in body.topics.iter().enumerate() {
         let meta = snap.topic(t.name.as_str());
         for (pi, p) in t.partitions.iter().enumerate() {
@@ -81,23 +78,9 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             }
         }
     }
-    let calls: Vec<_> = by_owner
-        .into_iter()
-        .map(|(owner, items)| {
-            let slots: Vec<(usize, usize)> = items.iter().map(|(s, _, _)| *s).collect();
-            let call = shard.invoke_on(owner, move |s| lookup_on_owner(s, items));
-            async move {
-                call.await.unwrap_or_else(|e| {
-                    let f = Found::err(errors::shard(&e));
-                    slots.into_iter().map(|s| (s, f)).collect()
-                })
-            }
-        })
-        .collect();
+    let answers = super::on_owners(shard, by_owner, lookup_on_owner, Found::err);
     Box::pin(async move {
-        for results in futures::future::join_all(calls).await {
-            found.extend(results);
-        }
+        found.extend(answers.await);
         let topics = body
             .topics
             .iter()
@@ -132,7 +115,10 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     })
 }
 
-async fn lookup_on_owner(shard: Rc<Shard>, items: Vec<Lookup>) -> Vec<((usize, usize), Found)> {
+async fn lookup_on_owner(
+    shard: Rc<Shard>,
+    items: Vec<super::PartitionAsk>,
+) -> Vec<((usize, usize), Found)> {
     let mut out = Vec::with_capacity(items.len());
     for (slot, tp, timestamp) in items {
         let (Some(log), Some(epoch)) = (

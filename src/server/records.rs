@@ -22,8 +22,6 @@ const HIGH_WATERMARK: i64 = -1;
 
 /// A partition's place in the response and its answer: (low watermark, error code).
 type Answer = ((usize, usize), (i64, i16));
-/// A partition to trim: its place in the response, the partition, the offset asked.
-type Trim = ((usize, usize), TopicPartition, i64);
 
 pub fn delete_records(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body: DeleteRecordsRequest = match decode_body(&req) {
@@ -32,7 +30,7 @@ pub fn delete_records(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static
     };
     let snap = shard.snapshot();
     let mut answers: BTreeMap<(usize, usize), (i64, i16)> = BTreeMap::new();
-    let mut by_owner: BTreeMap<ShardId, Vec<Trim>> = BTreeMap::new();
+    let mut by_owner: BTreeMap<ShardId, Vec<super::PartitionAsk>> = BTreeMap::new();
     for (ti, t) in body.topics.iter().enumerate() {
         let meta = snap.topic(t.name.as_str());
         for (pi, p) in t.partitions.iter().enumerate() {
@@ -55,23 +53,9 @@ pub fn delete_records(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static
                 .push(((ti, pi), tp, p.offset));
         }
     }
-    let calls: Vec<_> = by_owner
-        .into_iter()
-        .map(|(owner, items)| {
-            let slots: Vec<(usize, usize)> = items.iter().map(|(s, _, _)| *s).collect();
-            let call = shard.invoke_on(owner, move |s| delete_on_owner(s, items));
-            async move {
-                call.await.unwrap_or_else(|e| {
-                    let code = errors::shard(&e).code();
-                    slots.into_iter().map(|s| (s, (-1, code))).collect()
-                })
-            }
-        })
-        .collect();
+    let done = super::on_owners(shard, by_owner, delete_on_owner, |e| (-1, e.code()));
     Box::pin(async move {
-        for done in futures::future::join_all(calls).await {
-            answers.extend(done);
-        }
+        answers.extend(done.await);
         let topics = body
             .topics
             .iter()
@@ -101,7 +85,7 @@ pub fn delete_records(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static
     })
 }
 
-async fn delete_on_owner(shard: Rc<Shard>, items: Vec<Trim>) -> Vec<Answer> {
+async fn delete_on_owner(shard: Rc<Shard>, items: Vec<super::PartitionAsk>) -> Vec<Answer> {
     let mut out = Vec::with_capacity(items.len());
     for (slot, tp, offset) in items {
         let (Some(log), Some(_)) = (

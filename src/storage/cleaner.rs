@@ -30,7 +30,9 @@ use futures::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriterBuilder};
 
 use super::super::compact::{self, Filtered};
-use super::super::segment::{io_error, open_log_file, write_synced, Segment};
+use super::super::segment::{
+    io_error, open_log_file, read_offset_file, write_offset_file, write_synced, Segment,
+};
 use super::{remove_segment_files, PartitionLog};
 use crate::record::{self, BatchHeader};
 use crate::storage::StorageError;
@@ -124,19 +126,11 @@ impl PartitionLog {
 
     /// The cleaner checkpoint: records below it were cleaned before.
     fn first_dirty(&self) -> i64 {
-        let path = self.inner.dir.join(CLEANER_CHECKPOINT);
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+        read_offset_file(&self.inner.dir, CLEANER_CHECKPOINT).unwrap_or(0)
     }
 
     fn set_first_dirty(&self, offset: i64) -> Result<(), StorageError> {
-        let path = self.inner.dir.join(CLEANER_CHECKPOINT);
-        let tmp = path.with_extension("tmp");
-        write_synced(&tmp, format!("{offset}\n").as_bytes())?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
-        sync_dir(&self.inner.dir)
+        write_offset_file(&self.inner.dir, CLEANER_CHECKPOINT, offset, true)
     }
 
     /// Runs one cleaning pass over `plan`'s range.

@@ -464,7 +464,8 @@ impl PartitionLog {
             if offset <= st.log_start_offset {
                 return Ok(st.log_start_offset);
             }
-            write_log_start(&self.inner.dir, offset)?;
+            // Durable: a crash must not bring deleted records back.
+            super::segment::write_offset_file(&self.inner.dir, LOG_START_CHECKPOINT, offset, true)?;
             st.log_start_offset = offset;
             let mut doomed = Vec::new();
             while st.segments.len() > 1 {
@@ -664,23 +665,6 @@ async fn read_segment(
 /// The log start offset DeleteRecords set, when it lies inside the first segment.
 pub const LOG_START_CHECKPOINT: &str = "log-start-offset";
 
-fn write_log_start(dir: &std::path::Path, offset: i64) -> Result<(), StorageError> {
-    let path = dir.join(LOG_START_CHECKPOINT);
-    let tmp = path.with_extension("tmp");
-    super::segment::write_synced(&tmp, format!("{offset}\n").as_bytes())?;
-    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
-    // The rename must survive a crash too, or deleted records would come back.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error(dir, e))
-}
-
-fn read_log_start(dir: &std::path::Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(LOG_START_CHECKPOINT))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-}
-
 /// Takes a segment's files out of the log at once (renamed to `*.deleted`, which nothing reads)
 /// and unlinks them after `delay_ms`, so a reader that opened them just before still finishes.
 fn remove_segment_files(seg: &Segment, delay_ms: i64) -> Result<(), StorageError> {
@@ -731,7 +715,7 @@ impl State {
         let segments = recovered.segments;
         let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset);
         let first_base = segments.keys().next().copied().unwrap_or(0);
-        let log_start_offset = read_log_start(&dir)
+        let log_start_offset = super::segment::read_offset_file(&dir, LOG_START_CHECKPOINT)
             .unwrap_or(first_base)
             .clamp(first_base, log_end_offset.max(first_base));
         let epochs = super::epochs::LeaderEpochCache::load(&dir, log_end_offset)?;

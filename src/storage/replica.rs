@@ -10,7 +10,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::super::recovery;
-use super::super::segment::{io_error, WalkEnd};
+use super::super::segment::{io_error, read_offset_file, write_offset_file, WalkEnd};
 use super::{AppendInfo, PartitionLog, State};
 use crate::record::BatchHeader;
 use crate::storage::StorageError;
@@ -80,10 +80,7 @@ impl PartitionLog {
         if !st.hw_managed || st.closed {
             return Ok(());
         }
-        let path = st.dir.join(HW_CHECKPOINT);
-        let tmp = st.dir.join(format!("{HW_CHECKPOINT}.tmp"));
-        std::fs::write(&tmp, format!("{}\n", st.high_watermark)).map_err(|e| io_error(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+        write_offset_file(&st.dir, HW_CHECKPOINT, st.high_watermark, false)
     }
 
     /// This replica now leads in `epoch`: batches it appends carry it, and the epoch cache
@@ -324,9 +321,5 @@ fn corrupt(st: &State, why: String) -> StorageError {
 }
 
 fn read_hw_checkpoint(st: &State) -> Option<i64> {
-    std::fs::read_to_string(st.dir.join(HW_CHECKPOINT))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    read_offset_file(&st.dir, HW_CHECKPOINT)
 }

@@ -230,6 +230,40 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     f.sync_all().map_err(|e| io_error(path, e))
 }
 
+/// The number kept in a one-number checkpoint file of a partition directory, if it reads.
+pub fn read_offset_file(dir: &Path, name: &str) -> Option<i64> {
+    std::fs::read_to_string(dir.join(name))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Replaces a one-number checkpoint file whole (a temp file, then a rename). `durable`: the
+/// file is synced before the rename and the directory after it, so a crash keeps the new value.
+pub fn write_offset_file(
+    dir: &Path,
+    name: &str,
+    value: i64,
+    durable: bool,
+) -> Result<(), StorageError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let text = format!("{value}\n");
+    if durable {
+        write_synced(&tmp, text.as_bytes())?;
+    } else {
+        std::fs::write(&tmp, text).map_err(|e| io_error(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+    if durable {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error(dir, e))?;
+    }
+    Ok(())
+}
+
 /// What a walk over a segment met after its last whole batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WalkEnd {

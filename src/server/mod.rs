@@ -17,6 +17,7 @@ mod init_producer;
 mod offsets;
 mod produce;
 mod records;
+mod transactions;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -464,6 +464,20 @@ mod tests {
                 Err(ResponseError::InvalidTimestamp),
             ),
             (
+                "a control batch (only markers from the coordinator are)",
+                Some(Bytes::from(crate::txn::marker::build(
+                    1,
+                    0,
+                    crate::txn::Marker {
+                        commit: true,
+                        coordinator_epoch: 0,
+                    },
+                    now,
+                ))),
+                1 << 20,
+                Err(ResponseError::InvalidRecord),
+            ),
+            (
                 "null records",
                 None,
                 1 << 20,

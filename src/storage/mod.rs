@@ -16,6 +16,8 @@ mod data_dir;
 pub mod epochs;
 mod index;
 mod log;
+#[cfg(test)]
+mod producer_tests;
 mod recovery;
 mod retention;
 mod segment;

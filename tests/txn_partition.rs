@@ -177,16 +177,20 @@ fn fetch(c: &mut RawClient, topic: &str, isolation: i8) -> Seen {
     seen(&c.request(&fetch_req(topic, 0, isolation), 12))
 }
 
-/// ListOffsets LATEST under `isolation`.
-fn latest(c: &mut RawClient, topic: &str, isolation: i8) -> i64 {
-    let req = ListOffsetsRequest::default()
+fn latest_req(topic: &str, isolation: i8) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_isolation_level(isolation)
         .with_topics(vec![ListOffsetsTopic::default()
             .with_name(name(topic))
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(0)
-                .with_timestamp(-1)])]);
+                .with_timestamp(-1)])])
+}
+
+/// ListOffsets LATEST under `isolation`.
+fn latest(c: &mut RawClient, topic: &str, isolation: i8) -> i64 {
+    let req = latest_req(topic, isolation);
     let resp = c.request(&req, 5);
     let p = &resp.topics[0].partitions[0];
     assert_eq!(p.error_code, 0);

@@ -161,6 +161,16 @@ fn check_timestamps(
     Ok(())
 }
 
+/// Kafka's produce handler: transactional records need the request's transactional id
+/// (TRANSACTIONAL_ID_AUTHORIZATION_FAILED without one).
+fn check_transactional_id(batch: Bytes, has_id: bool) -> Result<Bytes, ResponseError> {
+    let transactional = record::BatchHeader::parse(&batch).is_ok_and(|h| h.is_transactional());
+    if transactional && !has_id {
+        return Err(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    Ok(batch)
+}
+
 pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     if req.api_version < 3 {
         let refused = legacy_produce::refuse(req.correlation_id, req.api_version, req.body);
@@ -193,6 +203,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
                     }
                     Some(m) if p.index >= 0 && p.index < m.partitions => {
                         check_records(p.records.as_ref(), &m.log_config, now)
+                            .and_then(|b| check_transactional_id(b, transactional_id.is_some()))
                             .map(|b| (b, m.log_config.min_insync_replicas))
                     }
                     _ => Err(ResponseError::UnknownTopicOrPartition),

@@ -260,6 +260,10 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
             "How often logs are checked for segments past retention.",
         ),
         "fetch.cache.bytes" => (LONG, "Memory each shard keeps for fetches at the log tail."),
+        "producer.id.expiration.ms" => (
+            INT,
+            "The time in ms that a topic partition leader will wait before expiring producer IDs.",
+        ),
         "io.memory.bytes" => (LONG, "Memory each shard pins for io_uring buffers."),
         "log.cleaner.enable" => (BOOLEAN, "Whether compacted topics are cleaned at all."),
         "log.cleaner.backoff.ms" => (LONG, "The cleaner's pause when no log needs cleaning."),

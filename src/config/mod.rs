@@ -270,6 +270,7 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "log.roll.jitter.ms",
     "log.roll.ms",
     "unclean.leader.election.enable",
+    "producer.id.expiration.ms",
 ];
 
 impl Config {
@@ -345,6 +346,9 @@ impl Config {
                 self.retention_check_interval_ms = parse_min(name, value, 1)?
             }
             "fetch.cache.bytes" => self.fetch_cache_bytes = parse_num(name, value)?,
+            "producer.id.expiration.ms" => {
+                self.log.producer_id_expiration_ms = parse_min(name, value, 1)?
+            }
             "io.memory.bytes" => self.io_memory_bytes = parse_min(name, value, 64 << 10)?,
             "controller.listener.names" => {
                 self.cluster.set(name, value)?;
@@ -375,6 +379,7 @@ impl Config {
             },
             "log.dirs" => self.log_dirs.display().to_string(),
             "num.shards" => self.num_shards.to_string(),
+            "producer.id.expiration.ms" => self.log.producer_id_expiration_ms.to_string(),
             "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
             "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
             "num.partitions" => self.num_partitions.to_string(),

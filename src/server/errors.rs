@@ -7,6 +7,7 @@ use crate::metadata::MetadataError;
 use crate::record::BatchError;
 use crate::shard::ShardError;
 use crate::storage::StorageError;
+use crate::txn::ProducerError;
 
 pub fn storage(e: &StorageError) -> ResponseError {
     match e {
@@ -16,6 +17,17 @@ pub fn storage(e: &StorageError) -> ResponseError {
             ResponseError::NotLeaderOrFollower
         }
         StorageError::Io { .. } | StorageError::Corrupt { .. } => ResponseError::KafkaStorageError,
+        StorageError::Producer(e) => producer(e),
+    }
+}
+
+/// Producer state's refusals, as Kafka's ProducerAppendInfo reports them.
+pub fn producer(e: &ProducerError) -> ResponseError {
+    match e {
+        ProducerError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        ProducerError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        ProducerError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+        ProducerError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
     }
 }
 

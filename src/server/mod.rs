@@ -14,8 +14,10 @@ mod fetch;
 mod framing;
 mod groups;
 mod init_producer;
+mod markers;
 mod offsets;
 mod produce;
+mod producers;
 mod records;
 mod transactions;
 
@@ -75,6 +77,8 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::InitProducerId => init_producer::handle(shard, req),
         ApiKey::OffsetForLeaderEpoch => epochs::handle(shard, req),
         ApiKey::DeleteRecords => records::delete_records(shard, req),
+        ApiKey::WriteTxnMarkers => markers::handle(shard, req),
+        ApiKey::DescribeProducers => producers::handle(shard, req),
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
     }
 }
@@ -209,6 +213,12 @@ async fn retention_loop(shard: Rc<Shard>) {
     loop {
         glommio::timer::sleep(every).await;
         for (tp, log) in shard.all_logs() {
+            // producer.id.expiration.ms is checked on the retention timer (Kafka checks it
+            // every producer.id.expiration.check.interval.ms, 10 minutes by default).
+            let expired = log.expire_producers(shard.now_ms());
+            if expired > 0 {
+                tracing::debug!(partition = %tp, producers = expired, "expired idle producers");
+            }
             match log.apply_retention(shard.now_ms()).await {
                 Ok(0) => {}
                 Ok(n) => {

@@ -21,7 +21,9 @@ use super::state::{
 };
 use super::store::{self, CommittedOffset, StoreRecord};
 use super::OFFSETS_TOPIC;
-use crate::client::batch::{decode_batch, encode_batch, ProducerRecord};
+use crate::client::batch::{
+    decode_batch, encode_batch, encode_transactional_batch, ProducerRecord,
+};
 use crate::config::Config;
 use crate::shard::Shard;
 use crate::storage::StorageError;
@@ -36,6 +38,10 @@ pub struct Coordinator {
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
     /// `__consumer_offsets` partitions this node leads whose groups are loaded here.
     loaded: std::collections::HashSet<i32>,
+    /// Offsets committed inside transactions that have not ended (TxnOffsetCommit): producer
+    /// id -> group -> offsets. They become committed offsets when the commit marker is
+    /// written, and go when the abort marker is.
+    pending_txn: HashMap<i64, HashMap<String, BTreeMap<(String, i32), CommittedOffset>>>,
 }
 
 /// The coordinator state of `shard` (its [`Shard::service`]).
@@ -164,6 +170,16 @@ async fn append(
     tp: &TopicPartition,
     records: Vec<KeyValue>,
 ) -> Result<(), StorageError> {
+    append_as(shard, tp, records, None).await
+}
+
+/// [`append`], in a transactional batch of `producer` (id, epoch) when given.
+async fn append_as(
+    shard: &Shard,
+    tp: &TopicPartition,
+    records: Vec<KeyValue>,
+    producer: Option<(i64, i16)>,
+) -> Result<(), StorageError> {
     let Some(log) = shard.log(tp) else {
         return Err(StorageError::Closed(tp.dir_name().into()));
     };
@@ -175,12 +191,14 @@ async fn append(
             headers: Vec::new(),
         })
         .collect();
-    let batch = encode_batch(&records, shard.now_ms(), Compression::None).map_err(|e| {
-        StorageError::Corrupt {
-            path: tp.dir_name().into(),
-            position: 0,
-            why: e.to_string(),
-        }
+    let batch = match producer {
+        None => encode_batch(&records, shard.now_ms(), Compression::None),
+        Some((id, epoch)) => encode_transactional_batch(&records, shard.now_ms(), id, epoch),
+    }
+    .map_err(|e| StorageError::Corrupt {
+        path: tp.dir_name().into(),
+        position: 0,
+        why: e.to_string(),
     })?;
     let info = log.append(BytesMut::from(&batch[..]), shard.now_ms())?;
     let epoch = log.leader_epoch();
@@ -417,6 +435,103 @@ pub async fn commit(
     results
 }
 
+/// The producer and group member a TxnOffsetCommit comes from.
+#[derive(Debug, Clone)]
+pub struct TxnCommitter {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+}
+
+/// TxnOffsetCommit: checks the member as Kafka does, writes the offsets in a transactional
+/// batch of the producer, and keeps them pending until the transaction's marker says whether
+/// they count. Returns one error (or none) per commit.
+pub async fn txn_commit(
+    shard: Rc<Shard>,
+    group_id: String,
+    from: TxnCommitter,
+    commits: Vec<Commit>,
+) -> Vec<Option<ResponseError>> {
+    let all = |e: ResponseError| vec![Some(e); commits.len()];
+    if let Some(e) = unavailable(&shard, &group_id) {
+        return all(e);
+    }
+    let now = shard.now_ms();
+    // Producers that send offsets by group id alone (no member, no generation) are not
+    // checked against the group's membership, as Kafka does not.
+    let anonymous = from.generation < 0 && from.member_id.is_empty();
+    {
+        let groups = coordinator(&shard);
+        let mut c = groups.borrow_mut();
+        let checked = if anonymous {
+            check_commit(&mut c, &group_id, -1, "", None, now).or(Ok(()))
+        } else {
+            check_commit(
+                &mut c,
+                &group_id,
+                from.generation,
+                &from.member_id,
+                from.instance_id.as_deref(),
+                now,
+            )
+        };
+        if let Err(e) = checked {
+            return all(e);
+        }
+    }
+    let snap = shard.snapshot();
+    let mut results = Vec::with_capacity(commits.len());
+    let mut records = Vec::new();
+    let mut accepted = Vec::new();
+    for c in commits {
+        let known = snap
+            .topic(&c.topic)
+            .is_some_and(|t| c.partition >= 0 && c.partition < t.partitions);
+        if !known {
+            results.push(Some(ResponseError::UnknownTopicOrPartition));
+        } else if c.metadata.len() > shard.config.groups.offset_metadata_max_bytes {
+            results.push(Some(ResponseError::OffsetMetadataTooLarge));
+        } else {
+            let value = CommittedOffset {
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata.clone(),
+                commit_ms: now,
+            };
+            records.push((
+                store::offset_key(&group_id, &c.topic, c.partition),
+                Some(store::offset_value(&value)),
+            ));
+            accepted.push(((c.topic, c.partition), value));
+            results.push(None);
+        }
+    }
+    if records.is_empty() {
+        return results;
+    }
+    let tp = offsets_partition(&shard.config, &group_id);
+    let producer = Some((from.producer_id, from.producer_epoch));
+    if let Err(e) = append_as(&shard, &tp, records, producer).await {
+        tracing::error!(group = %group_id, error = %e, "writing transactional offsets failed");
+        return results
+            .into_iter()
+            .map(|r| r.or(Some(ResponseError::CoordinatorNotAvailable)))
+            .collect();
+    }
+    let groups = coordinator(&shard);
+    let mut c = groups.borrow_mut();
+    let pending = c
+        .pending_txn
+        .entry(from.producer_id)
+        .or_default()
+        .entry(group_id)
+        .or_default();
+    pending.extend(accepted);
+    results
+}
+
 fn check_commit(
     c: &mut Coordinator,
     group_id: &str,
@@ -459,7 +574,35 @@ fn check_commit(
 }
 
 /// Committed offsets of a group: of the partitions asked for (-1 where none), or all of them.
+/// With `require_stable`, a partition with an offset pending in a transaction answers
+/// UNSTABLE_OFFSET_COMMIT instead (Kafka's answer to read_committed consumers).
 pub fn fetch_offsets(
+    shard: &Shard,
+    group_id: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Result<Vec<FetchedOffset>, ResponseError> {
+    let rows = fetch_committed(shard, group_id, wanted)?;
+    let groups = coordinator(shard);
+    let c = groups.borrow();
+    Ok(rows
+        .into_iter()
+        .map(|(t, p, v)| {
+            let unstable = require_stable && c.has_pending(group_id, &t, p);
+            let v = if unstable {
+                Err(ResponseError::UnstableOffsetCommit)
+            } else {
+                Ok(v)
+            };
+            (t, p, v)
+        })
+        .collect())
+}
+
+/// A partition's committed offset as OffsetFetch reports it (or its error).
+pub type FetchedOffset = (String, i32, Result<Option<CommittedOffset>, ResponseError>);
+
+fn fetch_committed(
     shard: &Shard,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
@@ -638,15 +781,63 @@ pub async fn delete_offsets(
     Ok(out)
 }
 
-/// This node now leads `__consumer_offsets` partition `p`: replays it into the groups and
-/// offsets it holds (Kafka's coordinator load on becoming leader).
 /// A transaction marker (commit when `commit`) for `producer_id` was written to the
 /// `__consumer_offsets` partition `tp`, which this shard owns: the offsets that producer
 /// committed inside the transaction (TxnOffsetCommit) become visible, or are dropped.
 pub fn transaction_completed(shard: &Shard, tp: &TopicPartition, producer_id: i64, commit: bool) {
-    let _ = (shard, tp, producer_id, commit);
+    let n = shard.config.groups.offsets_topic_num_partitions;
+    let groups = coordinator(shard);
+    let mut c = groups.borrow_mut();
+    c.end_transaction(producer_id, commit, |g| {
+        store::partition_for(g, n) == tp.partition
+    });
 }
 
+impl Coordinator {
+    /// Ends `producer_id`'s transaction for the groups `on_partition` accepts.
+    fn end_transaction(
+        &mut self,
+        producer_id: i64,
+        commit: bool,
+        on_partition: impl Fn(&str) -> bool,
+    ) {
+        let Some(by_group) = self.pending_txn.get_mut(&producer_id) else {
+            return;
+        };
+        let ended: Vec<String> = by_group
+            .keys()
+            .filter(|g| on_partition(g))
+            .cloned()
+            .collect();
+        let mut done = Vec::new();
+        for g in ended {
+            if let Some(offsets) = by_group.remove(&g) {
+                done.push((g, offsets));
+            }
+        }
+        if by_group.is_empty() {
+            self.pending_txn.remove(&producer_id);
+        }
+        if !commit {
+            return;
+        }
+        for (g, offsets) in done {
+            self.offsets.entry(g).or_default().extend(offsets);
+        }
+    }
+
+    /// Whether some transaction has an offset of `group` for (topic, partition) pending.
+    fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.pending_txn
+            .values()
+            .any(|g| g.get(group).is_some_and(|o| o.contains_key(&key)))
+    }
+}
+
+/// This node now leads `__consumer_offsets` partition `p`: replays it into the groups and
+/// offsets it holds (Kafka's coordinator load on becoming leader). Offsets written inside a
+/// transaction stay pending until the transaction's marker, if the log has one yet.
 pub async fn load_partition(shard: Rc<Shard>, p: i32) {
     let tp = TopicPartition::new(OFFSETS_TOPIC, p);
     let Some(log) = shard.log(&tp) else {
@@ -674,6 +865,24 @@ pub async fn load_partition(shard: Rc<Shard>, p: i32) {
             };
             offset = h.next_offset();
             match decode_batch(batch) {
+                Ok(records) if h.is_control() => {
+                    for r in records {
+                        if let Some(commit) = r.key.as_ref().and_then(control_is_commit) {
+                            let n = shard.config.groups.offsets_topic_num_partitions;
+                            coordinator(&shard).borrow_mut().end_transaction(
+                                h.producer_id,
+                                commit,
+                                |g| store::partition_for(g, n) == p,
+                            );
+                        }
+                    }
+                }
+                Ok(records) if h.is_transactional() => {
+                    for r in records {
+                        loaded_records += 1;
+                        replay_txn_offset(&shard, h.producer_id, r.key, r.value);
+                    }
+                }
                 Ok(records) => {
                     for r in records {
                         loaded_records += 1;
@@ -707,6 +916,10 @@ pub fn unload_partition(shard: &Shard, p: i32) {
         |g: &String| store::partition_for(g, shard.config.groups.offsets_topic_num_partitions) == p;
     c.groups.retain(|g, _| !on_p(g));
     c.offsets.retain(|g, _| !on_p(g));
+    for by_group in c.pending_txn.values_mut() {
+        by_group.retain(|g, _| !on_p(g));
+    }
+    c.pending_txn.retain(|_, by_group| !by_group.is_empty());
     let joins: Vec<_> = c.joins.keys().filter(|(g, _)| on_p(g)).cloned().collect();
     for k in joins {
         if let Some(tx) = c.joins.remove(&k) {
@@ -771,6 +984,38 @@ fn replay(shard: &Shard, key: Option<Bytes>, value: Option<Bytes>) {
             c.offsets.remove(&group);
         }
         Err(e) => tracing::warn!(error = %e, "skipping record"),
+    }
+}
+
+/// A control record's key (version, type): whether it ends a transaction with a commit.
+fn control_is_commit(key: &Bytes) -> Option<bool> {
+    if key.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+/// An offset record written inside a transaction: pending for its producer.
+fn replay_txn_offset(shard: &Shard, producer_id: i64, key: Option<Bytes>, value: Option<Bytes>) {
+    let groups = coordinator(shard);
+    let mut c = groups.borrow_mut();
+    if let Ok(StoreRecord::Offset {
+        group,
+        topic,
+        partition,
+        value: Some(v),
+    }) = store::decode(key, value)
+    {
+        c.pending_txn
+            .entry(producer_id)
+            .or_default()
+            .entry(group)
+            .or_default()
+            .insert((topic, partition), v);
     }
 }
 

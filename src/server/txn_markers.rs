@@ -1,0 +1,185 @@
+//! The coordinator's marker channel: WriteTxnMarkers (v1) to the leader of each partition of a
+//! prepared transaction, grouped by broker, over a broker-to-broker [`Link`] (this node's own
+//! partitions go through its own listener too, so every marker takes one path). Partitions
+//! whose leader moved or is unknown are tried again with a growing backoff until every one has
+//! its marker; a partition whose topic was deleted needs none.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::replication::link::Link;
+use crate::shard::Shard;
+use crate::txn::coordinator::{coordinator_epoch, MarkerJob, MarkerSender};
+use crate::types::{NodeId, TopicPartition};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The sender the composition root installs on each shard.
+pub fn sender() -> MarkerSender {
+    Rc::new(|shard, job| -> LocalBoxFuture<'static, bool> { Box::pin(send(shard, job)) })
+}
+
+/// What a leader said about one partition's marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerAnswer {
+    Written,
+    /// The leader moved, is catching up, or could not write now: send again.
+    Retry,
+    /// This coordinator was fenced by a newer one: stop, the newer one finishes.
+    Fenced,
+}
+
+/// Kafka's TransactionMarkerRequestCompletionHandler, per partition error code.
+pub fn classify(code: i16) -> MarkerAnswer {
+    if code == 0 {
+        return MarkerAnswer::Written;
+    }
+    match ResponseError::try_from_code(code) {
+        Some(ResponseError::InvalidProducerEpoch)
+        | Some(ResponseError::TransactionCoordinatorFenced) => MarkerAnswer::Fenced,
+        // A partition that cannot take markers at all (an old message format) has none to get.
+        Some(ResponseError::UnsupportedForMessageFormat) => MarkerAnswer::Written,
+        _ => MarkerAnswer::Retry,
+    }
+}
+
+async fn send(shard: Rc<Shard>, job: MarkerJob) -> bool {
+    let mut left = job.partitions.clone();
+    let mut backoff = BACKOFF_MIN;
+    let mut tries = 0u32;
+    loop {
+        if coordinator_epoch(&shard, job.txn_partition) != Some(job.coordinator_epoch) {
+            return false;
+        }
+        let snap = shard.snapshot();
+        let mut by_broker: BTreeMap<NodeId, Vec<TopicPartition>> = BTreeMap::new();
+        let mut again = Vec::new();
+        for tp in left {
+            match snap.partition(&tp.topic, tp.partition) {
+                None => tracing::info!(partition = %tp, "no marker for a deleted partition"),
+                Some(p) if p.leader < 0 => again.push(tp),
+                Some(p) => by_broker.entry(p.leader).or_default().push(tp),
+            }
+        }
+        for (broker, tps) in by_broker {
+            let Some(b) = snap.brokers.get(&broker).filter(|b| !b.fenced) else {
+                again.extend(tps);
+                continue;
+            };
+            let addr = format!("{}:{}", b.host, b.port);
+            match send_to(&addr, &job, &tps).await {
+                Ok(answers) => {
+                    for (tp, answer) in answers {
+                        match answer {
+                            MarkerAnswer::Written => {}
+                            MarkerAnswer::Retry => again.push(tp),
+                            MarkerAnswer::Fenced => return false,
+                        }
+                    }
+                }
+                Err(e) => {
+                    if tries % 20 == 0 {
+                        tracing::warn!(broker, %addr, error = %e, "sending transaction markers failed; retrying");
+                    }
+                    again.extend(tps);
+                }
+            }
+        }
+        if again.is_empty() {
+            return true;
+        }
+        left = again;
+        tries += 1;
+        glommio::timer::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One WriteTxnMarkers round trip: the answer for each partition sent.
+async fn send_to(
+    addr: &str,
+    job: &MarkerJob,
+    tps: &[TopicPartition],
+) -> std::io::Result<Vec<(TopicPartition, MarkerAnswer)>> {
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in tps {
+        topics.entry(&tp.topic).or_default().push(tp.partition);
+    }
+    let marker = WritableTxnMarker::default()
+        .with_producer_id(ProducerId(job.producer_id))
+        .with_producer_epoch(job.producer_epoch)
+        .with_transaction_result(job.commit)
+        .with_coordinator_epoch(job.coordinator_epoch)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    WritableTxnMarkerTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partition_indexes(ps)
+                })
+                .collect(),
+        );
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
+    let mut link = Link::connect(addr, "gregor-txn-markers", CONNECT_TIMEOUT).await?;
+    let resp = link.request(&req, 1).await?;
+    let mut out = Vec::new();
+    for m in resp
+        .markers
+        .iter()
+        .filter(|m| m.producer_id.0 == job.producer_id)
+    {
+        for t in &m.topics {
+            for p in &t.partitions {
+                let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                if tps.contains(&tp) {
+                    out.push((tp, classify(p.error_code)));
+                }
+            }
+        }
+    }
+    // A partition the answer left out is sent again.
+    for tp in tps {
+        if !out.iter().any(|(t, _)| t == tp) {
+            out.push((tp.clone(), MarkerAnswer::Retry));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_errors_are_handled_as_kafka_does() {
+        assert_eq!(classify(0), MarkerAnswer::Written);
+        for e in [
+            ResponseError::NotLeaderOrFollower,
+            ResponseError::UnknownTopicOrPartition,
+            ResponseError::NotEnoughReplicas,
+            ResponseError::NotEnoughReplicasAfterAppend,
+            ResponseError::RequestTimedOut,
+            ResponseError::KafkaStorageError,
+        ] {
+            assert_eq!(classify(e.code()), MarkerAnswer::Retry, "{e:?}");
+        }
+        for e in [
+            ResponseError::InvalidProducerEpoch,
+            ResponseError::TransactionCoordinatorFenced,
+        ] {
+            assert_eq!(classify(e.code()), MarkerAnswer::Fenced, "{e:?}");
+        }
+    }
+}

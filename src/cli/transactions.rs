@@ -99,8 +99,8 @@ pub fn run(args: TransactionsArgs) -> anyhow::Result<()> {
 fn list(cluster: &mut Cluster, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(
         out,
-        "{:<32}{:<14}{:<14}{}",
-        "TransactionalId", "Coordinator", "ProducerId", "TransactionState"
+        "{:<32}{:<14}{:<14}TransactionState",
+        "TransactionalId", "Coordinator", "ProducerId"
     )?;
     for node in cluster.broker_ids()? {
         let listed = cluster.leader(node)?.list_transactions(&[], &[], -1)?;

@@ -41,8 +41,11 @@ pub struct Coordinator {
     /// Offsets committed inside transactions that have not ended (TxnOffsetCommit): producer
     /// id -> group -> offsets. They become committed offsets when the commit marker is
     /// written, and go when the abort marker is.
-    pending_txn: HashMap<i64, HashMap<String, BTreeMap<(String, i32), CommittedOffset>>>,
+    pending_txn: HashMap<i64, HashMap<String, GroupOffsets>>,
 }
+
+/// A group's offsets by (topic, partition).
+type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
 /// The coordinator state of `shard` (its [`Shard::service`]).
 fn coordinator(shard: &Shard) -> Rc<RefCell<Coordinator>> {

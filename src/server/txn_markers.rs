@@ -89,7 +89,7 @@ async fn send(shard: Rc<Shard>, job: MarkerJob) -> bool {
                     }
                 }
                 Err(e) => {
-                    if tries % 20 == 0 {
+                    if tries.is_multiple_of(20) {
                         tracing::warn!(broker, %addr, error = %e, "sending transaction markers failed; retrying");
                     }
                     again.extend(tps);

@@ -60,7 +60,8 @@ fn init_from_every_state() {
         Err(TxnError),
     }
     use TxnState::*;
-    let table: Vec<(TxnState, i16, Option<ProducerIdEpoch>, Option<i64>, Want)> = vec![
+    type Row = (TxnState, i16, Option<ProducerIdEpoch>, Option<i64>, Want);
+    let table: Vec<Row> = vec![
         (Empty, 3, None, None, Want::Epoch(PID, 4)),
         (CompleteCommit, 3, None, None, Want::Epoch(PID, 4)),
         (CompleteAbort, 3, None, None, Want::Epoch(PID, 4)),

@@ -530,3 +530,126 @@ fn cli_lists_and_describes_transactions() {
     assert!(!ok);
     assert!(err.contains("TRANSACTIONAL_ID_NOT_FOUND"), "{err}");
 }
+
+/// The coordinator of `id` as node `via` answers FindCoordinator (key type 1).
+fn txn_coordinator_via(cl: &common::cluster::Cluster, via: i32, id: &str) -> Option<i32> {
+    let req = FindCoordinatorRequest::default()
+        .with_key_type(1)
+        .with_coordinator_keys(vec![s(id)]);
+    let r = cl.request(via, &req, 4).ok()?;
+    let c = r.coordinators.first()?;
+    (c.error_code == 0).then_some(c.node_id.0)
+}
+
+/// Retries `f` against the current coordinator of `id` until it answers a code that is not
+/// "look again" / "still loading"; returns that coordinator and the answer.
+fn on_coordinator<T>(
+    cl: &common::cluster::Cluster,
+    id: &str,
+    avoid: Option<i32>,
+    mut f: impl FnMut(i32) -> Option<(i16, T)>,
+) -> (i32, i16, T) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for via in cl.up_nodes() {
+            let Some(coord) = txn_coordinator_via(cl, via, id) else {
+                continue;
+            };
+            if Some(coord) == avoid {
+                continue;
+            }
+            if let Some((code, v)) = f(coord) {
+                if !matches!(code, NOT_COORDINATOR | LOAD_IN_PROGRESS | NOT_AVAILABLE) {
+                    return (coord, code, v);
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no coordinator for {id} answered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_coordinator_moves_with_its_partition_leader() {
+    let mut cl =
+        common::cluster::Cluster::start(3, &[("transaction.state.log.num.partitions", "3")]);
+    let id = "moving";
+    let init_req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(s(id))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let init = || {
+        on_coordinator(&cl, id, None, |c| {
+            let r = cl.request(c, &init_req, 4).ok()?;
+            Some((r.error_code, (r.producer_id.0, r.producer_epoch)))
+        })
+    };
+    let (_, code, _) = init();
+    assert_eq!(code, 0);
+    // A second instance: epoch 1, and epoch 0 is stale from now on.
+    let (coord, code, (pid, epoch)) = init();
+    assert_eq!((code, epoch), (0, 1));
+    let create = CreateTopicsRequest::default()
+        .with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(s("moved")))
+            .with_num_partitions(1)
+            .with_replication_factor(3)])
+        .with_timeout_ms(10_000);
+    let created = cl.request(coord, &create, 5).expect("create topic");
+    assert_eq!(created.topics[0].error_code, 0);
+    let add = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(s(id)))
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(s("moved")))
+            .with_partitions(vec![0])]);
+    let (_, code, ()) = on_coordinator(&cl, id, None, |c| {
+        let r = cl.request(c, &add, 3).ok()?;
+        Some((
+            r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+            (),
+        ))
+    });
+    assert_eq!(code, 0);
+
+    cl.kill(coord);
+    let describe_req =
+        DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s(id))]);
+    let (new_coord, code, d) = on_coordinator(&cl, id, Some(coord), |c| {
+        let mut r = cl.request(c, &describe_req, 0).ok()?;
+        let d = r.transaction_states.remove(0);
+        Some((d.error_code, d))
+    });
+    assert_eq!(code, 0);
+    assert_ne!(new_coord, coord);
+    assert_eq!(
+        d.transaction_state.as_str(),
+        "Ongoing",
+        "the new coordinator loaded it"
+    );
+    assert_eq!((d.producer_id.0, d.producer_epoch), (pid, epoch));
+    // The stale epoch is still fenced on the new coordinator, the current one is served.
+    let end = |e: i16| {
+        EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(e)
+            .with_committed(false)
+    };
+    let stale = cl.request(new_coord, &end(epoch - 1), 3).expect("EndTxn");
+    assert_eq!(stale.error_code, PRODUCER_FENCED);
+    let aborted = cl.request(new_coord, &end(epoch), 3).expect("EndTxn");
+    assert_eq!(aborted.error_code, 0);
+    let mut r = cl.request(new_coord, &describe_req, 0).expect("describe");
+    let state = r.transaction_states.remove(0).transaction_state;
+    assert!(
+        ["PrepareAbort", "CompleteAbort"].contains(&state.as_str()),
+        "{}",
+        state.as_str()
+    );
+}

@@ -161,6 +161,104 @@ async fn send_to(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{Buf, BufMut, BytesMut};
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader, WriteTxnMarkersResponse};
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+    use std::io::{Read, Write};
+
+    /// A leader that takes one WriteTxnMarkers v1, hands it to the test, and answers partition
+    /// a-0 with NONE, a-1 with NOT_LEADER_OR_FOLLOWER, and leaves b-0 out.
+    fn fake_leader() -> (String, std::thread::JoinHandle<WriteTxnMarkersRequest>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut size = [0u8; 4];
+            s.read_exact(&mut size).unwrap();
+            let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
+            s.read_exact(&mut body).unwrap();
+            let mut body = bytes::Bytes::from(body);
+            let hv = WriteTxnMarkersRequest::header_version(1);
+            let header = RequestHeader::decode(&mut body, hv).unwrap();
+            assert_eq!(header.request_api_key, 27);
+            assert_eq!(header.request_api_version, 1);
+            let req = WriteTxnMarkersRequest::decode(&mut body, 1).unwrap();
+            assert!(!body.has_remaining());
+            let part = |p: i32, code: i16| {
+                WritableTxnMarkerPartitionResult::default()
+                    .with_partition_index(p)
+                    .with_error_code(code)
+            };
+            let resp = WriteTxnMarkersResponse::default().with_markers(vec![
+                WritableTxnMarkerResult::default()
+                    .with_producer_id(ProducerId(77))
+                    .with_topics(vec![WritableTxnMarkerTopicResult::default()
+                        .with_name(TopicName(StrBytes::from_static_str("a")))
+                        .with_partitions(vec![
+                            part(0, 0),
+                            part(1, ResponseError::NotLeaderOrFollower.code()),
+                        ])]),
+            ]);
+            let mut out = BytesMut::new();
+            out.put_u32(0);
+            ResponseHeader::default()
+                .with_correlation_id(header.correlation_id)
+                .encode(&mut out, WriteTxnMarkersResponse::header_version(1))
+                .unwrap();
+            resp.encode(&mut out, 1).unwrap();
+            let len = (out.len() - 4) as u32;
+            out[..4].copy_from_slice(&len.to_be_bytes());
+            s.write_all(&out).unwrap();
+            req
+        });
+        (addr, h)
+    }
+
+    #[test]
+    fn markers_go_out_as_write_txn_markers_v1_and_answers_are_read_per_partition() {
+        let (addr, leader) = fake_leader();
+        let job = MarkerJob {
+            txn_partition: 3,
+            coordinator_epoch: 9,
+            producer_id: 77,
+            producer_epoch: 4,
+            commit: true,
+            partitions: vec![],
+        };
+        let tps = vec![
+            TopicPartition::new("a", 0),
+            TopicPartition::new("a", 1),
+            TopicPartition::new("b", 0),
+        ];
+        let sent = tps.clone();
+        let answers = glommio::LocalExecutorBuilder::default()
+            .make()
+            .unwrap()
+            .run(async move { send_to(&addr, &job, &sent).await.unwrap() });
+        assert_eq!(
+            answers,
+            vec![
+                (tps[0].clone(), MarkerAnswer::Written),
+                (tps[1].clone(), MarkerAnswer::Retry),
+                (tps[2].clone(), MarkerAnswer::Retry),
+            ]
+        );
+        let req = leader.join().unwrap();
+        assert_eq!(req.markers.len(), 1);
+        let m = &req.markers[0];
+        assert_eq!((m.producer_id.0, m.producer_epoch), (77, 4));
+        assert!(m.transaction_result, "a commit marker");
+        assert_eq!(m.coordinator_epoch, 9);
+        let topics: Vec<(&str, Vec<i32>)> = m
+            .topics
+            .iter()
+            .map(|t| (t.name.0.as_str(), t.partition_indexes.clone()))
+            .collect();
+        assert_eq!(topics, vec![("a", vec![0, 1]), ("b", vec![0])]);
+    }
 
     #[test]
     fn marker_errors_are_handled_as_kafka_does() {

@@ -24,6 +24,9 @@ use crate::types::{NodeId, TopicPartition};
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A leader answers markers once they are written to its ISR; past this it is asked again
+/// on a new connection.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The sender the composition root installs on each shard.
 pub fn sender() -> MarkerSender {
@@ -72,13 +75,22 @@ async fn send(shard: Rc<Shard>, job: MarkerJob) -> bool {
                 Some(p) => by_broker.entry(p.leader).or_default().push(tp),
             }
         }
+        let mut sends = Vec::new();
         for (broker, tps) in by_broker {
             let Some(b) = snap.brokers.get(&broker).filter(|b| !b.fenced) else {
                 again.extend(tps);
                 continue;
             };
             let addr = format!("{}:{}", b.host, b.port);
-            match send_to(&addr, &job, &tps).await {
+            let (shard, job) = (shard.clone(), job.clone());
+            // Brokers are written to at once; each answer is handled when all are in.
+            sends.push(async move {
+                let r = send_pooled(&shard, &addr, &job, &tps).await;
+                (broker, addr, tps, r)
+            });
+        }
+        for (broker, addr, tps, r) in futures::future::join_all(sends).await {
+            match r {
                 Ok(answers) => {
                     for (tp, answer) in answers {
                         match answer {
@@ -106,9 +118,51 @@ async fn send(shard: Rc<Shard>, job: MarkerJob) -> bool {
     }
 }
 
-/// One WriteTxnMarkers round trip: the answer for each partition sent.
+/// Idle marker connections of one shard, by broker address: a connection is taken for one
+/// round trip and put back after it succeeds (a failed one is dropped). Bounded per address;
+/// a connection beyond the bound is closed instead of kept.
+#[derive(Default)]
+struct LinkPool {
+    idle: std::cell::RefCell<std::collections::HashMap<String, Vec<Link>>>,
+}
+
+const IDLE_LINKS_PER_BROKER_MAX: usize = 4;
+
+async fn send_pooled(
+    shard: &Shard,
+    addr: &str,
+    job: &MarkerJob,
+    tps: &[TopicPartition],
+) -> std::io::Result<Vec<(TopicPartition, MarkerAnswer)>> {
+    let pool = shard.service::<LinkPool>();
+    let idle = pool.idle.borrow_mut().get_mut(addr).and_then(Vec::pop);
+    let mut link = match idle {
+        Some(l) => l,
+        None => Link::connect(addr, "gregor-txn-markers", CONNECT_TIMEOUT).await?,
+    };
+    let answers = send_on(&mut link, job, tps).await?;
+    let mut idle = pool.idle.borrow_mut();
+    let kept = idle.entry(addr.to_string()).or_default();
+    if kept.len() < IDLE_LINKS_PER_BROKER_MAX {
+        kept.push(link);
+    }
+    Ok(answers)
+}
+
+/// One WriteTxnMarkers round trip on a new connection: the answer for each partition sent.
+#[cfg(test)]
 async fn send_to(
     addr: &str,
+    job: &MarkerJob,
+    tps: &[TopicPartition],
+) -> std::io::Result<Vec<(TopicPartition, MarkerAnswer)>> {
+    let mut link = Link::connect(addr, "gregor-txn-markers", CONNECT_TIMEOUT).await?;
+    send_on(&mut link, job, tps).await
+}
+
+/// One WriteTxnMarkers round trip on `link`: the answer for each partition sent.
+async fn send_on(
+    link: &mut Link,
     job: &MarkerJob,
     tps: &[TopicPartition],
 ) -> std::io::Result<Vec<(TopicPartition, MarkerAnswer)>> {
@@ -132,8 +186,9 @@ async fn send_to(
                 .collect(),
         );
     let req = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
-    let mut link = Link::connect(addr, "gregor-txn-markers", CONNECT_TIMEOUT).await?;
-    let resp = link.request(&req, 1).await?;
+    let resp = crate::metadata::raft::transport::within(REQUEST_TIMEOUT, link.request(&req, 1))
+        .await
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
     let mut out = Vec::new();
     for m in resp
         .markers

@@ -749,3 +749,53 @@ fn merged_cli_describes_producers_and_aborts_a_hanging_transaction() {
         "the transaction is no longer open: {out}"
     );
 }
+
+/// AddPartitionsToTxn v4 as partition leaders send it (KIP-890): verify_only checks without
+/// adding, batched by transaction.
+#[test]
+fn verify_only_reports_partitions_outside_the_transaction() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction;
+    let broker = start(&[]);
+    let mut c = broker.raw();
+    create_topic(&mut c, "v", 2);
+    let (_, pid, epoch) = init(&mut c, "verified", 30_000, 4);
+    assert_eq!(
+        add_partitions(&mut c, "verified", pid, epoch, "v", vec![0]),
+        vec![0]
+    );
+    let txn = |id: &str, e: i16| {
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(e)
+            .with_verify_only(true)
+            .with_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(s("v")))
+                .with_partitions(vec![0, 1])])
+    };
+    let req = AddPartitionsToTxnRequest::default()
+        .with_transactions(vec![txn("verified", epoch), txn("verified", epoch + 1)]);
+    let resp = c.request(&req, 4);
+    assert_eq!(resp.error_code, 0);
+    let codes: Vec<Vec<i16>> = resp
+        .results_by_transaction
+        .iter()
+        .map(|r| {
+            r.topic_results[0]
+                .results_by_partition
+                .iter()
+                .map(|p| p.partition_error_code)
+                .collect()
+        })
+        .collect();
+    const TRANSACTION_ABORTABLE: i16 = 120;
+    assert_eq!(
+        codes[0],
+        vec![0, TRANSACTION_ABORTABLE],
+        "partition 1 was never added"
+    );
+    assert_eq!(codes[1], vec![PRODUCER_FENCED, PRODUCER_FENCED]);
+    // Verification adds nothing.
+    let d = describe(&mut c, "verified");
+    assert_eq!(d.topics[0].partitions, vec![0]);
+}

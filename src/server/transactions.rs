@@ -23,7 +23,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{errors, reply, Outcome};
 use crate::protocol::{decode_body, Request};
-use crate::replication::link::Link;
 use crate::shard::{Shard, ShardError};
 use crate::txn::coordinator::{self as txn, ListFilter};
 use crate::txn::state::{TxnError, TxnMetadata, TxnState};
@@ -486,6 +485,7 @@ pub(super) fn verify_partition(
         .and_then(|l| snap.brokers.get(&l))
         .filter(|b| !b.fenced)
         .map(|b| format!("{}:{}", b.host, b.port));
+    let shard = shard.clone();
     Box::pin(async move {
         let Some(addr) = addr else {
             return Err(ResponseError::NotCoordinator);
@@ -500,8 +500,10 @@ pub(super) fn verify_partition(
                 .with_partitions(vec![tp.partition])]);
         let req = AddPartitionsToTxnRequest::default().with_transactions(vec![t]);
         let ask = async {
-            let mut link = Link::connect(&addr, "gregor-txn-verify", VERIFY_TIMEOUT).await?;
-            link.request(&req, 4).await
+            let mut link = super::txn_markers::take_link(&shard, &addr).await?;
+            let resp = link.request(&req, 4).await?;
+            super::txn_markers::put_link(&shard, &addr, link);
+            Ok::<_, std::io::Error>(resp)
         };
         let resp = match crate::metadata::raft::transport::within(VERIFY_TIMEOUT, ask).await {
             Some(Ok(r)) => r,

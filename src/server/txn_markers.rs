@@ -118,7 +118,7 @@ async fn send(shard: Rc<Shard>, job: MarkerJob) -> bool {
     }
 }
 
-/// Idle marker connections of one shard, by broker address: a connection is taken for one
+/// Idle coordinator connections of one shard (markers, verifications), by broker address: a connection is taken for one
 /// round trip and put back after it succeeds (a failed one is dropped). Bounded per address;
 /// a connection beyond the bound is closed instead of kept.
 #[derive(Default)]
@@ -128,24 +128,35 @@ struct LinkPool {
 
 const IDLE_LINKS_PER_BROKER_MAX: usize = 4;
 
+/// An idle connection of this shard to `addr`, or a new one.
+pub(super) async fn take_link(shard: &Shard, addr: &str) -> std::io::Result<Link> {
+    let pool = shard.service::<LinkPool>();
+    let idle = pool.idle.borrow_mut().get_mut(addr).and_then(Vec::pop);
+    match idle {
+        Some(l) => Ok(l),
+        None => Link::connect(addr, "gregor-txn", CONNECT_TIMEOUT).await,
+    }
+}
+
+/// Gives back a connection whose last round trip succeeded.
+pub(super) fn put_link(shard: &Shard, addr: &str, link: Link) {
+    let pool = shard.service::<LinkPool>();
+    let mut idle = pool.idle.borrow_mut();
+    let kept = idle.entry(addr.to_string()).or_default();
+    if kept.len() < IDLE_LINKS_PER_BROKER_MAX {
+        kept.push(link);
+    }
+}
+
 async fn send_pooled(
     shard: &Shard,
     addr: &str,
     job: &MarkerJob,
     tps: &[TopicPartition],
 ) -> std::io::Result<Vec<(TopicPartition, MarkerAnswer)>> {
-    let pool = shard.service::<LinkPool>();
-    let idle = pool.idle.borrow_mut().get_mut(addr).and_then(Vec::pop);
-    let mut link = match idle {
-        Some(l) => l,
-        None => Link::connect(addr, "gregor-txn-markers", CONNECT_TIMEOUT).await?,
-    };
+    let mut link = take_link(shard, addr).await?;
     let answers = send_on(&mut link, job, tps).await?;
-    let mut idle = pool.idle.borrow_mut();
-    let kept = idle.entry(addr.to_string()).or_default();
-    if kept.len() < IDLE_LINKS_PER_BROKER_MAX {
-        kept.push(link);
-    }
+    put_link(shard, addr, link);
     Ok(answers)
 }
 

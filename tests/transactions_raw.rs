@@ -799,3 +799,33 @@ fn verify_only_reports_partitions_outside_the_transaction() {
     let d = describe(&mut c, "verified");
     assert_eq!(d.topics[0].partitions, vec![0]);
 }
+
+#[test]
+fn idle_transactional_ids_expire() {
+    let broker = start(&[
+        ("transactional.id.expiration.ms", "1000"),
+        (
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            "100",
+        ),
+        (
+            "transaction.remove.expired.transaction.cleanup.interval.ms",
+            "200",
+        ),
+    ]);
+    let mut c = broker.raw();
+    let (code, pid, _) = init(&mut c, "short-lived", 30_000, 4);
+    assert_eq!(code, 0);
+    assert_eq!(describe(&mut c, "short-lived").error_code, 0);
+    const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while describe(&mut c, "short-lived").error_code != TRANSACTIONAL_ID_NOT_FOUND {
+        assert!(Instant::now() < deadline, "the idle id was never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Forgotten: the next InitProducerId starts it afresh with a new producer id.
+    let (code, pid2, epoch2) = init(&mut c, "short-lived", 30_000, 4);
+    assert_eq!(code, 0);
+    assert_ne!(pid2, pid);
+    assert_eq!(epoch2, 0);
+}

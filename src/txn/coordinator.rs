@@ -385,7 +385,8 @@ pub fn describe(shard: &Shard, id: &str) -> Result<TxnMetadata, TxnError> {
         .ok_or(TxnError::NotFound)
 }
 
-/// Filters of ListTransactions; empty lists match everything, a negative duration too.
+/// Filters of ListTransactions; empty lists match everything, a negative duration too. The
+/// duration counts from the start of the id's last transaction, as Kafka's does.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub states: Vec<TxnState>,
@@ -403,7 +404,7 @@ pub fn list(shard: &Shard, filter: &ListFilter) -> Vec<TxnMetadata> {
         .filter(|m| m.producer_epoch >= 0 || m.state != TxnState::Empty)
         .filter(|m| filter.states.is_empty() || filter.states.contains(&m.state))
         .filter(|m| filter.producer_ids.is_empty() || filter.producer_ids.contains(&m.producer_id))
-        .filter(|m| filter.min_duration_ms < 0 || m.running_ms(now) >= filter.min_duration_ms)
+        .filter(|m| filter.min_duration_ms < 0 || now - m.start_ms > filter.min_duration_ms)
         .cloned()
         .collect()
 }

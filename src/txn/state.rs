@@ -507,16 +507,6 @@ impl TxnMetadata {
             && self.pending.is_none()
             && now_ms - self.last_update_ms >= expiration_ms
     }
-
-    /// For ListTransactions' duration filter: how long the current
-    /// transaction has run (0 when none is open).
-    pub fn running_ms(&self, now_ms: i64) -> i64 {
-        if self.state == TxnState::Ongoing && self.start_ms >= 0 {
-            now_ms - self.start_ms
-        } else {
-            0
-        }
-    }
 }
 
 #[cfg(test)]

@@ -829,3 +829,48 @@ fn idle_transactional_ids_expire() {
     assert_ne!(pid2, pid);
     assert_eq!(epoch2, 0);
 }
+
+/// librdkafka's transactional producer commits consumed offsets through the coordinator
+/// (AddOffsetsToTxn, TxnOffsetCommit on the group coordinator, EndTxn). Whether the offset
+/// then counts is decided by the commit marker: the merged test checks that.
+#[test]
+fn librdkafka_sends_offsets_to_a_transaction_and_commits_it() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, Producer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let broker = start(&[]);
+    let mut c = broker.raw();
+    create_topic(&mut c, "consumed", 1);
+    let mut pcfg = broker.producer_config();
+    pcfg.set("transactional.id", "rdkafka-offsets");
+    let producer: BaseProducer = pcfg.create().expect("producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init_transactions");
+    let mut ccfg = broker.consumer_config();
+    ccfg.set("group.id", "txn-group");
+    let consumer: BaseConsumer = ccfg.create().expect("consumer");
+    let meta = consumer.group_metadata().expect("group metadata");
+    producer.begin_transaction().expect("begin");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("consumed", 0, Offset::Offset(5))
+        .unwrap();
+    producer
+        .send_offsets_to_transaction(&offsets, &meta, Duration::from_secs(30))
+        .expect("send_offsets_to_transaction");
+    assert_eq!(
+        offset_fetch(&mut c, "txn-group", "consumed", true).0,
+        UNSTABLE_OFFSET_COMMIT,
+        "the offset is pending in the transaction"
+    );
+    producer
+        .commit_transaction(Duration::from_secs(30))
+        .expect("commit_transaction");
+    let d = describe(&mut c, "rdkafka-offsets");
+    assert!(
+        ["PrepareCommit", "CompleteCommit"].contains(&d.transaction_state.as_str()),
+        "{}",
+        d.transaction_state.as_str()
+    );
+}

@@ -323,6 +323,16 @@ fn txn_offset_commit_is_pending_until_the_transaction_ends() {
     let mut c = broker.raw();
     create_topic(&mut c, "in", 1);
     let (_, pid, epoch) = init(&mut c, "offsets-txn", 30_000, 4);
+    // Offsets before the group's partition is in the transaction are refused (KIP-890).
+    assert_eq!(
+        txn_offset_commit(&mut c, "offsets-txn", "g1", pid, epoch, "in", 41),
+        INVALID_TXN_STATE
+    );
+    assert_eq!(
+        offset_fetch(&mut c, "g1", "in", true),
+        (0, -1),
+        "nothing was written"
+    );
     let add = AddOffsetsToTxnRequest::default()
         .with_transactional_id(TransactionalId(s("offsets-txn")))
         .with_producer_id(ProducerId(pid))

@@ -391,6 +391,22 @@ pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
         })
         .collect();
     let n = commits.len();
+    // KIP-890: the offsets partition must be in the transaction (AddOffsetsToTxn) before
+    // anything is written to it, or the offsets would wait for a marker that never comes.
+    let txn_id = body.transactional_id.0.to_string();
+    let verify = valid_group_id(&group).then(|| {
+        let tp = offsets_partition(&shard.config, &group);
+        super::transactions::verify_partition(
+            shard,
+            txn_id,
+            body.producer_id.0,
+            body.producer_epoch,
+            tp,
+        )
+    });
+    let abortable_is_known = req.api_version >= 5;
+    let shard = shard.clone();
+    // Queued on the coordinator only once verified (invoke_on queues at once).
     let call = valid_group_id(&group).then(|| {
         let from = coordinator::TxnCommitter {
             producer_id: body.producer_id.0,
@@ -407,15 +423,25 @@ pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
             },
             instance_id: body.group_instance_id.as_ref().map(|x| x.to_string()),
         };
-        let owner = coordinator_of(shard, &group);
-        shard.invoke_on(owner, move |s| {
-            coordinator::txn_commit(s, group, from, commits)
-        })
+        let owner = coordinator_of(&shard, &group);
+        move || {
+            shard.invoke_on(owner, move |s| {
+                coordinator::txn_commit(s, group, from, commits)
+            })
+        }
     });
     Box::pin(async move {
-        let errors = match call {
-            None => vec![Some(ResponseError::InvalidGroupId); n],
-            Some(c) => c
+        let verified = match verify {
+            Some(v) => v.await,
+            None => Ok(()),
+        };
+        let errors = match (call, verified) {
+            (None, _) => vec![Some(ResponseError::InvalidGroupId); n],
+            (Some(_), Err(ResponseError::TransactionAbortable)) if !abortable_is_known => {
+                vec![Some(ResponseError::InvalidTxnState); n]
+            }
+            (Some(_), Err(e)) => vec![Some(e); n],
+            (Some(c), Ok(())) => c()
                 .await
                 .unwrap_or_else(|_| vec![Some(ResponseError::CoordinatorNotAvailable); n]),
         };

@@ -452,8 +452,8 @@ const VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Asks the coordinator of `transactional_id` whether `tp` was added to the producer's
 /// ongoing transaction (AddPartitionsToTxn v4+ with verify_only), as a partition leader does
-/// before it takes the first transactional batch of a transaction.
-#[allow(dead_code)] // called by the produce path once transactional batches are taken
+/// before it takes the first transactional batch of a transaction, and the group coordinator
+/// before it writes a TxnOffsetCommit.
 pub(super) fn verify_partition(
     shard: &Rc<Shard>,
     transactional_id: String,

@@ -1,5 +1,6 @@
-//! Consumer group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete.
+//! Consumer group APIs: FindCoordinator (for transactional ids too), JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup, OffsetCommit, TxnOffsetCommit, OffsetFetch, DescribeGroups,
+//! ListGroups, DeleteGroups, OffsetDelete.
 //!
 //! Each request is translated here and run by the coordinator on the shard that owns the
 //! group's `__consumer_offsets` partition; answers come back by message.

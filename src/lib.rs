@@ -19,8 +19,8 @@
 //! | `metadata` | topics, partitions and configs as a log of records; snapshots per shard |
 //! | `storage` | segments, indexes, recovery, retention |
 //! | `group` | consumer group coordinator, rebalancing, committed offsets |
-//! | `txn` | producer state (idempotence, transactions, LSO), markers, producer snapshots |
-//! | `cli` | the client tools (topics, produce, consume, dump-log) |
+//! | `txn` | producer state (idempotence, transactions, LSO), markers, producer snapshots, the transaction coordinator on `__transaction_state` |
+//! | `cli` | the client tools (topics, produce, consume, groups, transactions, dump-log) |
 //!
 //! # Glossary
 //! - LEO (log end offset): the offset the next appended record gets.

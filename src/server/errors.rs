@@ -74,3 +74,21 @@ pub fn metadata(e: &MetadataError) -> ResponseError {
 pub fn shard(_: &ShardError) -> ResponseError {
     ResponseError::NotLeaderOrFollower
 }
+
+/// Transaction coordinator refusals.
+pub fn txn(e: crate::txn::state::TxnError) -> ResponseError {
+    use crate::txn::state::TxnError;
+    match e {
+        TxnError::Concurrent => ResponseError::ConcurrentTransactions,
+        TxnError::Fenced => ResponseError::ProducerFenced,
+        TxnError::InvalidMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::InvalidState => ResponseError::InvalidTxnState,
+        TxnError::InvalidTimeout => ResponseError::InvalidTransactionTimeout,
+        TxnError::InvalidRequest => ResponseError::InvalidRequest,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        TxnError::NotAvailable => ResponseError::CoordinatorNotAvailable,
+        TxnError::Abortable => ResponseError::TransactionAbortable,
+        TxnError::NotFound => ResponseError::TransactionalIdNotFound,
+    }
+}

@@ -20,6 +20,9 @@ mod produce;
 mod producers;
 mod records;
 mod transactions;
+mod txn_markers;
+
+pub use txn_markers::sender as txn_marker_sender;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -79,6 +82,12 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::DeleteRecords => records::delete_records(shard, req),
         ApiKey::WriteTxnMarkers => markers::handle(shard, req),
         ApiKey::DescribeProducers => producers::handle(shard, req),
+        ApiKey::AddPartitionsToTxn => transactions::add_partitions_to_txn(shard, req),
+        ApiKey::AddOffsetsToTxn => transactions::add_offsets_to_txn(shard, req),
+        ApiKey::EndTxn => transactions::end_txn(shard, req),
+        ApiKey::TxnOffsetCommit => groups::txn_offset_commit(shard, req),
+        ApiKey::DescribeTransactions => transactions::describe_transactions(shard, req),
+        ApiKey::ListTransactions => transactions::list_transactions(shard, req),
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
     }
 }
@@ -183,11 +192,12 @@ pub fn start_listener(shard: &Rc<Shard>) {
     let retention = glommio::spawn_local(retention_loop(shard.clone()));
     let flush = glommio::spawn_local(flush_loop(shard.clone()));
     let groups = glommio::spawn_local(crate::group::coordinator::run_timers(shard.clone()));
+    let txns = glommio::spawn_local(crate::txn::coordinator::run_timers(shard.clone()));
     let replicas = glommio::spawn_local(crate::replication::roles::run_ticks(shard.clone()));
     shard
         .background
         .borrow_mut()
-        .extend([accept, retention, flush, groups, replicas]);
+        .extend([accept, retention, flush, groups, txns, replicas]);
     if shard.config.cleaner.enable {
         // The cleaner yields to request handling: a low share of the CPU when both want it.
         let queue = glommio::executor().create_task_queue(

@@ -2,9 +2,8 @@
 //! InitProducerId epochs and fencing, AddPartitionsToTxn and EndTxn refusals, transactional
 //! offset commits, timeouts, and the coordinator's state surviving a restart.
 //!
-//! Tests named `merged_*` need the partition side's WriteTxnMarkers handler (markers written
-//! into the data partitions); they are ignored until both sides are in one build, where
-//! `cargo test --test transactions_raw -- --include-ignored` runs them.
+//! Tests named `merged_*` go through the partition side too: markers written into the data
+//! partitions, transactional produce and DescribeProducers.
 
 mod common;
 
@@ -450,7 +449,6 @@ fn coordinator_state_survives_a_restart() {
 
 /// Needs the WriteTxnMarkers handler: the commit marker makes the transactional offset count.
 #[test]
-#[ignore = "merged state: needs the partition side's WriteTxnMarkers handler"]
 fn merged_txn_offset_commit_then_commit_shows_the_offset_and_abort_does_not() {
     let broker = start(&[]);
     let mut c = broker.raw();
@@ -690,7 +688,6 @@ fn transactional_batch(pid: i64, epoch: i16, seq: i32) -> Vec<u8> {
 
 /// Needs the partition side: transactional produce, DescribeProducers and WriteTxnMarkers.
 #[test]
-#[ignore = "merged state: needs the partition side's transactional produce, DescribeProducers and WriteTxnMarkers"]
 fn merged_cli_describes_producers_and_aborts_a_hanging_transaction() {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     let broker = start(&[]);

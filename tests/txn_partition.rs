@@ -274,7 +274,10 @@ fn an_idempotent_retry_across_segment_rolls_and_restarts_keeps_its_offset() {
 
 #[test]
 fn markers_end_transactions_for_read_committed_fetches_and_survive_restarts() {
-    let mut broker = Broker::start(&[]);
+    let mut broker = Broker::start(&[
+        // Markers are written here by hand for producers no coordinator knows.
+        ("transaction.partition.verification.enable", "false"),
+    ]);
     let topic = "txn";
     let mut c = broker.raw();
     create(&mut c, topic, &[]);

@@ -326,6 +326,11 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
         "group.max.session.timeout.ms" => {
             (INT, "The longest session timeout a member may ask for.")
         }
+        "transaction.partition.verification.enable" => (
+            BOOLEAN,
+            "Whether a partition leader checks with the transaction coordinator that a partition \
+             was added to a transaction before taking its first batch.",
+        ),
         "transaction.max.timeout.ms" => (
             INT,
             "The longest transaction timeout a producer may ask for.",

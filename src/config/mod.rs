@@ -252,6 +252,7 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "transaction.state.log.segment.bytes",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.remove.expired.transaction.cleanup.interval.ms",
+    "transaction.partition.verification.enable",
     "log.cleanup.policy",
     "compression.gzip.level",
     "compression.lz4.level",

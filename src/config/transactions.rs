@@ -1,6 +1,6 @@
 //! Transaction coordinator settings (Kafka's `transaction.*` and `transactional.id.*` names).
 
-use super::{parse_min, ConfigError};
+use super::{parse_bool, parse_min, ConfigError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnConfig {
@@ -20,6 +20,9 @@ pub struct TxnConfig {
     pub abort_timed_out_interval_ms: u64,
     /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
     pub remove_expired_interval_ms: u64,
+    /// `transaction.partition.verification.enable` (KIP-890): a partition leader asks the
+    /// coordinator before it takes the first transactional batch of a transaction.
+    pub partition_verification: bool,
 }
 
 impl Default for TxnConfig {
@@ -33,6 +36,7 @@ impl Default for TxnConfig {
             log_segment_bytes: 100 << 20,
             abort_timed_out_interval_ms: 10_000,
             remove_expired_interval_ms: 3_600_000,
+            partition_verification: true,
         }
     }
 }
@@ -47,6 +51,7 @@ pub const TXN_CONFIGS: &[&str] = &[
     "transaction.state.log.segment.bytes",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.remove.expired.transaction.cleanup.interval.ms",
+    "transaction.partition.verification.enable",
 ];
 
 impl TxnConfig {
@@ -71,6 +76,9 @@ impl TxnConfig {
             "transaction.remove.expired.transaction.cleanup.interval.ms" => {
                 self.remove_expired_interval_ms = parse_min(name, value, 1)?
             }
+            "transaction.partition.verification.enable" => {
+                self.partition_verification = parse_bool(name, value)?
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -90,6 +98,7 @@ impl TxnConfig {
             "transaction.remove.expired.transaction.cleanup.interval.ms" => {
                 self.remove_expired_interval_ms.to_string()
             }
+            "transaction.partition.verification.enable" => self.partition_verification.to_string(),
             _ => return None,
         })
     }

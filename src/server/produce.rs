@@ -317,6 +317,9 @@ fn append_now(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> Appended
 /// The producer id and epoch to verify with the coordinator when this batch would start a
 /// transaction on its partition (and the request names a transactional id to ask about).
 fn needs_verification(shard: &Shard, item: &AppendItem) -> Option<(i64, i16)> {
+    if !shard.config.txn.partition_verification {
+        return None;
+    }
     item.transactional_id.as_ref()?;
     let header = record::BatchHeader::parse(&item.batch).ok()?;
     if !header.is_transactional() {

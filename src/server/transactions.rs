@@ -461,6 +461,34 @@ pub(super) fn verify_partition(
     producer_epoch: i16,
     tp: TopicPartition,
 ) -> LocalBoxFuture<'static, Result<(), ResponseError>> {
+    let ask = ask_coordinator(shard, transactional_id, producer_id, producer_epoch, tp);
+    Box::pin(async move { ask.await.map_err(for_produce) })
+}
+
+/// A verification error as a producer understands it in a Produce response (Kafka's
+/// AddPartitionsToTxnManager and ReplicaManager translations): a fenced producer hears
+/// INVALID_PRODUCER_EPOCH, an abortable transaction INVALID_TXN_STATE, and a coordinator that
+/// cannot answer now NOT_ENOUGH_REPLICAS, which every client retries without a metadata refresh.
+fn for_produce(e: ResponseError) -> ResponseError {
+    match e {
+        ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        ResponseError::TransactionAbortable => ResponseError::InvalidTxnState,
+        ResponseError::ConcurrentTransactions
+        | ResponseError::NetworkException
+        | ResponseError::CoordinatorLoadInProgress
+        | ResponseError::CoordinatorNotAvailable
+        | ResponseError::NotCoordinator => ResponseError::NotEnoughReplicas,
+        other => other,
+    }
+}
+
+fn ask_coordinator(
+    shard: &Rc<Shard>,
+    transactional_id: String,
+    producer_id: i64,
+    producer_epoch: i16,
+    tp: TopicPartition,
+) -> LocalBoxFuture<'static, Result<(), ResponseError>> {
     let txn_tp = txn::txn_partition(shard, &transactional_id);
     let snap = shard.snapshot();
     let leader = snap

@@ -21,6 +21,7 @@ mod producers;
 mod records;
 mod transactions;
 mod txn_markers;
+mod verifying;
 
 pub use txn_markers::sender as txn_marker_sender;
 

@@ -13,7 +13,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{errors, reply, Outcome};
+use super::{errors, reply, verifying, Outcome};
 use crate::config::{LogConfig, TimestampType};
 use crate::protocol::{decode_body, legacy_produce, Request};
 use crate::record;
@@ -259,7 +259,8 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
 ///
 /// A transactional batch that would start its producer's transaction on a partition is
 /// appended only once the coordinator confirms the partition is in the transaction (Kafka's
-/// KIP-890 verification); the others do not wait for it.
+/// KIP-890 verification); later batches of the same producer on that partition queue behind
+/// it ([`verifying`]), the others do not wait for it.
 fn append_on_owner(
     shard: Rc<Shard>,
     items: Vec<AppendItem>,
@@ -267,30 +268,43 @@ fn append_on_owner(
     timeout_ms: u64,
 ) -> impl std::future::Future<Output = Vec<((usize, usize), PartResult)>> {
     let now = shard.now_ms();
-    let mut to_verify = Vec::new();
+    let mut queued = Vec::new();
     let mut appended: Vec<Appended> = Vec::with_capacity(items.len());
     for item in items {
-        match needs_verification(&shard, &item) {
-            Some(v) => to_verify.push((item, v)),
-            None => appended.push(append_now(&shard, &item, now, acks)),
+        let pid = producer_id(&item);
+        if needs_verification(&shard, &item).is_some()
+            || verifying::is_waiting(&shard, &item.tp, pid)
+        {
+            let place = verifying::enqueue(&shard, &item.tp, pid);
+            queued.push((item, place));
+        } else {
+            appended.push(append_now(&shard, &item, now, acks));
         }
     }
     async move {
-        if !to_verify.is_empty() {
-            let checks = to_verify.iter().map(|(item, (pid, epoch))| {
-                let tid = item.transactional_id.clone().unwrap_or_default();
-                let tp = item.tp.clone();
-                super::transactions::verify_partition(&shard, tid, *pid, *epoch, tp)
-            });
-            let verdicts = futures::future::join_all(checks).await;
-            let now = shard.now_ms();
-            for ((item, _), verdict) in to_verify.into_iter().zip(verdicts) {
-                appended.push(match verdict {
-                    Ok(()) => append_now(&shard, &item, now, acks),
-                    Err(e) => (item.slot, None, -1, PartResult::err(e)),
-                });
+        let verified = queued.into_iter().map(|(item, mut place)| {
+            let shard = shard.clone();
+            async move {
+                place.turn().await;
+                // The batch before may have started the transaction, or failed to.
+                if let Some((pid, epoch)) = needs_verification(&shard, &item) {
+                    let tid = item.transactional_id.clone().unwrap_or_default();
+                    let ask = super::transactions::verify_partition(
+                        &shard,
+                        tid,
+                        pid,
+                        epoch,
+                        item.tp.clone(),
+                    );
+                    if let Err(e) = ask.await {
+                        return (item.slot, None, -1, PartResult::err(e));
+                    }
+                }
+                // Appended before the place is let go: the next batch sees it.
+                append_now(&shard, &item, shard.now_ms(), acks)
             }
-        }
+        });
+        appended.extend(futures::future::join_all(verified).await);
         let mut out = Vec::with_capacity(appended.len());
         for (slot, pending, epoch, r) in appended {
             let r = match pending {
@@ -312,6 +326,11 @@ fn append_now(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> Appended
     // The epoch the write was made in: it commits only while this replica leads it.
     let epoch = pending.as_ref().map_or(-1, |(log, _)| log.leader_epoch());
     (item.slot, pending, epoch, r)
+}
+
+/// The batch's producer id (-1 for none, or a batch whose header does not parse).
+fn producer_id(item: &AppendItem) -> i64 {
+    record::BatchHeader::parse(&item.batch).map_or(-1, |h| h.producer_id)
 }
 
 /// The producer id and epoch to verify with the coordinator when this batch would start a

@@ -43,6 +43,8 @@ pub mod batch;
 pub mod clock;
 pub mod consumer;
 pub mod cpu;
+#[cfg(test)]
+mod fake;
 pub mod pacer;
 pub mod producer;
 pub mod report;

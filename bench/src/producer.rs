@@ -768,6 +768,67 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topic::PartitionLeader;
+    use kafka_protocol::messages::ApiKey;
+
+    fn txn_spec(topic: Arc<TopicLayout>, records: u64, per_txn: u64) -> ProducerSpec {
+        let now = now_ns();
+        ProducerSpec {
+            index: 0,
+            topic,
+            acks: -1,
+            codec: Compression::None,
+            record_size: 100,
+            key_cardinality: 50,
+            batch_size: 1000,
+            linger_ns: 1_000_000,
+            max_in_flight: 5,
+            max_request_size: 1 << 20,
+            buffer_memory: 32 << 20,
+            rate: None,
+            start_ns: now,
+            warmup_end_ns: now,
+            stop_at_ns: None,
+            records: Some(records),
+            produce_version: 11,
+            request_timeout_ms: 30_000,
+            transaction_records: Some(per_txn),
+        }
+    }
+
+    #[test]
+    fn transactions_add_partitions_before_their_batches_and_commit_every_n_records() {
+        let fake = crate::fake::start(false);
+        let partitions = (0..3)
+            .map(|p| PartitionLeader {
+                partition: p,
+                leader: fake.addr.clone(),
+            })
+            .collect();
+        let layout = Arc::new(TopicLayout {
+            name: "t".into(),
+            id: uuid::Uuid::nil(),
+            partitions,
+        });
+        let counters = Arc::new(Counters::default());
+        let c = Coordinator::init(&fake.addr, "bench-p", 60_000, counters.clone()).unwrap();
+        let spec = txn_spec(layout, 1050, 100);
+        let hists = run(spec, counters.clone(), Identity::Transactional(c)).unwrap();
+        let seen = fake.seen.lock().unwrap();
+        // Every batch: transactional, our producer id, partition added first, sequences in order.
+        assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+        let mut want = vec![(true, 100, 3); 10];
+        want.push((true, 50, 3)); // the rest at the end of the run
+        assert_eq!(seen.ended, want);
+        // Partitions are added once per transaction, in as few requests as batches allow.
+        let adds = seen.count(ApiKey::AddPartitionsToTxn);
+        assert!((11..=33).contains(&adds), "{adds} AddPartitionsToTxn");
+        assert_eq!(Counters::get(&counters.committed_txns), 11);
+        assert_eq!(Counters::get(&counters.acked_records), 1050);
+        assert_eq!(hists.commit.len(), 11);
+        assert_eq!(hists.produce.len(), 1050);
+        assert!(counters.errors().is_empty() && counters.retries().is_empty());
+    }
 
     #[test]
     fn keys_are_fixed_width_and_spread_over_partitions() {

@@ -371,15 +371,9 @@ mod tests {
     use kafka_protocol::messages::add_partitions_to_txn_response::{
         AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
     };
-    use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::find_coordinator_response::Coordinator as Found;
-    use kafka_protocol::messages::{
-        ApiVersionsResponse, EndTxnResponse, InitProducerIdResponse, RequestHeader, ResponseHeader,
-    };
-    use kafka_protocol::protocol::{Decodable, Encodable};
-    use std::io::Write;
-    use std::net::{TcpListener, TcpStream};
-    use std::sync::Mutex;
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::protocol::Decodable;
 
     const WHO: ProducerIdentity = ProducerIdentity {
         producer_id: 4242,
@@ -527,122 +521,27 @@ mod tests {
         }
     }
 
-    type RequestLog = Mutex<Vec<(ApiKey, i16)>>;
-
-    /// A broker that plays a transaction coordinator on 127.0.0.1: the first AddPartitionsToTxn
-    /// is answered CONCURRENT_TRANSACTIONS and the first EndTxn NOT_COORDINATOR. It logs every
-    /// request as (api, version).
-    fn fake_coordinator() -> (String, Arc<RequestLog>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let seen = log.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let (stream, log) = (stream.unwrap(), log.clone());
-                std::thread::spawn(move || serve(stream, port, &log));
-            }
-        });
-        (format!("127.0.0.1:{port}"), seen)
-    }
-
-    fn serve(mut stream: TcpStream, port: u16, log: &RequestLog) {
-        while let Ok(frame) = crate::wire::read_frame(&mut stream) {
-            let key = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])).unwrap();
-            let version = i16::from_be_bytes([frame[2], frame[3]]);
-            let mut body = frame.clone();
-            let header = RequestHeader::decode(&mut body, key.request_header_version(version));
-            let correlation_id = header.unwrap().correlation_id;
-            let calls_before = {
-                let mut log = log.lock().unwrap();
-                log.push((key, version));
-                log.iter().filter(|(k, _)| *k == key).count() - 1
-            };
-            let mut out = BytesMut::new();
-            ResponseHeader::default()
-                .with_correlation_id(correlation_id)
-                .encode(&mut out, key.response_header_version(version))
-                .unwrap();
-            let encoded = match key {
-                ApiKey::ApiVersions => {
-                    let api = |k: ApiKey, max: i16| {
-                        ApiVersion::default()
-                            .with_api_key(k as i16)
-                            .with_max_version(max)
-                    };
-                    ApiVersionsResponse::default()
-                        .with_api_keys(vec![
-                            api(ApiKey::ApiVersions, 3),
-                            api(ApiKey::FindCoordinator, 6),
-                            api(ApiKey::InitProducerId, 5),
-                            api(ApiKey::AddPartitionsToTxn, 5),
-                            api(ApiKey::EndTxn, 5),
-                        ])
-                        .encode(&mut out, version)
-                }
-                ApiKey::FindCoordinator => {
-                    let req = FindCoordinatorRequest::decode(&mut body, version).unwrap();
-                    assert_eq!(req.key_type, KEY_TYPE_TRANSACTION);
-                    FindCoordinatorResponse::default()
-                        .with_coordinators(vec![Found::default()
-                            .with_key(req.coordinator_keys[0].clone())
-                            .with_host(StrBytes::from_static_str("127.0.0.1"))
-                            .with_port(i32::from(port))])
-                        .encode(&mut out, version)
-                }
-                ApiKey::InitProducerId => InitProducerIdResponse::default()
-                    .with_producer_id(ProducerId(9))
-                    .with_producer_epoch(2)
-                    .encode(&mut out, version),
-                ApiKey::AddPartitionsToTxn => {
-                    let req = AddPartitionsToTxnRequest::decode(&mut body, version).unwrap();
-                    assert_eq!(req.v3_and_below_producer_id.0, 9);
-                    let parts = &req.v3_and_below_topics[0].partitions;
-                    let code = if calls_before == 0 { 51 } else { 0 };
-                    let codes: Vec<(i32, i16)> = parts.iter().map(|p| (*p, code)).collect();
-                    add_response(&codes).encode(&mut out, version)
-                }
-                ApiKey::EndTxn => {
-                    let req = EndTxnRequest::decode(&mut body, version).unwrap();
-                    assert!(req.committed);
-                    let code = if calls_before == 0 { 16 } else { 0 };
-                    EndTxnResponse::default()
-                        .with_error_code(code)
-                        .encode(&mut out, version)
-                }
-                other => panic!("unexpected {other:?}"),
-            };
-            encoded.unwrap();
-            let size = (out.len() as i32).to_be_bytes();
-            stream.write_all(&size).unwrap();
-            stream.write_all(&out).unwrap();
-        }
-    }
-
     #[test]
     fn coordinator_retries_concurrent_transactions_and_refinds_a_moved_coordinator() {
-        let (addr, log) = fake_coordinator();
+        let fake = crate::fake::start(true);
         let counters = Arc::new(Counters::default());
-        let mut c = Coordinator::init(&addr, "bench-9", 60_000, counters.clone()).unwrap();
-        assert_eq!(
-            c.identity,
-            ProducerIdentity {
-                producer_id: 9,
-                producer_epoch: 2
-            }
-        );
+        let mut c = Coordinator::init(&fake.addr, "bench-9", 60_000, counters.clone()).unwrap();
+        let want = ProducerIdentity {
+            producer_id: crate::fake::PRODUCER_ID,
+            producer_epoch: crate::fake::PRODUCER_EPOCH,
+        };
+        assert_eq!(c.identity, want);
         c.add_partitions("t", &[0, 1]).unwrap();
         c.end(true).unwrap();
         let retries = counters.retries();
         assert_eq!(retries["AddPartitionsToTxn: CONCURRENT_TRANSACTIONS"], 1);
         assert_eq!(retries["EndTxn: NOT_COORDINATOR"], 1);
         assert_eq!(retries.len(), 2);
-        let log = log.lock().unwrap();
+        let seen = fake.seen.lock().unwrap();
+        assert_eq!(seen.ended, [(true, 0, 2)]);
         let versions = |k: ApiKey| -> Vec<i16> {
-            log.iter()
-                .filter(|(a, _)| *a == k)
-                .map(|(_, v)| *v)
-                .collect()
+            let calls = seen.requests.iter().filter(|(a, _)| *a == k);
+            calls.map(|(_, v)| *v).collect()
         };
         // The client form of AddPartitionsToTxn and EndTxn before KIP-890's epoch bumps.
         assert_eq!(versions(ApiKey::AddPartitionsToTxn), [3, 3]);

@@ -7,7 +7,8 @@
 #      produce latency, p99 commit latency (the EndTxn round trip, one sample per transaction);
 #   2. consume: a topic filled by transactions of 1000 records, read from the start by
 #      read_uncommitted and then by read_committed consumers (each its own fill): consumer
-#      records/s and MB/s, and the CPU of all broker processes while the consumers read.
+#      records/s and MB/s, and the CPU of all broker processes while the consumers read (in % of
+#      one core, and in CPU microseconds per 1000 records read).
 # Usage: perf/transactions.sh
 #   NODES=1 perf/transactions.sh            (one broker, replication factor 1)
 #   SIZES=0,100,1000 DUR=10s RATE=unlimited PRODUCERS=1 PARTS=3 SHARDS=1 by default;
@@ -87,12 +88,13 @@ for r in json.load(open(t + "/produce/result.json"))["runs"]:
         ms(r.get("commit_latency"), "p99_us"), "-" if commits is None else "%.1f" % commits,
         err(r)))
 print()
-print("%-18s %11s %8s %12s %12s %7s" % (
-    "consumer", "records/s", "MB/s", "broker CPU", "driver CPU", "errors"))
+print("%-18s %11s %8s %12s %17s %12s %7s" % ("consumer", "records/s", "MB/s", "broker CPU",
+    "broker us/1k rec", "driver CPU", "errors"))
 for iso in ("read_uncommitted", "read_committed"):
     for r in json.load(open("%s/consume-%s/result.json" % (t, iso)))["runs"]:
         c, b = r["consume"], r.get("broker_cpu")
-        print("%-18s %11.0f %8.1f %12s %12s %7d" % (
+        per_k = "%.0f" % (b["cpu_s"] * 1e9 / c["records"]) if b and c["records"] else "-"
+        print("%-18s %11.0f %8.1f %12s %17s %12s %7d" % (
             iso, c["records_per_s"], c["mb_per_s"], "%.0f%%" % (b["cores"] * 100) if b else "-",
-            "%.0f%%" % (r["driver_cpu"]["cores"] * 100), err(r)))
+            per_k, "%.0f%%" % (r["driver_cpu"]["cores"] * 100), err(r)))
 EOF

@@ -1,8 +1,10 @@
 //! Tests only: a broker on 127.0.0.1 that plays the transaction coordinator and the leader of
 //! every partition, and checks what a transactional producer sends it: every batch is
-//! transactional with the producer id it handed out, its partition was added to the open
-//! transaction, and its base sequence follows the previous batch of that partition. It answers
-//! only the APIs the producer side uses (ApiVersions, FindCoordinator, InitProducerId,
+//! transactional with the producer id and latest epoch it handed out, and its partition was
+//! added to the open transaction (else a violation is logged). A batch whose base sequence does
+//! not follow the previous batch of its partition is answered OUT_OF_ORDER_SEQUENCE_NUMBER, as
+//! Kafka does; each InitProducerId bumps the epoch and starts sequences again. It answers only
+//! the APIs the producer side uses (ApiVersions, FindCoordinator, InitProducerId,
 //! AddPartitionsToTxn, EndTxn, Produce).
 
 use std::collections::{BTreeSet, HashMap};
@@ -27,7 +29,20 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub const PRODUCER_ID: i64 = 9;
+/// The epoch of the first InitProducerId; each later one adds 1.
 pub const PRODUCER_EPOCH: i16 = 2;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+
+/// Errors the fake answers on purpose.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Script {
+    /// The first AddPartitionsToTxn gets CONCURRENT_TRANSACTIONS, the first EndTxn
+    /// NOT_COORDINATOR.
+    pub flaky_coordinator: bool,
+    /// The first batch for this partition gets NOT_LEADER_OR_FOLLOWER.
+    pub fail_first_batch_of: Option<i32>,
+}
 
 /// What the fake saw.
 #[derive(Debug, Default)]
@@ -41,6 +56,8 @@ pub struct Seen {
     added: BTreeSet<i32>,
     records: u64,
     next_sequence: HashMap<i32, i32>,
+    epoch: i16,
+    script: Script,
 }
 
 impl Seen {
@@ -54,17 +71,19 @@ pub struct Fake {
     pub seen: Arc<Mutex<Seen>>,
 }
 
-/// Starts the fake. `flaky`: the first AddPartitionsToTxn is answered CONCURRENT_TRANSACTIONS
-/// and the first EndTxn NOT_COORDINATOR.
-pub fn start(flaky: bool) -> Fake {
+pub fn start(script: Script) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen = Arc::new(Mutex::new(Seen {
+        epoch: PRODUCER_EPOCH - 1,
+        script,
+        ..Seen::default()
+    }));
     let shared = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let (stream, seen) = (stream.unwrap(), shared.clone());
-            std::thread::spawn(move || serve(stream, port, flaky, &seen));
+            std::thread::spawn(move || serve(stream, port, &seen));
         }
     });
     Fake {
@@ -73,7 +92,7 @@ pub fn start(flaky: bool) -> Fake {
     }
 }
 
-fn serve(mut stream: TcpStream, port: u16, flaky: bool, seen: &Mutex<Seen>) {
+fn serve(mut stream: TcpStream, port: u16, seen: &Mutex<Seen>) {
     while let Ok(frame) = crate::wire::read_frame(&mut stream) {
         let key = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])).unwrap();
         let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -86,8 +105,8 @@ fn serve(mut stream: TcpStream, port: u16, flaky: bool, seen: &Mutex<Seen>) {
             .unwrap();
         let mut s = seen.lock().unwrap();
         s.requests.push((key, version));
-        let first = s.count(key) == 1;
-        answer(&mut s, key, version, body, (port, flaky && first), &mut out);
+        let fail = s.script.flaky_coordinator && s.count(key) == 1;
+        answer(&mut s, key, version, body, (port, fail), &mut out);
         drop(s);
         stream.write_all(&(out.len() as i32).to_be_bytes()).unwrap();
         stream.write_all(&out).unwrap();
@@ -129,10 +148,14 @@ fn answer(s: &mut Seen, key: ApiKey, v: i16, mut body: Bytes, at: (u16, bool), o
                     .with_port(i32::from(port))])
                 .encode(out, v)
         }
-        ApiKey::InitProducerId => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(PRODUCER_ID))
-            .with_producer_epoch(PRODUCER_EPOCH)
-            .encode(out, v),
+        ApiKey::InitProducerId => {
+            s.epoch += 1;
+            s.next_sequence.clear();
+            InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(PRODUCER_ID))
+                .with_producer_epoch(s.epoch)
+                .encode(out, v)
+        }
         ApiKey::AddPartitionsToTxn => {
             let req = AddPartitionsToTxnRequest::decode(&mut body, v).unwrap();
             let code = if fail { 51 } else { 0 };
@@ -187,8 +210,12 @@ fn produce(s: &mut Seen, req: &ProduceRequest) -> ProduceResponse {
         let mut parts = Vec::new();
         for p in &t.partition_data {
             let records = p.records.clone().unwrap_or_default();
-            check_batch(s, p.index, &records);
-            parts.push(PartitionProduceResponse::default().with_index(p.index));
+            let code = check_batch(s, p.index, &records);
+            parts.push(
+                PartitionProduceResponse::default()
+                    .with_index(p.index)
+                    .with_error_code(code),
+            );
         }
         responses.push(
             TopicProduceResponse::default()
@@ -199,27 +226,33 @@ fn produce(s: &mut Seen, req: &ProduceRequest) -> ProduceResponse {
     ProduceResponse::default().with_responses(responses)
 }
 
-fn check_batch(s: &mut Seen, partition: i32, records: &[u8]) {
+/// Checks one batch and takes it; returns the error code to answer.
+fn check_batch(s: &mut Seen, partition: i32, records: &[u8]) -> i16 {
     let h = match BatchHeader::parse(records) {
         Ok(h) => h,
-        Err(e) => return s.violations.push(format!("partition {partition}: {e}")),
+        Err(e) => {
+            s.violations.push(format!("partition {partition}: {e}"));
+            return -1;
+        }
     };
     if !s.added.contains(&partition) {
         s.violations.push(format!(
             "batch for partition {partition} before it was added"
         ));
     }
-    if !h.is_transactional() || h.producer_id != PRODUCER_ID || h.producer_epoch != PRODUCER_EPOCH {
+    if !h.is_transactional() || h.producer_id != PRODUCER_ID || h.producer_epoch != s.epoch {
         s.violations
             .push(format!("partition {partition}: header {h:?}"));
     }
+    if s.script.fail_first_batch_of == Some(partition) {
+        s.script.fail_first_batch_of = None;
+        return NOT_LEADER_OR_FOLLOWER;
+    }
     let want = s.next_sequence.get(&partition).copied().unwrap_or(0);
     if h.base_sequence != want {
-        s.violations.push(format!(
-            "partition {partition}: base sequence {} where {want} was next",
-            h.base_sequence
-        ));
+        return OUT_OF_ORDER_SEQUENCE_NUMBER;
     }
     s.next_sequence.insert(partition, want + h.record_count);
     s.records += h.record_count as u64;
+    0
 }

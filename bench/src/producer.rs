@@ -16,7 +16,9 @@
 //! sent (one AddPartitionsToTxn for every new partition of the batches about to leave, as
 //! Kafka's producer does) and, after `transaction_records` records, close and send every batch,
 //! wait for every answer, and end the transaction: EndTxn commit, or abort when one of its
-//! batches failed. Commit latency is the EndTxn round trip, one sample per transaction.
+//! batches failed (failed batches are never retried; after an abort the producer takes a new
+//! epoch from InitProducerId and starts its sequences again). Commit latency is the EndTxn
+//! round trip, one sample per transaction.
 
 use std::collections::VecDeque;
 use std::io::{BufReader, Write};
@@ -731,6 +733,11 @@ impl Producer {
         } else {
             Counters::add(&self.counters.aborted_txns, 1);
             Counters::add(&self.counters.aborted_records, acked - txn.acked_at_start);
+            // The failed batch left its partition's sequence behind ours, so every later batch
+            // there would fail too: start again with a new epoch, sequences from 0.
+            txn.coordinator.reinit()?;
+            self.identity = Some(txn.coordinator.identity);
+            self.sequences.fill(0);
         }
         txn.records = 0;
         txn.added.clear();
@@ -768,6 +775,7 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{Fake, Script};
     use crate::topic::PartitionLeader;
     use kafka_protocol::messages::ApiKey;
 
@@ -796,9 +804,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn transactions_add_partitions_before_their_batches_and_commit_every_n_records() {
-        let fake = crate::fake::start(false);
+    /// Runs a transactional producer of `records` in transactions of 100 against a fake broker.
+    fn run_against(script: Script, records: u64) -> (Fake, Arc<Counters>, ProducerHists) {
+        let fake = crate::fake::start(script);
         let partitions = (0..3)
             .map(|p| PartitionLeader {
                 partition: p,
@@ -812,8 +820,39 @@ mod tests {
         });
         let counters = Arc::new(Counters::default());
         let c = Coordinator::init(&fake.addr, "bench-p", 60_000, counters.clone()).unwrap();
-        let spec = txn_spec(layout, 1050, 100);
+        let spec = txn_spec(layout, records, 100);
         let hists = run(spec, counters.clone(), Identity::Transactional(c)).unwrap();
+        (fake, counters, hists)
+    }
+
+    #[test]
+    fn a_failed_batch_aborts_its_transaction_and_the_next_one_starts_a_new_epoch() {
+        let script = Script {
+            fail_first_batch_of: Some(1),
+            ..Script::default()
+        };
+        let (fake, counters, _) = run_against(script, 1000);
+        let seen = fake.seen.lock().unwrap();
+        assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+        let outcomes: Vec<bool> = seen.ended.iter().map(|e| e.0).collect();
+        let mut want = vec![false];
+        want.extend([true; 9]);
+        assert_eq!(outcomes, want);
+        assert_eq!(seen.count(ApiKey::InitProducerId), 2);
+        assert_eq!(Counters::get(&counters.aborted_txns), 1);
+        assert_eq!(Counters::get(&counters.committed_txns), 9);
+        // Only the first transaction's later partition-1 batches fail with it.
+        let errors = counters.errors();
+        assert_eq!(errors["NOT_LEADER_OR_FOLLOWER"], 1);
+        let failed = Counters::get(&counters.error_records);
+        let aborted = Counters::get(&counters.aborted_records);
+        assert_eq!(aborted + failed, 100, "{errors:?}");
+        assert_eq!(Counters::get(&counters.acked_records), 1000 - failed);
+    }
+
+    #[test]
+    fn transactions_add_partitions_before_their_batches_and_commit_every_n_records() {
+        let (fake, counters, hists) = run_against(Script::default(), 1050);
         let seen = fake.seen.lock().unwrap();
         // Every batch: transactional, our producer id, partition added first, sequences in order.
         assert!(seen.violations.is_empty(), "{:?}", seen.violations);

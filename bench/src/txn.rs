@@ -221,6 +221,7 @@ pub fn init_idempotent(bootstrap: &str, transaction_timeout_ms: i32) -> Result<P
 pub struct Coordinator {
     bootstrap: String,
     transactional_id: String,
+    transaction_timeout_ms: i32,
     counters: Arc<Counters>,
     /// The connection to the current coordinator; `None` when it must be found (again).
     conn: Option<Client>,
@@ -238,6 +239,7 @@ impl Coordinator {
         let mut c = Coordinator {
             bootstrap: bootstrap.to_string(),
             transactional_id: transactional_id.to_string(),
+            transaction_timeout_ms,
             counters,
             conn: None,
             identity: ProducerIdentity {
@@ -245,8 +247,16 @@ impl Coordinator {
                 producer_epoch: -1,
             },
         };
-        let req = init_producer_id_request(Some(transactional_id), transaction_timeout_ms);
-        c.identity = c.with_retries("InitProducerId", |conn| {
+        c.reinit()?;
+        Ok(c)
+    }
+
+    /// InitProducerId for the transactional id: a producer id and a new epoch, which fences
+    /// the previous one (and starts its sequences again from 0), as a restarted producer does.
+    pub fn reinit(&mut self) -> Result<()> {
+        let id = self.transactional_id.clone();
+        let req = init_producer_id_request(Some(&id), self.transaction_timeout_ms);
+        self.identity = self.with_retries("InitProducerId", |conn| {
             let resp = conn.send(&req)?;
             Ok(match resp.error_code {
                 0 => Ok(ProducerIdentity {
@@ -256,7 +266,7 @@ impl Coordinator {
                 code => Err(code),
             })
         })?;
-        Ok(c)
+        Ok(())
     }
 
     pub fn transactional_id(&self) -> &str {
@@ -523,7 +533,10 @@ mod tests {
 
     #[test]
     fn coordinator_retries_concurrent_transactions_and_refinds_a_moved_coordinator() {
-        let fake = crate::fake::start(true);
+        let fake = crate::fake::start(crate::fake::Script {
+            flaky_coordinator: true,
+            ..Default::default()
+        });
         let counters = Arc::new(Counters::default());
         let mut c = Coordinator::init(&fake.addr, "bench-9", 60_000, counters.clone()).unwrap();
         let want = ProducerIdentity {

@@ -1289,23 +1289,8 @@ fn group_consume_and_commit(cfg: &ClientConfig, topics: &[&str], n: usize) -> To
         }
     }
     let committed = c.committed(SECS(30)).expect("committed offsets");
-    destroy_within(c, SECS(20));
+    common::clients::destroy_within(c, SECS(20));
     committed
-}
-
-/// Destroys a consumer on a helper thread and waits at most `limit` for it. librdkafka 2.12
-/// (the rdkafka crate's vendored copy) can hang in `rd_kafka_destroy` waiting for its broker
-/// threads after a group consumer closed cleanly (confluentinc/librdkafka#5434; 2.16 does not, on
-/// the same cluster state). What the test checks was read before; a stuck client is leaked.
-fn destroy_within<T: Send + 'static>(client: T, limit: Duration) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        drop(client);
-        let _ = tx.send(());
-    });
-    if rx.recv_timeout(limit).is_err() {
-        eprintln!("the client's destroy did not return in {limit:?}; leaving it behind");
-    }
 }
 
 fn offsets_of(tpl: &TopicPartitionList) -> BTreeMap<(String, i32), i64> {

@@ -204,3 +204,47 @@ fn driver_acknowledges_consumes_and_counts_every_record() {
     assert!(r.transactions.is_none() && r.commit_latency.is_none());
     assert!(idem_dir.join("smoke-e2e-acksall-idem-e2e.hgrm").exists());
 }
+
+#[test]
+fn transactional_producers_commit_and_read_committed_consumers_see_every_record() {
+    let broker = Broker::start();
+    let out = tempfile::tempdir().expect("out dir");
+    let n = 10_000u64;
+    let file = run_bench_acks(
+        &broker,
+        out.path(),
+        "all",
+        &[
+            "--workload",
+            "e2e",
+            "--transaction-records",
+            "0,100",
+            "--producers",
+            "2",
+            "--isolation-level",
+            "read_committed",
+            "--records",
+            &n.to_string(),
+            "--rate",
+            "5000",
+            "--key-cardinality",
+            "100",
+            // One request in flight: pipelined transactional batches are sometimes answered
+            // OUT_OF_ORDER_SEQUENCE_NUMBER by the broker (BENCHMARKS.md, transactions).
+            "--max-in-flight",
+            "1",
+        ],
+    );
+    check_runs(&file, 2, n);
+    let txn = &file.runs[1];
+    assert_eq!(txn.config.mode, "txn100");
+    let t = txn.transactions.as_ref().expect("transaction stats");
+    // Two producers of 5,000 records each, in transactions of 100.
+    assert_eq!((t.committed, t.aborted), (100, 0));
+    assert_eq!(txn.commit_latency.as_ref().map(|l| l.count), Some(100));
+    assert_eq!(txn.aborted_records_skipped, 0);
+    assert!(out
+        .path()
+        .join("smoke-e2e-acksall-txn100-commit.hgrm")
+        .exists());
+}

@@ -26,6 +26,68 @@ pub enum Workload {
 
 pub use gregor::client::batch::Codec;
 
+/// Which records a consumer's Fetch may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+pub enum IsolationLevel {
+    /// Everything up to the high watermark, open and aborted transactions included.
+    #[value(name = "read_uncommitted", alias = "read-uncommitted")]
+    ReadUncommitted,
+    /// Up to the last stable offset, without the records of aborted transactions.
+    #[value(name = "read_committed", alias = "read-committed")]
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// Fetch's isolation_level field.
+    pub fn code(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+            IsolationLevel::ReadCommitted => "read_committed",
+        }
+    }
+}
+
+/// How producers present themselves to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No producer id (the driver's default).
+    Plain,
+    /// A producer id and per-partition sequences.
+    Idempotent,
+    /// Idempotent, with transactions of this many records.
+    Transactional(u64),
+}
+
+impl Mode {
+    /// Name in tables and result files.
+    pub fn name(self) -> String {
+        match self {
+            Mode::Plain => "plain".to_string(),
+            Mode::Idempotent => "idempotent".to_string(),
+            Mode::Transactional(n) => format!("txn{n}"),
+        }
+    }
+
+    /// Suffix of topic and file names; none for plain, so those names stay as they were.
+    pub fn suffix(self) -> String {
+        match self {
+            Mode::Plain => String::new(),
+            Mode::Idempotent => "-idem".to_string(),
+            Mode::Transactional(n) => format!("-txn{n}"),
+        }
+    }
+}
+
+/// Kafka's upper bound on unanswered requests per connection of an idempotent producer.
+pub const IDEMPOTENT_IN_FLIGHT_MAX: usize = 5;
+
 /// Load driver for Kafka-compatible brokers: produce, consume and end-to-end latency.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gregor-bench", version)]
@@ -68,6 +130,22 @@ pub struct Args {
     /// Unanswered produce requests allowed per connection.
     #[arg(long, default_value_t = 5)]
     pub max_in_flight: usize,
+    /// Idempotent producers: a producer id from InitProducerId, sequences per partition.
+    #[arg(long)]
+    pub idempotent: bool,
+    /// Transactional producers, one or more transaction sizes in records (comma separated);
+    /// each runs in turn on a fresh topic, 0 = idempotent without transactions.
+    #[arg(long, value_delimiter = ',')]
+    pub transaction_records: Vec<u64>,
+    /// Transactional ids are `<prefix>-<topic>-<producer>`.
+    #[arg(long, default_value = "gregor-bench")]
+    pub transactional_id_prefix: String,
+    /// Transaction timeout sent with InitProducerId.
+    #[arg(long, default_value_t = 60_000)]
+    pub transaction_timeout_ms: i32,
+    /// Consumers' Fetch isolation level.
+    #[arg(long, value_enum, default_value = "read_uncommitted")]
+    pub isolation_level: IsolationLevel,
     /// Records per second over all producers (open loop), or `unlimited`.
     #[arg(long, default_value = "unlimited")]
     pub rate: String,
@@ -95,9 +173,10 @@ pub struct Args {
     /// How long consumers may take, after the producers stop, to see every record.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub drain_timeout: Duration,
-    /// Broker process id: its CPU use is reported next to the driver's.
-    #[arg(long)]
-    pub broker_pid: Option<u32>,
+    /// Broker process ids (comma separated, e.g. every node of a local cluster): their summed
+    /// CPU use is reported next to the driver's.
+    #[arg(long, value_delimiter = ',')]
+    pub broker_pid: Vec<u32>,
     /// Label of this broker in the outputs (e.g. gregor, tansu-memory).
     #[arg(long, default_value = "broker")]
     pub label: String,
@@ -122,6 +201,8 @@ pub struct Args {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub acks: Vec<i16>,
+    /// Producer modes; each runs in turn for every acks setting.
+    pub modes: Vec<Mode>,
     /// Records per second over all producers; `None` = as fast as acknowledgements allow.
     pub rate: Option<f64>,
     pub stop: Stop,
@@ -156,6 +237,15 @@ impl Args {
             .iter()
             .map(|a| parse_acks(a))
             .collect::<Result<Vec<_>>>()?;
+        let modes = self.modes();
+        if modes.iter().any(|m| *m != Mode::Plain) {
+            if acks.iter().any(|a| *a != -1) {
+                bail!("--idempotent and --transaction-records need --acks all, as Kafka's producer does");
+            }
+            if self.max_in_flight > IDEMPOTENT_IN_FLIGHT_MAX {
+                bail!("idempotent producers allow at most {IDEMPOTENT_IN_FLIGHT_MAX} requests in flight");
+            }
+        }
         let stop = match (self.duration, self.records) {
             (Some(_), Some(_)) => bail!("give --duration or --records, not both"),
             (Some(d), None) => Stop::After(d),
@@ -164,9 +254,29 @@ impl Args {
         };
         Ok(Plan {
             acks,
+            modes,
             rate: parse_rate(&self.rate)?,
             stop,
         })
+    }
+}
+
+impl Args {
+    fn modes(&self) -> Vec<Mode> {
+        if self.transaction_records.is_empty() {
+            return vec![if self.idempotent {
+                Mode::Idempotent
+            } else {
+                Mode::Plain
+            }];
+        }
+        self.transaction_records
+            .iter()
+            .map(|n| match n {
+                0 => Mode::Idempotent,
+                n => Mode::Transactional(*n),
+            })
+            .collect()
     }
 }
 
@@ -252,5 +362,40 @@ mod tests {
         assert_eq!(plan.stop, Stop::Records(10));
         let both = Args::parse_from(["b", "--records", "1", "--duration", "1s"]);
         assert!(both.plan().is_err());
+        assert_eq!(plan.modes, vec![Mode::Plain]);
+    }
+
+    #[test]
+    fn transaction_sizes_become_modes_and_need_acks_all() {
+        let args = Args::parse_from([
+            "b",
+            "--acks",
+            "all",
+            "--transaction-records",
+            "0,100,1000",
+            "--isolation-level",
+            "read_committed",
+        ]);
+        let plan = args.plan().unwrap();
+        assert_eq!(
+            plan.modes,
+            vec![
+                Mode::Idempotent,
+                Mode::Transactional(100),
+                Mode::Transactional(1000)
+            ]
+        );
+        assert_eq!(args.isolation_level.code(), 1);
+        let names: Vec<String> = plan.modes.iter().map(|m| m.name()).collect();
+        assert_eq!(names, ["idempotent", "txn100", "txn1000"]);
+        assert_eq!(Mode::Plain.suffix(), "");
+        let idem = Args::parse_from(["b", "--acks", "all", "--idempotent"]);
+        assert_eq!(idem.plan().unwrap().modes, vec![Mode::Idempotent]);
+        assert_eq!(idem.isolation_level, IsolationLevel::ReadUncommitted);
+        let acks1 = Args::parse_from(["b", "--acks", "1", "--transaction-records", "10"]);
+        assert!(acks1.plan().is_err());
+        let window =
+            Args::parse_from(["b", "--acks", "all", "--idempotent", "--max-in-flight", "6"]);
+        assert!(window.plan().is_err());
     }
 }

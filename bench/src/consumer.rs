@@ -2,7 +2,10 @@
 //! no consumer group), one long-poll Fetch at a time per leader connection.
 //!
 //! Counting needs only batch headers; end-to-end latency additionally reads each record's send
-//! time from its value ([`crate::batch::for_each_send_time`]). A partition error is counted and
+//! time from its value ([`crate::batch::for_each_send_time`]). Control batches (transaction
+//! markers) are never counted; with `--isolation-level read_committed` the Fetch asks for
+//! committed data only and the records of aborted transactions the response lists are dropped,
+//! as Kafka's consumer does, and counted apart. A partition error is counted and
 //! shown, never hidden: the partition is retried after a short back-off, and a consumer that
 //! makes no progress for the stall timeout fails the run.
 
@@ -20,7 +23,7 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::batch::{for_each_send_time, walk_batches};
+use crate::batch::{for_each_send_time, walk_batches, TxnFilter};
 use crate::clock::now_ns;
 use crate::stats::{self, Counters};
 use crate::topic::TopicLayout;
@@ -30,6 +33,8 @@ use crate::wire;
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 /// Upper bound of one fetch response.
 const FETCH_MAX_BYTES: i32 = 64 << 20;
+/// Fetch isolation_level of read_committed.
+pub const READ_COMMITTED: i8 = 1;
 
 /// Everything one consumer thread needs.
 #[derive(Debug, Clone)]
@@ -47,6 +52,8 @@ pub struct ConsumerSpec {
     pub record_size: usize,
     pub warmup_end_ns: u64,
     pub fetch_version: i16,
+    /// Fetch isolation_level: 0 read_uncommitted, 1 read_committed.
+    pub isolation_level: i8,
     pub max_wait_ms: i32,
     pub partition_max_bytes: i32,
     /// Fail when nothing arrives for this long while records are still expected.
@@ -220,6 +227,7 @@ impl Consumer {
             })
             .collect();
         FetchRequest::default()
+            .with_isolation_level(self.spec.isolation_level)
             .with_max_wait_ms(self.spec.max_wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(FETCH_MAX_BYTES)
@@ -244,6 +252,13 @@ impl Consumer {
                 .error(&gregor::client::error_name(p.error_code));
             return Ok(true);
         }
+        let mut txn = match (self.spec.isolation_level, &p.aborted_transactions) {
+            (READ_COMMITTED, Some(aborted)) => {
+                TxnFilter::read_committed(aborted.iter().map(|a| (a.producer_id.0, a.first_offset)))
+            }
+            (READ_COMMITTED, None) => TxnFilter::read_committed([]),
+            _ => TxnFilter::read_uncommitted(),
+        };
         let Some(data) = p.records else {
             return Ok(false);
         };
@@ -251,7 +266,7 @@ impl Consumer {
         let now = now_ns();
         let (e2e, warmup_end) = (self.spec.end_to_end, self.spec.warmup_end_ns);
         let hist = &mut self.hist;
-        let walked = walk_batches(&data, offset, |h, b| {
+        let walked = walk_batches(&data, offset, &mut txn, |h, b| {
             if !e2e {
                 return Ok(());
             }
@@ -263,7 +278,15 @@ impl Consumer {
         })?;
         if let Some(next) = walked.next_offset {
             self.offsets[i] = next.max(offset);
+            if next > offset {
+                // Markers and aborted data move the offset too: that is progress.
+                self.last_progress_ns = now;
+            }
         }
+        Counters::add(
+            &self.counters.aborted_records_skipped,
+            walked.aborted_records,
+        );
         if walked.records > 0 {
             Counters::add(&self.counters.consumed_records, walked.records);
             Counters::add(

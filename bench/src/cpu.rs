@@ -23,6 +23,11 @@ pub fn process_cpu_s(pid: u32) -> Result<f64> {
     parse_stat_cpu_ticks(&stat).map(|ticks| ticks as f64 / clock_ticks_per_s())
 }
 
+/// User plus system CPU seconds of all of `pids` so far (the nodes of a local cluster).
+pub fn processes_cpu_s(pids: &[u32]) -> Result<f64> {
+    pids.iter().map(|p| process_cpu_s(*p)).sum()
+}
+
 fn clock_ticks_per_s() -> f64 {
     // SAFETY: sysconf has no memory effects.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -17,6 +17,7 @@
 //! | `batch` | RecordBatch v2 writing and header-only / send-time reading |
 //! | `wire` | sockets, request encoding, the in-flight window |
 //! | `topic` | create, describe, list offsets, delete |
+//! | `txn` | producer ids, the transaction coordinator (AddPartitionsToTxn, EndTxn) |
 //! | `producer` / `consumer` | the worker threads |
 //! | `stats` | counters, histograms, percentiles |
 //! | `cpu` | the driver's and the broker's CPU use |
@@ -27,12 +28,23 @@
 //!   request was written to the socket, since nothing answers).
 //! - end-to-end: the time a consumer sees the record minus its intended send time, read from
 //!   the first 8 bytes of the value.
+//! - commit (transactional producers, `--transaction-records`): the EndTxn(commit) round trip
+//!   to the transaction coordinator, one sample per transaction, taken after every batch of the
+//!   transaction was acknowledged.
+//!
+//! # Producer modes
+//! Plain (no producer id), `--idempotent` (InitProducerId, sequences per partition) and
+//! transactional (`--transaction-records 100,1000`: a transactional id per producer, each size a
+//! run of its own; 0 in the list is idempotent without transactions). Consumers read with
+//! `--isolation-level read_uncommitted` (default) or `read_committed`.
 
 pub mod args;
 pub mod batch;
 pub mod clock;
 pub mod consumer;
 pub mod cpu;
+#[cfg(test)]
+mod fake;
 pub mod pacer;
 pub mod producer;
 pub mod report;
@@ -41,4 +53,5 @@ pub mod run;
 pub mod stats;
 pub mod svg;
 pub mod topic;
+pub mod txn;
 pub mod wire;

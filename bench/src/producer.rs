@@ -9,29 +9,41 @@
 //!
 //! With acks=0 the broker sends no response: a record counts as acknowledged, and its latency
 //! is taken, when its request has been written to the socket.
+//!
+//! Idempotent producers stamp each batch with their producer id, epoch and a per-partition
+//! sequence, assigned when the batch closes (batches of a partition leave in that order).
+//! Transactional producers add each partition to the transaction before its first batch is
+//! sent (one AddPartitionsToTxn for every new partition of the batches about to leave, as
+//! Kafka's producer does) and, after `transaction_records` records, close and send every batch,
+//! wait for every answer, and end the transaction: EndTxn commit, or abort when one of its
+//! batches failed (failed batches are never retried; after an abort the producer takes a new
+//! epoch from InitProducerId and starts its sequences again). Commit latency is the EndTxn
+//! round trip, one sample per transaction.
 
 use std::collections::VecDeque;
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::BytesMut;
 use gregor::client::partitioner::partition_for_key;
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::messages::{ProduceRequest, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
-use crate::batch::{BatchBuilder, ClosedBatch, SEND_TIME_BYTES};
+use crate::batch::{next_sequence, BatchBuilder, ClosedBatch, ProducerStamp, SEND_TIME_BYTES};
 use crate::clock::{self, now_ns};
 use crate::pacer::Pacer;
 use crate::stats::{self, Counters};
 use crate::topic::TopicLayout;
+use crate::txn::{Coordinator, ProducerIdentity};
 use crate::wire::{self, Slots};
 
 /// Longest a producer sleeps before looking at its clock again.
@@ -62,6 +74,51 @@ pub struct ProducerSpec {
     pub records: Option<u64>,
     pub produce_version: i16,
     pub request_timeout_ms: i32,
+    /// Records per transaction (transactional producers only).
+    pub transaction_records: Option<u64>,
+}
+
+/// Who the producer is to the broker, set up before the run starts.
+pub enum Identity {
+    /// No producer id: batches carry -1.
+    None,
+    Idempotent(ProducerIdentity),
+    /// A producer id from this transactional id's coordinator.
+    Transactional(Coordinator),
+}
+
+/// The latency histograms of one producer.
+pub struct ProducerHists {
+    pub produce: Histogram<u64>,
+    /// EndTxn commit round trips (transactional producers only).
+    pub commit: Histogram<u64>,
+}
+
+impl ProducerHists {
+    pub fn new() -> ProducerHists {
+        ProducerHists {
+            produce: stats::new_histogram(),
+            commit: stats::new_histogram(),
+        }
+    }
+
+    pub fn merge(&mut self, other: &ProducerHists) -> Result<()> {
+        stats::merge(&mut self.produce, &other.produce)?;
+        stats::merge(&mut self.commit, &other.commit)
+    }
+}
+
+impl Default for ProducerHists {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What one producer's readers tell it (the run's counters are shared by all producers).
+#[derive(Debug, Default)]
+struct Tally {
+    acked_records: AtomicU64,
+    failed_batches: AtomicU64,
 }
 
 /// A sent request as its reader sees it.
@@ -113,10 +170,17 @@ struct Conn {
     next_correlation_id: i32,
     /// Closed batches waiting for a slot.
     ready: VecDeque<ClosedBatch>,
+    transactional_id: Option<TransactionalId>,
 }
 
 impl Conn {
-    fn open(addr: &str, spec: &ProducerSpec, counters: &Arc<Counters>) -> Result<Conn> {
+    fn open(
+        addr: &str,
+        spec: &ProducerSpec,
+        counters: &Arc<Counters>,
+        tally: &Arc<Tally>,
+        transactional_id: Option<&str>,
+    ) -> Result<Conn> {
         let stream = wire::connect(addr)?;
         let slots = Arc::new(Slots::new(spec.max_in_flight));
         let (tx, reader) = if spec.acks == 0 {
@@ -128,6 +192,7 @@ impl Conn {
                 rx,
                 slots: slots.clone(),
                 counters: counters.clone(),
+                tally: tally.clone(),
                 version: spec.produce_version,
                 warmup_end_ns: spec.warmup_end_ns,
                 topic: spec.topic.name.clone(),
@@ -146,6 +211,8 @@ impl Conn {
             buf: BytesMut::with_capacity(spec.max_request_size + 4096),
             next_correlation_id: 0,
             ready: VecDeque::new(),
+            transactional_id: transactional_id
+                .map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
         })
     }
 
@@ -181,6 +248,7 @@ impl Conn {
             })
             .collect();
         let req = ProduceRequest::default()
+            .with_transactional_id(self.transactional_id.clone())
             .with_acks(spec.acks)
             .with_timeout_ms(spec.request_timeout_ms)
             .with_topic_data(vec![TopicProduceData::default()
@@ -225,6 +293,7 @@ struct ReaderCtx {
     rx: Receiver<InFlight>,
     slots: Arc<Slots>,
     counters: Arc<Counters>,
+    tally: Arc<Tally>,
     version: i16,
     warmup_end_ns: u64,
     topic: String,
@@ -268,7 +337,9 @@ impl ReaderCtx {
                 .map_or(-1, |p| p.error_code);
             if code == 0 {
                 ack(&self.counters, hist, b, self.warmup_end_ns, now);
+                Counters::add(&self.tally.acked_records, u64::from(b.count));
             } else {
+                Counters::add(&self.tally.failed_batches, 1);
                 let name = if code == -1 && !parts.iter().any(|p| p.index == b.partition) {
                     "MISSING_PARTITION_RESPONSE".to_string()
                 } else {
@@ -349,13 +420,37 @@ struct Producer {
     ready_bytes: usize,
     /// Latency of acks=0 sends (other acks are measured by the readers).
     send_hist: Histogram<u64>,
+    /// Producer id and epoch of an idempotent or transactional producer.
+    identity: Option<ProducerIdentity>,
+    /// Next base sequence per layout partition (idempotent and transactional producers).
+    sequences: Vec<i32>,
+    tally: Arc<Tally>,
+    txn: Option<Txn>,
+    commit_hist: Histogram<u64>,
 }
 
-/// Runs one producer to completion; returns its merged produce-latency histogram.
-pub fn run(spec: ProducerSpec, counters: Arc<Counters>) -> Result<Histogram<u64>> {
-    let mut p = Producer::new(spec, counters)?;
+/// The open transaction of a transactional producer.
+struct Txn {
+    coordinator: Coordinator,
+    records_max: u64,
+    /// Records appended to the open transaction.
+    records: u64,
+    /// Partitions already added to it.
+    added: Vec<i32>,
+    /// The producer's tally when the transaction began.
+    failed_at_start: u64,
+    acked_at_start: u64,
+}
+
+/// Runs one producer to completion; returns its merged latency histograms.
+pub fn run(
+    spec: ProducerSpec,
+    counters: Arc<Counters>,
+    identity: Identity,
+) -> Result<ProducerHists> {
+    let mut p = Producer::new(spec, counters, identity)?;
     let loop_result = p.produce_loop();
-    let flush_result = loop_result.and_then(|()| p.flush());
+    let flush_result = loop_result.and_then(|()| p.finish());
     let mut hist = std::mem::replace(&mut p.send_hist, stats::new_histogram());
     let mut close_err = None;
     for c in p.conns.drain(..) {
@@ -369,15 +464,38 @@ pub fn run(spec: ProducerSpec, counters: Arc<Counters>) -> Result<Histogram<u64>
     if let Some(e) = close_err {
         return Err(e);
     }
-    Ok(hist)
+    Ok(ProducerHists {
+        produce: hist,
+        commit: p.commit_hist,
+    })
 }
 
 impl Producer {
-    fn new(spec: ProducerSpec, counters: Arc<Counters>) -> Result<Producer> {
+    fn new(spec: ProducerSpec, counters: Arc<Counters>, identity: Identity) -> Result<Producer> {
+        let (id, txn) = match identity {
+            Identity::None => (None, None),
+            Identity::Idempotent(id) => (Some(id), None),
+            Identity::Transactional(coordinator) => {
+                let Some(records_max) = spec.transaction_records.filter(|n| *n > 0) else {
+                    bail!("a transactional producer needs transaction_records");
+                };
+                let txn = Txn {
+                    records_max,
+                    records: 0,
+                    added: Vec::new(),
+                    failed_at_start: 0,
+                    acked_at_start: 0,
+                    coordinator,
+                };
+                (Some(txn.coordinator.identity), Some(txn))
+            }
+        };
+        let txn_id = txn.as_ref().map(|t| t.coordinator.transactional_id());
+        let tally = Arc::new(Tally::default());
         let leaders = spec.topic.leaders();
         let conns = leaders
             .iter()
-            .map(|a| Conn::open(a, &spec, &counters))
+            .map(|a| Conn::open(a, &spec, &counters, &tally, txn_id))
             .collect::<Result<Vec<_>>>()?;
         let conn_of = spec
             .topic
@@ -406,6 +524,11 @@ impl Producer {
             chooser,
             ready_bytes: 0,
             send_hist: stats::new_histogram(),
+            identity: id,
+            sequences: vec![0; n],
+            tally,
+            txn,
+            commit_hist: stats::new_histogram(),
         })
     }
 
@@ -442,7 +565,11 @@ impl Producer {
             return Ok(0);
         }
         let per_batch = (self.spec.batch_size / (self.spec.record_size + 16)).max(1) as u64;
-        let due = self.pacer.due(now, per_batch.min(self.records_left()));
+        let mut cap = per_batch.min(self.records_left());
+        if let Some(t) = &self.txn {
+            cap = cap.min(t.records_max - t.records);
+        }
+        let due = self.pacer.due(now, cap);
         for _ in 0..due {
             let intended = self.pacer.take(now);
             let (idx, key) = self.chooser.next();
@@ -457,12 +584,39 @@ impl Producer {
             self.builders[idx].append(key_ref, &self.filler, intended, now);
             Counters::add(&self.counters.sent_records, 1);
         }
+        let full = match &mut self.txn {
+            Some(t) => {
+                t.records += due;
+                t.records >= t.records_max
+            }
+            None => false,
+        };
+        if full {
+            self.end_txn()?;
+        }
         Ok(due)
+    }
+
+    /// The producer fields of the next batch of layout partition `idx`.
+    fn stamp(&self, idx: usize) -> ProducerStamp {
+        match self.identity {
+            None => ProducerStamp::NONE,
+            Some(id) => ProducerStamp {
+                producer_id: id.producer_id,
+                producer_epoch: id.producer_epoch,
+                base_sequence: self.sequences[idx],
+                transactional: self.txn.is_some(),
+            },
+        }
     }
 
     fn close(&mut self, idx: usize) -> Result<()> {
         let partition = self.spec.topic.partitions[idx].partition;
-        let closed = self.builders[idx].finish(partition, self.spec.codec)?;
+        let stamp = self.stamp(idx);
+        let closed = self.builders[idx].finish(partition, self.spec.codec, stamp)?;
+        if self.identity.is_some() {
+            self.sequences[idx] = next_sequence(self.sequences[idx], closed.count);
+        }
         self.ready_bytes += closed.bytes.len();
         self.conns[self.conn_of[idx]].ready.push_back(closed);
         self.chooser.batch_closed(idx);
@@ -489,6 +643,7 @@ impl Producer {
 
     /// Sends ready batches on every connection with a free slot.
     fn send_ready(&mut self) -> Result<bool> {
+        self.add_ready_partitions()?;
         let mut sent = false;
         for c in 0..self.conns.len() {
             while !self.conns[c].ready.is_empty() && self.conns[c].slots.try_acquire()? {
@@ -530,6 +685,75 @@ impl Producer {
         }
     }
 
+    /// Adds the partitions of every ready batch that are not yet in the open transaction.
+    fn add_ready_partitions(&mut self) -> Result<()> {
+        let Some(txn) = self.txn.as_mut() else {
+            return Ok(());
+        };
+        let mut new: Vec<i32> = Vec::new();
+        for b in self.conns.iter().flat_map(|c| c.ready.iter()) {
+            if !txn.added.contains(&b.partition) && !new.contains(&b.partition) {
+                new.push(b.partition);
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        new.sort_unstable();
+        txn.coordinator
+            .add_partitions(&self.spec.topic.name, &new)?;
+        txn.added.extend(new);
+        Ok(())
+    }
+
+    /// Ends the open transaction: every batch closed, sent and answered, then EndTxn. It
+    /// commits unless one of the transaction's batches failed; then it aborts.
+    fn end_txn(&mut self) -> Result<()> {
+        self.flush()?;
+        for c in &self.conns {
+            c.slots.wait_idle(FINAL_ACK_TIMEOUT)?;
+        }
+        let failed = Counters::get(&self.tally.failed_batches);
+        let acked = Counters::get(&self.tally.acked_records);
+        let Some(txn) = self.txn.as_mut() else {
+            return Ok(());
+        };
+        let commit = failed == txn.failed_at_start;
+        let start = now_ns();
+        txn.coordinator.end(commit)?;
+        let end = now_ns();
+        if commit {
+            Counters::add(&self.counters.committed_txns, 1);
+            Counters::touch(&self.counters.last_commit_ns, end);
+            if start >= self.spec.warmup_end_ns {
+                Counters::add(&self.counters.measured_committed_txns, 1);
+                self.commit_hist
+                    .saturating_record(end.saturating_sub(start).max(1));
+            }
+        } else {
+            Counters::add(&self.counters.aborted_txns, 1);
+            Counters::add(&self.counters.aborted_records, acked - txn.acked_at_start);
+            // The failed batch left its partition's sequence behind ours, so every later batch
+            // there would fail too: start again with a new epoch, sequences from 0.
+            txn.coordinator.reinit()?;
+            self.identity = Some(txn.coordinator.identity);
+            self.sequences.fill(0);
+        }
+        txn.records = 0;
+        txn.added.clear();
+        txn.failed_at_start = failed;
+        txn.acked_at_start = acked;
+        Ok(())
+    }
+
+    /// At the end of the run: ends an open transaction, or sends everything left.
+    fn finish(&mut self) -> Result<()> {
+        match &self.txn {
+            Some(t) if t.records > 0 => self.end_txn(),
+            _ => self.flush(),
+        }
+    }
+
     /// Closes every open batch and sends everything left.
     fn flush(&mut self) -> Result<()> {
         for idx in 0..self.builders.len() {
@@ -551,6 +775,99 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::{Fake, Script};
+    use crate::topic::PartitionLeader;
+    use kafka_protocol::messages::ApiKey;
+
+    fn txn_spec(topic: Arc<TopicLayout>, records: u64, per_txn: u64) -> ProducerSpec {
+        let now = now_ns();
+        ProducerSpec {
+            index: 0,
+            topic,
+            acks: -1,
+            codec: Compression::None,
+            record_size: 100,
+            key_cardinality: 50,
+            batch_size: 1000,
+            linger_ns: 1_000_000,
+            max_in_flight: 5,
+            max_request_size: 1 << 20,
+            buffer_memory: 32 << 20,
+            rate: None,
+            start_ns: now,
+            warmup_end_ns: now,
+            stop_at_ns: None,
+            records: Some(records),
+            produce_version: 11,
+            request_timeout_ms: 30_000,
+            transaction_records: Some(per_txn),
+        }
+    }
+
+    /// Runs a transactional producer of `records` in transactions of 100 against a fake broker.
+    fn run_against(script: Script, records: u64) -> (Fake, Arc<Counters>, ProducerHists) {
+        let fake = crate::fake::start(script);
+        let partitions = (0..3)
+            .map(|p| PartitionLeader {
+                partition: p,
+                leader: fake.addr.clone(),
+            })
+            .collect();
+        let layout = Arc::new(TopicLayout {
+            name: "t".into(),
+            id: uuid::Uuid::nil(),
+            partitions,
+        });
+        let counters = Arc::new(Counters::default());
+        let c = Coordinator::init(&fake.addr, "bench-p", 60_000, counters.clone()).unwrap();
+        let spec = txn_spec(layout, records, 100);
+        let hists = run(spec, counters.clone(), Identity::Transactional(c)).unwrap();
+        (fake, counters, hists)
+    }
+
+    #[test]
+    fn a_failed_batch_aborts_its_transaction_and_the_next_one_starts_a_new_epoch() {
+        let script = Script {
+            fail_first_batch_of: Some(1),
+            ..Script::default()
+        };
+        let (fake, counters, _) = run_against(script, 1000);
+        let seen = fake.seen.lock().unwrap();
+        assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+        let outcomes: Vec<bool> = seen.ended.iter().map(|e| e.0).collect();
+        let mut want = vec![false];
+        want.extend([true; 9]);
+        assert_eq!(outcomes, want);
+        assert_eq!(seen.count(ApiKey::InitProducerId), 2);
+        assert_eq!(Counters::get(&counters.aborted_txns), 1);
+        assert_eq!(Counters::get(&counters.committed_txns), 9);
+        // Only the first transaction's later partition-1 batches fail with it.
+        let errors = counters.errors();
+        assert_eq!(errors["NOT_LEADER_OR_FOLLOWER"], 1);
+        let failed = Counters::get(&counters.error_records);
+        let aborted = Counters::get(&counters.aborted_records);
+        assert_eq!(aborted + failed, 100, "{errors:?}");
+        assert_eq!(Counters::get(&counters.acked_records), 1000 - failed);
+    }
+
+    #[test]
+    fn transactions_add_partitions_before_their_batches_and_commit_every_n_records() {
+        let (fake, counters, hists) = run_against(Script::default(), 1050);
+        let seen = fake.seen.lock().unwrap();
+        // Every batch: transactional, our producer id, partition added first, sequences in order.
+        assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+        let mut want = vec![(true, 100, 3); 10];
+        want.push((true, 50, 3)); // the rest at the end of the run
+        assert_eq!(seen.ended, want);
+        // Partitions are added once per transaction, in as few requests as batches allow.
+        let adds = seen.count(ApiKey::AddPartitionsToTxn);
+        assert!((11..=33).contains(&adds), "{adds} AddPartitionsToTxn");
+        assert_eq!(Counters::get(&counters.committed_txns), 11);
+        assert_eq!(Counters::get(&counters.acked_records), 1050);
+        assert_eq!(hists.commit.len(), 11);
+        assert_eq!(hists.produce.len(), 1050);
+        assert!(counters.errors().is_empty() && counters.retries().is_empty());
+    }
 
     #[test]
     fn keys_are_fixed_width_and_spread_over_partitions() {

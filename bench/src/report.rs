@@ -1,6 +1,10 @@
 //! Text outputs: the per-run table and .hgrm percentile-distribution files (the format of
 //! HdrHistogram's `outputPercentileDistribution`, readable by its online plotter), values in
 //! milliseconds.
+//!
+//! Table rows: `produce` (mode: plain, idempotent, txn<N>), `commit` for transactional runs
+//! (records/s holds commits per second, latencies are EndTxn round trips), and `consume` or
+//! `e2e` (mode: the consumers' isolation level, committed or uncommitted).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,16 +12,17 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 
-use crate::result::{RunResult, Throughput};
+use crate::result::RunResult;
 use crate::stats::LatencySummary;
 
 /// Header of the table [`table_rows`] fills.
 pub fn table_header() -> String {
     format!(
-        "{:<14} {:<10} {:>4} {:<8} {:>11} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6} {:>6}",
+        "{:<14} {:<10} {:>4} {:<11} {:<8} {:>11} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6} {:>6}",
         "label",
         "workload",
         "acks",
+        "mode",
         "measure",
         "records/s",
         "MB/s",
@@ -33,18 +38,46 @@ pub fn table_header() -> String {
     )
 }
 
-/// Table rows of one run: produce, then consume and end-to-end where measured.
+/// Table rows of one run: produce, commit for transactions, then consume and end-to-end where
+/// measured.
 pub fn table_rows(r: &RunResult) -> Vec<String> {
-    let mut rows = vec![row(r, "produce", &r.produce, Some(&r.produce_latency))];
+    let mode = match r.config.mode.as_str() {
+        "" => "plain",
+        m => m,
+    };
+    let t = &r.produce;
+    let produce = (t.records_per_s, Some(t.mb_per_s));
+    let mut rows = vec![row(r, mode, "produce", produce, Some(&r.produce_latency))];
+    if let Some(x) = &r.transactions {
+        let commits = (x.commits.records_per_s, None);
+        rows.push(row(r, mode, "commit", commits, r.commit_latency.as_ref()));
+    }
     if let Some(c) = &r.consume {
         let e2e = r.e2e_latency.as_ref();
         let what = if e2e.is_some() { "e2e" } else { "consume" };
-        rows.push(row(r, what, c, e2e));
+        let isolation = match r.config.isolation_level.as_str() {
+            "read_committed" => "committed",
+            _ => "uncommitted",
+        };
+        rows.push(row(
+            r,
+            isolation,
+            what,
+            (c.records_per_s, Some(c.mb_per_s)),
+            e2e,
+        ));
     }
     rows
 }
 
-fn row(r: &RunResult, what: &str, t: &Throughput, lat: Option<&LatencySummary>) -> String {
+/// One row: `rate` is (per second, MB/s if it applies).
+fn row(
+    r: &RunResult,
+    mode: &str,
+    what: &str,
+    rate: (f64, Option<f64>),
+    lat: Option<&LatencySummary>,
+) -> String {
     let ms = |v: f64| format!("{:.3}", v / 1000.0);
     let cols: [String; 6] = match lat.filter(|l| l.count > 0) {
         Some(l) => [
@@ -58,14 +91,16 @@ fn row(r: &RunResult, what: &str, t: &Throughput, lat: Option<&LatencySummary>) 
         None => Default::default(),
     };
     let cpu = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{:.0}%", c * 100.0));
+    let mb = rate.1.map_or("-".to_string(), |m| format!("{m:.1}"));
     format!(
-        "{:<14} {:<10} {:>4} {:<8} {:>11.0} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6} {:>6}",
+        "{:<14} {:<10} {:>4} {:<11} {:<8} {:>11.0} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6} {:>6}",
         r.label,
         r.config.workload,
         r.acks,
+        mode,
         what,
-        t.records_per_s,
-        t.mb_per_s,
+        rate.0,
+        mb,
         cols[0],
         cols[1],
         cols[2],
@@ -134,6 +169,7 @@ pub fn write_hgrm(dir: &Path, name: &str, h: &Histogram<u64>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::result::{Throughput, TxnStats};
     use crate::stats::new_histogram;
 
     #[test]
@@ -175,6 +211,42 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert!(rows[0].contains("1.500"), "{}", rows[0]);
         assert!(rows[0].contains(" 3 "), "{}", rows[0]);
+        assert!(rows[0].contains(" plain "), "{}", rows[0]);
         assert_eq!(table_header().len(), rows[0].len());
+    }
+
+    #[test]
+    fn transactional_runs_get_a_commit_row_and_consumers_their_isolation() {
+        let mut r = RunResult {
+            label: "gregor".into(),
+            acks: "all".into(),
+            ..RunResult::default()
+        };
+        r.config.workload = "consume".into();
+        r.config.mode = "txn100".into();
+        r.config.isolation_level = "read_committed".into();
+        r.produce = Throughput::new(1000, 1_000_000, 1.0);
+        r.consume = Some(Throughput::new(900, 900_000, 1.0));
+        r.transactions = Some(TxnStats {
+            committed: 10,
+            commits: Throughput::new(10, 0, 2.0),
+            ..TxnStats::default()
+        });
+        r.commit_latency = Some(LatencySummary {
+            count: 10,
+            p99_us: 7_250.0,
+            ..LatencySummary::default()
+        });
+        let rows = table_rows(&r);
+        assert_eq!(rows.len(), 3);
+        let cols: Vec<Vec<&str>> = rows
+            .iter()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(cols[0][3..5], ["txn100", "produce"]);
+        assert_eq!(cols[1][3..7], ["txn100", "commit", "5", "-"]);
+        assert_eq!(cols[1][9], "7.250", "{}", rows[1]);
+        assert_eq!(cols[2][3..5], ["committed", "consume"]);
+        assert!(rows.iter().all(|l| l.len() == table_header().len()));
     }
 }

@@ -3,7 +3,8 @@
 //! combine runs of several brokers without the histograms.
 //!
 //! Units: latencies in microseconds, throughput in records/s and MB/s with MB = 10^6 bytes of
-//! record payload (key + value), as Kafka's perf tools count.
+//! record payload (key + value), as Kafka's perf tools count. Fields added after the first
+//! files were written default when absent, so older files still read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -72,6 +73,35 @@ pub struct RunConfig {
     pub max_in_flight: usize,
     /// Records/s over all producers; `None` = unlimited.
     pub rate: Option<f64>,
+    /// plain, idempotent or txn<N>.
+    #[serde(default = "plain")]
+    pub mode: String,
+    /// Records per transaction (transactional runs).
+    #[serde(default)]
+    pub transaction_records: Option<u64>,
+    /// The consumers' isolation level.
+    #[serde(default = "read_uncommitted")]
+    pub isolation_level: String,
+}
+
+fn plain() -> String {
+    "plain".to_string()
+}
+
+fn read_uncommitted() -> String {
+    "read_uncommitted".to_string()
+}
+
+/// What the transactions of a run came to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TxnStats {
+    pub committed: u64,
+    /// Transactions aborted because one of their batches failed.
+    pub aborted: u64,
+    /// Acknowledged records of those transactions.
+    pub aborted_records: u64,
+    /// Commits after the warm-up: `records` counts transactions, `records_per_s` is commits/s.
+    pub commits: Throughput,
 }
 
 /// Everything measured for one acks setting.
@@ -88,6 +118,19 @@ pub struct RunResult {
     /// (percentile 0..100, microseconds) points of the distributions.
     pub produce_curve: Vec<[f64; 2]>,
     pub e2e_curve: Vec<[f64; 2]>,
+    /// EndTxn commit round trips, one per transaction (transactional runs).
+    #[serde(default)]
+    pub commit_latency: Option<LatencySummary>,
+    #[serde(default)]
+    pub commit_curve: Vec<[f64; 2]>,
+    #[serde(default)]
+    pub transactions: Option<TxnStats>,
+    /// Coordinator answers that were retried, by call and Kafka error name.
+    #[serde(default)]
+    pub retries: BTreeMap<String, u64>,
+    /// Records a read_committed consumer dropped as part of an aborted transaction.
+    #[serde(default)]
+    pub aborted_records_skipped: u64,
     /// Error responses by Kafka error name; never retried.
     pub errors: BTreeMap<String, u64>,
     /// Records in batches the broker answered with an error.
@@ -198,6 +241,16 @@ mod tests {
             e2e_latency: None,
             produce_curve: percentile_curve(&h),
             e2e_curve: vec![],
+            commit_latency: Some(LatencySummary::of(&h)),
+            commit_curve: percentile_curve(&h),
+            transactions: Some(TxnStats {
+                committed: 20,
+                aborted: 1,
+                aborted_records: 100,
+                commits: Throughput::new(20, 0, 2.0),
+            }),
+            retries: BTreeMap::from([("EndTxn: CONCURRENT_TRANSACTIONS".to_string(), 3)]),
+            aborted_records_skipped: 0,
             errors,
             error_records: 40,
             missing_records: 0,
@@ -242,6 +295,31 @@ mod tests {
         assert!(run["produce_latency"]["p99_us"].as_f64().unwrap() > 9_000.0);
         assert!(run["e2e_latency"].is_null());
         assert_eq!(back.runs[0].error_total(), 2);
+        assert_eq!(run["transactions"]["commits"]["records_per_s"], 10.0);
+        assert!(run["commit_latency"]["p99_us"].as_f64().unwrap() > 9_000.0);
+    }
+
+    #[test]
+    fn files_written_before_transactions_still_read() {
+        let mut v = serde_json::to_value(sample_run()).unwrap();
+        let run = v.as_object_mut().unwrap();
+        for k in [
+            "commit_latency",
+            "commit_curve",
+            "transactions",
+            "retries",
+            "aborted_records_skipped",
+        ] {
+            run.remove(k);
+        }
+        let config = run["config"].as_object_mut().unwrap();
+        for k in ["mode", "transaction_records", "isolation_level"] {
+            config.remove(k);
+        }
+        let back: RunResult = serde_json::from_value(v).unwrap();
+        assert_eq!(back.config.mode, "plain");
+        assert_eq!(back.config.isolation_level, "read_uncommitted");
+        assert!(back.transactions.is_none() && back.commit_latency.is_none());
     }
 
     #[test]

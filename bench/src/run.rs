@@ -12,16 +12,17 @@ use anyhow::{anyhow, Context, Result};
 use gregor::client::Client;
 use hdrhistogram::Histogram;
 
-use crate::args::{acks_name, Args, Plan, Stop, Workload};
+use crate::args::{acks_name, Args, IsolationLevel, Mode, Plan, Stop, Workload};
 use crate::clock::{now_ns, wall_ms};
 use crate::consumer::{self, ConsumerSpec, Control};
 use crate::cpu::{self, CpuUse};
-use crate::producer::{self, ProducerSpec};
+use crate::producer::{self, Identity, ProducerHists, ProducerSpec};
 use crate::result::{
-    percentile_curve, Machine, ResultFile, RunConfig, RunResult, Sample, Throughput,
+    percentile_curve, Machine, ResultFile, RunConfig, RunResult, Sample, Throughput, TxnStats,
 };
 use crate::stats::{self, Counters, LatencySummary};
 use crate::topic::{self, DataVersions, TopicLayout};
+use crate::txn::{self, Coordinator, PRODUCE_TXN_VERSION_MAX};
 use crate::{report, svg};
 
 /// Produce requests wait this long for replication before the broker answers with an error.
@@ -49,18 +50,25 @@ pub fn main_with(args: Args) -> Result<()> {
     };
     println!("{}", report::table_header());
     for &acks in &plan.acks {
-        let (result, hists) = run_one(&args, &plan, acks, &mut admin, versions, &run_id)?;
-        for row in report::table_rows(&result) {
-            println!("{row}");
+        for &mode in &plan.modes {
+            let run = (acks, mode);
+            let (result, hists) = run_one(&args, &plan, run, &mut admin, versions, &run_id)?;
+            for row in report::table_rows(&result) {
+                println!("{row}");
+            }
+            let stem = format!(
+                "{}-{}-acks{}{}",
+                args.label,
+                result.config.workload,
+                result.acks,
+                mode.suffix()
+            );
+            report::write_hgrm(&args.out, &format!("{stem}-produce"), &hists.produce)?;
+            report::write_hgrm(&args.out, &format!("{stem}-e2e"), &hists.e2e)?;
+            report::write_hgrm(&args.out, &format!("{stem}-commit"), &hists.commit)?;
+            file.runs.push(result);
+            write_outputs(&args, &file)?;
         }
-        let stem = format!(
-            "{}-{}-acks{}",
-            args.label, result.config.workload, result.acks
-        );
-        report::write_hgrm(&args.out, &format!("{stem}-produce"), &hists.produce)?;
-        report::write_hgrm(&args.out, &format!("{stem}-e2e"), &hists.e2e)?;
-        file.runs.push(result);
-        write_outputs(&args, &file)?;
     }
     eprintln!("results in {}", args.out.display());
     Ok(())
@@ -102,12 +110,14 @@ fn combine(args: &Args) -> Result<()> {
 struct Hists {
     produce: Histogram<u64>,
     e2e: Histogram<u64>,
+    commit: Histogram<u64>,
 }
 
 /// What one phase of threads measured.
 struct Phase {
     produce: Histogram<u64>,
     e2e: Histogram<u64>,
+    commit: Histogram<u64>,
     timeline: Vec<Sample>,
     start_ns: u64,
     warmup_end_ns: u64,
@@ -116,17 +126,27 @@ struct Phase {
     broker_cpu: Option<CpuUse>,
     /// Set when the produce figures come from another phase (the fill of a consume run).
     produce_throughput: Option<Throughput>,
+    commit_throughput: Option<Throughput>,
 }
+
+/// One cell of the plan: an acks setting and a producer mode.
+type Cell = (i16, Mode);
 
 fn run_one(
     args: &Args,
     plan: &Plan,
-    acks: i16,
+    run: Cell,
     admin: &mut Client,
     versions: DataVersions,
     run_id: &str,
 ) -> Result<(RunResult, Hists)> {
-    let name = format!("{}-{run_id}-acks{}", args.topic, acks_name(acks));
+    let (acks, mode) = run;
+    let name = format!(
+        "{}-{run_id}-acks{}{}",
+        args.topic,
+        acks_name(acks),
+        mode.suffix()
+    );
     let layout = Arc::new(topic::create(
         admin,
         &name,
@@ -137,15 +157,18 @@ fn run_one(
     // that does not closes the connection (as Kafka does), which the driver cannot retry.
     let starts = topic::offsets(admin, &layout, false)?;
     let counters = Arc::new(Counters::default());
-    let tag = format!("{} acks={}", args.label, acks_name(acks));
+    let mut tag = format!("{} acks={}", args.label, acks_name(acks));
+    if mode != Mode::Plain {
+        tag = format!("{tag} {}", mode.name());
+    }
     let outcome = match args.workload {
-        Workload::Produce => run_phase(args, plan, acks, &layout, versions, &counters, None, &tag),
+        Workload::Produce => run_phase(args, plan, run, &layout, versions, &counters, None, &tag),
         Workload::EndToEnd => {
             let consume = ConsumePlan { starts, ends: None };
             run_phase(
                 args,
                 plan,
-                acks,
+                run,
                 &layout,
                 versions,
                 &counters,
@@ -154,7 +177,7 @@ fn run_one(
             )
         }
         Workload::Consume => {
-            consume_workload(args, plan, acks, admin, &layout, versions, &counters, &tag)
+            consume_workload(args, plan, run, admin, &layout, versions, &counters, &tag)
         }
     };
     if !args.keep_topics {
@@ -163,7 +186,7 @@ fn run_one(
         }
     }
     let phase = outcome?;
-    Ok(assemble(args, plan, acks, &layout, &counters, phase))
+    Ok(assemble(args, plan, run, &layout, &counters, phase))
 }
 
 /// Consume workload: fill the topic (not measured), then read it from the start.
@@ -171,7 +194,7 @@ fn run_one(
 fn consume_workload(
     args: &Args,
     plan: &Plan,
-    acks: i16,
+    run: Cell,
     admin: &mut Client,
     layout: &Arc<TopicLayout>,
     versions: DataVersions,
@@ -182,7 +205,7 @@ fn consume_workload(
     let filled = run_phase(
         args,
         plan,
-        acks,
+        run,
         layout,
         versions,
         &fill,
@@ -194,6 +217,16 @@ fn consume_workload(
     }
     Counters::add(&counters.error_records, Counters::get(&fill.error_records));
     Counters::add(&counters.acked_records, Counters::get(&fill.acked_records));
+    for c in [
+        (&counters.committed_txns, &fill.committed_txns),
+        (&counters.aborted_txns, &fill.aborted_txns),
+        (&counters.aborted_records, &fill.aborted_records),
+    ] {
+        Counters::add(c.0, Counters::get(c.1));
+    }
+    for (name, n) in fill.retries() {
+        counters.retry_n(&format!("fill: {name}"), n);
+    }
     let starts = topic::offsets(admin, layout, false)?;
     let ends = topic::offsets(admin, layout, true)?;
     let consume = ConsumePlan {
@@ -203,8 +236,21 @@ fn consume_workload(
     let mut phase = run_consumers_only(args, layout, versions, counters, consume, tag)?;
     // The produce row of a consume run shows the fill, with its latencies.
     phase.produce_throughput = Some(produce_throughput(&fill, &filled));
+    phase.commit_throughput = Some(commit_throughput(&fill, &filled));
     phase.produce = filled.produce;
+    phase.commit = filled.commit;
     Ok(phase)
+}
+
+/// Commits of transactions that ended after the warm-up, per second from the warm-up to the
+/// last commit (`records` counts transactions; `bytes` is 0).
+fn commit_throughput(counters: &Counters, phase: &Phase) -> Throughput {
+    let last = Counters::get(&counters.last_commit_ns);
+    Throughput::new(
+        Counters::get(&counters.measured_committed_txns),
+        0,
+        last.saturating_sub(phase.warmup_end_ns) as f64 / 1e9,
+    )
 }
 
 /// Acknowledged records after the warm-up, over the time from the warm-up to the last ack.
@@ -249,6 +295,7 @@ fn consumer_specs(
                 record_size: args.record_size,
                 warmup_end_ns,
                 fetch_version: versions.fetch,
+                isolation_level: args.isolation_level.code(),
                 max_wait_ms: args.fetch_max_wait_ms,
                 partition_max_bytes: args.fetch_partition_max_bytes,
                 stall_timeout: args.drain_timeout,
@@ -291,11 +338,12 @@ fn run_consumers_only(
         counters,
         &control,
     )?;
-    let e2e = join_all(handles)?;
+    let e2e = join_all(handles, stats::new_histogram(), stats::merge)?;
     let (timeline, cpu, broker_cpu) = meter.stop()?;
     Ok(Phase {
         produce: stats::new_histogram(),
         e2e,
+        commit: stats::new_histogram(),
         timeline,
         start_ns,
         warmup_end_ns: start_ns,
@@ -303,6 +351,7 @@ fn run_consumers_only(
         cpu,
         broker_cpu,
         produce_throughput: None,
+        commit_throughput: None,
     })
 }
 
@@ -311,13 +360,15 @@ fn run_consumers_only(
 fn run_phase(
     args: &Args,
     plan: &Plan,
-    acks: i16,
+    run: Cell,
     layout: &Arc<TopicLayout>,
     versions: DataVersions,
     counters: &Arc<Counters>,
     consume: Option<ConsumePlan>,
     tag: &str,
 ) -> Result<Phase> {
+    // Producer ids and coordinators are set up before the clock starts, like connections.
+    let identities = producer_identities(args, run.1, layout, counters)?;
     let start_ns = now_ns() + START_DELAY_NS;
     let warmup_end_ns = start_ns + args.warmup.as_nanos() as u64;
     let control = Arc::new(Control::default());
@@ -333,17 +384,17 @@ fn run_phase(
     let producers = spawn_producers(
         args,
         plan,
-        acks,
+        run,
         layout,
         versions,
         counters,
-        start_ns,
-        warmup_end_ns,
+        (start_ns, warmup_end_ns),
+        identities,
     )?;
-    let produced = join_all(producers);
+    let produced = join_all(producers, ProducerHists::new(), ProducerHists::merge);
     control
         .expected
-        .store(Counters::get(&counters.acked_records), Ordering::Release);
+        .store(expected_records(args, counters), Ordering::Release);
     control.drain_deadline_ns.store(
         now_ns() + args.drain_timeout.as_nanos() as u64,
         Ordering::Release,
@@ -352,11 +403,13 @@ fn run_phase(
     if produced.is_err() {
         control.abort.store(true, Ordering::Release);
     }
-    let e2e = join_all(consumers);
+    let e2e = join_all(consumers, stats::new_histogram(), stats::merge);
     let (timeline, cpu, broker_cpu) = meter.stop()?;
+    let produced = produced?;
     Ok(Phase {
-        produce: produced?,
+        produce: produced.produce,
         e2e: e2e?,
+        commit: produced.commit,
         timeline,
         start_ns,
         warmup_end_ns,
@@ -364,27 +417,77 @@ fn run_phase(
         cpu,
         broker_cpu,
         produce_throughput: None,
+        commit_throughput: None,
     })
+}
+
+/// Records the consumers should see: every acknowledged one, except under read_committed
+/// those of aborted transactions.
+fn expected_records(args: &Args, counters: &Counters) -> u64 {
+    let acked = Counters::get(&counters.acked_records);
+    match args.isolation_level {
+        IsolationLevel::ReadCommitted => {
+            acked.saturating_sub(Counters::get(&counters.aborted_records))
+        }
+        IsolationLevel::ReadUncommitted => acked,
+    }
+}
+
+/// Each producer's identity: nothing, a producer id, or (transactions) a coordinator that
+/// gave one to the transactional id `<prefix>-<topic>-<producer>`.
+fn producer_identities(
+    args: &Args,
+    mode: Mode,
+    layout: &TopicLayout,
+    counters: &Arc<Counters>,
+) -> Result<Vec<Identity>> {
+    let timeout_ms = args.transaction_timeout_ms;
+    (0..args.producers)
+        .map(|i| {
+            Ok(match mode {
+                Mode::Plain => Identity::None,
+                Mode::Idempotent => {
+                    Identity::Idempotent(txn::init_idempotent(&args.brokers, timeout_ms)?)
+                }
+                Mode::Transactional(_) => {
+                    let id = format!("{}-{}-{i}", args.transactional_id_prefix, layout.name);
+                    let c = Coordinator::init(&args.brokers, &id, timeout_ms, counters.clone())?;
+                    Identity::Transactional(c)
+                }
+            })
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
 fn spawn_producers(
     args: &Args,
     plan: &Plan,
-    acks: i16,
+    run: Cell,
     layout: &Arc<TopicLayout>,
     versions: DataVersions,
     counters: &Arc<Counters>,
-    start_ns: u64,
-    warmup_end_ns: u64,
-) -> Result<Vec<JoinHandle<Result<Histogram<u64>>>>> {
+    (start_ns, warmup_end_ns): (u64, u64),
+    identities: Vec<Identity>,
+) -> Result<Vec<JoinHandle<Result<ProducerHists>>>> {
+    let (acks, mode) = run;
+    let transaction_records = match mode {
+        Mode::Transactional(n) => Some(n),
+        _ => None,
+    };
+    let produce_version = match mode {
+        Mode::Transactional(_) => versions.produce.min(PRODUCE_TXN_VERSION_MAX),
+        _ => versions.produce,
+    };
     let n = args.producers as u64;
     let (stop_at_ns, total) = match plan.stop {
         Stop::After(d) => (Some(warmup_end_ns + d.as_nanos() as u64), None),
         Stop::Records(r) => (None, Some(r)),
     };
-    (0..args.producers)
-        .map(|i| {
+    identities
+        .into_iter()
+        .enumerate()
+        .map(|(i, identity)| {
             let spec = ProducerSpec {
                 index: i,
                 topic: layout.clone(),
@@ -402,25 +505,29 @@ fn spawn_producers(
                 warmup_end_ns,
                 stop_at_ns,
                 records: total.map(|t| t / n + u64::from((i as u64) < t % n)),
-                produce_version: versions.produce,
+                produce_version,
                 request_timeout_ms: REQUEST_TIMEOUT_MS,
+                transaction_records,
             };
             let counters = counters.clone();
             std::thread::Builder::new()
                 .name(format!("producer-{i}"))
-                .spawn(move || producer::run(spec, counters))
+                .spawn(move || producer::run(spec, counters, identity))
                 .context("spawn producer")
         })
         .collect()
 }
 
-/// Joins worker threads and merges their histograms; the first failure wins.
-fn join_all(handles: Vec<JoinHandle<Result<Histogram<u64>>>>) -> Result<Histogram<u64>> {
-    let mut merged = stats::new_histogram();
+/// Joins worker threads and merges their histograms into `merged`; the first failure wins.
+fn join_all<T>(
+    handles: Vec<JoinHandle<Result<T>>>,
+    mut merged: T,
+    merge: impl Fn(&mut T, &T) -> Result<()>,
+) -> Result<T> {
     let mut first_err = None;
     for h in handles {
         match h.join().map_err(|_| anyhow!("worker thread panicked")) {
-            Ok(Ok(hist)) => stats::merge(&mut merged, &hist)?,
+            Ok(Ok(hist)) => merge(&mut merged, &hist)?,
             Ok(Err(e)) | Err(e) => {
                 first_err.get_or_insert(e);
             }
@@ -435,7 +542,7 @@ fn join_all(handles: Vec<JoinHandle<Result<Histogram<u64>>>>) -> Result<Histogra
 fn assemble(
     args: &Args,
     plan: &Plan,
-    acks: i16,
+    (acks, mode): Cell,
     layout: &TopicLayout,
     counters: &Counters,
     phase: Phase,
@@ -455,19 +562,34 @@ fn assemble(
     });
     let expected = match args.workload {
         Workload::Produce => consumed,
-        _ => Counters::get(&counters.acked_records),
+        _ => expected_records(args, counters),
     };
     let end_to_end = args.workload == Workload::EndToEnd;
+    let transactional = matches!(mode, Mode::Transactional(_));
+    let transactions = transactional.then(|| TxnStats {
+        committed: Counters::get(&counters.committed_txns),
+        aborted: Counters::get(&counters.aborted_txns),
+        aborted_records: Counters::get(&counters.aborted_records),
+        commits: phase
+            .commit_throughput
+            .clone()
+            .unwrap_or_else(|| commit_throughput(counters, &phase)),
+    });
     let result = RunResult {
         label: args.label.clone(),
         acks: acks_name(acks).to_string(),
-        config: run_config(args, plan, layout),
+        config: run_config(args, plan, layout, mode),
         produce,
         consume,
         produce_latency: LatencySummary::of(&phase.produce),
         e2e_latency: end_to_end.then(|| LatencySummary::of(&phase.e2e)),
         produce_curve: percentile_curve(&phase.produce),
         e2e_curve: percentile_curve(&phase.e2e),
+        commit_latency: transactional.then(|| LatencySummary::of(&phase.commit)),
+        commit_curve: percentile_curve(&phase.commit),
+        transactions,
+        retries: counters.retries(),
+        aborted_records_skipped: Counters::get(&counters.aborted_records_skipped),
         errors: counters.errors(),
         error_records: Counters::get(&counters.error_records),
         missing_records: expected.saturating_sub(consumed),
@@ -481,11 +603,12 @@ fn assemble(
         Hists {
             produce: phase.produce,
             e2e: phase.e2e,
+            commit: phase.commit,
         },
     )
 }
 
-fn run_config(args: &Args, plan: &Plan, layout: &TopicLayout) -> RunConfig {
+fn run_config(args: &Args, plan: &Plan, layout: &TopicLayout, mode: Mode) -> RunConfig {
     let workload = match args.workload {
         Workload::Produce => "produce",
         Workload::Consume => "consume",
@@ -505,6 +628,12 @@ fn run_config(args: &Args, plan: &Plan, layout: &TopicLayout) -> RunConfig {
         consumers: args.consumers,
         max_in_flight: args.max_in_flight,
         rate: plan.rate,
+        mode: mode.name(),
+        transaction_records: match mode {
+            Mode::Transactional(n) => Some(n),
+            _ => None,
+        },
+        isolation_level: args.isolation_level.name().to_string(),
     }
 }
 
@@ -513,15 +642,16 @@ struct Meter {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<Vec<Sample>>,
     cpu_start_s: f64,
-    broker: Option<(u32, f64)>,
+    broker: Option<(Vec<u32>, f64)>,
     wall_start_ns: u64,
 }
 
 impl Meter {
     fn start(args: &Args, counters: &Arc<Counters>, tag: &str) -> Result<Meter> {
-        let broker = match args.broker_pid {
-            Some(pid) => Some((pid, cpu::process_cpu_s(pid)?)),
-            None => None,
+        let pids = &args.broker_pid;
+        let broker = match pids.is_empty() {
+            false => Some((pids.clone(), cpu::processes_cpu_s(pids)?)),
+            true => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let ctx = ProgressCtx {
@@ -529,7 +659,7 @@ impl Meter {
             stop: stop.clone(),
             print_every: args.progress_secs,
             tag: tag.to_string(),
-            broker_pid: args.broker_pid,
+            broker_pids: args.broker_pid.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("progress".into())
@@ -547,8 +677,8 @@ impl Meter {
     fn stop(self) -> Result<(Vec<Sample>, CpuUse, Option<CpuUse>)> {
         let wall = (now_ns() - self.wall_start_ns) as f64 / 1e9;
         let cpu = CpuUse::between(self.cpu_start_s, cpu::self_cpu_s(), wall);
-        let broker = match self.broker {
-            Some((pid, start)) => Some(CpuUse::between(start, cpu::process_cpu_s(pid)?, wall)),
+        let broker = match &self.broker {
+            Some((pids, start)) => Some(CpuUse::between(*start, cpu::processes_cpu_s(pids)?, wall)),
             None => None,
         };
         self.stop.store(true, Ordering::Release);
@@ -565,7 +695,7 @@ struct ProgressCtx {
     stop: Arc<AtomicBool>,
     print_every: u64,
     tag: String,
-    broker_pid: Option<u32>,
+    broker_pids: Vec<u32>,
 }
 
 impl ProgressCtx {
@@ -573,7 +703,11 @@ impl ProgressCtx {
         let tty = std::io::stderr().is_terminal();
         let start = now_ns();
         let mut last = (start, 0u64, 0u64, 0u64, 0u64, cpu::self_cpu_s());
-        let mut broker_last = self.broker_pid.and_then(|p| cpu::process_cpu_s(p).ok());
+        let broker_cpu_s = || match self.broker_pids.is_empty() {
+            false => cpu::processes_cpu_s(&self.broker_pids).ok(),
+            true => None,
+        };
+        let mut broker_last = broker_cpu_s();
         let mut timeline = Vec::new();
         let mut tick = 0u64;
         while !self.stop.load(Ordering::Acquire) {
@@ -601,7 +735,7 @@ impl ProgressCtx {
             };
             let cpu_now = cpu::self_cpu_s();
             let driver = (cpu_now - last.5) / dt;
-            let broker_now = self.broker_pid.and_then(|p| cpu::process_cpu_s(p).ok());
+            let broker_now = broker_cpu_s();
             let broker = broker_now.zip(broker_last).map(|(n, l)| (n - l) / dt);
             broker_last = broker_now;
             tick += 1;

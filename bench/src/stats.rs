@@ -53,6 +53,20 @@ pub struct Counters {
     pub error_records: AtomicU64,
     /// Error responses or failed requests, by Kafka error name.
     errors: Mutex<BTreeMap<String, u64>>,
+    /// Coordinator answers that were retried (after a back-off, or at a re-found coordinator),
+    /// by Kafka error name: not failures, but each one is waiting.
+    retries: Mutex<BTreeMap<String, u64>>,
+    /// Transactions ended with a commit (all / started after the warm-up).
+    pub committed_txns: AtomicU64,
+    pub measured_committed_txns: AtomicU64,
+    /// Transactions ended with an abort because one of their batches failed.
+    pub aborted_txns: AtomicU64,
+    /// Acknowledged records of aborted transactions (a read_committed consumer never sees them).
+    pub aborted_records: AtomicU64,
+    /// Records a read_committed consumer dropped as part of an aborted transaction.
+    pub aborted_records_skipped: AtomicU64,
+    /// Clock reading of the last commit.
+    pub last_commit_ns: AtomicU64,
     /// Clock reading of the last acknowledgement / consumed batch.
     pub last_ack_ns: AtomicU64,
     pub last_consume_ns: AtomicU64,
@@ -80,6 +94,23 @@ impl Counters {
     pub fn error_n(&self, name: &str, n: u64) {
         let mut map = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry(name.to_string()).or_insert(0) += n;
+    }
+
+    /// Counts one retried coordinator answer under `name`.
+    pub fn retry(&self, name: &str) {
+        self.retry_n(name, 1);
+    }
+
+    pub fn retry_n(&self, name: &str, n: u64) {
+        let mut map = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(name.to_string()).or_insert(0) += n;
+    }
+
+    pub fn retries(&self) -> BTreeMap<String, u64> {
+        self.retries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn errors(&self) -> BTreeMap<String, u64> {
@@ -185,5 +216,8 @@ mod tests {
         c.error("REQUEST_TIMED_OUT");
         assert_eq!(c.error_total(), 3);
         assert_eq!(c.errors()["NOT_LEADER_OR_FOLLOWER"], 2);
+        c.retry("CONCURRENT_TRANSACTIONS");
+        assert_eq!(c.retries()["CONCURRENT_TRANSACTIONS"], 1);
+        assert_eq!(c.error_total(), 3, "a retry is not an error");
     }
 }

@@ -66,7 +66,10 @@ pub fn render(title: &str, runs: &[RunResult]) -> String {
 }
 
 fn run_name(r: &RunResult, multi_label: bool) -> String {
-    let base = format!("acks={}", r.acks);
+    let base = match r.config.mode.as_str() {
+        "" | "plain" => format!("acks={}", r.acks),
+        mode => format!("acks={} {mode}", r.acks),
+    };
     if multi_label {
         format!("{} {base}", r.label)
     } else {

@@ -714,10 +714,19 @@ def flow_idempotent(t):
         raise Fail(problem)
 
 
+# kcat 1.7.1 reads its input in blocking chunks of 1024 bytes: a line is produced only once the
+# chunk that holds it is full, or at the end of the input.
+KCAT_INPUT_CHUNK = 1024
+
+
 def txn_lines():
-    """'key:value' lines of the three transactions: committed, aborted, committed."""
+    """'key:value' lines of the three transactions: committed, aborted, committed. The aborted
+    transaction's input stays open until kcat is signalled, so its lines are padded to exactly one
+    input chunk: all 10 are produced before the signal."""
     first = [f"k{i}:commit1-{i}" for i in range(10)]
-    aborted = [f"k{i}:abort-{i}" for i in range(10)]
+    aborted = [f"k{i}:abort-{i}-" for i in range(10)]
+    pad = KCAT_INPUT_CHUNK - sum(len(x) + 1 for x in aborted)
+    aborted = [x + "." * (pad // 10 + (pad % 10 if i == 9 else 0)) for i, x in enumerate(aborted)]
     last = [f"k{i}:commit2-{i}" for i in range(5)]
     return first, aborted, last
 
@@ -774,10 +783,12 @@ def flow_transactions(t):
     # last stable offset): count what a read_uncommitted consumer reads instead.
     uncommitted = ["-X", "isolation.level=read_uncommitted"]
     before = len(consume(t, topic, *uncommitted, cap=10))
-    t.stage = "transaction 2: kcat -P with 10 records on stdin, left open"
+    t.stage = f"transaction 2: kcat -P with 10 records ({KCAT_INPUT_CHUNK} bytes) on stdin, left open"
+    data = ("\n".join(aborted) + "\n").encode()
+    assert len(data) == KCAT_INPUT_CHUNK, len(data)
     p = t.spawn(kcat("-P", "-t", topic, *txn), stdin=subprocess.PIPE)
     try:
-        p.stdin.write(("\n".join(aborted) + "\n").encode())
+        p.stdin.write(data)
         p.stdin.flush()
     except OSError as e:
         kill(p)

@@ -781,8 +781,8 @@ def flow_transactions(t):
 
     # kcat -Q asks with a producer handle, which ignores isolation.level (ListOffsets gives the
     # last stable offset): count what a read_uncommitted consumer reads instead.
-    uncommitted = ["-X", "isolation.level=read_uncommitted"]
-    before = len(consume(t, topic, *uncommitted, cap=10))
+    read_uncommitted = ["-X", "isolation.level=read_uncommitted"]
+    before = len(consume(t, topic, *read_uncommitted, cap=10))
     t.stage = f"transaction 2: kcat -P with 10 records ({KCAT_INPUT_CHUNK} bytes) on stdin, left open"
     data = ("\n".join(aborted) + "\n").encode()
     assert len(data) == KCAT_INPUT_CHUNK, len(data)
@@ -799,7 +799,7 @@ def flow_transactions(t):
         if p.poll() is not None:
             raise Fail(f"kcat -P (transaction 2) exited {p.returncode} before its records were written: "
                        f"{complaints(p.stderr.read())}")
-        return len(consume(t, topic, *uncommitted, cap=10)) >= before + 10
+        return len(consume(t, topic, *read_uncommitted, cap=10)) >= before + 10
 
     wait_until(t, written, "the records of transaction 2 in the log", 15)
     t.stage = "transaction 2: SIGINT, end of input (kcat aborts: EndTxn abort)"
@@ -811,7 +811,7 @@ def flow_transactions(t):
         _, err = p.communicate()
         raise Fail(f"kcat did not exit within 15 s of SIGINT (abort hangs); stderr: {complaints(err) or '(empty)'}") from None
     text = err.decode(errors="replace")
-    errors = [ln for ln in text.splitlines() if "ERROR" in ln or "FATAL" in ln]
+    errors = [ln for ln in text.splitlines() if ln.startswith("% ERROR")]
     if "Aborting transaction" not in text or errors:
         raise Fail(f"kcat exited {p.returncode} on SIGINT without a clean abort: {one_line(' | '.join(errors) or text, 400)}")
 

@@ -586,6 +586,16 @@ def unsupported_calls(d):
     def tp(name):
         return TopicPartition(name, 0)
 
+    def describe_transactions(t):
+        txn_id = t.name("txn")
+        p = producer(t, transactional_id=txn_id)
+        t.stage = f"setup: init_transactions, so that the coordinator knows {txn_id}"
+        p.init_transactions()
+        a = admin(t)
+        t.call("describe_transactions")
+        res = a.describe_transactions([txn_id])
+        t.note(repr(res)[:200])
+
     calls = [
         ("create_acls", "CreateAcls", admin_call("create_acls", lambda a, n: _raise_acl(a.create_acls([acl])))),
         ("describe_acls", "DescribeAcls", admin_call("describe_acls", lambda a, n: a.describe_acls(acl_filter))),
@@ -628,8 +638,7 @@ def unsupported_calls(d):
         ("describe_producers", "DescribeProducers",
          admin_call("describe_producers", lambda a, n: a.describe_producers([tp(n)]))),
         ("list_transactions", "ListTransactions", admin_call("list_transactions", lambda a, n: a.list_transactions())),
-        ("describe_transactions", "DescribeTransactions",
-         admin_call("describe_transactions", lambda a, n: a.describe_transactions(["compat-txn"]))),
+        ("describe_transactions", "DescribeTransactions", describe_transactions),
         ("find_hanging_transactions", "ListTransactions + DescribeProducers",
          admin_call("find_hanging_transactions", lambda a, n: a.find_hanging_transactions())),
         ("abort_transaction", "WriteTxnMarkers", admin_call(

@@ -19,12 +19,14 @@
 //! | `metadata` | topics, partitions and configs as a log of records; snapshots per shard |
 //! | `storage` | segments, indexes, recovery, retention |
 //! | `group` | consumer group coordinator, rebalancing, committed offsets |
-//! | `txn` | producer ids and idempotent-producer state |
-//! | `cli` | the client tools (topics, produce, consume, dump-log) |
+//! | `txn` | producer state (idempotence, transactions, LSO), markers, producer snapshots, the transaction coordinator on `__transaction_state` |
+//! | `cli` | the client tools (topics, produce, consume, groups, transactions, dump-log) |
 //!
 //! # Glossary
 //! - LEO (log end offset): the offset the next appended record gets.
 //! - HW (high watermark): offsets below it are written and may be read by consumers.
+//! - LSO (last stable offset): below it no record belongs to an open transaction; what
+//!   read_committed consumers read. At most the HW.
 //! - Log start offset: the first offset still kept after retention.
 //! - Shard: one glommio executor pinned to one core; it owns a fixed set of partitions.
 

@@ -58,7 +58,21 @@ impl Cluster {
         self.client_at(&addr)
     }
 
-    fn client_at(&mut self, addr: &str) -> anyhow::Result<&mut Client> {
+    /// Every broker in the bootstrap broker's metadata, refreshing their addresses.
+    pub fn broker_ids(&mut self) -> anyhow::Result<Vec<i32>> {
+        let resp = self.bootstrap()?.metadata(Some(&[]))?;
+        let mut ids = Vec::new();
+        for b in &resp.brokers {
+            self.brokers
+                .insert(b.node_id.0, format!("{}:{}", b.host.as_str(), b.port));
+            ids.push(b.node_id.0);
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The connection to `addr`, opened on first use.
+    pub fn client_at(&mut self, addr: &str) -> anyhow::Result<&mut Client> {
         if !self.clients.contains_key(addr) {
             let client = Client::connect(addr, super::CLIENT_ID)?;
             self.clients.insert(addr.to_string(), client);

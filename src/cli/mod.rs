@@ -13,6 +13,7 @@ mod groups;
 mod produce;
 mod status;
 mod topics;
+mod transactions;
 
 use anyhow::{anyhow, Context};
 
@@ -70,11 +71,15 @@ pub enum ClientCommand {
     /// The cluster: brokers, fenced or not, and the metadata quorum with each voter's lag
     /// (like kafka-metadata-quorum.sh describe --status --replication).
     Cluster(status::ClusterArgs),
+    /// List and describe transactions, describe a partition's producers, find and abort
+    /// hanging transactions (like kafka-transactions.sh).
+    Transactions(transactions::TransactionsArgs),
 }
 
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Topics(args) => topics::run(args),
+        ClientCommand::Transactions(args) => transactions::run(args),
         ClientCommand::Produce(args) => produce::run(args),
         ClientCommand::Consume(args) => consume::run(args),
         ClientCommand::DumpLog(args) => dump_log::run(args),

@@ -67,6 +67,34 @@ pub fn encode_batch(
     Ok(buf.freeze())
 }
 
+/// Encodes `records` as one transactional RecordBatch v2 of `producer_id` at `epoch`, with no
+/// sequence (as Kafka's coordinators write transactional offset commits).
+pub fn encode_transactional_batch(
+    records: &[ProducerRecord],
+    timestamp_ms: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<Bytes, ClientError> {
+    let wire: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: true,
+            producer_id,
+            producer_epoch,
+            ..to_wire_record(r, i as i64, timestamp_ms)
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &wire, &options)
+        .map_err(|e| ClientError::Records(format!("encode: {e}")))?;
+    Ok(buf.freeze())
+}
+
 fn to_wire_record(r: &ProducerRecord, offset: i64, timestamp_ms: i64) -> Record {
     Record {
         transactional: false,

@@ -18,6 +18,7 @@ pub mod frame;
 pub mod groups;
 pub mod ops;
 pub mod partitioner;
+pub mod transactions;
 pub mod versions;
 
 use std::io::{Read, Write};

@@ -260,6 +260,10 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
             "How often logs are checked for segments past retention.",
         ),
         "fetch.cache.bytes" => (LONG, "Memory each shard keeps for fetches at the log tail."),
+        "producer.id.expiration.ms" => (
+            INT,
+            "The time in ms that a topic partition leader will wait before expiring producer IDs.",
+        ),
         "io.memory.bytes" => (LONG, "Memory each shard pins for io_uring buffers."),
         "log.cleaner.enable" => (BOOLEAN, "Whether compacted topics are cleaned at all."),
         "log.cleaner.backoff.ms" => (LONG, "The cleaner's pause when no log needs cleaning."),
@@ -321,6 +325,32 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
         }
         "group.max.session.timeout.ms" => {
             (INT, "The longest session timeout a member may ask for.")
+        }
+        "transaction.max.timeout.ms" => (
+            INT,
+            "The longest transaction timeout a producer may ask for.",
+        ),
+        "transactional.id.expiration.ms" => (
+            INT,
+            "How long an idle transactional id is kept before it is forgotten.",
+        ),
+        "transaction.state.log.num.partitions" => {
+            (INT, "The partition count of the transaction topic.")
+        }
+        "transaction.state.log.replication.factor" => (
+            SHORT_AS_INT,
+            "The replication factor of the transaction topic.",
+        ),
+        "transaction.state.log.min.isr" => (INT, "min.insync.replicas of the transaction topic."),
+        "transaction.state.log.segment.bytes" => {
+            (INT, "The segment size of the transaction topic.")
+        }
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms" => (
+            INT,
+            "How often transactions past their timeout are aborted.",
+        ),
+        "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+            (INT, "How often expired transactional ids are removed.")
         }
         _ => return None,
     };

@@ -17,9 +17,11 @@ pub mod alter;
 mod cleaner;
 mod cluster;
 mod topic;
+mod transactions;
 pub use cleaner::CleanerConfig;
 pub use cluster::{ClusterConfig, CLUSTER_CONFIGS};
 pub use topic::{CompressionType, LogConfig, TimestampType, TOPIC_CONFIGS};
+pub use transactions::{TxnConfig, TXN_CONFIGS};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -81,6 +83,7 @@ pub struct Config {
     pub io_memory_bytes: usize,
     pub groups: GroupConfig,
     pub cleaner: CleanerConfig,
+    pub txn: TxnConfig,
     pub log: LogConfig,
     /// The names set from the file or the command line (STATIC_BROKER_CONFIG in
     /// DescribeConfigs; the others are DEFAULT_CONFIG).
@@ -136,6 +139,7 @@ impl Default for Config {
             io_memory_bytes: 2 << 20,
             groups: GroupConfig::default(),
             cleaner: CleanerConfig::default(),
+            txn: TxnConfig::default(),
             log: LogConfig::default(),
             explicit: Default::default(),
         }
@@ -240,6 +244,14 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
+    "transaction.max.timeout.ms",
+    "transactional.id.expiration.ms",
+    "transaction.state.log.num.partitions",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "transaction.state.log.segment.bytes",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "transaction.remove.expired.transaction.cleanup.interval.ms",
     "log.cleanup.policy",
     "compression.gzip.level",
     "compression.lz4.level",
@@ -270,6 +282,7 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "log.roll.jitter.ms",
     "log.roll.ms",
     "unclean.leader.election.enable",
+    "producer.id.expiration.ms",
 ];
 
 impl Config {
@@ -345,6 +358,9 @@ impl Config {
                 self.retention_check_interval_ms = parse_min(name, value, 1)?
             }
             "fetch.cache.bytes" => self.fetch_cache_bytes = parse_num(name, value)?,
+            "producer.id.expiration.ms" => {
+                self.log.producer_id_expiration_ms = parse_min(name, value, 1)?
+            }
             "io.memory.bytes" => self.io_memory_bytes = parse_min(name, value, 64 << 10)?,
             "controller.listener.names" => {
                 self.cluster.set(name, value)?;
@@ -352,6 +368,7 @@ impl Config {
             }
             _ if self.cluster.set(name, value)? => {}
             _ if self.cleaner.set(name, value)? => {}
+            _ if self.txn.set(name, value)? => {}
             _ => return self.set_group(name, value),
         }
         Ok(())
@@ -375,6 +392,7 @@ impl Config {
             },
             "log.dirs" => self.log_dirs.display().to_string(),
             "num.shards" => self.num_shards.to_string(),
+            "producer.id.expiration.ms" => self.log.producer_id_expiration_ms.to_string(),
             "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
             "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
             "num.partitions" => self.num_partitions.to_string(),
@@ -387,6 +405,7 @@ impl Config {
                     .cluster
                     .get(name)
                     .or_else(|| self.cleaner.get(name))
+                    .or_else(|| self.txn.get(name))
                     .or_else(|| self.get_group(name))
             }
         })

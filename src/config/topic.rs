@@ -113,6 +113,10 @@ pub struct LogConfig {
     pub local_retention_bytes: i64,
     pub remote_log_copy_disable: bool,
     pub remote_log_delete_on_disable: bool,
+    /// Kafka's broker-level `producer.id.expiration.ms`: a producer with no transaction open
+    /// and no batch newer than this is forgotten (the partition log checks it periodically).
+    /// Kafka has no topic-level twin; it rides here so each log has it.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -152,6 +156,7 @@ impl Default for LogConfig {
             local_retention_bytes: -2,
             remote_log_copy_disable: false,
             remote_log_delete_on_disable: false,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

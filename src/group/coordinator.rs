@@ -21,11 +21,18 @@ use super::state::{
 };
 use super::store::{self, CommittedOffset, StoreRecord};
 use super::OFFSETS_TOPIC;
-use crate::client::batch::{decode_batch, encode_batch, ProducerRecord};
+use crate::client::batch::{
+    decode_batch, encode_batch, encode_transactional_batch, ProducerRecord,
+};
 use crate::config::Config;
 use crate::shard::Shard;
 use crate::storage::StorageError;
 use crate::types::TopicPartition;
+
+mod txn_offsets;
+
+use txn_offsets::{control_is_commit, replay_txn_offset};
+pub use txn_offsets::{transaction_completed, txn_commit, TxnCommitter};
 
 /// Per-shard coordinator state. Lives on its shard; mutated only there.
 #[derive(Default)]
@@ -36,7 +43,14 @@ pub struct Coordinator {
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
     /// `__consumer_offsets` partitions this node leads whose groups are loaded here.
     loaded: std::collections::HashSet<i32>,
+    /// Offsets committed inside transactions that have not ended (TxnOffsetCommit): producer
+    /// id -> group -> offsets. They become committed offsets when the commit marker is
+    /// written, and go when the abort marker is.
+    pending_txn: HashMap<i64, HashMap<String, GroupOffsets>>,
 }
+
+/// A group's offsets by (topic, partition).
+type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
 /// The coordinator state of `shard` (its [`Shard::service`]).
 fn coordinator(shard: &Shard) -> Rc<RefCell<Coordinator>> {
@@ -164,6 +178,16 @@ async fn append(
     tp: &TopicPartition,
     records: Vec<KeyValue>,
 ) -> Result<(), StorageError> {
+    append_as(shard, tp, records, None).await
+}
+
+/// [`append`], in a transactional batch of `producer` (id, epoch) when given.
+async fn append_as(
+    shard: &Shard,
+    tp: &TopicPartition,
+    records: Vec<KeyValue>,
+    producer: Option<(i64, i16)>,
+) -> Result<(), StorageError> {
     let Some(log) = shard.log(tp) else {
         return Err(StorageError::Closed(tp.dir_name().into()));
     };
@@ -175,12 +199,14 @@ async fn append(
             headers: Vec::new(),
         })
         .collect();
-    let batch = encode_batch(&records, shard.now_ms(), Compression::None).map_err(|e| {
-        StorageError::Corrupt {
-            path: tp.dir_name().into(),
-            position: 0,
-            why: e.to_string(),
-        }
+    let batch = match producer {
+        None => encode_batch(&records, shard.now_ms(), Compression::None),
+        Some((id, epoch)) => encode_transactional_batch(&records, shard.now_ms(), id, epoch),
+    }
+    .map_err(|e| StorageError::Corrupt {
+        path: tp.dir_name().into(),
+        position: 0,
+        why: e.to_string(),
     })?;
     let info = log.append(BytesMut::from(&batch[..]), shard.now_ms())?;
     let epoch = log.leader_epoch();
@@ -459,7 +485,35 @@ fn check_commit(
 }
 
 /// Committed offsets of a group: of the partitions asked for (-1 where none), or all of them.
+/// With `require_stable`, a partition with an offset pending in a transaction answers
+/// UNSTABLE_OFFSET_COMMIT instead (Kafka's answer to read_committed consumers).
 pub fn fetch_offsets(
+    shard: &Shard,
+    group_id: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Result<Vec<FetchedOffset>, ResponseError> {
+    let rows = fetch_committed(shard, group_id, wanted)?;
+    let groups = coordinator(shard);
+    let c = groups.borrow();
+    Ok(rows
+        .into_iter()
+        .map(|(t, p, v)| {
+            let unstable = require_stable && c.has_pending(group_id, &t, p);
+            let v = if unstable {
+                Err(ResponseError::UnstableOffsetCommit)
+            } else {
+                Ok(v)
+            };
+            (t, p, v)
+        })
+        .collect())
+}
+
+/// A partition's committed offset as OffsetFetch reports it (or its error).
+pub type FetchedOffset = (String, i32, Result<Option<CommittedOffset>, ResponseError>);
+
+fn fetch_committed(
     shard: &Shard,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
@@ -639,14 +693,8 @@ pub async fn delete_offsets(
 }
 
 /// This node now leads `__consumer_offsets` partition `p`: replays it into the groups and
-/// offsets it holds (Kafka's coordinator load on becoming leader).
-/// A transaction marker (commit when `commit`) for `producer_id` was written to the
-/// `__consumer_offsets` partition `tp`, which this shard owns: the offsets that producer
-/// committed inside the transaction (TxnOffsetCommit) become visible, or are dropped.
-pub fn transaction_completed(shard: &Shard, tp: &TopicPartition, producer_id: i64, commit: bool) {
-    let _ = (shard, tp, producer_id, commit);
-}
-
+/// offsets it holds (Kafka's coordinator load on becoming leader). Offsets written inside a
+/// transaction stay pending until the transaction's marker, if the log has one yet.
 pub async fn load_partition(shard: Rc<Shard>, p: i32) {
     let tp = TopicPartition::new(OFFSETS_TOPIC, p);
     let Some(log) = shard.log(&tp) else {
@@ -674,6 +722,24 @@ pub async fn load_partition(shard: Rc<Shard>, p: i32) {
             };
             offset = h.next_offset();
             match decode_batch(batch) {
+                Ok(records) if h.is_control() => {
+                    for r in records {
+                        if let Some(commit) = r.key.as_ref().and_then(control_is_commit) {
+                            let n = shard.config.groups.offsets_topic_num_partitions;
+                            coordinator(&shard).borrow_mut().end_transaction(
+                                h.producer_id,
+                                commit,
+                                |g| store::partition_for(g, n) == p,
+                            );
+                        }
+                    }
+                }
+                Ok(records) if h.is_transactional() => {
+                    for r in records {
+                        loaded_records += 1;
+                        replay_txn_offset(&shard, h.producer_id, r.key, r.value);
+                    }
+                }
                 Ok(records) => {
                     for r in records {
                         loaded_records += 1;
@@ -707,6 +773,10 @@ pub fn unload_partition(shard: &Shard, p: i32) {
         |g: &String| store::partition_for(g, shard.config.groups.offsets_topic_num_partitions) == p;
     c.groups.retain(|g, _| !on_p(g));
     c.offsets.retain(|g, _| !on_p(g));
+    for by_group in c.pending_txn.values_mut() {
+        by_group.retain(|g, _| !on_p(g));
+    }
+    c.pending_txn.retain(|_, by_group| !by_group.is_empty());
     let joins: Vec<_> = c.joins.keys().filter(|(g, _)| on_p(g)).cloned().collect();
     for k in joins {
         if let Some(tx) = c.joins.remove(&k) {

@@ -67,6 +67,7 @@ pub async fn shard_main(
         shard.id.0
     );
     shard.set_snapshot_hook(Rc::new(|s, snap| Box::pin(switch_roles(s, snap))));
+    crate::txn::coordinator::set_marker_sender(&shard, crate::server::txn_marker_sender());
     if shard.config.cluster.broker {
         crate::server::bind_listener(&shard);
     }
@@ -76,10 +77,12 @@ pub async fn shard_main(
 }
 
 /// Gives each replica on `shard` the role `snap` says, and moves the group coordinator of a
-/// `__consumer_offsets` partition with its leadership (a new leader loads the groups).
+/// `__consumer_offsets` partition, and the transaction coordinator of a `__transaction_state`
+/// partition, with its leadership (a new leader loads the groups or transactions).
 async fn switch_roles(shard: Rc<Shard>, snap: Arc<Snapshot>) {
     use crate::group::{coordinator, OFFSETS_TOPIC};
     use crate::replication::roles::{self, RoleChange};
+    use crate::txn::coordinator::{self as txn, TXN_TOPIC};
     for change in roles::reconcile(&shard, &snap).await {
         match change {
             RoleChange::Leading(tp) if tp.topic == OFFSETS_TOPIC => {
@@ -87,6 +90,12 @@ async fn switch_roles(shard: Rc<Shard>, snap: Arc<Snapshot>) {
             }
             RoleChange::StoppedLeading(tp) if tp.topic == OFFSETS_TOPIC => {
                 coordinator::unload_partition(&shard, tp.partition)
+            }
+            RoleChange::Leading(tp) if tp.topic == TXN_TOPIC => {
+                txn::load_partition(shard.clone(), tp.partition).await
+            }
+            RoleChange::StoppedLeading(tp) if tp.topic == TXN_TOPIC => {
+                txn::unload_partition(&shard, tp.partition)
             }
             _ => {}
         }
@@ -200,6 +209,7 @@ async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
         wait_for_own_registration(quorum, config.node_id, incarnation, false).await;
     }
     ensure_offsets_topic(shard, quorum).await;
+    ensure_txn_topic(shard, quorum).await;
     let snap = quorum.image();
     shard.publish_snapshot(snap).await;
     // The newest image, not the one published above: topics created meanwhile already have
@@ -228,6 +238,7 @@ async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
     }
     // A fenced broker does not count for the offsets topic's replicas: now it does.
     ensure_offsets_topic(shard, quorum).await;
+    ensure_txn_topic(shard, quorum).await;
 }
 
 /// Waits until the image has this incarnation registered (and unfenced, if `unfenced`).
@@ -278,6 +289,41 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>, quorum: &Rc<Quorum>) {
     }
 }
 
+/// Creates `__transaction_state` (compacted, transaction.state.log.* settings) once enough
+/// brokers are up for its replication factor (capped at the voters, as the offsets topic's).
+pub async fn ensure_txn_topic(shard: &Rc<Shard>, quorum: &Rc<Quorum>) {
+    use crate::txn::coordinator::TXN_TOPIC;
+    let config = &shard.config;
+    if quorum.image().topic(TXN_TOPIC).is_some() {
+        return;
+    }
+    let expected = config.cluster.voters.len().max(1);
+    let rf = (config.txn.log_replication_factor as usize).min(expected);
+    if quorum.image().live_brokers().count() < rf {
+        return;
+    }
+    let min_isr = (config.txn.log_min_isr as usize).min(rf);
+    let mut configs = BTreeMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert("compression.type".to_string(), "uncompressed".to_string());
+    configs.insert("min.insync.replicas".to_string(), min_isr.to_string());
+    configs.insert(
+        "segment.bytes".to_string(),
+        config.txn.log_segment_bytes.to_string(),
+    );
+    let cmd = Command::CreateTopic {
+        name: TXN_TOPIC.to_string(),
+        partitions: config.txn.log_num_partitions,
+        replication_factor: rf as i16,
+        configs,
+        validate_only: false,
+    };
+    match quorum.execute(cmd).await {
+        Ok(_) | Err(MetadataError::TopicExists(_)) => {}
+        Err(e) => tracing::warn!(error = %e, "creating __transaction_state failed; will retry"),
+    }
+}
+
 /// Heartbeats to the active controller; registers again after being fenced.
 async fn heartbeat_loop(shard: Rc<Shard>, quorum: Rc<Quorum>, incarnation: Uuid) {
     let config = shard.config.clone();
@@ -318,6 +364,7 @@ async fn heartbeat_loop(shard: Rc<Shard>, quorum: Rc<Quorum>, incarnation: Uuid)
             None => {}
         }
         ensure_offsets_topic(&shard, &quorum).await;
+        ensure_txn_topic(&shard, &quorum).await;
     }
 }
 

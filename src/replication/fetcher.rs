@@ -247,19 +247,7 @@ async fn apply_partition(
             tracing::error!(partition = %tp, error = %e, "truncation failed");
             return Err(());
         }
-        // Producer state follows the log: what was cut is forgotten.
-        let rebuilt = log.take_producer_batches();
-        let mut producers = shard.producers.borrow_mut();
-        match producers.get_mut(tp) {
-            Some(state) => state.truncate(log.log_end_offset()),
-            None if !rebuilt.is_empty() => {
-                producers.insert(
-                    tp.clone(),
-                    crate::txn::PartitionProducers::rebuilt(&rebuilt),
-                );
-            }
-            None => {}
-        }
+        // Producer state follows the log: the log rebuilt it as it reopened.
         return Ok(None);
     }
     let records = p.records.unwrap_or_default();
@@ -291,17 +279,10 @@ fn append_batches(shard: &Shard, tp: &TopicPartition, log: &PartitionLog, record
         if h.last_offset() < log.log_end_offset() {
             continue;
         }
+        // Producer state, markers included, is kept by the log as it appends.
         if let Err(e) = log.append_replicated(batch, shard.now_ms()) {
             tracing::warn!(partition = %tp, error = %e, "cannot append the leader's batch");
             return false;
-        }
-        if h.producer_id >= 0 {
-            shard
-                .producers
-                .borrow_mut()
-                .entry(tp.clone())
-                .or_default()
-                .appended(&h, h.base_offset);
         }
     }
     true

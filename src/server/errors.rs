@@ -7,6 +7,7 @@ use crate::metadata::MetadataError;
 use crate::record::BatchError;
 use crate::shard::ShardError;
 use crate::storage::StorageError;
+use crate::txn::ProducerError;
 
 pub fn storage(e: &StorageError) -> ResponseError {
     match e {
@@ -16,6 +17,17 @@ pub fn storage(e: &StorageError) -> ResponseError {
             ResponseError::NotLeaderOrFollower
         }
         StorageError::Io { .. } | StorageError::Corrupt { .. } => ResponseError::KafkaStorageError,
+        StorageError::Producer(e) => producer(e),
+    }
+}
+
+/// Producer state's refusals, as Kafka's ProducerAppendInfo reports them.
+pub fn producer(e: &ProducerError) -> ResponseError {
+    match e {
+        ProducerError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        ProducerError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        ProducerError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+        ProducerError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
     }
 }
 
@@ -61,4 +73,22 @@ pub fn metadata(e: &MetadataError) -> ResponseError {
 /// A shard that stopped mid-request: only happens during shutdown.
 pub fn shard(_: &ShardError) -> ResponseError {
     ResponseError::NotLeaderOrFollower
+}
+
+/// Transaction coordinator refusals.
+pub fn txn(e: crate::txn::state::TxnError) -> ResponseError {
+    use crate::txn::state::TxnError;
+    match e {
+        TxnError::Concurrent => ResponseError::ConcurrentTransactions,
+        TxnError::Fenced => ResponseError::ProducerFenced,
+        TxnError::InvalidMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::InvalidState => ResponseError::InvalidTxnState,
+        TxnError::InvalidTimeout => ResponseError::InvalidTransactionTimeout,
+        TxnError::InvalidRequest => ResponseError::InvalidRequest,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        TxnError::NotAvailable => ResponseError::CoordinatorNotAvailable,
+        TxnError::Abortable => ResponseError::TransactionAbortable,
+        TxnError::NotFound => ResponseError::TransactionalIdNotFound,
+    }
 }

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
@@ -36,6 +36,8 @@ struct Want {
     current_leader_epoch: i32,
     /// The epoch of the last batch the follower holds (-1: none, or a consumer).
     last_fetched_epoch: i32,
+    /// A read_committed consumer (isolation_level 1): reads below the last stable offset.
+    committed: bool,
 }
 
 /// One partition's answer from its owner.
@@ -43,8 +45,11 @@ struct Want {
 struct Got {
     error: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     batches: Vec<Bytes>,
+    /// For read_committed: the aborted transactions overlapping `batches`.
+    aborted: Vec<crate::storage::AbortedTxn>,
     /// For a follower whose log diverged: the epoch and where it ends on the leader.
     diverging: Option<(i32, i64)>,
 }
@@ -54,8 +59,10 @@ impl Got {
         Got {
             error: e.code(),
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             batches: Vec::new(),
+            aborted: Vec::new(),
             diverging: None,
         }
     }
@@ -115,6 +122,7 @@ fn plan(shard: &Shard, body: &FetchRequest, version: i16) -> Plan {
                             } else {
                                 -1
                             },
+                            committed: replica.is_none() && body.isolation_level == 1,
                         }),
                     };
                     (p.partition, want)
@@ -212,10 +220,7 @@ async fn poll_one_owner(
             if enough(&got, min_bytes) || remaining <= 0 {
                 return got;
             }
-            let offsets = wants
-                .iter()
-                .map(|w| (w.tp.clone(), w.offset, w.replica.is_some()))
-                .collect();
+            let offsets = wants.iter().map(Waiting::of).collect();
             wait_on_owner(s.clone(), offsets, remaining).await;
             got = read_on_owner(s.clone(), wants.clone())
                 .await
@@ -287,8 +292,10 @@ async fn read_one(shard: &Rc<Shard>, w: &Want) -> Got {
     let mut got = Got {
         error: 0,
         high_watermark: log.high_watermark(),
+        last_stable_offset: log.last_stable_offset(),
         log_start_offset: log.log_start_offset(),
         batches: Vec::new(),
+        aborted: Vec::new(),
         diverging: None,
     };
     let read = match w.replica {
@@ -302,8 +309,16 @@ async fn read_one(shard: &Rc<Shard>, w: &Want) -> Got {
             }
             crate::replication::roles::on_follower_fetch(shard, &w.tp, node, w.offset);
             got.high_watermark = log.high_watermark();
+            got.last_stable_offset = log.last_stable_offset();
             log.read_for_replica(w.offset, w.max_bytes, true).await
         }
+        None if w.committed => match log.read_committed(w.offset, w.max_bytes, true).await {
+            Ok((r, aborted)) => {
+                got.aborted = aborted;
+                Ok(r)
+            }
+            Err(e) => Err(e),
+        },
         None => log.read(w.offset, w.max_bytes, true).await,
     };
     match read {
@@ -313,33 +328,62 @@ async fn read_one(shard: &Rc<Shard>, w: &Want) -> Got {
     got
 }
 
+/// What a long poll waits for on one partition: data past `offset` that its reader may read.
+struct Waiting {
+    tp: TopicPartition,
+    offset: i64,
+    reader: Reader,
+}
+
+#[derive(Clone, Copy)]
+enum Reader {
+    /// Up to what a replica may copy.
+    Follower,
+    /// Up to the high watermark.
+    Uncommitted,
+    /// Up to the last stable offset.
+    Committed,
+}
+
+impl Waiting {
+    fn of(w: &Want) -> Waiting {
+        let reader = match (w.replica, w.committed) {
+            (Some(_), _) => Reader::Follower,
+            (None, true) => Reader::Committed,
+            (None, false) => Reader::Uncommitted,
+        };
+        Waiting {
+            tp: w.tp.clone(),
+            offset: w.offset,
+            reader,
+        }
+    }
+}
+
 /// Returns when any of the partitions has data past its fetch offset, or after `wait_ms`.
 async fn wait_any(shard: &Rc<Shard>, by_owner: &BTreeMap<ShardId, Vec<Want>>, wait_ms: i64) {
     let calls: Vec<_> = by_owner
         .iter()
         .map(|(owner, wants)| {
-            let wants: Vec<(TopicPartition, i64, bool)> = wants
-                .iter()
-                .map(|w| (w.tp.clone(), w.offset, w.replica.is_some()))
-                .collect();
+            let wants: Vec<Waiting> = wants.iter().map(Waiting::of).collect();
             shard.invoke_on(*owner, move |s| wait_on_owner(s, wants, wait_ms))
         })
         .collect();
     let _ = futures::future::select_all(calls).await;
 }
 
-/// Waits for data past each offset: committed data for consumers, replica-readable data for
-/// followers.
-async fn wait_on_owner(shard: Rc<Shard>, wants: Vec<(TopicPartition, i64, bool)>, wait_ms: i64) {
+/// Waits for data past each offset: committed data for consumers (stable data for
+/// read_committed ones), replica-readable data for followers.
+async fn wait_on_owner(shard: Rc<Shard>, wants: Vec<Waiting>, wait_ms: i64) {
     let waits: Vec<LocalBoxFuture<'static, ()>> = wants
         .into_iter()
-        .filter_map(|(tp, offset, replica)| shard.log(&tp).map(|log| (log, offset, replica)))
-        .map(|(log, offset, replica)| -> LocalBoxFuture<'static, ()> {
+        .filter_map(|w| shard.log(&w.tp).map(|log| (log, w.offset, w.reader)))
+        .map(|(log, offset, reader)| -> LocalBoxFuture<'static, ()> {
             Box::pin(async move {
-                if replica {
-                    log.wait_for_replica_data(offset).await
-                } else {
-                    log.wait_for_data(offset).await
+                match reader {
+                    Reader::Follower => log.wait_for_replica_data(offset).await,
+                    Reader::Uncommitted => log.wait_for_data(offset).await,
+                    Reader::Committed => log.wait_for_stable_data(offset).await,
                 }
             })
         })
@@ -384,15 +428,28 @@ fn build_response(
     FetchResponse::default().with_responses(responses)
 }
 
+/// The aborted transactions a read_committed consumer filters by (producer id, first offset).
+fn aborted_transactions(aborted: &[crate::storage::AbortedTxn]) -> Vec<AbortedTransaction> {
+    aborted
+        .iter()
+        .map(|t| {
+            AbortedTransaction::default()
+                .with_producer_id(kafka_protocol::messages::ProducerId(t.producer_id))
+                .with_first_offset(t.first_offset)
+        })
+        .collect()
+}
+
 fn partition_data(
     index: i32,
-    g: Got,
+    mut g: Got,
     used: &mut usize,
     max_bytes: usize,
     isolation_level: i8,
 ) -> PartitionData {
     let mut keep = Vec::new();
-    for b in g.batches {
+    let batches = std::mem::take(&mut g.batches);
+    for b in batches {
         let first_data = *used == 0 && keep.is_empty();
         if !first_data && *used + b.len() > max_bytes {
             break;
@@ -420,9 +477,9 @@ fn partition_data(
         .with_partition_index(index)
         .with_error_code(g.error)
         .with_high_watermark(g.high_watermark)
-        .with_last_stable_offset(g.high_watermark)
+        .with_last_stable_offset(g.last_stable_offset)
         .with_log_start_offset(g.log_start_offset)
-        .with_aborted_transactions((isolation_level == 1).then(Vec::new))
+        .with_aborted_transactions((isolation_level == 1).then(|| aborted_transactions(&g.aborted)))
         .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
         .with_records(Some(records))
 }

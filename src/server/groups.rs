@@ -1,5 +1,6 @@
-//! Consumer group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete.
+//! Consumer group APIs: FindCoordinator (for transactional ids too), JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup, OffsetCommit, TxnOffsetCommit, OffsetFetch, DescribeGroups,
+//! ListGroups, DeleteGroups, OffsetDelete.
 //!
 //! Each request is translated here and run by the coordinator on the shard that owns the
 //! group's `__consumer_offsets` partition; answers come back by message.
@@ -19,10 +20,6 @@ use crate::group::valid_group_id;
 use crate::protocol::{decode_body, Request};
 use crate::shard::Shard;
 use crate::types::ShardId;
-
-/// What a transactional producer is told until transactions exist.
-pub const TRANSACTIONS_NOT_SUPPORTED: &str =
-    "transactions are not supported by this broker (gregor) yet: use an idempotent producer";
 
 /// The type ListGroups v5 and DescribeGroups report for groups of the classic protocol.
 const CLASSIC_GROUP_TYPE: &str = "classic";
@@ -52,36 +49,40 @@ macro_rules! body_or_close {
 pub fn find_coordinator(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, FindCoordinatorRequest);
     let snap = shard.snapshot();
-    // The coordinator of a group is the leader of its __consumer_offsets partition.
-    let locate = |group: &str| -> Result<(BrokerId, String, u16), ResponseError> {
-        let tp = crate::group::coordinator::offsets_partition(&shard.config, group);
-        let leader = snap
-            .partition(&tp.topic, tp.partition)
-            .map(|p| p.leader)
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let b = snap
-            .brokers
-            .get(&leader)
-            .filter(|b| !b.fenced)
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        Ok((BrokerId(leader), b.host.clone(), b.port))
-    };
-    // Only group coordinators exist here. A transactional producer must stop at once rather
-    // than retry COORDINATOR_NOT_AVAILABLE until its timeout: every client treats this code as
-    // fatal for the transactional id, and the message says why.
+    // The coordinator of a group is the leader of its __consumer_offsets partition, the one
+    // of a transactional id the leader of its __transaction_state partition.
+    let locate =
+        |tp: crate::types::TopicPartition| -> Result<(BrokerId, String, u16), ResponseError> {
+            let leader = snap
+                .partition(&tp.topic, tp.partition)
+                .map(|p| p.leader)
+                .ok_or(ResponseError::CoordinatorNotAvailable)?;
+            let b = snap
+                .brokers
+                .get(&leader)
+                .filter(|b| !b.fenced)
+                .ok_or(ResponseError::CoordinatorNotAvailable)?;
+            Ok((BrokerId(leader), b.host.clone(), b.port))
+        };
     let answer = |key: &StrBytes| -> Result<(BrokerId, String, u16), (i16, Option<String>)> {
-        if body.key_type != 0 {
-            Err((
-                ResponseError::TransactionalIdAuthorizationFailed.code(),
-                Some(TRANSACTIONS_NOT_SUPPORTED.into()),
-            ))
-        } else if !valid_group_id(key.as_str()) {
-            Err((
+        match body.key_type {
+            0 if !valid_group_id(key.as_str()) => Err((
                 ResponseError::InvalidGroupId.code(),
                 Some("invalid group id".into()),
-            ))
-        } else {
-            locate(key.as_str()).map_err(|e| (e.code(), None))
+            )),
+            0 => {
+                locate(offsets_partition(&shard.config, key.as_str())).map_err(|e| (e.code(), None))
+            }
+            1 if key.is_empty() => Err((
+                ResponseError::InvalidRequest.code(),
+                Some("empty transactional id".into()),
+            )),
+            1 => locate(crate::txn::coordinator::txn_partition(shard, key.as_str()))
+                .map_err(|e| (e.code(), None)),
+            other => Err((
+                ResponseError::InvalidRequest.code(),
+                Some(format!("unknown coordinator key type {other}")),
+            )),
         }
     };
     let resp = if req.api_version >= 4 {
@@ -365,21 +366,127 @@ pub fn offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
     })
 }
 
+/// TxnOffsetCommit: offsets committed inside a transaction, on the group's coordinator.
+pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body = body_or_close!(req, TxnOffsetCommitRequest);
+    let group = body.group_id.to_string();
+    let commits: Vec<Commit> = body
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| Commit {
+                topic: t.name.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: if req.api_version >= 2 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
+                metadata: p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    let n = commits.len();
+    // KIP-890: the offsets partition must be in the transaction (AddOffsetsToTxn) before
+    // anything is written to it, or the offsets would wait for a marker that never comes.
+    let txn_id = body.transactional_id.0.to_string();
+    let verify = valid_group_id(&group).then(|| {
+        let tp = offsets_partition(&shard.config, &group);
+        super::transactions::verify_partition(
+            shard,
+            txn_id,
+            body.producer_id.0,
+            body.producer_epoch,
+            tp,
+        )
+    });
+    let abortable_is_known = req.api_version >= 5;
+    let shard = shard.clone();
+    // Queued on the coordinator only once verified (invoke_on queues at once).
+    let call = valid_group_id(&group).then(|| {
+        let from = coordinator::TxnCommitter {
+            producer_id: body.producer_id.0,
+            producer_epoch: body.producer_epoch,
+            generation: if req.api_version >= 3 {
+                body.generation_id
+            } else {
+                -1
+            },
+            member_id: if req.api_version >= 3 {
+                body.member_id.to_string()
+            } else {
+                String::new()
+            },
+            instance_id: body.group_instance_id.as_ref().map(|x| x.to_string()),
+        };
+        let owner = coordinator_of(&shard, &group);
+        move || {
+            shard.invoke_on(owner, move |s| {
+                coordinator::txn_commit(s, group, from, commits)
+            })
+        }
+    });
+    Box::pin(async move {
+        let verified = match verify {
+            Some(v) => v.await,
+            None => Ok(()),
+        };
+        let errors = match (call, verified) {
+            (None, _) => vec![Some(ResponseError::InvalidGroupId); n],
+            (Some(_), Err(ResponseError::TransactionAbortable)) if !abortable_is_known => {
+                vec![Some(ResponseError::InvalidTxnState); n]
+            }
+            (Some(_), Err(e)) => vec![Some(e); n],
+            (Some(c), Ok(())) => c()
+                .await
+                .unwrap_or_else(|_| vec![Some(ResponseError::CoordinatorNotAvailable); n]),
+        };
+        let mut errors = errors.into_iter();
+        let topics = body
+            .topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code(errors.next().flatten()))
+                    })
+                    .collect();
+                txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        reply(
+            &req,
+            &TxnOffsetCommitResponse::default().with_topics(topics),
+        )
+    })
+}
+
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
-type Fetched =
-    Result<Vec<(String, i32, Option<crate::group::store::CommittedOffset>)>, ResponseError>;
+type Fetched = Result<Vec<coordinator::FetchedOffset>, ResponseError>;
 
 fn fetch_group(
     shard: &Rc<Shard>,
     group: String,
     wanted: Wanted,
+    require_stable: bool,
 ) -> LocalBoxFuture<'static, Fetched> {
     if !valid_group_id(&group) {
         return Box::pin(std::future::ready(Err(ResponseError::InvalidGroupId)));
     }
     let owner = coordinator_of(shard, &group);
     let call = shard.invoke_on(owner, move |s| async move {
-        coordinator::fetch_offsets(&s, &group, wanted)
+        coordinator::fetch_offsets(&s, &group, wanted, require_stable)
     });
     Box::pin(async move {
         call.await
@@ -387,15 +494,16 @@ fn fetch_group(
     })
 }
 
-/// (topic, [(partition, offset, epoch, metadata)]) in first-seen topic order.
-type ByTopic = Vec<(String, Vec<(i32, i64, i32, Option<String>)>)>;
+/// (topic, [(partition, offset, epoch, metadata, error code)]) in first-seen topic order.
+type ByTopic = Vec<(String, Vec<(i32, i64, i32, Option<String>, i16)>)>;
 
-fn by_topic(rows: Vec<(String, i32, Option<crate::group::store::CommittedOffset>)>) -> ByTopic {
+fn by_topic(rows: Vec<coordinator::FetchedOffset>) -> ByTopic {
     let mut out: ByTopic = Vec::new();
     for (t, p, v) in rows {
         let entry = match v {
-            Some(v) => (p, v.offset, v.leader_epoch, Some(v.metadata)),
-            None => (p, -1, -1, Some(String::new())),
+            Ok(Some(v)) => (p, v.offset, v.leader_epoch, Some(v.metadata), 0),
+            Ok(None) => (p, -1, -1, Some(String::new()), 0),
+            Err(e) => (p, -1, -1, Some(String::new()), e.code()),
         };
         match out.iter_mut().find(|(name, _)| *name == t) {
             Some((_, parts)) => parts.push(entry),
@@ -429,7 +537,7 @@ pub fn offset_fetch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, 
     };
     let calls: Vec<_> = groups
         .iter()
-        .map(|(g, w)| fetch_group(shard, g.clone(), w.clone()))
+        .map(|(g, w)| fetch_group(shard, g.clone(), w.clone(), body.require_stable))
         .collect();
     Box::pin(async move {
         let results = futures::future::join_all(calls).await;
@@ -454,9 +562,10 @@ pub fn offset_fetch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, 
                 .map(|(t, parts)| {
                     let partitions = parts
                         .into_iter()
-                        .map(|(p, o, e, m)| {
+                        .map(|(p, o, e, m, err)| {
                             offset_fetch_response::OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
+                                .with_error_code(err)
                                 .with_committed_offset(o)
                                 .with_committed_leader_epoch(if req.api_version >= 5 {
                                     e
@@ -499,9 +608,10 @@ fn fetch_group_response(
                         .with_partitions(
                             parts
                                 .into_iter()
-                                .map(|(p, o, e, m)| {
+                                .map(|(p, o, e, m, err)| {
                                     offset_fetch_response::OffsetFetchResponsePartitions::default()
                                         .with_partition_index(p)
+                                        .with_error_code(err)
                                         .with_committed_offset(o)
                                         .with_committed_leader_epoch(e)
                                         .with_metadata(m.map(StrBytes::from_string))

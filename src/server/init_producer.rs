@@ -1,14 +1,11 @@
 //! InitProducerId for idempotent producers: a producer id from the controller, epoch 0, or
 //! the same id with the next epoch when a producer asks to bump its epoch (KIP-360).
 //!
-//! Transactional producers (a transactional id) are refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-//! until there is a transaction coordinator, the code every client treats as fatal (they would
-//! retry anything else until their timeout); FindCoordinator says why in its error message.
+//! A transactional id goes to its transaction coordinator (`transactions`).
 
 use std::rc::Rc;
 
 use futures::future::LocalBoxFuture;
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::{errors, reply, Outcome};
@@ -26,13 +23,8 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(epoch)
     };
-    if body.transactional_id.is_some() {
-        let resp = answer(
-            ResponseError::TransactionalIdAuthorizationFailed.code(),
-            -1,
-            -1,
-        );
-        return super::ready(reply(&req, &resp));
+    if let Some(id) = body.transactional_id.as_ref().map(|t| t.0.to_string()) {
+        return super::transactions::init_producer_id(shard, &req, body, id);
     }
     // An existing producer bumping its epoch keeps its id while the epoch has room.
     let (id, epoch) = (body.producer_id.0, body.producer_epoch);

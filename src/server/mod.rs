@@ -14,10 +14,15 @@ mod fetch;
 mod framing;
 mod groups;
 mod init_producer;
+mod markers;
 mod offsets;
 mod produce;
+mod producers;
 mod records;
 mod transactions;
+mod txn_markers;
+
+pub use txn_markers::sender as txn_marker_sender;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -75,6 +80,14 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::InitProducerId => init_producer::handle(shard, req),
         ApiKey::OffsetForLeaderEpoch => epochs::handle(shard, req),
         ApiKey::DeleteRecords => records::delete_records(shard, req),
+        ApiKey::WriteTxnMarkers => markers::handle(shard, req),
+        ApiKey::DescribeProducers => producers::handle(shard, req),
+        ApiKey::AddPartitionsToTxn => transactions::add_partitions_to_txn(shard, req),
+        ApiKey::AddOffsetsToTxn => transactions::add_offsets_to_txn(shard, req),
+        ApiKey::EndTxn => transactions::end_txn(shard, req),
+        ApiKey::TxnOffsetCommit => groups::txn_offset_commit(shard, req),
+        ApiKey::DescribeTransactions => transactions::describe_transactions(shard, req),
+        ApiKey::ListTransactions => transactions::list_transactions(shard, req),
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
     }
 }
@@ -179,11 +192,12 @@ pub fn start_listener(shard: &Rc<Shard>) {
     let retention = glommio::spawn_local(retention_loop(shard.clone()));
     let flush = glommio::spawn_local(flush_loop(shard.clone()));
     let groups = glommio::spawn_local(crate::group::coordinator::run_timers(shard.clone()));
+    let txns = glommio::spawn_local(crate::txn::coordinator::run_timers(shard.clone()));
     let replicas = glommio::spawn_local(crate::replication::roles::run_ticks(shard.clone()));
     shard
         .background
         .borrow_mut()
-        .extend([accept, retention, flush, groups, replicas]);
+        .extend([accept, retention, flush, groups, txns, replicas]);
     if shard.config.cleaner.enable {
         // The cleaner yields to request handling: a low share of the CPU when both want it.
         let queue = glommio::executor().create_task_queue(
@@ -209,6 +223,12 @@ async fn retention_loop(shard: Rc<Shard>) {
     loop {
         glommio::timer::sleep(every).await;
         for (tp, log) in shard.all_logs() {
+            // producer.id.expiration.ms is checked on the retention timer (Kafka checks it
+            // every producer.id.expiration.check.interval.ms, 10 minutes by default).
+            let expired = log.expire_producers(shard.now_ms());
+            if expired > 0 {
+                tracing::debug!(partition = %tp, producers = expired, "expired idle producers");
+            }
             match log.apply_retention(shard.now_ms()).await {
                 Ok(0) => {}
                 Ok(n) => {

@@ -78,7 +78,14 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             }
         }
     }
-    let answers = super::on_owners(shard, by_owner, lookup_on_owner, Found::err);
+    // read_committed consumers ask for the last stable offset as LATEST.
+    let committed = body.isolation_level == 1;
+    let answers = super::on_owners(
+        shard,
+        by_owner,
+        move |s, items| lookup_on_owner(s, items, committed),
+        Found::err,
+    );
     Box::pin(async move {
         found.extend(answers.await);
         let topics = body
@@ -118,6 +125,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
 async fn lookup_on_owner(
     shard: Rc<Shard>,
     items: Vec<super::PartitionAsk>,
+    committed: bool,
 ) -> Vec<((usize, usize), Found)> {
     let mut out = Vec::with_capacity(items.len());
     for (slot, tp, timestamp) in items {
@@ -134,6 +142,7 @@ async fn lookup_on_owner(
             ts => ts,
         };
         let mut found = match timestamp {
+            LATEST if committed => Found::at(log.last_stable_offset(), -1),
             LATEST => Found::at(log.high_watermark(), -1),
             EARLIEST | EARLIEST_LOCAL => Found::at(log.log_start_offset(), -1),
             LATEST_TIERED | MAX_TIMESTAMP => Found::at(-1, -1),

@@ -19,7 +19,7 @@ use crate::protocol::{decode_body, legacy_produce, Request};
 use crate::record;
 use crate::shard::Shard;
 use crate::storage::AppendInfo;
-use crate::txn::{Check, PartitionProducers};
+use crate::txn::Check;
 use crate::types::{ShardId, TopicPartition};
 
 /// One partition's batch on its way to the owner. `slot` is its place in the response.
@@ -29,6 +29,9 @@ struct AppendItem {
     batch: Bytes,
     /// The topic's min.insync.replicas, checked by the leader for acks=all.
     min_insync: i32,
+    /// The request's transactional id, for the coordinator check a transaction's first batch
+    /// on a partition needs.
+    transactional_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +67,11 @@ fn check_records(
     };
     let header = record::BatchHeader::parse(records).map_err(|e| errors::batch(&e))?;
     if header.magic != 2 {
+        return Err(ResponseError::InvalidRecord);
+    }
+    if header.is_control() {
+        // Kafka's LogValidator: clients may not write control records (markers come from the
+        // transaction coordinator through WriteTxnMarkers).
         return Err(ResponseError::InvalidRecord);
     }
     if header.total_bytes() < records.len() {
@@ -153,6 +161,16 @@ fn check_timestamps(
     Ok(())
 }
 
+/// Kafka's produce handler: transactional records need the request's transactional id
+/// (TRANSACTIONAL_ID_AUTHORIZATION_FAILED without one).
+fn check_transactional_id(batch: Bytes, has_id: bool) -> Result<Bytes, ResponseError> {
+    let transactional = record::BatchHeader::parse(&batch).is_ok_and(|h| h.is_transactional());
+    if transactional && !has_id {
+        return Err(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    Ok(batch)
+}
+
 pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     if req.api_version < 3 {
         let refused = legacy_produce::refuse(req.correlation_id, req.api_version, req.body);
@@ -166,6 +184,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
         Err(e) => return super::ready(Outcome::Close(e.to_string())),
     };
     let acks = body.acks;
+    let transactional_id = body.transactional_id.as_ref().map(|t| t.to_string());
     let timeout_ms = body.timeout_ms.max(0) as u64;
     let mut results: Vec<Vec<(i32, PartResult)>> = Vec::with_capacity(body.topic_data.len());
     let mut by_owner: BTreeMap<ShardId, Vec<AppendItem>> = BTreeMap::new();
@@ -184,6 +203,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
                     }
                     Some(m) if p.index >= 0 && p.index < m.partitions => {
                         check_records(p.records.as_ref(), &m.log_config, now)
+                            .and_then(|b| check_transactional_id(b, transactional_id.is_some()))
                             .map(|b| (b, m.log_config.min_insync_replicas))
                     }
                     _ => Err(ResponseError::UnknownTopicOrPartition),
@@ -198,6 +218,7 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
                         tp,
                         batch,
                         min_insync,
+                        transactional_id: transactional_id.clone(),
                     });
                     parts.push((p.index, PartResult::err(ResponseError::UnknownServerError)));
                 }
@@ -235,6 +256,10 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
 /// Runs on the owner: appends every batch now (synchronously, so in arrival order), then
 /// waits as the producer asked: not at all (acks=0), for the local write (acks=1), or for the
 /// ISR to hold it (acks=all, up to the request's timeout: REQUEST_TIMED_OUT after).
+///
+/// A transactional batch that would start its producer's transaction on a partition is
+/// appended only once the coordinator confirms the partition is in the transaction (Kafka's
+/// KIP-890 verification); the others do not wait for it.
 fn append_on_owner(
     shard: Rc<Shard>,
     items: Vec<AppendItem>,
@@ -242,45 +267,95 @@ fn append_on_owner(
     timeout_ms: u64,
 ) -> impl std::future::Future<Output = Vec<((usize, usize), PartResult)>> {
     let now = shard.now_ms();
-    let appended: Vec<_> = items
-        .into_iter()
-        .map(|item| {
-            let (pending, r) = append_one(&shard, &item, now, acks);
-            // The epoch the write was made in: it commits only while this replica leads it.
-            let epoch = pending.as_ref().map_or(-1, |(log, _)| log.leader_epoch());
-            (item.slot, pending, epoch, r)
-        })
-        .collect();
+    let mut to_verify = Vec::new();
+    let mut appended: Vec<Appended> = Vec::with_capacity(items.len());
+    for item in items {
+        match needs_verification(&shard, &item) {
+            Some(v) => to_verify.push((item, v)),
+            None => appended.push(append_now(&shard, &item, now, acks)),
+        }
+    }
     async move {
-        let mut out = Vec::with_capacity(appended.len());
-        for (slot, pending, epoch, mut r) in appended {
-            if let Some((log, end)) = pending {
-                r = match acks {
-                    0 => r,
-                    1 => match log.wait_written(end).await {
-                        Ok(()) => r,
-                        Err(e) => PartResult::err(errors::storage(&e)),
-                    },
-                    _ => {
-                        let wait = log.wait_committed(end, epoch);
-                        let limit = std::time::Duration::from_millis(timeout_ms);
-                        match crate::metadata::raft::transport::within(limit, wait).await {
-                            Some(Ok(())) => r,
-                            Some(Err(e)) => PartResult::err(errors::storage(&e)),
-                            None => PartResult::err(ResponseError::RequestTimedOut),
-                        }
-                    }
-                };
+        if !to_verify.is_empty() {
+            let checks = to_verify.iter().map(|(item, (pid, epoch))| {
+                let tid = item.transactional_id.clone().unwrap_or_default();
+                let tp = item.tp.clone();
+                super::transactions::verify_partition(&shard, tid, *pid, *epoch, tp)
+            });
+            let verdicts = futures::future::join_all(checks).await;
+            let now = shard.now_ms();
+            for ((item, _), verdict) in to_verify.into_iter().zip(verdicts) {
+                appended.push(match verdict {
+                    Ok(()) => append_now(&shard, &item, now, acks),
+                    Err(e) => (item.slot, None, -1, PartResult::err(e)),
+                });
             }
+        }
+        let mut out = Vec::with_capacity(appended.len());
+        for (slot, pending, epoch, r) in appended {
+            let r = match pending {
+                Some((log, end)) => wait_for_acks(&log, end, epoch, r, acks, timeout_ms).await,
+                None => r,
+            };
             out.push((slot, r));
         }
         out
     }
 }
 
-/// Appends one partition's batch on its owner, unless the idempotent-producer check says it
-/// is a retry (answered with its first offsets) or out of order. Returns the log and end
-/// offset to wait for, and the answer.
+/// A batch handled on its owner: its slot, the log and end offset to wait for, the leader
+/// epoch it was written in, and the answer so far.
+type Appended = ((usize, usize), Pending, i32, PartResult);
+
+fn append_now(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> Appended {
+    let (pending, r) = append_one(shard, item, now, acks);
+    // The epoch the write was made in: it commits only while this replica leads it.
+    let epoch = pending.as_ref().map_or(-1, |(log, _)| log.leader_epoch());
+    (item.slot, pending, epoch, r)
+}
+
+/// The producer id and epoch to verify with the coordinator when this batch would start a
+/// transaction on its partition (and the request names a transactional id to ask about).
+fn needs_verification(shard: &Shard, item: &AppendItem) -> Option<(i64, i16)> {
+    item.transactional_id.as_ref()?;
+    let header = record::BatchHeader::parse(&item.batch).ok()?;
+    if !header.is_transactional() {
+        return None;
+    }
+    let log = shard.log(&item.tp)?;
+    log.starts_transaction(&header)
+        .then_some((header.producer_id, header.producer_epoch))
+}
+
+async fn wait_for_acks(
+    log: &crate::storage::PartitionLog,
+    end: i64,
+    epoch: i32,
+    r: PartResult,
+    acks: i16,
+    timeout_ms: u64,
+) -> PartResult {
+    match acks {
+        0 => r,
+        1 => match log.wait_written(end).await {
+            Ok(()) => r,
+            Err(e) => PartResult::err(errors::storage(&e)),
+        },
+        _ => {
+            let wait = log.wait_committed(end, epoch);
+            let limit = std::time::Duration::from_millis(timeout_ms);
+            match crate::metadata::raft::transport::within(limit, wait).await {
+                Some(Ok(())) => r,
+                Some(Err(e)) => PartResult::err(errors::storage(&e)),
+                None => PartResult::err(ResponseError::RequestTimedOut),
+            }
+        }
+    }
+}
+
+/// Appends one partition's batch on its owner, unless the producer check says it is a retry
+/// (answered with its first offsets), out of order or fenced. Returns the log and end offset
+/// to wait for, and the answer.
 fn append_one(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> (Pending, PartResult) {
     let (Some(log), Some(isr)) = (
         shard.log(&item.tp),
@@ -295,20 +370,8 @@ fn append_one(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> (Pending
     let Ok(header) = record::BatchHeader::parse(&item.batch) else {
         return (None, PartResult::err(ResponseError::CorruptMessage));
     };
-    // Only idempotent batches touch producer state (and its map): the plain produce path
-    // allocates nothing here.
-    let idempotent = header.producer_id >= 0;
-    let check = if idempotent {
-        let producers = shard.producers.borrow();
-        match producers.get(&item.tp) {
-            Some(state) => state.check(&header),
-            None => PartitionProducers::default().check(&header),
-        }
-    } else {
-        Check::Append
-    };
-    match check {
-        Check::Reject(e) => (None, PartResult::err(e)),
+    match log.producer_check(&header) {
+        Check::Reject(e) => (None, PartResult::err(errors::producer(&e))),
         Check::Duplicate {
             base_offset,
             last_offset,
@@ -325,11 +388,6 @@ fn append_one(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> (Pending
             let batch = BytesMut::from(&item.batch[..]);
             match log.append(batch, now) {
                 Ok(info) => {
-                    if idempotent {
-                        let mut producers = shard.producers.borrow_mut();
-                        let state = producers.entry(item.tp.clone()).or_default();
-                        state.appended(&header, info.base_offset);
-                    }
                     let r = ok_result(info, log.log_start_offset());
                     (Some((log, info.last_offset + 1)), r)
                 }
@@ -415,6 +473,20 @@ mod tests {
                 Some(Bytes::from(make_batch(0, 2, now + 3_600_001))),
                 1 << 20,
                 Err(ResponseError::InvalidTimestamp),
+            ),
+            (
+                "a control batch (only markers from the coordinator are)",
+                Some(Bytes::from(crate::txn::marker::build(
+                    1,
+                    0,
+                    crate::txn::Marker {
+                        commit: true,
+                        coordinator_epoch: 0,
+                    },
+                    now,
+                ))),
+                1 << 20,
+                Err(ResponseError::InvalidRecord),
             ),
             (
                 "null records",

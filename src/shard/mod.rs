@@ -51,8 +51,6 @@ pub struct Shard {
     /// Serializes snapshot application, which opens and deletes logs across awaits.
     reconcile: glommio::sync::Semaphore,
     shutting_down: Cell<bool>,
-    /// Idempotent-producer state of the partitions this shard owns.
-    pub(crate) producers: RefCell<HashMap<TopicPartition, crate::txn::PartitionProducers>>,
     /// Per-shard state of the subsystems built on shards (replica roles, the group
     /// coordinator): see [`Shard::service`].
     services: RefCell<Vec<Rc<dyn Any>>>,
@@ -80,7 +78,6 @@ impl Shard {
             producer_ids: Cell::new((0, 0)),
             reconcile: glommio::sync::Semaphore::new(1),
             shutting_down: Cell::new(false),
-            producers: RefCell::new(Default::default()),
             services: RefCell::new(Vec::new()),
             on_snapshot: RefCell::new(None),
             background: RefCell::new(Vec::new()),
@@ -314,9 +311,6 @@ impl Shard {
                 .filter_map(|k| logs.remove(&k).map(|o| (k, o)))
                 .collect()
         };
-        for (tp, _) in &gone {
-            self.producers.borrow_mut().remove(tp);
-        }
         for (tp, owned) in gone {
             if let Err(e) = owned.log.delete().await {
                 tracing::error!(partition = %tp, error = %e, "deleting partition log failed");
@@ -352,15 +346,6 @@ impl Shard {
                     PartitionLog::open(dir, t.log_config.clone(), cache_each, self.now_ms()).await;
                 match opened {
                     Ok(log) => {
-                        // Producer state from the log's own tail, so a retry that crosses
-                        // a restart is recognised (batches of older segments are not read).
-                        let batches = log.take_producer_batches();
-                        if !batches.is_empty() {
-                            self.producers.borrow_mut().insert(
-                                tp.clone(),
-                                crate::txn::PartitionProducers::rebuilt(&batches),
-                            );
-                        }
                         self.logs.borrow_mut().insert(
                             tp,
                             OwnedLog {

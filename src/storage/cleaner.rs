@@ -98,9 +98,11 @@ impl PartitionLog {
         let sealed = st.segments.len().saturating_sub(1);
         let (mut clean, mut dirty, mut end) = (0u64, 0u64, first_dirty);
         let mut oldest_dirty = i64::MAX;
+        // Kafka cleans below the first unstable offset only: an open transaction may still
+        // abort, and its records must not shadow older ones of their keys.
+        let stable = st.producers.last_stable_offset(st.high_watermark);
         for seg in st.segments.values().take(sealed) {
-            if !seg.sealed || seg.next_offset > st.high_watermark || seg.max_timestamp() > lag_limit
-            {
+            if !seg.sealed || seg.next_offset > stable || seg.max_timestamp() > lag_limit {
                 break;
             }
             if seg.next_offset <= first_dirty {
@@ -233,7 +235,9 @@ impl PartitionLog {
                 if h.producer_id >= 0 {
                     map.last_batch_of.insert(h.producer_id, h.base_offset);
                 }
-                if h.is_control() {
+                // Records of aborted transactions never shadow older records of their keys
+                // (read_committed consumers skip them; the aborted-transaction index stays).
+                if h.is_control() || (h.is_transactional() && self.in_aborted_txn(&h)) {
                     continue;
                 }
                 let section = compact::record_section(&bytes, &h).map_err(|e| corrupt(src, e))?;
@@ -258,6 +262,18 @@ impl PartitionLog {
             }
         }
         Ok(map)
+    }
+
+    /// Whether a transactional batch belongs to a transaction an ABORT marker ended.
+    fn in_aborted_txn(&self, h: &BatchHeader) -> bool {
+        let st = self.inner.state.borrow();
+        st.segments.values().any(|s| {
+            s.aborted.iter().any(|t| {
+                t.producer_id == h.producer_id
+                    && t.first_offset <= h.base_offset
+                    && h.base_offset <= t.last_offset
+            })
+        })
     }
 
     fn seg_path(&self, base: i64) -> PathBuf {
@@ -361,6 +377,21 @@ impl PartitionLog {
             return Ok(false);
         }
         let bases: Vec<i64> = group.iter().map(|s| s.base).collect();
+        let mut seg = seg;
+        seg.aborted = bases
+            .iter()
+            .filter_map(|b| st.segments.get(b))
+            .flat_map(|s| s.aborted.iter().copied())
+            .collect();
+        if !seg.aborted.is_empty() {
+            // Part of the swap: the merged segment keeps every aborted transaction of the
+            // segments it replaces.
+            let txns = seg.path(super::super::txn_index::EXTENSION);
+            write_synced(
+                &cleaned(&txns),
+                &super::super::txn_index::encode(&seg.aborted),
+            )?;
+        }
         let manifest = dir.join(super::super::segment::file_name(seg.base_offset, SWAP));
         write_synced(
             &manifest,
@@ -452,7 +483,12 @@ fn cleaned(path: &Path) -> PathBuf {
 }
 
 fn remove_cleaned(seg: &Segment) -> Result<(), StorageError> {
-    for ext in ["log", "index", "timeindex"] {
+    for ext in [
+        "log",
+        "index",
+        "timeindex",
+        super::super::txn_index::EXTENSION,
+    ] {
         let path = cleaned(&seg.path(ext));
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -465,7 +501,12 @@ fn remove_cleaned(seg: &Segment) -> Result<(), StorageError> {
 
 /// Renames `<base>.*.cleaned` over the segment's files, indexes first, the log last.
 fn promote_cleaned(dir: &Path, base: i64) -> Result<(), StorageError> {
-    for ext in ["index", "timeindex", "log"] {
+    for ext in [
+        "index",
+        "timeindex",
+        super::super::txn_index::EXTENSION,
+        "log",
+    ] {
         let path = dir.join(super::super::segment::file_name(base, ext));
         let from = cleaned(&path);
         match std::fs::rename(&from, &path) {
@@ -503,7 +544,12 @@ pub fn finish_interrupted_swaps(dir: &Path) -> Result<(), StorageError> {
             if old == *base {
                 continue;
             }
-            for ext in ["log", "index", "timeindex"] {
+            for ext in [
+                "log",
+                "index",
+                "timeindex",
+                super::super::txn_index::EXTENSION,
+            ] {
                 let path = dir.join(super::super::segment::file_name(old, ext));
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}

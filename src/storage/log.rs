@@ -118,9 +118,8 @@ pub(super) struct State {
     last_append_ms: i64,
     pub writes: u64,
     syncs: u64,
-    /// Idempotent batch headers recovery found in the active segment, until the owner takes
-    /// them to rebuild producer state.
-    producer_batches: Vec<BatchHeader>,
+    /// Idempotent and transactional producers of this partition, updated by every append.
+    pub(super) producers: crate::txn::PartitionProducers,
 }
 
 impl PartitionLog {
@@ -440,6 +439,7 @@ impl PartitionLog {
         self.ensure_writer();
         self.wait_job(seq).await?;
         let doomed = self.inner.state.borrow_mut().remove_retained(now_ms);
+        self.inner.state.borrow_mut().log_start_moved();
         let delay_ms = self.inner.state.borrow().config().file_delete_delay_ms;
         for seg in &doomed {
             remove_segment_files(seg, delay_ms)?;
@@ -479,6 +479,7 @@ impl PartitionLog {
                     doomed.push(seg);
                 }
             }
+            st.log_start_moved();
             st.check_invariants();
             (offset, doomed, st.config().file_delete_delay_ms)
         };
@@ -522,7 +523,8 @@ impl PartitionLog {
             Ok(()) => self.seal_active().await,
             Err(e) => Err(e),
         }
-        .and_then(|()| self.checkpoint_high_watermark());
+        .and_then(|()| self.checkpoint_high_watermark())
+        .and_then(|()| self.snapshot_producers_at_end());
         self.inner.state.borrow_mut().closed = true;
         self.inner.wake_everyone();
         result
@@ -670,7 +672,7 @@ pub const LOG_START_CHECKPOINT: &str = "log-start-offset";
 fn remove_segment_files(seg: &Segment, delay_ms: i64) -> Result<(), StorageError> {
     // std::fs: retention runs in the background a few times an hour, not per request.
     let mut renamed = Vec::new();
-    for ext in ["log", "index", "timeindex"] {
+    for ext in ["log", "index", "timeindex", super::txn_index::EXTENSION] {
         let path = seg.path(ext);
         let mut gone = path.clone().into_os_string();
         gone.push(DELETED_SUFFIX);
@@ -745,7 +747,7 @@ impl State {
             last_append_ms: now_ms,
             writes: 0,
             syncs: 0,
-            producer_batches: recovered.producer_batches,
+            producers: recovered.producers,
         };
         state.check_invariants();
         Ok(state)
@@ -803,3 +805,6 @@ pub use cleaner::{CleanStats, Cleanable, CleanerSettings};
 
 #[path = "replica.rs"]
 mod replica;
+
+#[path = "producers.rs"]
+mod producers;

@@ -16,16 +16,21 @@ mod data_dir;
 pub mod epochs;
 mod index;
 mod log;
+#[cfg(test)]
+mod producer_tests;
 mod recovery;
 mod retention;
 mod segment;
+mod snapshots;
 #[cfg(test)]
 mod tests;
+pub mod txn_index;
 mod wait;
 
 pub use compact::{all_keyed, RecordError};
 pub use data_dir::{DataDir, DataDirError, LOCK_FILE};
 pub use log::{AppendInfo, CleanStats, Cleanable, CleanerSettings, PartitionLog, ReadResult};
+pub use txn_index::AbortedTxn;
 
 use std::path::PathBuf;
 
@@ -57,4 +62,7 @@ pub enum StorageError {
     /// the new leader, so whoever waits for it to commit is not told it did.
     #[error("partition log {path} no longer leads epoch {epoch}")]
     LeadershipLost { path: PathBuf, epoch: i32 },
+    /// Producer state refused a batch or marker (a fenced epoch, a stale coordinator).
+    #[error("{0}")]
+    Producer(#[from] crate::txn::ProducerError),
 }

@@ -7,7 +7,7 @@
 //! truncated at the first batch that is incomplete, corrupt or zero padding.
 //! Directory listing and index files use std::fs: this runs once per partition at open.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -17,20 +17,17 @@ use glommio::io::DmaFile;
 use super::segment::{
     io_error, open_log_file, parse_file_name, BatchWalker, Segment, Tail, WalkEnd, DELETED_SUFFIX,
 };
+use super::txn_index::{self, AbortedTxn};
 use super::StorageError;
 use crate::config::LogConfig;
-use crate::record::BatchHeader;
-
-/// Batches kept per producer id from the active segment: as many as a producer may have in
-/// flight, all that producer state remembers.
-const PRODUCER_BATCHES_KEPT: usize = 5;
+use crate::txn::{marker, CompletedTxn, PartitionProducers};
 
 /// The segments of a recovered log, the partial last block of its active segment, and the
-/// headers of the active segment's idempotent batches (producer state is rebuilt from them).
+/// producer state of its batches (the newest snapshot plus the batches after it).
 pub struct Recovered {
     pub segments: BTreeMap<i64, Segment>,
     pub tail: Tail,
-    pub producer_batches: Vec<BatchHeader>,
+    pub producers: PartitionProducers,
 }
 
 pub async fn recover(
@@ -51,26 +48,78 @@ pub async fn recover(
         segments.insert(pair[0], seg);
     }
     let last = bases[bases.len() - 1];
-    // The last few batches of each producer are all that producer state keeps.
-    let mut by_producer: BTreeMap<i64, VecDeque<BatchHeader>> = BTreeMap::new();
-    let (active, tail) = recover_active(dir, last, interval, now_ms, &mut |h| {
-        if h.producer_id >= 0 {
-            let kept = by_producer.entry(h.producer_id).or_default();
-            kept.push_back(*h);
-            if kept.len() > PRODUCER_BATCHES_KEPT {
-                kept.pop_front();
-            }
-        }
-    })
-    .await?;
+    let (mut active, tail) = recover_active(dir, last, interval, now_ms).await?;
+    active.aborted = txn_index::load(&active.path(txn_index::EXTENSION)).unwrap_or_default();
     segments.insert(last, active);
-    let mut producer_batches: Vec<BatchHeader> = by_producer.into_values().flatten().collect();
-    producer_batches.sort_by_key(|h| h.base_offset);
+    let producers = rebuild_producers(dir, &mut segments).await?;
     Ok(Recovered {
         segments,
         tail,
-        producer_batches,
+        producers,
     })
+}
+
+/// Producer state from the newest snapshot at or below the log end, then the batches after
+/// it (from the first segment when there is no snapshot). The aborted-transaction index of
+/// every segment replayed is rebuilt from the markers found.
+async fn rebuild_producers(
+    dir: &Path,
+    segments: &mut BTreeMap<i64, Segment>,
+) -> Result<PartitionProducers, StorageError> {
+    let end = segments.values().next_back().map_or(0, |s| s.next_offset);
+    let first = segments.keys().next().copied().unwrap_or(0);
+    let (start, mut producers) = match super::snapshots::load_newest(dir, first, end) {
+        Some((offset, state)) => (offset, state),
+        None => (first, PartitionProducers::default()),
+    };
+    for seg in segments.values_mut() {
+        // Entries past the log end (a truncation cut their markers) are stale.
+        if seg.aborted.iter().any(|t| t.last_offset >= end) {
+            seg.aborted.retain(|t| t.last_offset < end);
+            txn_index::persist(&seg.path(txn_index::EXTENSION), &seg.aborted)?;
+        }
+    }
+    for seg in segments.values_mut().filter(|s| s.next_offset > start) {
+        let mut aborted: Vec<AbortedTxn> = seg
+            .aborted
+            .iter()
+            .filter(|t| t.last_offset < start)
+            .copied()
+            .collect();
+        let position = match start > seg.base_offset {
+            true => seg.offset_index.lookup(start).1 as u64,
+            false => 0,
+        };
+        let Some(mut walker) = seg.walker(position, seg.written_bytes) else {
+            continue;
+        };
+        while let Ok((_, h, bytes)) = walker.next().await? {
+            if h.base_offset < start || h.producer_id < 0 {
+                continue;
+            }
+            let marker = h.is_control().then(|| marker::parse(&bytes)).flatten();
+            if let Some(done) = producers.appended(&h, marker) {
+                if done.aborted {
+                    aborted.push(aborted_entry(&producers, &done));
+                }
+            }
+        }
+        if aborted != seg.aborted {
+            seg.aborted = aborted;
+            txn_index::persist(&seg.path(txn_index::EXTENSION), &seg.aborted)?;
+        }
+    }
+    Ok(producers)
+}
+
+/// The index entry of a transaction an ABORT marker just completed.
+pub fn aborted_entry(producers: &PartitionProducers, done: &CompletedTxn) -> AbortedTxn {
+    AbortedTxn {
+        producer_id: done.producer_id,
+        first_offset: done.first_offset,
+        last_offset: done.last_offset,
+        last_stable_offset: producers.stable_offset_after(done),
+    }
 }
 
 /// Segment files retention renamed away before a crash cut their delayed removal short.
@@ -130,6 +179,7 @@ async fn load_sealed(
     now_ms: i64,
 ) -> Result<Segment, StorageError> {
     let (mut seg, file_bytes) = open_segment(dir, base_offset, interval, now_ms).await?;
+    let aborted = txn_index::load(&seg.path(txn_index::EXTENSION));
     match load_indexes(&seg, file_bytes, next_base).await? {
         Ok((offsets, times)) => {
             seg.adopt_indexes(offsets, times);
@@ -140,16 +190,21 @@ async fn load_sealed(
         Err(why) => {
             let path = seg.path("index");
             tracing::warn!(index = %path.display(), %why, "rebuilding segment indexes");
-            let end = rebuild(&mut seg, file_bytes, &mut |_| {}).await?;
+            let end = rebuild(&mut seg, file_bytes).await?;
             if end != WalkEnd::Clean {
                 tracing::warn!(log = %seg.path("log").display(), position = seg.size_bytes,
                     ?end, "sealed segment ends in bad data; reading stops there");
             }
             seg.written_bytes = seg.size_bytes;
             seg.seal_time_index();
+            seg.aborted = aborted.clone().unwrap_or_default();
             seg.persist_indexes()?;
         }
     }
+    // An unreadable index is rebuilt by the producer-state replay only when the replay
+    // covers this segment; otherwise its entries are lost (a read_committed consumer would
+    // then see that segment's aborted records), which is logged when the file is read.
+    seg.aborted = aborted.unwrap_or_default();
     seg.sealed = true;
     Ok(seg)
 }
@@ -205,11 +260,7 @@ impl OpenSegment<'_> {
 }
 
 /// Rebuilds the segment's bookkeeping and indexes by scanning its log from the start.
-async fn rebuild(
-    seg: &mut Segment,
-    file_bytes: u64,
-    seen: &mut dyn FnMut(&BatchHeader),
-) -> Result<WalkEnd, StorageError> {
+async fn rebuild(seg: &mut Segment, file_bytes: u64) -> Result<WalkEnd, StorageError> {
     let mut fresh = Segment::new(
         &seg.dir,
         seg.base_offset,
@@ -228,7 +279,6 @@ async fn rebuild(
                 }
                 assert_eq!(position, seg.size_bytes, "walk and segment disagree");
                 seg.note_batch(&h);
-                seen(&h);
             }
             Err(end) => return Ok(end),
         }
@@ -240,10 +290,9 @@ async fn recover_active(
     base_offset: i64,
     interval: u32,
     now_ms: i64,
-    seen: &mut dyn FnMut(&BatchHeader),
 ) -> Result<(Segment, Tail), StorageError> {
     let (mut seg, file_bytes) = open_segment(dir, base_offset, interval, now_ms).await?;
-    let end = rebuild(&mut seg, file_bytes, seen).await?;
+    let end = rebuild(&mut seg, file_bytes).await?;
     let valid_bytes = seg.size_bytes;
     let path = seg.path("log");
     let file = opened(&seg).file.clone();

@@ -114,12 +114,6 @@ impl PartitionLog {
         self.inner.hw_waiters.wake_all();
     }
 
-    /// The idempotent batches recovery found at the end of the log (the last few of each
-    /// producer in the active segment, in log order); empty once taken.
-    pub fn take_producer_batches(&self) -> Vec<BatchHeader> {
-        std::mem::take(&mut self.inner.state.borrow_mut().producer_batches)
-    }
-
     /// The epoch this replica leads in, or -1 when it follows.
     pub fn leader_epoch(&self) -> i32 {
         self.inner.state.borrow().leader_epoch
@@ -259,7 +253,10 @@ impl PartitionLog {
                 .segments
                 .values()
                 .filter(|s| holding.is_none_or(|h| s.base_offset > h))
-                .map(|s| (s.path("log"), s.path("index"), s.path("timeindex")))
+                .map(|s| {
+                    let txns = s.path(super::super::txn_index::EXTENSION);
+                    (s.path("log"), s.path("index"), s.path("timeindex"), txns)
+                })
                 .collect();
             let walker = holding.and_then(|h| {
                 let seg = &st.segments[&h];
@@ -269,8 +266,8 @@ impl PartitionLog {
             });
             (holding, walker, doomed, files)
         };
-        for (log, index, time) in doomed {
-            for p in [log, index, time] {
+        for (log, index, time, txns) in doomed {
+            for p in [log, index, time, txns] {
                 remove_if_present(&p)?;
             }
         }

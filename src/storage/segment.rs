@@ -111,6 +111,8 @@ pub struct Segment {
     pub time_index: TimeIndex,
     indexer: Indexer,
     index_interval_bytes: u64,
+    /// Transactions aborted by markers in this segment (its `.txnindex`), in marker order.
+    pub aborted: Vec<super::txn_index::AbortedTxn>,
 }
 
 impl Segment {
@@ -133,6 +135,7 @@ impl Segment {
                 offset_of_max_timestamp: base_offset,
             },
             index_interval_bytes: index_interval_bytes as u64,
+            aborted: Vec::new(),
         }
     }
 
@@ -210,7 +213,15 @@ impl Segment {
     /// close only, never per batch.
     pub fn persist_indexes(&self) -> Result<(), StorageError> {
         write_synced(&self.path("index"), &self.offset_index.encode())?;
-        write_synced(&self.path("timeindex"), &self.time_index.encode())
+        write_synced(&self.path("timeindex"), &self.time_index.encode())?;
+        super::txn_index::persist(&self.path(super::txn_index::EXTENSION), &self.aborted)
+    }
+
+    /// Records a transaction aborted by a marker in this segment, in memory and in its
+    /// `.txnindex` (not synced until the segment is sealed).
+    pub fn add_aborted(&mut self, txn: super::txn_index::AbortedTxn) -> Result<(), StorageError> {
+        self.aborted.push(txn);
+        super::txn_index::append(&self.path(super::txn_index::EXTENSION), &txn)
     }
 
     pub fn walker(&self, position: u64, end: u64) -> Option<BatchWalker> {

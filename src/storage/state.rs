@@ -139,6 +139,7 @@ impl State {
                 self.pending.push_back(job);
             }
         }
+        self.snapshot_producers(leo);
         let interval = self.config.index_interval_bytes;
         let mut seg = Segment::new(&self.dir, leo, interval, now_ms);
         seg.roll_jitter_ms = roll_jitter_ms(&self.dir, leo, &self.config);
@@ -176,6 +177,9 @@ impl State {
             bytes.len(),
             self.log_end_offset
         );
+        if header.producer_id >= 0 {
+            self.note_producer_batch(header, &bytes);
+        }
         let active = self.active_mut();
         active.note_batch(header);
         let base = active.base_offset;

@@ -1,27 +1,62 @@
-//! Per-partition state of idempotent producers (Kafka's ProducerStateManager, reduced to what
-//! deduplication needs).
+//! Per-partition state of idempotent and transactional producers (Kafka's
+//! ProducerStateManager and ProducerAppendInfo).
 //!
-//! For each producer id the partition remembers its epoch and its last five batches (first and
-//! last sequence, base offset), as many as a producer may have in flight. A batch is:
+//! For each producer id the partition remembers its epoch, its last five batches (first and
+//! last sequence, offsets), the largest timestamp it wrote, the epoch of the last coordinator
+//! that sent it a marker, and the first offset of its ongoing transaction here, if any. A data
+//! batch is:
 //! - the next one (base sequence follows the last): appended;
 //! - one of the five remembered: a retry, answered with the offset it got the first time;
-//! - anything else: OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch: INVALID_PRODUCER_EPOCH.
+//! - anything else: out of order; an older producer epoch: fenced; a plain batch while the
+//!   producer has a transaction open here: an invalid transaction state.
 //!
-//! The state lives in memory. Followers keep it as they copy the leader's batches, so a new
-//! leader knows its producers; a truncated log forgets the batches it cut; at start-up it is
-//! rebuilt from the active segment's batches (recovery reads them anyway). A producer whose
-//! last batches are only in older segments is not known after a restart: its first batch is
-//! taken as it comes (Kafka keeps `.snapshot` files for that).
+//! The first transactional batch of a producer starts a transaction at its base offset; a
+//! marker (control batch) ends it. The last stable offset (LSO) is the smallest first offset of
+//! the transactions still open, and of completed ones whose marker the high watermark has not
+//! passed yet (Kafka's unreplicated transactions), capped by the high watermark.
+//!
+//! Owned by the partition log (`storage::log`), updated by every batch it appends (leader,
+//! follower and recovery alike). Pure: no I/O, no clock; times are handed in.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use kafka_protocol::error::ResponseError;
+use thiserror::Error;
 
+use super::marker::Marker;
 use crate::record::BatchHeader;
 
 /// Batches remembered per producer: Kafka's bound on in-flight requests per idempotent
 /// producer.
 pub const BATCHES_REMEMBERED: usize = 5;
+
+/// Producers remembered per partition at most. Past it, the producers idle longest (smallest
+/// last timestamp) with no transaction open are forgotten, down to 9/10 of the bound so the
+/// scan is not paid on every new producer; a forgotten producer's next batch is taken at any
+/// sequence, as for a producer never seen. Kafka bounds the total through
+/// `producer.id.expiration.ms` only; this caps the memory a burst of short-lived producers
+/// can take on one partition.
+pub const PRODUCERS_MAX: usize = 20_000;
+
+/// Why a batch or marker is refused (the server maps these to Kafka's codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ProducerError {
+    #[error("producer {producer_id} epoch {epoch} is older than {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("producer {producer_id}: sequence {sequence} out of order")]
+    OutOfOrderSequence { producer_id: i64, sequence: i32 },
+    #[error("producer {producer_id}: plain batch inside its open transaction")]
+    InvalidTxnState { producer_id: i64 },
+    #[error("producer {producer_id}: marker of coordinator epoch {epoch} older than {current}")]
+    CoordinatorFenced {
+        producer_id: i64,
+        epoch: i32,
+        current: i32,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BatchSeq {
@@ -31,10 +66,34 @@ struct BatchSeq {
     last_offset: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Producer {
     epoch: i16,
     batches: VecDeque<BatchSeq>,
+    last_timestamp: i64,
+    coordinator_epoch: i32,
+    txn_first_offset: Option<i64>,
+}
+
+impl Default for Producer {
+    fn default() -> Self {
+        Producer {
+            epoch: -1,
+            batches: VecDeque::new(),
+            last_timestamp: -1,
+            coordinator_epoch: -1,
+            txn_first_offset: None,
+        }
+    }
+}
+
+impl Producer {
+    fn set_epoch(&mut self, epoch: i16) {
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+    }
 }
 
 /// What the produce path should do with a batch.
@@ -47,230 +106,334 @@ pub enum Check {
         base_offset: i64,
         last_offset: i64,
     },
-    Reject(ResponseError),
+    Reject(ProducerError),
+}
+
+/// A transaction a marker ended on this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
+    pub aborted: bool,
+}
+
+/// One producer as a snapshot keeps it (Kafka's snapshot v1 entry: only the last batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotEntry {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    /// -1: no batch remembered.
+    pub last_offset: i64,
+    pub offset_delta: i32,
+    pub timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// -1: no transaction open.
+    pub txn_first_offset: i64,
+}
+
+/// A producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerView {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    pub txn_start_offset: i64,
 }
 
 /// Kafka's sequence arithmetic: sequences wrap from i32::MAX to 0.
 fn add_seq(seq: i32, n: i32) -> i32 {
-    ((seq as i64 + n as i64) % (i32::MAX as i64 + 1)) as i32
+    ((seq as i64 + n as i64).rem_euclid(i32::MAX as i64 + 1)) as i32
 }
 
-/// Idempotent producers of one partition. Lives on the partition's owner shard.
-#[derive(Debug, Default)]
+/// The producers of one partition. Lives in the partition's log, on its owner shard.
+#[derive(Debug, Default, Clone)]
 pub struct PartitionProducers {
     producers: HashMap<i64, Producer>,
+    /// Open transactions: first offset -> producer id.
+    ongoing: BTreeMap<i64, i64>,
+    /// Completed transactions whose marker may not be replicated yet: first offset -> marker
+    /// offset. Dropped once the high watermark passes the marker.
+    unreplicated: BTreeMap<i64, i64>,
 }
 
 impl PartitionProducers {
-    /// Checks a validated batch before it is appended.
+    /// Checks a client's data batch before it is appended (the leader's path).
     pub fn check(&self, h: &BatchHeader) -> Check {
         if h.producer_id < 0 {
             return Check::Append;
-        }
-        if h.is_transactional() {
-            // No transaction coordinator: nothing could have begun this transaction.
-            return Check::Reject(ResponseError::InvalidTxnState);
         }
         let Some(p) = self.producers.get(&h.producer_id) else {
             return Check::Append;
         };
         if h.producer_epoch < p.epoch {
-            return Check::Reject(ResponseError::InvalidProducerEpoch);
+            return Check::Reject(ProducerError::InvalidProducerEpoch {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current: p.epoch,
+            });
         }
+        let out_of_order = Check::Reject(ProducerError::OutOfOrderSequence {
+            producer_id: h.producer_id,
+            sequence: h.base_sequence,
+        });
         if h.producer_epoch > p.epoch {
             // A bumped epoch starts its sequences again.
-            return if h.base_sequence == 0 {
-                Check::Append
-            } else {
-                Check::Reject(ResponseError::OutOfOrderSequenceNumber)
-            };
-        }
-        let last_seq = add_seq(h.base_sequence, h.last_offset_delta);
-        if let Some(b) = p
-            .batches
-            .iter()
-            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
-        {
-            return Check::Duplicate {
-                base_offset: b.base_offset,
-                last_offset: b.last_offset,
-            };
-        }
-        match p.batches.back() {
-            Some(last) if h.base_sequence != add_seq(last.last_seq, 1) => {
-                Check::Reject(ResponseError::OutOfOrderSequenceNumber)
+            if h.base_sequence != 0 && p.epoch >= 0 {
+                return out_of_order;
             }
-            _ => Check::Append,
+        } else {
+            let last_seq = add_seq(h.base_sequence, h.last_offset_delta);
+            if let Some(b) = p
+                .batches
+                .iter()
+                .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
+            {
+                return Check::Duplicate {
+                    base_offset: b.base_offset,
+                    last_offset: b.last_offset,
+                };
+            }
+            if let Some(last) = p.batches.back() {
+                if h.base_sequence != add_seq(last.last_seq, 1) {
+                    return out_of_order;
+                }
+            }
         }
+        if !h.is_transactional() && p.txn_first_offset.is_some() {
+            return Check::Reject(ProducerError::InvalidTxnState {
+                producer_id: h.producer_id,
+            });
+        }
+        Check::Append
     }
 
-    /// The state the log's own batches give (headers in log order, as recovery found them).
-    pub fn rebuilt(batches: &[BatchHeader]) -> Self {
-        let mut state = Self::default();
-        for h in batches {
-            state.appended(h, h.base_offset);
-        }
-        state
+    /// Whether a transactional batch would start a transaction here, so the leader must first
+    /// ask the coordinator that the partition is part of it (KIP-890).
+    pub fn starts_transaction(&self, h: &BatchHeader) -> bool {
+        h.producer_id >= 0
+            && h.is_transactional()
+            && !h.is_control()
+            && self
+                .producers
+                .get(&h.producer_id)
+                .is_none_or(|p| p.txn_first_offset.is_none() || p.epoch != h.producer_epoch)
     }
 
-    /// The log was cut back to `end`: batches at or past it are forgotten (a retry of one is
-    /// written again, at its new offset), and producers with nothing left are dropped.
-    pub fn truncate(&mut self, end: i64) {
-        for p in self.producers.values_mut() {
-            p.batches.retain(|b| b.base_offset < end);
+    /// Checks a marker before the leader appends it (WriteTxnMarkers).
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerError> {
+        let Some(p) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if epoch < p.epoch {
+            return Err(ProducerError::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current: p.epoch,
+            });
         }
-        self.producers.retain(|_, p| !p.batches.is_empty());
+        if p.coordinator_epoch > coordinator_epoch {
+            return Err(ProducerError::CoordinatorFenced {
+                producer_id,
+                epoch: coordinator_epoch,
+                current: p.coordinator_epoch,
+            });
+        }
+        Ok(())
     }
 
-    /// Records a batch that was appended at `base_offset` (its header as stored).
-    pub fn appended(&mut self, h: &BatchHeader, base_offset: i64) {
+    /// Records a batch appended at `h.base_offset` (its header as stored); `marker` is what a
+    /// control batch says. Returns the transaction a marker completed, if it had one open here.
+    pub fn appended(&mut self, h: &BatchHeader, marker: Option<Marker>) -> Option<CompletedTxn> {
         if h.producer_id < 0 {
-            return;
+            return None;
+        }
+        if !self.producers.contains_key(&h.producer_id) && self.producers.len() >= PRODUCERS_MAX {
+            self.evict_idle();
         }
         let p = self.producers.entry(h.producer_id).or_default();
-        if h.producer_epoch != p.epoch {
-            p.epoch = h.producer_epoch;
-            p.batches.clear();
+        if h.is_control() {
+            let marker = marker?;
+            p.set_epoch(h.producer_epoch);
+            p.coordinator_epoch = marker.coordinator_epoch;
+            p.last_timestamp = p.last_timestamp.max(h.max_timestamp);
+            let first = p.txn_first_offset.take()?;
+            self.ongoing.remove(&first);
+            self.unreplicated.insert(first, h.base_offset);
+            return Some(CompletedTxn {
+                producer_id: h.producer_id,
+                first_offset: first,
+                last_offset: h.base_offset,
+                aborted: !marker.commit,
+            });
         }
+        p.set_epoch(h.producer_epoch);
         p.batches.push_back(BatchSeq {
             first_seq: h.base_sequence,
             last_seq: add_seq(h.base_sequence, h.last_offset_delta),
-            base_offset,
-            last_offset: base_offset + h.last_offset_delta as i64,
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
         });
         while p.batches.len() > BATCHES_REMEMBERED {
             p.batches.pop_front();
         }
+        p.last_timestamp = p.last_timestamp.max(h.max_timestamp);
+        if h.is_transactional() && p.txn_first_offset.is_none() {
+            p.txn_first_offset = Some(h.base_offset);
+            self.ongoing.insert(h.base_offset, h.producer_id);
+        }
+        None
+    }
+
+    /// Kafka's `lastStableOffset(completedTxn)`, for the aborted-transaction index: the first
+    /// offset of the transactions still open, or the offset after the marker.
+    pub fn stable_offset_after(&self, completed: &CompletedTxn) -> i64 {
+        self.ongoing
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(completed.last_offset + 1)
+    }
+
+    /// The last stable offset under high watermark `hw`.
+    pub fn last_stable_offset(&self, hw: i64) -> i64 {
+        let open = self.ongoing.keys().next().copied().unwrap_or(i64::MAX);
+        let unreplicated = self
+            .unreplicated
+            .iter()
+            .filter(|(_, marker)| **marker >= hw)
+            .map(|(first, _)| *first)
+            .next()
+            .unwrap_or(i64::MAX);
+        hw.min(open).min(unreplicated)
+    }
+
+    /// Forgets completed transactions whose markers the high watermark passed.
+    pub fn high_watermark_moved(&mut self, hw: i64) {
+        if !self.unreplicated.is_empty() {
+            self.unreplicated.retain(|_, marker| *marker >= hw);
+        }
+    }
+
+    /// Kafka's producer expiration: a producer with no transaction open whose last timestamp
+    /// is `expiration_ms` or more before `now_ms` is forgotten. Returns how many went.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, p| {
+            p.txn_first_offset.is_some() || now_ms.saturating_sub(p.last_timestamp) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
+    /// The log start moved to `start`: producers whose batches all lie below it and that have
+    /// no transaction open are forgotten (Kafka's `onLogStartOffsetIncremented`).
+    pub fn log_start_moved(&mut self, start: i64) {
+        self.producers.retain(|_, p| {
+            p.txn_first_offset.is_some() || p.batches.back().is_some_and(|b| b.last_offset >= start)
+        });
+    }
+
+    fn evict_idle(&mut self) {
+        let keep = PRODUCERS_MAX * 9 / 10;
+        let mut idle: Vec<(i64, i64)> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.txn_first_offset.is_none())
+            .map(|(id, p)| (p.last_timestamp, *id))
+            .collect();
+        idle.sort_unstable();
+        let excess = self.producers.len().saturating_sub(keep);
+        for (_, id) in idle.into_iter().take(excess) {
+            self.producers.remove(&id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// The producers as a snapshot file keeps them, by producer id.
+    pub fn snapshot_entries(&self) -> Vec<SnapshotEntry> {
+        let mut out: Vec<SnapshotEntry> = self
+            .producers
+            .iter()
+            .map(|(id, p)| {
+                let last = p.batches.back();
+                SnapshotEntry {
+                    producer_id: *id,
+                    epoch: p.epoch,
+                    last_sequence: last.map_or(-1, |b| b.last_seq),
+                    last_offset: last.map_or(-1, |b| b.last_offset),
+                    offset_delta: last.map_or(0, |b| (b.last_offset - b.base_offset) as i32),
+                    timestamp: p.last_timestamp,
+                    coordinator_epoch: p.coordinator_epoch,
+                    txn_first_offset: p.txn_first_offset.unwrap_or(-1),
+                }
+            })
+            .collect();
+        out.sort_unstable_by_key(|e| e.producer_id);
+        out
+    }
+
+    /// The state a snapshot holds (one batch per producer).
+    pub fn from_snapshot(entries: &[SnapshotEntry]) -> Self {
+        let mut state = Self::default();
+        for e in entries {
+            let mut p = Producer {
+                epoch: e.epoch,
+                last_timestamp: e.timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                ..Producer::default()
+            };
+            if e.last_offset >= 0 {
+                p.batches.push_back(BatchSeq {
+                    first_seq: add_seq(e.last_sequence, -e.offset_delta),
+                    last_seq: e.last_sequence,
+                    base_offset: e.last_offset - e.offset_delta as i64,
+                    last_offset: e.last_offset,
+                });
+            }
+            if e.txn_first_offset >= 0 {
+                p.txn_first_offset = Some(e.txn_first_offset);
+                state.ongoing.insert(e.txn_first_offset, e.producer_id);
+            }
+            state.producers.insert(e.producer_id, p);
+        }
+        state
+    }
+
+    /// Every producer, for DescribeProducers.
+    pub fn views(&self) -> Vec<ProducerView> {
+        let mut out: Vec<ProducerView> = self
+            .producers
+            .iter()
+            .map(|(id, p)| ProducerView {
+                producer_id: *id,
+                epoch: p.epoch,
+                last_sequence: p.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: p.last_timestamp,
+                coordinator_epoch: p.coordinator_epoch,
+                txn_start_offset: p.txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        out.sort_unstable_by_key(|v| v.producer_id);
+        out
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::tests::make_batch;
-
-    fn header(pid: i64, epoch: i16, seq: i32, count: i32) -> BatchHeader {
-        let mut h = BatchHeader::parse(&make_batch(0, count, 1)).unwrap();
-        h.producer_id = pid;
-        h.producer_epoch = epoch;
-        h.base_sequence = seq;
-        h
-    }
-
-    #[test]
-    fn sequences_are_checked_as_kafka_does() {
-        let mut s = PartitionProducers::default();
-        let first = header(7, 0, 0, 3);
-        assert_eq!(s.check(&first), Check::Append);
-        s.appended(&first, 100);
-        let table = [
-            ("next in sequence", header(7, 0, 3, 2), Check::Append),
-            (
-                "retry of the first",
-                header(7, 0, 0, 3),
-                Check::Duplicate {
-                    base_offset: 100,
-                    last_offset: 102,
-                },
-            ),
-            (
-                "gap",
-                header(7, 0, 5, 1),
-                Check::Reject(ResponseError::OutOfOrderSequenceNumber),
-            ),
-            (
-                "older epoch",
-                header(7, -1, 3, 1),
-                Check::Reject(ResponseError::InvalidProducerEpoch),
-            ),
-            ("new epoch from zero", header(7, 1, 0, 1), Check::Append),
-            (
-                "new epoch not from zero",
-                header(7, 1, 4, 1),
-                Check::Reject(ResponseError::OutOfOrderSequenceNumber),
-            ),
-            ("unknown producer", header(8, 0, 42, 1), Check::Append),
-            ("not idempotent", header(-1, -1, -1, 1), Check::Append),
-        ];
-        for (name, h, want) in table {
-            assert_eq!(s.check(&h), want, "{name}");
-        }
-    }
-
-    #[test]
-    fn only_the_last_five_batches_are_remembered() {
-        let mut s = PartitionProducers::default();
-        for i in 0..7 {
-            let h = header(1, 0, i, 1);
-            assert_eq!(s.check(&h), Check::Append, "batch {i}");
-            s.appended(&h, i as i64 * 10);
-        }
-        assert!(matches!(
-            s.check(&header(1, 0, 6, 1)),
-            Check::Duplicate {
-                base_offset: 60,
-                ..
-            }
-        ));
-        assert!(matches!(
-            s.check(&header(1, 0, 2, 1)),
-            Check::Duplicate { .. }
-        ));
-        assert_eq!(
-            s.check(&header(1, 0, 1, 1)),
-            Check::Reject(ResponseError::OutOfOrderSequenceNumber)
-        );
-    }
-
-    #[test]
-    fn sequences_wrap_at_the_maximum() {
-        let mut s = PartitionProducers::default();
-        let h = header(3, 0, i32::MAX - 1, 2);
-        s.appended(&h, 0);
-        assert_eq!(s.check(&header(3, 0, 0, 1)), Check::Append);
-        assert_eq!(add_seq(i32::MAX, 1), 0);
-    }
-
-    #[test]
-    fn transactional_batches_are_refused() {
-        let s = PartitionProducers::default();
-        let mut h = header(3, 0, 0, 1);
-        h.attributes |= 0x10;
-        assert_eq!(s.check(&h), Check::Reject(ResponseError::InvalidTxnState));
-    }
-
-    #[test]
-    fn rebuilt_from_the_log_a_retry_is_recognised() {
-        let mut a = header(7, 0, 0, 2);
-        a.base_offset = 10;
-        let mut b = header(7, 0, 2, 3);
-        b.base_offset = 12;
-        let state = PartitionProducers::rebuilt(&[a, b]);
-        assert_eq!(
-            state.check(&b),
-            Check::Duplicate {
-                base_offset: 12,
-                last_offset: 14
-            }
-        );
-        assert_eq!(state.check(&header(7, 0, 5, 1)), Check::Append);
-        assert_eq!(
-            state.check(&header(7, 0, 9, 1)),
-            Check::Reject(ResponseError::OutOfOrderSequenceNumber)
-        );
-    }
-
-    #[test]
-    fn a_truncated_batch_is_forgotten_and_written_again() {
-        let mut state = PartitionProducers::default();
-        state.appended(&header(7, 0, 0, 2), 10);
-        let cut = header(7, 0, 2, 3);
-        state.appended(&cut, 12);
-        state.appended(&header(8, 0, 0, 1), 15);
-        state.truncate(12);
-        // The retry of the cut batch follows the last kept one: appended anew.
-        assert_eq!(state.check(&cut), Check::Append);
-        // Producer 8 had nothing below the cut: unknown again.
-        assert_eq!(state.check(&header(8, 0, 4, 1)), Check::Append);
-    }
-}
+#[path = "producer_state_tests.rs"]
+mod tests;

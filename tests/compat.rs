@@ -37,6 +37,7 @@ const FLOWS: &[&str] = &[
     "group",
     "admin_groups",
     "idempotent",
+    "transactions",
 ];
 
 /// One flow's outcome as a driver reported it.

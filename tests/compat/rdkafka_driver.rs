@@ -10,8 +10,10 @@ use rdkafka::admin::{
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::common::Broker;
@@ -78,7 +80,7 @@ pub fn run(broker: &Broker) -> Vec<Row> {
         ("group", Box::new(group)),
         ("admin_groups", Box::new(admin_groups)),
         ("idempotent", Box::new(idempotent)),
-        ("unsupported:transactions", Box::new(transactions)),
+        ("transactions", Box::new(transactions)),
         ("unsupported:alter_configs", Box::new(alter_configs)),
         ("unsupported:delete_records", Box::new(delete_records)),
     ];
@@ -452,6 +454,228 @@ fn idempotent(b: &Broker) -> FlowResult {
     check_keyed(&sent, &read_all(b, &topic, sent.len())?)
 }
 
+/// The offset committed for a group inside the last transaction (TxnOffsetCommit).
+const TXN_GROUP_OFFSET: i64 = 10;
+
+/// The three transactions of the flow: committed, aborted, committed.
+fn txn_batches() -> [Vec<(String, String)>; 3] {
+    let batch = |tag: &str, n: usize| -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| (format!("k{i}"), format!("{tag}-{i}")))
+            .collect()
+    };
+    [
+        batch("commit1", 10),
+        batch("abort", 10),
+        batch("commit2", 5),
+    ]
+}
+
+/// Sends `records` to partition 0 and waits until the producer's queue is empty.
+fn send_flushed(p: &BaseProducer, topic: &str, records: &[(String, String)]) -> Result<(), String> {
+    for (k, v) in records {
+        let mut rec = BaseRecord::to(topic)
+            .key(k.as_str())
+            .payload(v.as_str())
+            .partition(0);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    p.poll(Duration::from_millis(10));
+                    rec = back;
+                }
+                Err((e, _)) => return Err(format!("send: {e}")),
+            }
+        }
+    }
+    p.flush(Duration::from_secs(15))
+        .map_err(|e| format!("flush: {e}"))
+}
+
+/// (offset, value) of partition 0 read from the beginning with `isolation`, until partition
+/// EOF (the last stable offset under read_committed) after at least `want` records, or 15 s.
+fn read_txn(
+    b: &Broker,
+    topic: &str,
+    isolation: &str,
+    want: usize,
+) -> Result<Vec<(i64, String)>, String> {
+    let c: BaseConsumer = base(b)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(|e| e.to_string())?;
+    c.assign(&tpl).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut eof = false;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(eof && out.len() >= want) && Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let v = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+                out.push((m.offset(), v));
+                eof = false;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => eof = true,
+            Some(Err(e)) => return Err(format!("{isolation} consumer: {e}")),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// None when `got` holds exactly `want` in order at increasing offsets.
+fn txn_problem(what: &str, got: &[(i64, String)], want: &[&str]) -> Option<String> {
+    let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
+    if values != want {
+        let at = values
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(values.len().min(want.len()));
+        let shown: Vec<String> = got
+            .iter()
+            .skip(at)
+            .take(3)
+            .map(|(o, v)| format!("{o}:{v}"))
+            .collect();
+        let wanted: Vec<&str> = want.iter().skip(at).take(3).copied().collect();
+        return Some(format!(
+            "{what} read {} records, expected {}; first difference at record {at}: got {shown:?}, expected {wanted:?}",
+            values.len(),
+            want.len()
+        ));
+    }
+    if got.windows(2).any(|w| w[1].0 <= w[0].0) {
+        let offsets: Vec<i64> = got.iter().map(|(o, _)| *o).collect();
+        return Some(format!(
+            "{what} read the expected values at offsets {offsets:?}, which do not increase"
+        ));
+    }
+    None
+}
+
+/// "0-9,22-26" for offsets 0..=9 and 22..=26.
+fn offset_runs(got: &[(i64, String)]) -> String {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for (o, _) in got {
+        match runs.last_mut() {
+            Some(last) if *o == last.1 + 1 => last.1 = *o,
+            _ => runs.push((*o, *o)),
+        }
+    }
+    runs.iter()
+        .map(|(a, b)| {
+            if a == b {
+                format!("{a}")
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn transactions(b: &Broker) -> FlowResult {
+    let topic = unique("txn");
+    let group = unique("txn-group");
+    create_topic(b, &topic, 1)?;
+    let [first, aborted, last] = txn_batches();
+    let timeout = Duration::from_secs(15);
+    let p: BaseProducer = base(b)
+        .set("transactional.id", unique("txn-id"))
+        .set("transaction.timeout.ms", "30000")
+        .create()
+        .map_err(|e| e.to_string())?;
+    p.init_transactions(timeout)
+        .map_err(|e| format!("init_transactions: {e}"))?;
+
+    p.begin_transaction()
+        .map_err(|e| format!("transaction 1: begin_transaction: {e}"))?;
+    send_flushed(&p, &topic, &first).map_err(|e| format!("transaction 1: {e}"))?;
+    p.commit_transaction(timeout)
+        .map_err(|e| format!("transaction 1: commit_transaction: {e}"))?;
+
+    p.begin_transaction()
+        .map_err(|e| format!("transaction 2: begin_transaction: {e}"))?;
+    // Flushed: the records are in the log when the transaction is aborted.
+    send_flushed(&p, &topic, &aborted).map_err(|e| format!("transaction 2: {e}"))?;
+    p.abort_transaction(timeout)
+        .map_err(|e| format!("transaction 2: abort_transaction: {e}"))?;
+
+    p.begin_transaction()
+        .map_err(|e| format!("transaction 3: begin_transaction: {e}"))?;
+    send_flushed(&p, &topic, &last).map_err(|e| format!("transaction 3: {e}"))?;
+    let member: BaseConsumer = base(b)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let cgm = member
+        .group_metadata()
+        .ok_or("no group metadata from a consumer with a group.id")?;
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&topic, 0, Offset::Offset(TXN_GROUP_OFFSET))
+        .map_err(|e| e.to_string())?;
+    p.send_offsets_to_transaction(&offsets, &cgm, timeout)
+        .map_err(|e| format!("transaction 3: send_offsets_to_transaction for {group}: {e}"))?;
+    p.commit_transaction(timeout)
+        .map_err(|e| format!("transaction 3: commit_transaction: {e}"))?;
+
+    let value = |(_, v): &(String, String)| v.clone();
+    let want_committed: Vec<String> = first.iter().chain(&last).map(value).collect();
+    let want_all: Vec<String> = first
+        .iter()
+        .chain(&aborted)
+        .chain(&last)
+        .map(value)
+        .collect();
+    let want_committed: Vec<&str> = want_committed.iter().map(String::as_str).collect();
+    let want_all: Vec<&str> = want_all.iter().map(String::as_str).collect();
+    let committed = read_txn(b, &topic, "read_committed", want_committed.len())?;
+    if let Some(problem) = txn_problem("read_committed consumer", &committed, &want_committed) {
+        return Err(problem);
+    }
+    let uncommitted = read_txn(b, &topic, "read_uncommitted", want_all.len())?;
+    if let Some(problem) = txn_problem("read_uncommitted consumer", &uncommitted, &want_all) {
+        return Err(problem);
+    }
+
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&topic, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = member
+            .committed_offsets(tpl.clone(), Duration::from_secs(5))
+            .map_err(|e| format!("committed_offsets for {group}: {e}"))?;
+        let offset = got.find_partition(&topic, 0).map(|e| e.offset());
+        if offset == Some(Offset::Offset(TXN_GROUP_OFFSET)) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "committed_offsets for {group} gives {offset:?}, expected offset {TXN_GROUP_OFFSET}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok((
+        "pass",
+        format!(
+            "read_committed read offsets {}, read_uncommitted {}; group offset {TXN_GROUP_OFFSET} read back",
+            offset_runs(&committed),
+            offset_runs(&uncommitted)
+        ),
+    ))
+}
+
 /// An unserved call must fail fast with an error, never hang.
 fn expect_error<T: std::fmt::Debug>(
     api: &str,
@@ -465,19 +689,6 @@ fn expect_error<T: std::fmt::Debug>(
         }
         Err(e) => Err(format!("{api} took {:?} to fail: {e}", started.elapsed())),
     }
-}
-
-fn transactions(b: &Broker) -> FlowResult {
-    let started = Instant::now();
-    let p: Result<BaseProducer, String> = base(b)
-        .set("transactional.id", unique("txn"))
-        .create()
-        .map_err(|e| e.to_string());
-    let r = p.and_then(|p| {
-        p.init_transactions(Duration::from_secs(30))
-            .map_err(|e| e.to_string())
-    });
-    expect_error("transactions (issue 10)", started, r)
 }
 
 fn alter_configs(b: &Broker) -> FlowResult {

@@ -45,7 +45,7 @@ FLOWS = [
     "group",
     "admin_groups",
     "idempotent",
-    "unsupported:transactions",
+    "transactions",
 ]
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -714,33 +714,116 @@ def flow_idempotent(t):
         raise Fail(problem)
 
 
+# kcat 1.7.1 reads its input in blocking chunks of 1024 bytes: a line is produced only once the
+# chunk that holds it is full, or at the end of the input.
+KCAT_INPUT_CHUNK = 1024
+
+
+def txn_lines():
+    """'key:value' lines of the three transactions: committed, aborted, committed. The aborted
+    transaction's input stays open until kcat is signalled, so its lines are padded to exactly one
+    input chunk: all 10 are produced before the signal."""
+    first = [f"k{i}:commit1-{i}" for i in range(10)]
+    aborted = [f"k{i}:abort-{i}-" for i in range(10)]
+    pad = KCAT_INPUT_CHUNK - sum(len(x) + 1 for x in aborted)
+    aborted = [x + "." * (pad // 10 + (pad % 10 if i == 9 else 0)) for i, x in enumerate(aborted)]
+    last = [f"k{i}:commit2-{i}" for i in range(5)]
+    return first, aborted, last
+
+
+def read_txn(t, topic, isolation, want):
+    """kcat -C -e with isolation.level `isolation` from the beginning; reads again (for up to
+    10 s) while what it read is a strict prefix of `want` (the last stable offset moves once the
+    coordinator has written the markers). Returns the envelopes."""
+    end = time.monotonic() + t.left(10)
+    while True:
+        msgs = consume(t, topic, "-X", f"isolation.level={isolation}", cap=10)
+        got = [f"{m.get('key')}:{m.get('payload')}" for m in msgs]
+        if len(got) >= len(want) or got != want[:len(got)] or time.monotonic() >= end:
+            return msgs
+        time.sleep(0.3)
+
+
+def check_txn(what, msgs, want):
+    got = [f"{m.get('key')}:{m.get('payload')}" for m in msgs]
+    offsets = [m.get("offset") for m in msgs]
+    if got != want:
+        wrong = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+        shown = [f"{o}:{g}" for o, g in zip(offsets[wrong:wrong + 3], got[wrong:wrong + 3])]
+        raise Fail(f"{what} read {len(got)} records, expected {len(want)}; first difference at record {wrong}: "
+                   f"got {shown or 'nothing'}, expected {want[wrong:wrong + 3] or 'nothing'}")
+    if offsets != sorted(set(offsets)) or any(m.get("partition") != 0 for m in msgs):
+        raise Fail(f"{what} read the expected records at offsets {offsets}, which do not increase")
+
+
+def offset_runs(msgs):
+    runs = []
+    for m in msgs:
+        o = m.get("offset")
+        if runs and o == runs[-1][1] + 1:
+            runs[-1][1] = o
+        else:
+            runs.append([o, o])
+    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
+
+
 def flow_transactions(t):
-    """kcat -P -X transactional.id=..: InitProducerId with a transactional id, AddPartitionsToTxn,
-    EndTxn. Gregor does not serve transactions yet (issue 10): xfail on a fast, clear error."""
+    """kcat -P -X transactional.id=..: each kcat run is one transaction (InitProducerId with the
+    transactional id, AddPartitionsToTxn, EndTxn), committed when stdin closes and aborted when
+    kcat gets a termination signal. Three runs with one transactional id: commit 10 records,
+    abort 10 (once they are in the log), commit 5. kcat offers no send_offsets_to_transaction."""
     topic = t.name()
     create_topic(t, topic, 1)
-    api = "transactions (issue 10)"
-    t.stage = "kcat -P -X transactional.id=.. (InitProducerId, AddPartitionsToTxn, EndTxn)"
-    t.in_call = True
-    began = time.monotonic()
-    p = t.spawn(kcat("-P", "-t", topic, "-X", f"transactional.id={t.name('txn')}", "-m", "10"),
-                stdin=subprocess.PIPE)
+    first, aborted, last = txn_lines()
+    txn = ["-K:", "-p", "0", "-X", f"transactional.id={t.name('txn')}"]
+
+    produce(t, topic, first, *txn[1:], cap=20)
+
+    # kcat -Q asks with a producer handle, which ignores isolation.level (ListOffsets gives the
+    # last stable offset): count what a read_uncommitted consumer reads instead.
+    read_uncommitted = ["-X", "isolation.level=read_uncommitted"]
+    before = len(consume(t, topic, *read_uncommitted, cap=10))
+    t.stage = f"transaction 2: kcat -P with 10 records ({KCAT_INPUT_CHUNK} bytes) on stdin, left open"
+    data = ("\n".join(aborted) + "\n").encode()
+    assert len(data) == KCAT_INPUT_CHUNK, len(data)
+    p = t.spawn(kcat("-P", "-t", topic, *txn), stdin=subprocess.PIPE)
     try:
-        _, err = p.communicate(b"t0\nt1\nt2\n", timeout=t.left())
+        p.stdin.write(data)
+        p.stdin.flush()
+    except OSError as e:
+        kill(p)
+        raise Fail(f"kcat -P (transaction 2) stopped reading its input: {e}; stderr: {complaints(p.stderr.read())}") from None
+    t.stage = f"transaction 2: wait for the 10 records in the log ({before} + 10 read by a read_uncommitted consumer)"
+
+    def written():
+        if p.poll() is not None:
+            raise Fail(f"kcat -P (transaction 2) exited {p.returncode} before its records were written: "
+                       f"{complaints(p.stderr.read())}")
+        return len(consume(t, topic, *read_uncommitted, cap=10)) >= before + 10
+
+    wait_until(t, written, "the records of transaction 2 in the log", 15)
+    t.stage = "transaction 2: SIGINT, end of input (kcat aborts: EndTxn abort)"
+    p.send_signal(signal.SIGINT)
+    try:
+        _, err = p.communicate(b"", timeout=t.left(15))
     except subprocess.TimeoutExpired:
         kill(p)
         _, err = p.communicate()
-        raise Fail(f"{api}: kcat got no answer within {t.deadline_s} s (hangs); stderr: {complaints(err)}") from None
-    secs = time.monotonic() - began
-    if p.returncode != 0:
-        errs = [ln for ln in err.decode(errors="replace").splitlines() if ln.startswith("% ERROR")]
-        why = errs[-1] if errs else complaints(err)
-        raise Result("xfail", f"{api} not served by gregor yet; kcat exited {p.returncode} after {secs:.1f} s: {why}")
-    msgs = consume(t, topic, "-X", "isolation.level=read_committed", cap=10)
-    got = [m.get("payload") for m in msgs]
-    if got != ["t0", "t1", "t2"]:
-        raise Fail(f"transaction committed but read_committed consumer read {got}, expected ['t0', 't1', 't2']")
-    t.note("transactions worked")
+        raise Fail(f"kcat did not exit within 15 s of SIGINT (abort hangs); stderr: {complaints(err) or '(empty)'}") from None
+    text = err.decode(errors="replace")
+    errors = [ln for ln in text.splitlines() if ln.startswith("% ERROR")]
+    if "Aborting transaction" not in text or errors:
+        raise Fail(f"kcat exited {p.returncode} on SIGINT without a clean abort: {one_line(' | '.join(errors) or text, 400)}")
+
+    produce(t, topic, last, *txn[1:], cap=20)
+
+    committed = read_txn(t, topic, "read_committed", first + last)
+    check_txn("read_committed consumer (kcat -C -X isolation.level=read_committed)", committed, first + last)
+    uncommitted = read_txn(t, topic, "read_uncommitted", first + aborted + last)
+    check_txn("read_uncommitted consumer (kcat -C -X isolation.level=read_uncommitted)", uncommitted,
+              first + aborted + last)
+    t.note(f"read_committed read offsets {offset_runs(committed)}, read_uncommitted {offset_runs(uncommitted)}; "
+           "kcat offers no send_offsets_to_transaction")
 
 
 def main():
@@ -768,7 +851,7 @@ def main():
     d.flow("group", flow_group, 60)
     d.emit("admin_groups", "skip", "kcat has no admin API for groups (no ListGroups/DescribeGroups/OffsetDelete/DeleteGroups)")
     d.flow("idempotent", flow_idempotent, 45)
-    d.flow("unsupported:transactions", flow_transactions, 15)
+    d.flow("transactions", flow_transactions, 60)
     d.finish()
     return 0
 

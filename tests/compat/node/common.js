@@ -48,6 +48,7 @@ const FLOWS = [
   'group',
   'admin_groups',
   'idempotent',
+  'transactions',
 ];
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -317,6 +318,51 @@ function checkRecords(n, keys, partitions, consumed) {
   return problems.length ? problems.slice(0, 5).join('; ') : null;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The transactions flow: three transactions on a 1-partition topic (commit, abort, commit).
+
+/** The offset committed for a group inside the last transaction (TxnOffsetCommit). */
+const TXN_GROUP_OFFSET = 10;
+
+/** The messages of the three transactions: committed, aborted, committed. */
+function txnBatches() {
+  const batch = (tag, n) => [...Array(n).keys()].map((i) => ({ key: `k${i}`, value: `${tag}-${i}`, partition: 0 }));
+  return { first: batch('commit1', 10), aborted: batch('abort', 10), last: batch('commit2', 5) };
+}
+
+function txnExpected(readCommitted) {
+  const { first, aborted, last } = txnBatches();
+  return [...first, ...(readCommitted ? [] : aborted), ...last].map((m) => m.value);
+}
+
+/**
+ * got: [{offset, value}] as a consumer delivered them. Returns null when the values are exactly
+ * the expected ones in order at increasing offsets; else what went wrong.
+ */
+function checkTxnRead(what, got, readCommitted) {
+  const want = txnExpected(readCommitted);
+  const values = got.map((m) => m.value);
+  let wrong = values.findIndex((v, i) => v !== want[i]);
+  if (wrong < 0 && values.length !== want.length) wrong = Math.min(values.length, want.length);
+  if (wrong >= 0) {
+    const shown = got.slice(wrong, wrong + 3).map((m) => `${m.offset}:${m.value}`);
+    return `${what} read ${values.length} records, expected ${want.length}; first difference at record ${wrong}: got ${JSON.stringify(shown)}, expected ${JSON.stringify(want.slice(wrong, wrong + 3))}`;
+  }
+  const offsets = got.map((m) => m.offset);
+  if (offsets.some((o, i) => i > 0 && o <= offsets[i - 1])) return `${what} read the expected values at offsets ${offsets.join(',')}, which do not increase`;
+  return null;
+}
+
+/** '0-9,22-26' for offsets 0..9 and 22..26. */
+function offsetRuns(got) {
+  const runs = [];
+  for (const { offset } of got) {
+    if (runs.length && offset === runs[runs.length - 1][1] + 1) runs[runs.length - 1][1] = offset;
+    else runs.push([offset, offset]);
+  }
+  return runs.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',');
+}
+
 /** A promise that resolves when predicate() becomes true (polled), or rejects at the deadline. */
 async function waitFor(predicate, { timeoutMs = 20000, intervalMs = 50, what = 'condition' } = {}) {
   const end = Date.now() + timeoutMs;
@@ -340,14 +386,19 @@ function stderrLog(prefix, { level, label, namespace, log }) {
 module.exports = {
   FLOWS,
   Driver,
+  TXN_GROUP_OFFSET,
   Timeout,
   checkRecords,
+  checkTxnRead,
   errText,
   makeRecords,
+  offsetRuns,
   parseArgs,
   safeJson,
   sleep,
   stderrLog,
+  txnBatches,
+  txnExpected,
   uniqueName,
   waitFor,
   withTimeout,

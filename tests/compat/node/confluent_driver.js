@@ -6,11 +6,16 @@
 
 const {
   Driver,
+  TXN_GROUP_OFFSET,
   checkRecords,
+  checkTxnRead,
   errText,
   makeRecords,
+  offsetRuns,
   parseArgs,
   sleep,
+  txnBatches,
+  txnExpected,
   waitFor,
   withTimeout,
 } = require('./common');
@@ -119,8 +124,8 @@ function toPlain(partition, message) {
  * Consumes `topic` in a fresh group (or `groupId`) until `expect` records arrived, then waits
  * `graceMs` for extras (duplicates) and disconnects. `seek` is queued right after run().
  */
-async function consume(t, kafka, topic, { expect, groupId, seek, graceMs = 300 }) {
-  const consumer = kafka.consumer(consumerConfig(groupId || t.name('g')));
+async function consume(t, kafka, topic, { expect, groupId, seek, graceMs = 300, readUncommitted = false }) {
+  const consumer = kafka.consumer(consumerConfig(groupId || t.name('g'), { readUncommitted }));
   t.defer(() => consumer.disconnect());
   const got = [];
   let done;
@@ -414,9 +419,73 @@ async function idempotent(t, kafka) {
   if (problem) return { result: 'fail', detail: problem };
 }
 
+async function transactions(t, kafka) {
+  const admin = await connectedAdmin(t, kafka);
+  const topic = t.name('t');
+  const groupId = t.name('txn-group');
+  await createTopic(t, admin, topic, 1);
+  const { first, aborted, last } = txnBatches();
+  // connect() runs init_transactions (FindCoordinator key_type=transaction, InitProducerId).
+  const producer = await connectedProducer(t, kafka, { transactionalId: t.name('txn'), idempotent: true, transactionTimeout: 30000 });
+
+  t.stage = 'transaction 1: transaction() (begin_transaction)';
+  const one = await producer.transaction();
+  t.stage = 'transaction 1: send 10 records (AddPartitionsToTxn, Produce)';
+  await one.send({ topic, messages: first });
+  t.stage = 'transaction 1: commit (EndTxn commit)';
+  await one.commit();
+
+  t.stage = 'transaction 2: transaction() (begin_transaction)';
+  const two = await producer.transaction();
+  t.stage = 'transaction 2: send 10 records (delivered: in the log)';
+  await two.send({ topic, messages: aborted });
+  t.stage = 'transaction 2: abort (EndTxn abort)';
+  await two.abort();
+
+  t.stage = 'transaction 3: transaction() (begin_transaction)';
+  const three = await producer.transaction();
+  t.stage = 'transaction 3: send 5 records';
+  await three.send({ topic, messages: last });
+  // This client's sendOffsets takes the group from a consumer (its group metadata), not a name.
+  t.stage = `consumer of group ${groupId} connect (for sendOffsets)`;
+  const member = kafka.consumer(consumerConfig(groupId, { autoCommit: false }));
+  t.defer(() => member.disconnect());
+  await member.connect();
+  t.stage = `transaction 3: sendOffsets (AddOffsetsToTxn, TxnOffsetCommit) for group ${groupId}`;
+  await three.sendOffsets({
+    consumer: member,
+    topics: [{ topic, partitions: [{ partition: 0, offset: String(TXN_GROUP_OFFSET) }] }],
+  });
+  t.stage = 'transaction 3: commit (EndTxn commit)';
+  await three.commit();
+
+  const [committed, uncommitted] = await Promise.all([
+    consume(t, kafka, topic, { expect: txnExpected(true).length, graceMs: 500 }),
+    consume(t, kafka, topic, { expect: txnExpected(false).length, graceMs: 500, readUncommitted: true }),
+  ]);
+  const problem = checkTxnRead('read_committed consumer', committed, true) || checkTxnRead('read_uncommitted consumer', uncommitted, false);
+  if (problem) return { result: 'fail', detail: problem };
+
+  t.stage = `read the group's offset back (consumer.committed, OffsetFetch for ${groupId})`;
+  let got;
+  await waitFor(
+    async () => {
+      got = await member.committed([{ topic, partition: 0 }], 5000);
+      return got.length === 1 && String(got[0].offset) === String(TXN_GROUP_OFFSET);
+    },
+    { timeoutMs: 10000, intervalMs: 300, what: `offset ${TXN_GROUP_OFFSET} committed in transaction 3` },
+  ).catch((e) => {
+    throw new Error(`${e.message}; committed() for ${groupId} gives ${JSON.stringify(got)}`);
+  });
+  return {
+    result: 'pass',
+    detail: `read_committed read offsets ${offsetRuns(committed)}, read_uncommitted ${offsetRuns(uncommitted)}; group offset ${TXN_GROUP_OFFSET} read back`,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Calls gregor does not serve yet. This client's admin offers no ACL or config calls, so
-// only transactions and DeleteRecords are tried.
+// only DeleteRecords is tried.
 
 async function unsupportedCalls(driver, kafka) {
   let admin;
@@ -449,22 +518,6 @@ async function unsupportedCalls(driver, kafka) {
       throw e;
     }
   };
-
-  await driver.unsupported('transactions', 'transactions (issue 10: FindCoordinator for a transactional id, InitProducerId with transactional.id, AddPartitionsToTxn, EndTxn)', async (t) => {
-    await ensureAdmin(t);
-    const producer = kafka.producer({
-      kafkaJS: { transactionalId: t.name('txn'), idempotent: true, transactionTimeout: 10000, allowAutoTopicCreation: false },
-    });
-    t.defer(() => producer.disconnect());
-    t.calling('producer connect (init_transactions: FindCoordinator key_type=transaction, InitProducerId)');
-    await producer.connect();
-    t.stage = 'transaction()';
-    const txn = await producer.transaction();
-    t.stage = 'send in transaction (AddPartitionsToTxn)';
-    await txn.send({ topic, messages: [{ value: 'txn' }] });
-    t.stage = 'commit (EndTxn)';
-    await txn.commit();
-  });
 
   await driver.unsupported('delete_records', 'DeleteRecords (issue 9)', async (t) => {
     const a = await ensureAdmin(t);
@@ -502,6 +555,7 @@ async function main() {
     spec('group', group, 60000),
     spec('admin_groups', adminGroups, 45000),
     spec('idempotent', idempotent, 30000),
+    spec('transactions', transactions, 60000),
   ]);
   await unsupportedCalls(driver, kafka);
   driver.finish();

@@ -7,12 +7,17 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 
 const {
   Driver,
+  TXN_GROUP_OFFSET,
   checkRecords,
+  checkTxnRead,
   errText,
   makeRecords,
+  offsetRuns,
   parseArgs,
   sleep,
   stderrLog,
+  txnBatches,
+  txnExpected,
   waitFor,
   withTimeout,
 } = require('./common');
@@ -124,13 +129,14 @@ function toPlain(partition, message) {
  * Consumes `topic` in a fresh group (or `groupId`) until `expect` records arrived, then waits
  * `graceMs` for extras (duplicates) and disconnects. `seek` is applied right after run().
  */
-async function consume(t, kafka, topic, { expect, groupId, fromBeginning = true, seek, graceMs = 300 }) {
+async function consume(t, kafka, topic, { expect, groupId, fromBeginning = true, seek, graceMs = 300, readUncommitted = false }) {
   const consumer = kafka.consumer({
     groupId: groupId || t.name('g'),
     heartbeatInterval: 500,
     sessionTimeout: 10000,
     rebalanceTimeout: 10000,
     maxWaitTimeInMs: 200,
+    readUncommitted,
     retry: RETRY,
   });
   t.defer(() => consumer.disconnect());
@@ -443,6 +449,71 @@ async function idempotent(t, kafka) {
   if (problem) return { result: 'fail', detail: problem };
 }
 
+async function transactions(t, kafka) {
+  const admin = await connectedAdmin(t, kafka);
+  const topic = t.name('t');
+  const groupId = t.name('txn-group');
+  await createTopic(t, admin, topic, 1);
+  const { first, aborted, last } = txnBatches();
+  t.stage = 'transactional producer connect';
+  const producer = await connectedProducer(t, kafka, {
+    transactionalId: t.name('txn'),
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: 30000,
+  });
+
+  t.stage = 'transaction 1: transaction() (FindCoordinator key_type=transaction, InitProducerId)';
+  const one = await producer.transaction();
+  t.stage = 'transaction 1: send 10 records (AddPartitionsToTxn, Produce)';
+  await one.send({ topic, acks: -1, messages: first });
+  t.stage = 'transaction 1: commit (EndTxn commit)';
+  await one.commit();
+
+  t.stage = 'transaction 2: transaction()';
+  const two = await producer.transaction();
+  t.stage = 'transaction 2: send 10 records (acknowledged: in the log)';
+  await two.send({ topic, acks: -1, messages: aborted });
+  t.stage = 'transaction 2: abort (EndTxn abort)';
+  await two.abort();
+
+  t.stage = 'transaction 3: transaction()';
+  const three = await producer.transaction();
+  t.stage = 'transaction 3: send 5 records';
+  await three.send({ topic, acks: -1, messages: last });
+  t.stage = `transaction 3: sendOffsets (AddOffsetsToTxn, TxnOffsetCommit) for group ${groupId}`;
+  await three.sendOffsets({
+    consumerGroupId: groupId,
+    topics: [{ topic, partitions: [{ partition: 0, offset: String(TXN_GROUP_OFFSET) }] }],
+  });
+  t.stage = 'transaction 3: commit (EndTxn commit)';
+  await three.commit();
+
+  const [committed, uncommitted] = await Promise.all([
+    consume(t, kafka, topic, { expect: txnExpected(true).length, graceMs: 500 }),
+    consume(t, kafka, topic, { expect: txnExpected(false).length, graceMs: 500, readUncommitted: true }),
+  ]);
+  const problem = checkTxnRead('read_committed consumer', committed, true) || checkTxnRead('read_uncommitted consumer', uncommitted, false);
+  if (problem) return { result: 'fail', detail: problem };
+
+  t.stage = `read the group's offset back (admin.fetchOffsets, OffsetFetch for ${groupId})`;
+  let last0;
+  await waitFor(
+    async () => {
+      const r = await admin.fetchOffsets({ groupId, topics: [topic] });
+      last0 = r[0] && r[0].partitions.find((p) => p.partition === 0);
+      return last0 && last0.offset === String(TXN_GROUP_OFFSET);
+    },
+    { timeoutMs: 10000, intervalMs: 300, what: `offset ${TXN_GROUP_OFFSET} committed in transaction 3` },
+  ).catch((e) => {
+    throw new Error(`${e.message}; fetchOffsets for ${groupId} gives ${JSON.stringify(last0)}`);
+  });
+  return {
+    result: 'pass',
+    detail: `read_committed read offsets ${offsetRuns(committed)}, read_uncommitted ${offsetRuns(uncommitted)}; group offset ${TXN_GROUP_OFFSET} read back`,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Admin calls and features gregor does not serve yet.
 
@@ -488,28 +559,6 @@ async function unsupportedCalls(driver, bootstrap) {
     host: '*',
     operation: AclOperationTypes.READ,
     permissionType: AclPermissionTypes.ALLOW,
-  });
-
-  await driver.unsupported('transactions', 'transactions (issue 10: FindCoordinator for a transactional id, InitProducerId with transactional.id, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn)', async (t) => {
-    await ensureAdmin(t);
-    const producer = kafka.producer({
-      transactionalId: t.name('txn'),
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: 10000,
-      retry: fast,
-    });
-    t.defer(() => producer.disconnect());
-    t.stage = 'producer connect';
-    await producer.connect();
-    t.calling('transaction() (FindCoordinator key_type=transaction, InitProducerId)');
-    const txn = await producer.transaction();
-    t.stage = 'send in transaction (AddPartitionsToTxn)';
-    await txn.send({ topic, messages: [{ value: 'txn' }] });
-    t.stage = 'sendOffsets (AddOffsetsToTxn, TxnOffsetCommit)';
-    await txn.sendOffsets({ consumerGroupId: t.name('g'), topics: [{ topic, partitions: [{ partition: 0, offset: '1' }] }] });
-    t.stage = 'commit (EndTxn)';
-    await txn.commit();
   });
 
   await driver.unsupported('alter_configs', 'AlterConfigs (issue 9)', async (t) => {
@@ -592,6 +641,7 @@ async function main() {
     spec('group', group, 60000),
     spec('admin_groups', adminGroups, 60000),
     spec('idempotent', idempotent, 30000),
+    spec('transactions', transactions, 60000),
   ]);
   await unsupportedCalls(driver, bootstrap);
   driver.finish();

@@ -427,6 +427,84 @@ async def flow_idempotent(t):
         raise Fail(problem)
 
 
+async def _read_txn_topic(t, topic, isolation):
+    """A consumer with isolation_level `isolation` reads partition 0 from the beginning until it has
+    as many records as the flow expects (for at most 15 s), then reads 0.5 s more for any extra.
+    Returns [(offset, value)]."""
+    want = len(cc.txn_expected(isolation == "read_committed"))
+    c = await plain_consumer(t, isolation_level=isolation)
+    t.stage = f"{isolation} consumer reads {topic} from the beginning (expects {want} records)"
+    tp = TopicPartition(topic, 0)
+    c.assign([tp])
+    await c.seek_to_beginning(tp)
+    out = []
+    end = time.monotonic() + t.left(15)
+    grace_end = None
+    while time.monotonic() < (grace_end or end):
+        for msgs in (await c.getmany(timeout_ms=200)).values():
+            out.extend((m.offset, m.value) for m in msgs)
+        if grace_end is None and len(out) >= want:
+            grace_end = time.monotonic() + 0.5
+    return out
+
+
+async def flow_transactions(t):
+    a = await admin(t)
+    topic = t.name()
+    group = t.name("group")
+    await create_topic(t, a, topic, 1)
+    first, aborted, last = cc.txn_batches()
+    t.stage = "start transactional producer (FindCoordinator(txn), InitProducerId with transactional.id)"
+    p = await producer(t, transactional_id=t.name("txn"), transaction_timeout_ms=30000)
+
+    t.stage = "transaction 1: begin_transaction (waits for the producer id)"
+    await p.begin_transaction()
+    await produce_all(t, p, topic, first, partition=0)
+    t.stage = "transaction 1: commit_transaction (EndTxn commit)"
+    await p.commit_transaction()
+
+    t.stage = "transaction 2: begin_transaction"
+    await p.begin_transaction()
+    await produce_all(t, p, topic, aborted, partition=0)  # acknowledged: the records are in the log
+    t.stage = "transaction 2: abort_transaction (EndTxn abort)"
+    await p.abort_transaction()
+
+    t.stage = "transaction 3: begin_transaction"
+    await p.begin_transaction()
+    await produce_all(t, p, topic, last, partition=0)
+    t.stage = f"transaction 3: send_offsets_to_transaction (AddOffsetsToTxn, TxnOffsetCommit) for group {group}"
+    await p.send_offsets_to_transaction({TopicPartition(topic, 0): cc.TXN_GROUP_OFFSET}, group)
+    t.stage = "transaction 3: commit_transaction (EndTxn commit)"
+    await p.commit_transaction()
+
+    committed = await _read_txn_topic(t, topic, "read_committed")
+    problem = cc.check_txn_read("read_committed consumer", committed, True)
+    if problem:
+        raise Fail(problem)
+    uncommitted = await _read_txn_topic(t, topic, "read_uncommitted")
+    problem = cc.check_txn_read("read_uncommitted consumer", uncommitted, False)
+    if problem:
+        raise Fail(problem)
+
+    t.stage = f"read the group's offset back (AIOKafkaConsumer.committed, OffsetFetch for {group})"
+    g = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False, request_timeout_ms=10000)
+    t.adefer(g.stop)
+    await g.start()
+    got = None
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        got = await g.committed(TopicPartition(topic, 0))
+        if got == cc.TXN_GROUP_OFFSET:
+            break
+        await asyncio.sleep(0.3)
+    else:
+        raise Fail(f"committed() for group {group} gives {got}, expected {cc.TXN_GROUP_OFFSET}")
+    t.note(
+        f"read_committed read offsets {cc.txn_offsets_note(committed)}, read_uncommitted "
+        f"{cc.txn_offsets_note(uncommitted)}; group offset {cc.TXN_GROUP_OFFSET} read back"
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # Calls gregor does not serve yet
 
@@ -439,19 +517,6 @@ def unsupported_calls(d):
         p = await producer(t)
         await produce_all(t, p, name, [(b"k", f"v{i}".encode()) for i in range(10)], partition=0)
         return a, name
-
-    async def transactions(t):
-        _, name = await setup_topic(t)
-        p = AIOKafkaProducer(
-            bootstrap_servers=BOOTSTRAP, transactional_id=t.name("txn"), transaction_timeout_ms=10000,
-            request_timeout_ms=10000,
-        )
-        t.adefer(p.stop)
-        t.call("start transactional producer (FindCoordinator(txn), InitProducerId with transactional.id)")
-        await p.start()
-        t.stage = "begin/produce/commit"
-        async with p.transaction():
-            await p.send_and_wait(name, b"txn")
 
     async def alter_configs(t):
         a, name = await setup_topic(t)
@@ -470,8 +535,6 @@ def unsupported_calls(d):
         await a.delete_records({TopicPartition(name, 0): RecordsToDelete(before_offset=5)}, timeout_ms=10000)
 
     calls = [
-        ("transactions", "transactions (InitProducerId with transactional.id, AddPartitionsToTxn, EndTxn)",
-         transactions),
         ("alter_configs", "AlterConfigs", alter_configs),
         ("delete_records", "DeleteRecords", delete_records),
     ]
@@ -495,6 +558,7 @@ def main():
     d.flow("group", sync(flow_group), 60)
     d.flow("admin_groups", sync(flow_admin_groups), 45)
     d.flow("idempotent", sync(flow_idempotent), 40)
+    d.flow("transactions", sync(flow_transactions), 60)
     unsupported_calls(d)
     d.finish()
 

@@ -33,6 +33,7 @@ FLOWS = [
     "group",
     "admin_groups",
     "idempotent",
+    "transactions",
 ]
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -384,6 +385,54 @@ def check_records(consumed, n=N_RECORDS, keys=N_KEYS, partitions=None):
     if partitions and len(used) != partitions:
         problems.append(f"records landed on {len(used)} of {partitions} partitions ({sorted(used)})")
     return "; ".join(problems[:5]) if problems else None
+
+
+# ------------------------------------------------------------------------------------------------
+# The transactions flow: three transactions on a 1-partition topic (commit, abort, commit).
+
+TXN_GROUP_OFFSET = 10  # committed for a group inside the last transaction (TxnOffsetCommit)
+
+
+def txn_batches():
+    """[(key, value)] bytes of the three transactions: committed, aborted, committed."""
+    first = [(f"k{i}".encode(), f"commit1-{i}".encode()) for i in range(10)]
+    aborted = [(f"k{i}".encode(), f"abort-{i}".encode()) for i in range(10)]
+    last = [(f"k{i}".encode(), f"commit2-{i}".encode()) for i in range(5)]
+    return first, aborted, last
+
+
+def txn_expected(read_committed):
+    first, aborted, last = txn_batches()
+    return [v for _, v in first + ([] if read_committed else aborted) + last]
+
+
+def check_txn_read(what, got, read_committed):
+    """got: [(offset, value bytes)] as a consumer delivered them. None when the values are exactly
+    the expected ones in order at increasing offsets; else what went wrong."""
+    want = txn_expected(read_committed)
+    values = [v for _, v in got]
+    offsets = [o for o, _ in got]
+    if values != want:
+        wrong = next((i for i, (a, b) in enumerate(zip(values, want)) if a != b), min(len(values), len(want)))
+        shown = [f"{o}:{v.decode(errors='replace') if isinstance(v, bytes) else v}" for o, v in got[wrong:wrong + 3]]
+        return (
+            f"{what} read {len(values)} records, expected {len(want)}; first difference at record {wrong}: "
+            f"got {shown or 'nothing'}, expected {[w.decode() for w in want[wrong:wrong + 3]] or 'nothing'}"
+        )
+    if offsets != sorted(set(offsets)):
+        return f"{what} read the expected values at offsets {offsets}, which do not increase"
+    return None
+
+
+def txn_offsets_note(got):
+    """'0-9,22-26' for offsets [0..9, 22..26]."""
+    runs = []
+    for o, _ in got:
+        if runs and o == runs[-1][1] + 1:
+            runs[-1][1] = o
+        else:
+            runs.append([o, o])
+    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
 
 
 def spread(consumed):

@@ -486,6 +486,93 @@ def flow_idempotent(t):
         raise Fail(problem)
 
 
+def _read_txn_topic(t, topic, isolation):
+    """A consumer with isolation.level `isolation` reads partition 0 from the beginning until
+    partition EOF (the last stable offset under read_committed) after at least as many records
+    as the flow expects, or for at most 15 s. Returns [(offset, value)]."""
+    want = len(cc.txn_expected(isolation == "read_committed"))
+    c = plain_consumer(t, **{"isolation.level": isolation, "enable.partition.eof": True})
+    t.stage = f"{isolation} consumer reads {topic} from the beginning (expects {want} records)"
+    c.assign([TopicPartition(topic, 0, confluent_kafka.OFFSET_BEGINNING)])
+    out = []
+    eof = False
+    end = time.monotonic() + t.left(15)
+    while not (eof and len(out) >= want) and time.monotonic() < end:
+        for m in c.consume(100, timeout=min(0.5, t.left())):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof = True
+                    continue
+                raise Fail(f"{isolation} consumer: {m.error()}")
+            out.append((m.offset(), m.value()))
+            eof = False
+    return out
+
+
+def flow_transactions(t):
+    a = admin(t)
+    topic = t.name()
+    group = t.name("group")
+    create_topic(t, a, topic, 1)
+    first, aborted, last = cc.txn_batches()
+    p = producer(t, **{"transactional.id": t.name("txn"), "transaction.timeout.ms": 30000})
+    t.stage = "init_transactions (FindCoordinator(txn), InitProducerId with transactional.id)"
+    p.init_transactions(t.left(15))
+
+    t.stage = "transaction 1: begin_transaction"
+    p.begin_transaction()
+    produce_all(t, p, topic, first, partition=0)
+    t.stage = "transaction 1: commit_transaction (EndTxn commit)"
+    p.commit_transaction(t.left(15))
+
+    t.stage = "transaction 2: begin_transaction"
+    p.begin_transaction()
+    produce_all(t, p, topic, aborted, partition=0)  # flushed: the records are in the log
+    t.stage = "transaction 2: abort_transaction (EndTxn abort)"
+    p.abort_transaction(t.left(15))
+
+    t.stage = "transaction 3: begin_transaction"
+    p.begin_transaction()
+    produce_all(t, p, topic, last, partition=0)
+    g = Consumer(conf(**{"group.id": group, "enable.auto.commit": False}))
+    t.defer(g.close)
+    t.stage = f"transaction 3: send_offsets_to_transaction (AddOffsetsToTxn, TxnOffsetCommit) for group {group}"
+    p.send_offsets_to_transaction(
+        [TopicPartition(topic, 0, cc.TXN_GROUP_OFFSET)], g.consumer_group_metadata(), t.left(15)
+    )
+    t.stage = "transaction 3: commit_transaction (EndTxn commit)"
+    p.commit_transaction(t.left(15))
+
+    committed = _read_txn_topic(t, topic, "read_committed")
+    problem = cc.check_txn_read("read_committed consumer", committed, True)
+    if problem:
+        raise Fail(problem)
+    uncommitted = _read_txn_topic(t, topic, "read_uncommitted")
+    problem = cc.check_txn_read("read_uncommitted consumer", uncommitted, False)
+    if problem:
+        raise Fail(problem)
+
+    t.stage = f"read the group's offset back (committed(), OffsetFetch for {group})"
+    seen = {}
+
+    def group_offset():
+        seen["res"] = res = g.committed([TopicPartition(topic, 0)], timeout=t.left(5))
+        return res[0].error is None and res[0].offset == cc.TXN_GROUP_OFFSET
+
+    try:
+        cc.wait_until(t, group_offset, "the offset committed in transaction 3", timeout=10, interval=0.3)
+    except Fail:
+        got = seen.get("res")
+        raise Fail(
+            f"committed() for group {group} gives "
+            f"{[(tp.offset, str(tp.error)) for tp in got] if got else 'nothing'}, expected offset {cc.TXN_GROUP_OFFSET}"
+        ) from None
+    t.note(
+        f"read_committed read offsets {cc.txn_offsets_note(committed)}, read_uncommitted "
+        f"{cc.txn_offsets_note(uncommitted)}; group offset {cc.TXN_GROUP_OFFSET} read back"
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # Calls gregor does not serve yet
 
@@ -503,16 +590,6 @@ def unsupported_calls(d):
             p.flush(2)
             state["topic"] = name
         return state["topic"]
-
-    def init_transactions(t):
-        topic = shared_topic(t)
-        p = Producer(conf(**{"transactional.id": t.name("txn"), "transaction.timeout.ms": 10000}))
-        t.call("init_transactions (FindCoordinator(txn), InitProducerId with transactional.id)")
-        p.init_transactions(12)
-        t.stage = "begin/produce/commit"
-        p.begin_transaction()
-        p.produce(topic, value=b"txn")
-        p.commit_transaction(5)
 
     def one_future(fut_or_dict, t):
         futs = fut_or_dict.values() if isinstance(fut_or_dict, dict) else [fut_or_dict]
@@ -537,8 +614,6 @@ def unsupported_calls(d):
         return run
 
     calls = [
-        ("transactions", "transactions (InitProducerId with transactional.id, AddPartitionsToTxn, EndTxn)",
-         init_transactions),
         ("create_acls", "CreateAcls", admin_call("create_acls", lambda a, tp: a.create_acls([acl], request_timeout=10))),
         ("describe_acls", "DescribeAcls",
          admin_call("describe_acls", lambda a, tp: a.describe_acls(acl_filter, request_timeout=10))),
@@ -602,6 +677,7 @@ def main():
     d.flow("group", flow_group, 60)
     d.flow("admin_groups", flow_admin_groups, 45)
     d.flow("idempotent", flow_idempotent, 40)
+    d.flow("transactions", flow_transactions, 60)
     unsupported_calls(d)
     d.finish()
 

@@ -467,6 +467,86 @@ def flow_idempotent(t):
         raise Fail(problem)
 
 
+def _read_txn_topic(t, topic, isolation):
+    """A consumer with isolation_level `isolation` reads partition 0 from the beginning until it has
+    as many records as the flow expects (for at most 15 s), then polls 0.5 s more for any extra.
+    Returns [(offset, value)]."""
+    want = len(cc.txn_expected(isolation == "read_committed"))
+    c = plain_consumer(t, isolation_level=isolation)
+    t.stage = f"{isolation} consumer reads {topic} from the beginning (expects {want} records)"
+    tp = TopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    out = []
+    end = time.monotonic() + t.left(15)
+    grace_end = None
+    while time.monotonic() < (grace_end or end):
+        for msgs in c.poll(timeout_ms=int(min(200, t.left() * 1000))).values():
+            out.extend((m.offset, m.value) for m in msgs)
+        if grace_end is None and len(out) >= want:
+            grace_end = time.monotonic() + 0.5
+    return out
+
+
+def flow_transactions(t):
+    a = admin(t)
+    topic = t.name()
+    group = t.name("group")
+    create_topic(t, a, topic, 1)
+    first, aborted, last = cc.txn_batches()
+    p = producer(t, transactional_id=t.name("txn"), transaction_timeout_ms=30000)
+    t.stage = "init_transactions (FindCoordinator(txn), InitProducerId with transactional.id)"
+    p.init_transactions()
+
+    t.stage = "transaction 1: begin_transaction"
+    p.begin_transaction()
+    produce_all(t, p, topic, first, partition=0)
+    t.stage = "transaction 1: commit_transaction (EndTxn commit)"
+    p.commit_transaction()
+
+    t.stage = "transaction 2: begin_transaction"
+    p.begin_transaction()
+    produce_all(t, p, topic, aborted, partition=0)  # acknowledged: the records are in the log
+    t.stage = "transaction 2: abort_transaction (EndTxn abort)"
+    p.abort_transaction()
+
+    t.stage = "transaction 3: begin_transaction"
+    p.begin_transaction()
+    produce_all(t, p, topic, last, partition=0)
+    g = _group_consumer(t, group, "txn-offsets")
+    t.stage = f"transaction 3: send_offsets_to_transaction (AddOffsetsToTxn, TxnOffsetCommit) for group {group}"
+    p.send_offsets_to_transaction(
+        {TopicPartition(topic, 0): OffsetAndMetadata(cc.TXN_GROUP_OFFSET, "", -1)}, g.group_metadata()
+    )
+    t.stage = "transaction 3: commit_transaction (EndTxn commit)"
+    p.commit_transaction()
+
+    committed = _read_txn_topic(t, topic, "read_committed")
+    problem = cc.check_txn_read("read_committed consumer", committed, True)
+    if problem:
+        raise Fail(problem)
+    uncommitted = _read_txn_topic(t, topic, "read_uncommitted")
+    problem = cc.check_txn_read("read_uncommitted consumer", uncommitted, False)
+    if problem:
+        raise Fail(problem)
+
+    t.stage = f"read the group's offset back (KafkaConsumer.committed, OffsetFetch for {group})"
+    seen = {}
+
+    def group_offset():
+        seen["offset"] = g.committed(TopicPartition(topic, 0), timeout_ms=5000)
+        return seen["offset"] == cc.TXN_GROUP_OFFSET
+
+    try:
+        cc.wait_until(t, group_offset, "the offset committed in transaction 3", timeout=10, interval=0.3)
+    except Fail:
+        raise Fail(f"committed() for group {group} gives {seen.get('offset')}, expected {cc.TXN_GROUP_OFFSET}") from None
+    t.note(
+        f"read_committed read offsets {cc.txn_offsets_note(committed)}, read_uncommitted "
+        f"{cc.txn_offsets_note(uncommitted)}; group offset {cc.TXN_GROUP_OFFSET} read back"
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # Calls gregor does not serve yet
 
@@ -483,21 +563,6 @@ def unsupported_calls(d):
             produce_all(t, p, name, [(b"k", f"v{i}".encode()) for i in range(10)], partition=0)
             state["topic"] = name
         return state["topic"]
-
-    def transactions(t):
-        name = topic(t)
-        t.stage = "connect transactional producer"
-        p = KafkaProducer(
-            bootstrap_servers=BOOTSTRAP, transactional_id=t.name("txn"), transaction_timeout_ms=10000,
-            max_block_ms=12000, **COMMON,
-        )
-        t.defer(lambda: p.close(timeout=2))
-        t.call("init_transactions (FindCoordinator(txn), InitProducerId with transactional.id)")
-        p.init_transactions()
-        t.stage = "begin/produce/commit"
-        p.begin_transaction()
-        p.send(name, value=b"txn")
-        p.commit_transaction()
 
     acl = ACL(
         principal="User:compat", host="*", operation=ACLOperation.READ, permission_type=ACLPermissionType.ALLOW,
@@ -521,9 +586,17 @@ def unsupported_calls(d):
     def tp(name):
         return TopicPartition(name, 0)
 
+    def describe_transactions(t):
+        txn_id = t.name("txn")
+        p = producer(t, transactional_id=txn_id)
+        t.stage = f"setup: init_transactions, so that the coordinator knows {txn_id}"
+        p.init_transactions()
+        a = admin(t)
+        t.call("describe_transactions")
+        res = a.describe_transactions([txn_id])
+        t.note(repr(res)[:200])
+
     calls = [
-        ("transactions", "transactions (InitProducerId with transactional.id, AddPartitionsToTxn, EndTxn)",
-         transactions),
         ("create_acls", "CreateAcls", admin_call("create_acls", lambda a, n: _raise_acl(a.create_acls([acl])))),
         ("describe_acls", "DescribeAcls", admin_call("describe_acls", lambda a, n: a.describe_acls(acl_filter))),
         ("delete_acls", "DeleteAcls", admin_call("delete_acls", lambda a, n: a.delete_acls([acl_filter]))),
@@ -565,8 +638,7 @@ def unsupported_calls(d):
         ("describe_producers", "DescribeProducers",
          admin_call("describe_producers", lambda a, n: a.describe_producers([tp(n)]))),
         ("list_transactions", "ListTransactions", admin_call("list_transactions", lambda a, n: a.list_transactions())),
-        ("describe_transactions", "DescribeTransactions",
-         admin_call("describe_transactions", lambda a, n: a.describe_transactions(["compat-txn"]))),
+        ("describe_transactions", "DescribeTransactions", describe_transactions),
         ("find_hanging_transactions", "ListTransactions + DescribeProducers",
          admin_call("find_hanging_transactions", lambda a, n: a.find_hanging_transactions())),
         ("abort_transaction", "WriteTxnMarkers", admin_call(
@@ -611,6 +683,7 @@ def main():
     d.flow("group", flow_group, 60)
     d.flow("admin_groups", flow_admin_groups, 45)
     d.flow("idempotent", flow_idempotent, 40)
+    d.flow("transactions", flow_transactions, 60)
     unsupported_calls(d)
     d.finish()
 

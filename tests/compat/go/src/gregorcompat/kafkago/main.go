@@ -46,7 +46,7 @@ var flows = []string{
 	"list_topics", "admin_topics",
 	"produce_none", "produce_gzip", "produce_snappy", "produce_lz4", "produce_zstd",
 	"consume_earliest", "consume_offset", "consume_timestamp",
-	"group", "admin_groups", "idempotent", "unsupported",
+	"group", "admin_groups", "idempotent", "transactions", "unsupported",
 }
 
 var (
@@ -678,6 +678,7 @@ func main() {
 	d.Run("group", 60*time.Second, flowGroup)
 	d.Emit("admin_groups", "skip", "kafka-go 0.2.1 has no public group admin API (the ListGroups/DescribeGroups/OffsetFetch requests it has are internal to Reader)")
 	d.Emit("idempotent", "skip", "kafka-go 0.2.1 has no idempotent producer")
+	d.Emit("transactions", "skip", "kafka-go 0.2.1 has no transactional producer and no read_committed reader (Fetch v2 has no isolation level)")
 	d.Emit("unsupported", "skip", "kafka-go 0.2.1 offers no admin call beyond CreateTopics and DeleteTopics (no ACLs, configs, DeleteRecords, transactions)")
 	d.Finish()
 }

@@ -229,10 +229,6 @@ fn transactional_producers_commit_and_read_committed_consumers_see_every_record(
             "5000",
             "--key-cardinality",
             "100",
-            // One request in flight: pipelined transactional batches are sometimes answered
-            // OUT_OF_ORDER_SEQUENCE_NUMBER by the broker (BENCHMARKS.md, transactions).
-            "--max-in-flight",
-            "1",
         ],
     );
     check_runs(&file, 2, n);

@@ -20,10 +20,13 @@ use crate::types::TopicPartition;
 
 type Key = (TopicPartition, i64);
 
+/// Resolves once the batch holding the matching sender was handled.
+type Handled = Shared<oneshot::Receiver<()>>;
+
 /// The last queued batch per (partition, producer id): what the next one waits for.
 #[derive(Default)]
 pub struct Queues {
-    tails: RefCell<HashMap<Key, (u64, Shared<oneshot::Receiver<()>>)>>,
+    tails: RefCell<HashMap<Key, (u64, Handled)>>,
     next_ticket: std::cell::Cell<u64>,
 }
 
@@ -33,7 +36,7 @@ pub struct Place {
     queues: Rc<Queues>,
     key: Key,
     ticket: u64,
-    behind: Option<Shared<oneshot::Receiver<()>>>,
+    behind: Option<Handled>,
     done: Option<oneshot::Sender<()>>,
 }
 

@@ -19,7 +19,8 @@
 //! | `metadata` | topics, partitions and configs as a log of records; snapshots per shard |
 //! | `storage` | segments, indexes, recovery, retention |
 //! | `group` | consumer group coordinator, rebalancing, committed offsets |
-//! | `txn` | producer state (idempotence, transactions, LSO), markers, producer snapshots, the transaction coordinator on `__transaction_state` |
+//! | `producer` | per-partition producer state (idempotence, transactions, LSO), markers, producer snapshots |
+//! | `txn` | the transaction coordinator on `__transaction_state` |
 //! | `cli` | the client tools (topics, produce, consume, groups, transactions, dump-log) |
 //!
 //! # Glossary
@@ -38,6 +39,7 @@ pub mod config;
 pub mod group;
 pub mod metadata;
 pub mod node;
+pub mod producer;
 pub mod protocol;
 pub mod record;
 pub mod replication;

@@ -415,10 +415,10 @@ fn a_control_batch_from_a_client_is_refused_and_the_broker_keeps_serving() {
     let topic = "ctl";
     let mut c = broker.raw();
     create(&mut c, topic, &[]);
-    let marker = gregor::txn::marker::build(
+    let marker = gregor::producer::marker::build(
         77,
         0,
-        gregor::txn::Marker {
+        gregor::producer::Marker {
             commit: true,
             coordinator_epoch: 0,
         },

@@ -4,10 +4,10 @@ use kafka_protocol::error::ResponseError;
 
 use crate::compression::CodecError;
 use crate::metadata::MetadataError;
+use crate::producer::ProducerError;
 use crate::record::BatchError;
 use crate::shard::ShardError;
 use crate::storage::StorageError;
-use crate::txn::ProducerError;
 
 pub fn storage(e: &StorageError) -> ResponseError {
     match e {

@@ -18,9 +18,9 @@ use kafka_protocol::messages::write_txn_markers_response::{
 use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 use super::{errors, reply, Outcome};
+use crate::producer::Marker;
 use crate::protocol::{decode_body, Request};
 use crate::shard::Shard;
-use crate::txn::Marker;
 use crate::types::{ShardId, TopicPartition};
 
 /// How long a marker may wait to be committed: Kafka's request.timeout.ms default, the

@@ -15,11 +15,11 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{errors, reply, verifying, Outcome};
 use crate::config::{LogConfig, TimestampType};
+use crate::producer::Check;
 use crate::protocol::{decode_body, legacy_produce, Request};
 use crate::record;
 use crate::shard::Shard;
 use crate::storage::AppendInfo;
-use crate::txn::Check;
 use crate::types::{ShardId, TopicPartition};
 
 /// One partition's batch on its way to the owner. `slot` is its place in the response.
@@ -498,10 +498,10 @@ mod tests {
             ),
             (
                 "a control batch (only markers from the coordinator are)",
-                Some(Bytes::from(crate::txn::marker::build(
+                Some(Bytes::from(crate::producer::marker::build(
                     1,
                     0,
-                    crate::txn::Marker {
+                    crate::producer::Marker {
                         commit: true,
                         coordinator_epoch: 0,
                     },

@@ -12,9 +12,9 @@ use kafka_protocol::messages::describe_producers_response::{
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 
 use super::{reply, Outcome};
+use crate::producer::ProducerView;
 use crate::protocol::{decode_body, Request};
 use crate::shard::Shard;
-use crate::txn::ProducerView;
 use crate::types::{ShardId, TopicPartition};
 
 type Answer = Result<Vec<ProducerView>, ResponseError>;

@@ -30,12 +30,10 @@ use futures::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriterBuilder};
 
 use super::super::compact::{self, Filtered};
-use super::super::segment::{
-    io_error, open_log_file, read_offset_file, write_offset_file, write_synced, Segment,
-};
+use super::super::segment::{open_log_file, read_offset_file, write_offset_file, Segment};
 use super::{remove_segment_files, PartitionLog};
 use crate::record::{self, BatchHeader};
-use crate::storage::StorageError;
+use crate::storage::{io_error, write_synced, StorageError};
 
 /// The first offset not yet cleaned, per partition directory.
 pub const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::segment::io_error;
+use super::io_error;
 use super::StorageError;
 
 /// Kafka's file name and format version.

@@ -24,8 +24,9 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 
 use super::cache::BatchCache;
+use super::io_error;
 use super::recovery;
-use super::segment::{io_error, Segment, Tail, DELETED_SUFFIX};
+use super::segment::{Segment, Tail, DELETED_SUFFIX};
 use super::wait::{Wait, WaitList};
 use super::StorageError;
 use crate::config::{LogConfig, TimestampType};
@@ -119,7 +120,7 @@ pub(super) struct State {
     pub writes: u64,
     syncs: u64,
     /// Idempotent and transactional producers of this partition, updated by every append.
-    pub(super) producers: crate::txn::PartitionProducers,
+    pub(super) producers: crate::producer::PartitionProducers,
 }
 
 impl PartitionLog {

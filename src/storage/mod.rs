@@ -64,5 +64,21 @@ pub enum StorageError {
     LeadershipLost { path: PathBuf, epoch: i32 },
     /// Producer state refused a batch or marker (a fenced epoch, a stale coordinator).
     #[error("{0}")]
-    Producer(#[from] crate::txn::ProducerError),
+    Producer(#[from] crate::producer::ProducerError),
+}
+
+/// An I/O error on `path`, as the storage layer reports it.
+pub fn io_error(path: &std::path::Path, source: impl Into<std::io::Error>) -> StorageError {
+    StorageError::Io {
+        path: path.to_path_buf(),
+        source: source.into(),
+    }
+}
+
+/// Writes `bytes` as the whole file at `path` and syncs it.
+pub fn write_synced(path: &std::path::Path, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| io_error(path, e))?;
+    f.write_all(bytes).map_err(|e| io_error(path, e))?;
+    f.sync_all().map_err(|e| io_error(path, e))
 }

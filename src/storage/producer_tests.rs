@@ -9,8 +9,8 @@ use bytes::BytesMut;
 
 use super::PartitionLog;
 use crate::config::Config;
+use crate::producer::{Check, Marker};
 use crate::record::{self, tests::make_batch};
-use crate::txn::{Check, Marker};
 
 fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
     glommio::LocalExecutorBuilder::default()
@@ -146,7 +146,7 @@ fn truncation_reopens_transactions_whose_markers_it_cut() {
         assert!(matches!(
             log.append_marker(5, 0, stale, 1_000),
             Err(super::StorageError::Producer(
-                crate::txn::ProducerError::CoordinatorFenced { .. }
+                crate::producer::ProducerError::CoordinatorFenced { .. }
             ))
         ));
         log.close().await.unwrap();

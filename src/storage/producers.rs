@@ -1,5 +1,5 @@
 //! What the partition log does for producers: the state of idempotent and transactional
-//! producers (`txn::PartitionProducers`) kept in step with every batch appended, the last
+//! producers (`producer::PartitionProducers`) kept in step with every batch appended, the last
 //! stable offset, transaction markers, read_committed reads with their aborted transactions,
 //! producer snapshots and expiration.
 //!
@@ -14,9 +14,9 @@ use super::super::recovery::aborted_entry;
 use super::super::snapshots;
 use super::super::txn_index::{self, AbortedTxn};
 use super::{AppendInfo, PartitionLog, ReadResult, State};
+use crate::producer::{marker, Check, Marker, ProducerView};
 use crate::record::BatchHeader;
 use crate::storage::StorageError;
-use crate::txn::{marker, Check, Marker, ProducerView};
 
 impl State {
     /// Updates producer state for a batch being appended at `header.base_offset`; an ABORT

@@ -15,12 +15,12 @@ use super::index::{OffsetIndex, TimeIndex};
 use glommio::io::DmaFile;
 
 use super::segment::{
-    io_error, open_log_file, parse_file_name, BatchWalker, Segment, Tail, WalkEnd, DELETED_SUFFIX,
+    open_log_file, parse_file_name, BatchWalker, Segment, Tail, WalkEnd, DELETED_SUFFIX,
 };
 use super::txn_index::{self, AbortedTxn};
-use super::StorageError;
+use super::{io_error, StorageError};
 use crate::config::LogConfig;
-use crate::txn::{marker, CompletedTxn, PartitionProducers};
+use crate::producer::{marker, CompletedTxn, PartitionProducers};
 
 /// The segments of a recovered log, the partial last block of its active segment, and the
 /// producer state of its batches (the newest snapshot plus the batches after it).

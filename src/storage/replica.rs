@@ -9,8 +9,9 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::super::io_error;
 use super::super::recovery;
-use super::super::segment::{io_error, read_offset_file, write_offset_file, WalkEnd};
+use super::super::segment::{read_offset_file, write_offset_file, WalkEnd};
 use super::{AppendInfo, PartitionLog, State};
 use crate::record::BatchHeader;
 use crate::storage::StorageError;

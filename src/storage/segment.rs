@@ -8,7 +8,6 @@
 //! Invariants: `written_bytes <= size_bytes`; bytes below `written_bytes` are on disk and hold
 //! whole batches; the file may carry zero padding after the logical end until it is sealed.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -16,7 +15,7 @@ use bytes::Bytes;
 use glommio::io::{DmaFile, OpenOptions};
 
 use super::index::{OffsetIndex, TimeIndex};
-use super::StorageError;
+use super::{io_error, write_synced, StorageError};
 use crate::record::{self, BatchHeader, Scan};
 
 /// How much a reader asks the disk for at once when walking batch headers.
@@ -33,13 +32,6 @@ pub fn parse_file_name(name: &str, extension: &str) -> Option<i64> {
         return None;
     }
     stem.parse().ok()
-}
-
-pub fn io_error(path: &Path, source: impl Into<io::Error>) -> StorageError {
-    StorageError::Io {
-        path: path.to_path_buf(),
-        source: source.into(),
-    }
 }
 
 /// Opens (creating if absent) a segment's log for direct reads and writes.
@@ -232,13 +224,6 @@ impl Segment {
 
 fn position_u32(position: u64) -> u32 {
     u32::try_from(position).unwrap_or_else(|_| panic!("segment position {position} over 4 GiB"))
-}
-
-pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(|e| io_error(path, e))?;
-    f.write_all(bytes).map_err(|e| io_error(path, e))?;
-    f.sync_all().map_err(|e| io_error(path, e))
 }
 
 /// The number kept in a one-number checkpoint file of a partition directory, if it reads.

@@ -1,5 +1,5 @@
 //! Producer state snapshot files in a partition directory (`<20-digit offset>.snapshot`, the
-//! format in `txn::snapshot`). The snapshot at offset N holds the producer state of every batch
+//! format in `producer::snapshot`). The snapshot at offset N holds the producer state of every batch
 //! below N. One is taken when a segment rolls (at the new segment's base) and at a clean close
 //! (at the log end); recovery loads the newest one at or below the recovered log end and
 //! replays only the batches after it.
@@ -12,10 +12,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::segment::{file_name, io_error, parse_file_name};
+use super::io_error;
+use super::segment::{file_name, parse_file_name};
 use super::StorageError;
-use crate::txn::snapshot::{self, SUFFIX};
-use crate::txn::PartitionProducers;
+use crate::producer::snapshot::{self, SUFFIX};
+use crate::producer::PartitionProducers;
 
 /// Offsets of the snapshots in `dir`, ascending.
 pub fn list(dir: &Path) -> Vec<i64> {
@@ -44,7 +45,7 @@ pub fn write(
     let bytes = snapshot::encode(&producers.snapshot_entries());
     let path = path(dir, offset);
     if sync {
-        return super::segment::write_synced(&path, &bytes);
+        return super::write_synced(&path, &bytes);
     }
     std::fs::write(&path, bytes).map_err(|e| io_error(&path, e))
 }

@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::segment::io_error;
+use super::io_error;
 use super::StorageError;
 
 pub const EXTENSION: &str = "txnindex";
@@ -109,7 +109,7 @@ pub fn persist(path: &Path, entries: &[AbortedTxn]) -> Result<(), StorageError> 
             Err(e) => Err(io_error(path, e)),
         };
     }
-    super::segment::write_synced(path, &encode(entries))
+    super::write_synced(path, &encode(entries))
 }
 
 /// Kafka's `collectAbortedTxns` over one segment's entries: those overlapping

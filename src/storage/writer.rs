@@ -13,7 +13,8 @@ use std::rc::Rc;
 
 use glommio::io::DmaFile;
 
-use super::super::segment::{io_error, open_log_file, Tail};
+use super::super::io_error;
+use super::super::segment::{open_log_file, Tail};
 use super::{Inner, Job};
 use crate::storage::StorageError;
 

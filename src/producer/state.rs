@@ -435,5 +435,5 @@ impl PartitionProducers {
 }
 
 #[cfg(test)]
-#[path = "producer_state_tests.rs"]
+#[path = "state_tests.rs"]
 mod tests;

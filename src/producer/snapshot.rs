@@ -8,7 +8,7 @@
 //! right after a snapshot is loaded; the batches replayed from the log after the snapshot's
 //! offset bring the rest back. The snapshot at offset N holds the state of every batch below N.
 
-use super::producer_state::SnapshotEntry;
+use super::state::SnapshotEntry;
 
 pub const SUFFIX: &str = "snapshot";
 const VERSION: i16 = 1;

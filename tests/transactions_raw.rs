@@ -881,3 +881,88 @@ fn librdkafka_sends_offsets_to_a_transaction_and_commits_it() {
         d.transaction_state.as_str()
     );
 }
+
+/// Produces one transactional batch to partition 0 of `topic`; the partition's error code.
+fn produce_transactional(c: &mut RawClient, id: &str, topic: &str, batch: Vec<u8>) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let produce = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(s(id))))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(bytes::Bytes::from(batch)))])]);
+    c.request(&produce, 9).responses[0].partition_responses[0].error_code
+}
+
+/// A transactional batch for a partition the producer never added is refused by the leader's
+/// verification with INVALID_TXN_STATE and not written; the partitions it did add take theirs,
+/// the commit shows them, and the broker keeps serving.
+#[test]
+fn a_transactional_batch_for_a_partition_never_added_is_refused() {
+    let broker = start(&[]);
+    let mut c = broker.raw();
+    create_topic(&mut c, "added", 1);
+    create_topic(&mut c, "not-added", 1);
+    let (code, pid, epoch) = init(&mut c, "stray", 60_000, 4);
+    assert_eq!(code, 0);
+    assert_eq!(
+        add_partitions(&mut c, "stray", pid, epoch, "added", vec![0]),
+        vec![0]
+    );
+    assert_eq!(
+        produce_transactional(
+            &mut c,
+            "stray",
+            "not-added",
+            transactional_batch(pid, epoch, 0)
+        ),
+        INVALID_TXN_STATE
+    );
+    assert_eq!(
+        produce_transactional(&mut c, "stray", "added", transactional_batch(pid, epoch, 0)),
+        0
+    );
+    // A producer id the coordinator never handed out for this transactional id (Kafka's
+    // coordinator answers the verification with INVALID_PRODUCER_ID_MAPPING, passed on as is).
+    assert_eq!(
+        produce_transactional(
+            &mut c,
+            "stray",
+            "added",
+            transactional_batch(pid + 77, 0, 0)
+        ),
+        INVALID_MAPPING
+    );
+    let r = end_txn(&mut c, "stray", pid, epoch, true, 3);
+    assert_eq!(r.error_code, 0);
+    let ends = |c: &mut RawClient, topic: &str| {
+        let req = kafka_protocol::messages::ListOffsetsRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_isolation_level(0)
+            .with_topics(vec![
+                kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![
+                        kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1),
+                    ]),
+            ]);
+        c.request(&req, 4).topics[0].partitions[0].offset
+    };
+    assert_eq!(
+        ends(&mut c, "not-added"),
+        0,
+        "the refused batch was written"
+    );
+    // The added partition holds the batch and, once the markers land, the commit marker.
+    assert!(
+        common::wait_until(Duration::from_secs(10), || ends(&mut c, "added") == 2),
+        "the added partition's end is {}",
+        ends(&mut c, "added")
+    );
+    c.assert_served("after the refused batch");
+}

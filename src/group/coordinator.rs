@@ -704,53 +704,39 @@ pub async fn load_partition(shard: Rc<Shard>, p: i32) {
     // Everything in the new leader's log counts, not only what is below its high watermark
     // (which lags the old leader's until followers report in): a leader never cuts its log,
     // so what it holds commits as the followers catch up. Kafka's loader reads to the end too.
-    let mut offset = log.log_start_offset();
-    while offset < log.written_end() {
-        let read = match log.read_for_replica(offset, 1 << 20, true).await {
-            Ok(r) => r,
+    let replayed = log
+        .replay_to_end(|h, batch| match decode_batch(batch) {
+            Ok(records) if h.is_control() => {
+                for r in records {
+                    if let Some(commit) = r.key.as_ref().and_then(control_is_commit) {
+                        let n = shard.config.groups.offsets_topic_num_partitions;
+                        coordinator(&shard).borrow_mut().end_transaction(
+                            h.producer_id,
+                            commit,
+                            |g| store::partition_for(g, n) == p,
+                        );
+                    }
+                }
+            }
+            Ok(records) if h.is_transactional() => {
+                for r in records {
+                    loaded_records += 1;
+                    replay_txn_offset(&shard, h.producer_id, r.key, r.value);
+                }
+            }
+            Ok(records) => {
+                for r in records {
+                    loaded_records += 1;
+                    replay(&shard, r.key, r.value);
+                }
+            }
             Err(e) => {
-                tracing::error!(partition = %tp, error = %e, "loading groups stopped");
-                break;
+                tracing::warn!(partition = %tp, error = %e, "skipping undecodable batch")
             }
-        };
-        if read.batches.is_empty() {
-            break;
-        }
-        for batch in read.batches {
-            let Ok(h) = crate::record::BatchHeader::parse(&batch) else {
-                break;
-            };
-            offset = h.next_offset();
-            match decode_batch(batch) {
-                Ok(records) if h.is_control() => {
-                    for r in records {
-                        if let Some(commit) = r.key.as_ref().and_then(control_is_commit) {
-                            let n = shard.config.groups.offsets_topic_num_partitions;
-                            coordinator(&shard).borrow_mut().end_transaction(
-                                h.producer_id,
-                                commit,
-                                |g| store::partition_for(g, n) == p,
-                            );
-                        }
-                    }
-                }
-                Ok(records) if h.is_transactional() => {
-                    for r in records {
-                        loaded_records += 1;
-                        replay_txn_offset(&shard, h.producer_id, r.key, r.value);
-                    }
-                }
-                Ok(records) => {
-                    for r in records {
-                        loaded_records += 1;
-                        replay(&shard, r.key, r.value);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(partition = %tp, error = %e, "skipping undecodable batch")
-                }
-            }
-        }
+        })
+        .await;
+    if let Err(e) = replayed {
+        tracing::error!(partition = %tp, error = %e, "loading groups stopped");
     }
     // Still the leader after the awaits? Then its groups are served from now on.
     if crate::replication::leader_epoch_of(&shard, &tp).is_some() {

@@ -315,6 +315,30 @@ impl PartitionLog {
         self.read_below(offset, end, max_bytes, min_one).await
     }
 
+    /// Hands every whole batch from the log start to the written end, in order, to `each`:
+    /// how a coordinator rebuilds its state from an internal topic's partition. Stops at the
+    /// first batch whose header does not parse; an error is one reading the log.
+    pub async fn replay_to_end(
+        &self,
+        mut each: impl FnMut(BatchHeader, Bytes),
+    ) -> Result<(), StorageError> {
+        let mut offset = self.log_start_offset();
+        while offset < self.written_end() {
+            let read = self.read_for_replica(offset, 1 << 20, true).await?;
+            if read.batches.is_empty() {
+                return Ok(());
+            }
+            for batch in read.batches {
+                let Ok(h) = BatchHeader::parse(&batch) else {
+                    return Ok(());
+                };
+                offset = h.next_offset();
+                each(h, batch);
+            }
+        }
+        Ok(())
+    }
+
     /// As [`read`](Self::read), but what a follower fetches: up to the log end while the tail
     /// cache still holds what is not yet written here (the follower copies it while the local
     /// write runs; the high watermark never passes the local written end), else the written end.

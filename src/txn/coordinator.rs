@@ -431,25 +431,11 @@ pub async fn load_partition(shard: Rc<Shard>, p: i32) {
         return;
     };
     let mut found: HashMap<String, Option<TxnMetadata>> = HashMap::new();
-    let mut offset = log.log_start_offset();
-    while offset < log.written_end() {
-        let read = match log.read_for_replica(offset, 1 << 20, true).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(partition = %tp, error = %e, "loading transactions stopped");
-                break;
-            }
-        };
-        if read.batches.is_empty() {
-            break;
-        }
-        for batch in read.batches {
-            let Ok(h) = crate::record::BatchHeader::parse(&batch) else {
-                break;
-            };
-            offset = h.next_offset();
-            replay_batch(batch, &mut found);
-        }
+    let replayed = log
+        .replay_to_end(|_, batch| replay_batch(batch, &mut found))
+        .await;
+    if let Err(e) = replayed {
+        tracing::error!(partition = %tp, error = %e, "loading transactions stopped");
     }
     if crate::replication::leader_epoch_of(&shard, &tp) != Some(epoch) {
         return;

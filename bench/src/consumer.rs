@@ -75,6 +75,8 @@ struct FetchConn {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
     buf: BytesMut,
+    /// Where responses are read; its memory is reused from one response to the next.
+    rx: BytesMut,
     correlation_id: i32,
     /// Indexes into the consumer's assigned list.
     parts: Vec<usize>,
@@ -118,6 +120,7 @@ impl Consumer {
                 stream,
                 reader,
                 buf: BytesMut::with_capacity(4096),
+                rx: BytesMut::new(),
                 correlation_id: 0,
                 parts,
             });
@@ -200,7 +203,7 @@ impl Consumer {
         conn.correlation_id = conn.correlation_id.wrapping_add(1);
         wire::encode_request(&mut conn.buf, &req, version, correlation_id)?;
         conn.stream.write_all(&conn.buf).context("write fetch")?;
-        let frame = wire::read_frame(&mut conn.reader)?;
+        let frame = wire::read_frame_reusing(&mut conn.reader, &mut conn.rx)?;
         let resp = wire::decode_response::<FetchRequest>(version, frame, correlation_id)?;
         if resp.error_code != 0 {
             self.counters

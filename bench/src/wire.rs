@@ -61,6 +61,21 @@ pub fn read_frame(stream: &mut impl Read) -> Result<Bytes> {
     Ok(Bytes::from(body))
 }
 
+/// As [`read_frame`], into `buf`'s memory: once the previous frame read through `buf` is
+/// dropped, the next reuses its allocation instead of faulting in and zeroing fresh pages (the
+/// consumer's multi-megabyte fetch responses).
+pub fn read_frame_reusing(stream: &mut impl Read, buf: &mut BytesMut) -> Result<Bytes> {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).context("read response size")?;
+    let len = frame::body_len(size)?;
+    buf.clear();
+    buf.resize(len, 0);
+    stream
+        .read_exact(&mut buf[..])
+        .context("read response body")?;
+    Ok(buf.split().freeze())
+}
+
 /// Checks the header of a response to request type `R` and decodes its body.
 pub fn decode_response<R: Request>(
     version: i16,

@@ -6,18 +6,19 @@
 //! when the writer falls behind, the reader stops reading and TCP pushes back on the client.
 //! Anything unparseable closes the connection after the responses already owed, as Kafka does.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
-use bytes::Bytes;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::FutureExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
-use super::framing::{write_frames, FrameReader};
+use super::framing::{set_nonblocking, write_chunks, FrameReader};
 use super::Outcome;
 use crate::protocol::{self, ProtocolError};
 use crate::shard::Shard;
+use crate::storage::Chunk;
 
 /// Requests in progress per connection before the reader waits.
 pub const IN_FLIGHT_MAX: usize = 64;
@@ -29,9 +30,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    if let Err(e) = set_nonblocking(fd) {
+        tracing::warn!(%peer, error = %e, "cannot make the socket non-blocking; closing");
+        return;
+    }
     let (reader, writer) = stream.split();
     let (tx, rx) = local_channel::new_bounded::<glommio::Task<Outcome>>(IN_FLIGHT_MAX);
-    let writer_task = glommio::spawn_local(write_responses(writer, rx, peer.clone()));
+    let writer_task = glommio::spawn_local(write_responses(writer, fd, rx, peer.clone()));
     if let Err(why) = read_requests(&shard, reader, &tx, &client_host).await {
         // The writer logs the close when it reaches it, after the responses before it.
         let close = glommio::spawn_local(async move { Outcome::Close(why) });
@@ -86,10 +92,11 @@ fn answer_unparsed(e: ProtocolError, frame: &[u8]) -> Outcome {
 
 async fn write_responses(
     mut writer: futures::io::WriteHalf<TcpStream>,
+    fd: RawFd,
     rx: local_channel::LocalReceiver<glommio::Task<Outcome>>,
     peer: String,
 ) {
-    let mut ready: Vec<Bytes> = Vec::new();
+    let mut ready: Vec<Chunk> = Vec::new();
     let mut next = None;
     'conn: loop {
         let task = match next.take() {
@@ -103,11 +110,12 @@ async fn write_responses(
         // Take every response that is already done, so they leave in one write.
         loop {
             match outcome {
-                Outcome::Reply(frame) => ready.push(frame),
+                Outcome::Reply(frame) => ready.push(Chunk::Mem(frame)),
+                Outcome::Chunks(chunks) => ready.extend(chunks),
                 Outcome::NoReply => {}
                 Outcome::Close(why) => {
                     tracing::info!(%peer, %why, "closing connection");
-                    let _ = write_frames(&mut writer, &mut ready).await;
+                    let _ = write_chunks(&mut writer, fd, &mut ready).await;
                     break 'conn;
                 }
             }
@@ -122,7 +130,7 @@ async fn write_responses(
                 }
             }
         }
-        if let Err(e) = write_frames(&mut writer, &mut ready).await {
+        if let Err(e) = write_chunks(&mut writer, fd, &mut ready).await {
             tracing::debug!(%peer, error = %e, "write failed");
             break;
         }

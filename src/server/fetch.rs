@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
@@ -21,6 +20,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use super::{errors, reply, Outcome};
 use crate::protocol::{decode_body, Request};
 use crate::shard::Shard;
+use crate::storage::{Chunk, ReadUpTo};
 use crate::types::{ShardId, TopicPartition};
 
 /// What one partition of the request asks for, resolved against the metadata.
@@ -47,7 +47,8 @@ struct Got {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
-    batches: Vec<Bytes>,
+    /// Whole batches as held: cache buffers or segment-file ranges.
+    batches: Vec<Chunk>,
     /// For read_committed: the aborted transactions overlapping `batches`.
     aborted: Vec<crate::storage::AbortedTxn>,
     /// For a follower whose log diverged: the epoch and where it ends on the leader.
@@ -67,7 +68,7 @@ impl Got {
         }
     }
     fn bytes(&self) -> usize {
-        self.batches.iter().map(|b| b.len()).sum()
+        self.batches.iter().map(Chunk::len).sum()
     }
 }
 
@@ -165,13 +166,19 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
         } else {
             poll_owners(&shard, &by_owner, min_bytes, deadline).await
         };
-        let resp = build_response(
+        let (resp, records) = build_response(
             plan,
             got,
             body.max_bytes.max(0) as usize,
             body.isolation_level,
         );
-        reply(&req, &resp)
+        match super::fetch_frame::encode(req.correlation_id, req.api_version, &resp, records) {
+            Ok(chunks) => Outcome::Chunks(chunks),
+            Err(e) => {
+                tracing::error!(version = req.api_version, error = %e, "cannot encode fetch response");
+                Outcome::Close(format!("cannot encode fetch response: {e}"))
+            }
+        }
     })
 }
 
@@ -298,7 +305,7 @@ async fn read_one(shard: &Rc<Shard>, w: &Want) -> Got {
         aborted: Vec::new(),
         diverging: None,
     };
-    let read = match w.replica {
+    let up_to = match w.replica {
         Some(node) => {
             if w.last_fetched_epoch >= 0 {
                 let (e, end) = log.end_offset_for_epoch(w.last_fetched_epoch);
@@ -310,19 +317,16 @@ async fn read_one(shard: &Rc<Shard>, w: &Want) -> Got {
             crate::replication::roles::on_follower_fetch(shard, &w.tp, node, w.offset);
             got.high_watermark = log.high_watermark();
             got.last_stable_offset = log.last_stable_offset();
-            log.read_for_replica(w.offset, w.max_bytes, true).await
+            ReadUpTo::Replica
         }
-        None if w.committed => match log.read_committed(w.offset, w.max_bytes, true).await {
-            Ok((r, aborted)) => {
-                got.aborted = aborted;
-                Ok(r)
-            }
-            Err(e) => Err(e),
-        },
-        None => log.read(w.offset, w.max_bytes, true).await,
+        None if w.committed => ReadUpTo::Stable,
+        None => ReadUpTo::HighWatermark,
     };
-    match read {
-        Ok(r) => got.batches = r.batches,
+    match log.read_for_fetch(w.offset, w.max_bytes, up_to).await {
+        Ok((r, aborted)) => {
+            got.batches = r.into_chunks();
+            got.aborted = aborted;
+        }
         Err(e) => got.error = errors::storage(&e).code(),
     }
     got
@@ -396,18 +400,24 @@ async fn wait_on_owner(shard: Rc<Shard>, wants: Vec<Waiting>, wait_ms: i64) {
     futures::future::select(Box::pin(timer), futures::future::select_all(waits)).await;
 }
 
-/// Cuts the data to `max_bytes` in request order and encodes the partitions.
+/// Each partition's records, by topic and partition in response order.
+type Records = Vec<Vec<Vec<Chunk>>>;
+
+/// Cuts the data to `max_bytes` in request order; the response carries no records (they go
+/// beside it, in place).
 fn build_response(
     plan: Plan,
     mut got: BTreeMap<(usize, usize), Got>,
     max_bytes: usize,
     isolation_level: i8,
-) -> FetchResponse {
+) -> (FetchResponse, Records) {
     let mut used = 0usize;
+    let mut records: Records = Vec::with_capacity(plan.len());
     let responses = plan
         .into_iter()
         .enumerate()
         .map(|(ti, (name, topic_id, parts))| {
+            let mut topic_records = Vec::with_capacity(parts.len());
             let partitions = parts
                 .into_iter()
                 .enumerate()
@@ -416,16 +426,19 @@ fn build_response(
                         Err(e) => Got::err(e),
                         Ok(_) => got.remove(&(ti, pi)).unwrap_or_default(),
                     };
-                    partition_data(index, g, &mut used, max_bytes, isolation_level)
+                    let (p, kept) = partition_data(index, g, &mut used, max_bytes, isolation_level);
+                    topic_records.push(kept);
+                    p
                 })
                 .collect();
+            records.push(topic_records);
             FetchableTopicResponse::default()
                 .with_topic(name)
                 .with_topic_id(topic_id)
                 .with_partitions(partitions)
         })
         .collect();
-    FetchResponse::default().with_responses(responses)
+    (FetchResponse::default().with_responses(responses), records)
 }
 
 /// The aborted transactions a read_committed consumer filters by (producer id, first offset).
@@ -446,7 +459,7 @@ fn partition_data(
     used: &mut usize,
     max_bytes: usize,
     isolation_level: i8,
-) -> PartitionData {
+) -> (PartitionData, Vec<Chunk>) {
     let mut keep = Vec::new();
     let batches = std::mem::take(&mut g.batches);
     for b in batches {
@@ -457,22 +470,13 @@ fn partition_data(
         *used += b.len();
         keep.push(b);
     }
-    let records = match keep.len() {
-        0 => Bytes::new(),
-        1 => keep.pop().unwrap_or_default(),
-        _ => {
-            let mut buf = BytesMut::with_capacity(keep.iter().map(|b| b.len()).sum());
-            keep.iter().for_each(|b| buf.extend_from_slice(b));
-            buf.freeze()
-        }
-    };
     let diverging = match g.diverging {
         Some((epoch, end_offset)) => EpochEndOffset::default()
             .with_epoch(epoch)
             .with_end_offset(end_offset),
         None => EpochEndOffset::default(),
     };
-    PartitionData::default()
+    let p = PartitionData::default()
         .with_diverging_epoch(diverging)
         .with_partition_index(index)
         .with_error_code(g.error)
@@ -480,6 +484,6 @@ fn partition_data(
         .with_last_stable_offset(g.last_stable_offset)
         .with_log_start_offset(g.log_start_offset)
         .with_aborted_transactions((isolation_level == 1).then(|| aborted_transactions(&g.aborted)))
-        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
-        .with_records(Some(records))
+        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
+    (p, keep)
 }

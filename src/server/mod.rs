@@ -11,6 +11,7 @@ mod connection;
 mod epochs;
 mod errors;
 mod fetch;
+mod fetch_frame;
 mod framing;
 mod groups;
 mod init_producer;
@@ -42,6 +43,8 @@ use crate::types::{ShardId, TopicPartition};
 pub enum Outcome {
     /// A framed response to write.
     Reply(bytes::Bytes),
+    /// A framed response in pieces, written in place (a Fetch response around its records).
+    Chunks(Vec<crate::storage::Chunk>),
     /// Nothing to write (produce with acks=0).
     NoReply,
     /// Close the connection after the responses before this one (Kafka's answer to requests it

@@ -43,6 +43,8 @@ pub struct Shard {
     pub config: Arc<Config>,
     snapshot: RefCell<Arc<Snapshot>>,
     logs: RefCell<HashMap<TopicPartition, OwnedLog>>,
+    /// The recent batches of every log of this shard, within `fetch.cache.bytes`.
+    fetch_cache: Rc<crate::storage::CacheSpace>,
     mesh: mesh::Outboxes,
     /// The metadata quorum; on the metadata core (the executor after the data shards) only.
     quorum: RefCell<Option<Rc<Quorum>>>,
@@ -68,6 +70,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(id: ShardId, num_shards: usize, config: Arc<Config>, mesh: mesh::Outboxes) -> Shard {
         Shard {
+            fetch_cache: crate::storage::CacheSpace::new(config.fetch_cache_bytes),
             id,
             num_shards,
             config,
@@ -321,7 +324,6 @@ impl Shard {
     }
 
     async fn open_new_logs(&self, snap: &Snapshot) {
-        let cache_each = self.config.fetch_cache_bytes / 64;
         for t in snap.topics.values() {
             for (p, meta) in t.assignments.iter().enumerate() {
                 let p = p as i32;
@@ -342,8 +344,13 @@ impl Shard {
                     _ => {}
                 }
                 let dir = self.config.log_dirs.join(tp.dir_name());
-                let opened =
-                    PartitionLog::open(dir, t.log_config.clone(), cache_each, self.now_ms()).await;
+                let opened = PartitionLog::open_in(
+                    dir,
+                    t.log_config.clone(),
+                    self.fetch_cache.clone(),
+                    self.now_ms(),
+                )
+                .await;
                 match opened {
                     Ok(log) => {
                         self.logs.borrow_mut().insert(

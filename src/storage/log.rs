@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::cache::BatchCache;
+use super::cache::{BatchCache, CacheSpace};
 use super::io_error;
 use super::recovery;
 use super::segment::{Segment, Tail, DELETED_SUFFIX};
@@ -46,6 +46,30 @@ pub struct AppendInfo {
 pub struct ReadResult {
     pub batches: Vec<Bytes>,
     pub bytes: usize,
+    /// Zero-copy reads ([`PartitionLog::read_for_fetch`]) only: the batches as one range of
+    /// their segment file, and the offset after the last (`batches` is then empty).
+    pub file: Option<(super::FileRange, i64)>,
+}
+
+impl ReadResult {
+    /// The batches as the network sends them.
+    pub fn into_chunks(self) -> Vec<super::Chunk> {
+        match self.file {
+            Some((range, _)) => vec![super::Chunk::File(range)],
+            None => self.batches.into_iter().map(super::Chunk::Mem).collect(),
+        }
+    }
+}
+
+/// Up to where a fetch reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadUpTo {
+    /// A consumer reading uncommitted: the high watermark.
+    HighWatermark,
+    /// A read_committed consumer: the last stable offset.
+    Stable,
+    /// A follower: what a replica may copy.
+    Replica,
 }
 
 /// One partition's log. Lives on its owner shard only.
@@ -132,11 +156,23 @@ impl PartitionLog {
         cache_bytes: usize,
         now_ms: i64,
     ) -> Result<Rc<PartitionLog>, StorageError> {
+        Self::open_in(dir, config, CacheSpace::new(cache_bytes), now_ms).await
+    }
+
+    /// As [`open`](Self::open), keeping recent batches in `space`, shared with the other logs
+    /// of the shard.
+    pub async fn open_in(
+        dir: PathBuf,
+        config: LogConfig,
+        space: Rc<CacheSpace>,
+        now_ms: i64,
+    ) -> Result<Rc<PartitionLog>, StorageError> {
         if dir.is_dir() {
             cleaner::finish_interrupted_swaps(&dir)?;
         }
         let recovered = recovery::recover(&dir, &config, now_ms).await?;
-        let state = State::recovered(dir.clone(), config, recovered, cache_bytes, now_ms)?;
+        let cache = BatchCache::within(space);
+        let state = State::recovered(dir.clone(), config, recovered, cache, now_ms)?;
         state.check_invariants();
         let inner = Inner {
             dir,
@@ -352,6 +388,39 @@ impl PartitionLog {
         self.read_below(offset, end, max_bytes, min_one).await
     }
 
+    /// What a fetch returns from `offset` (the first batch whole even when larger than
+    /// `max_bytes`): batches from the tail cache, or a range of a segment file the page cache
+    /// holds (sent with sendfile), else batches read into memory. For [`ReadUpTo::Stable`], also
+    /// the aborted transactions the batches overlap.
+    pub async fn read_for_fetch(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        up_to: ReadUpTo,
+    ) -> Result<(ReadResult, Vec<super::AbortedTxn>), StorageError> {
+        let end = {
+            let st = self.inner.state.borrow();
+            match up_to {
+                ReadUpTo::HighWatermark => st.high_watermark,
+                ReadUpTo::Stable => st.last_stable_offset(),
+                ReadUpTo::Replica => st.replica_end(),
+            }
+        };
+        let read = self
+            .read_below_as(offset, end, max_bytes, true, true)
+            .await?;
+        if up_to != ReadUpTo::Stable {
+            return Ok((read, Vec::new()));
+        }
+        let upper = match (&read.file, read.batches.last()) {
+            (Some((_, next)), _) => *next,
+            (None, Some(last)) => BatchHeader::parse(last).map_or(end, |h| h.next_offset()),
+            (None, None) => return Ok((read, Vec::new())),
+        };
+        let aborted = self.inner.state.borrow().aborted_between(offset, upper);
+        Ok((read, aborted))
+    }
+
     async fn read_below(
         &self,
         offset: i64,
@@ -359,12 +428,27 @@ impl PartitionLog {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, StorageError> {
+        self.read_below_as(offset, end, max_bytes, min_one, false)
+            .await
+    }
+
+    /// Reads below `end`; `zero_copy` lets batches past the cache come as a file range.
+    async fn read_below_as(
+        &self,
+        offset: i64,
+        end: i64,
+        max_bytes: usize,
+        min_one: bool,
+        zero_copy: bool,
+    ) -> Result<ReadResult, StorageError> {
         let limit = ReadLimit {
             high_watermark: end,
             max_bytes,
             min_one,
         };
         let mut after_base = None;
+        // Waits so far for the page cache to bring in what a zero-copy read needs.
+        let mut waits = 0u32;
         loop {
             let from_disk = {
                 let st = self.inner.state.borrow();
@@ -375,16 +459,35 @@ impl PartitionLog {
                 if offset >= end {
                     return Ok(ReadResult::default());
                 }
-                if let Some(cached) = st.cache.batches_from(offset) {
-                    let mut out = ReadResult::default();
-                    for b in cached.take_while(|b| b.base_offset < limit.high_watermark) {
-                        if !limit.admit(&mut out, &b.bytes) {
-                            break;
-                        }
-                    }
+                let mut out = ReadResult::default();
+                let cached = st.cache.visit_from(offset, |b| {
+                    b.base_offset < limit.high_watermark && limit.admit(&mut out, &b.bytes)
+                });
+                if cached {
                     return Ok(out);
                 }
-                st.disk_read_start(offset, after_base)
+                if zero_copy {
+                    match sendable::from_page_cache(&st, offset, after_base, &limit) {
+                        PageRead::Got(out) => return Ok(out),
+                        PageRead::Gap(base) => {
+                            after_base = Some(base);
+                            continue;
+                        }
+                        PageRead::Wait if waits < sendable::MAX_WAITS => None,
+                        PageRead::Wait | PageRead::Fallback | PageRead::Nothing => {
+                            Some(st.disk_read_start(offset, after_base))
+                        }
+                    }
+                } else {
+                    Some(st.disk_read_start(offset, after_base))
+                }
+            };
+            let Some(from_disk) = from_disk else {
+                // The pages are on their way in: each byte is read from the disk once, into
+                // the page cache, rather than once there and once more into memory.
+                waits += 1;
+                glommio::timer::sleep(sendable::WAIT).await;
+                continue;
             };
             let Some((base_offset, walker)) = from_disk else {
                 return Ok(ReadResult::default());
@@ -736,7 +839,7 @@ impl State {
         dir: PathBuf,
         config: LogConfig,
         recovered: recovery::Recovered,
-        cache_bytes: usize,
+        cache: BatchCache,
         now_ms: i64,
     ) -> Result<State, StorageError> {
         let segments = recovered.segments;
@@ -758,7 +861,7 @@ impl State {
             hw_target: log_end_offset,
             leader_epoch: -1,
             epochs,
-            cache: BatchCache::new(cache_bytes),
+            cache,
             pending: VecDeque::new(),
             next_job_seq: 1,
             done_job_seq: 0,
@@ -833,3 +936,7 @@ mod replica;
 
 #[path = "producers.rs"]
 mod producers;
+
+#[path = "sendable.rs"]
+mod sendable;
+use sendable::PageRead;

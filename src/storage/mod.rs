@@ -9,6 +9,7 @@
 //! never returns data that a crash could take back.
 
 mod cache;
+mod chunk;
 #[cfg(test)]
 mod cleaner_tests;
 mod compact;
@@ -21,15 +22,21 @@ mod producer_tests;
 mod recovery;
 mod retention;
 mod segment;
+#[cfg(test)]
+mod sendable_tests;
 mod snapshots;
 #[cfg(test)]
 mod tests;
 pub mod txn_index;
 mod wait;
 
+pub use cache::CacheSpace;
+pub use chunk::{Chunk, FileRange};
 pub use compact::{all_keyed, RecordError};
 pub use data_dir::{DataDir, DataDirError, LOCK_FILE};
-pub use log::{AppendInfo, CleanStats, Cleanable, CleanerSettings, PartitionLog, ReadResult};
+pub use log::{
+    AppendInfo, CleanStats, Cleanable, CleanerSettings, PartitionLog, ReadResult, ReadUpTo,
+};
 pub use txn_index::AbortedTxn;
 
 use std::path::PathBuf;

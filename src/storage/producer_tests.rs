@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 
-use super::PartitionLog;
+use super::{PartitionLog, ReadUpTo};
 use crate::config::Config;
 use crate::producer::{Check, Marker};
 use crate::record::{self, tests::make_batch};
@@ -96,8 +96,11 @@ fn a_corrupt_snapshot_is_ignored_and_the_state_rebuilt_from_the_log() {
             "the retry is still known"
         );
         assert_eq!(log.last_stable_offset(), log.high_watermark());
-        let (read, aborted) = log.read_committed(0, 1 << 20, true).await.unwrap();
-        assert!(!read.batches.is_empty());
+        let (read, aborted) = log
+            .read_for_fetch(0, 1 << 20, ReadUpTo::Stable)
+            .await
+            .unwrap();
+        assert!(read.bytes > 0);
         assert_eq!(aborted.len(), 1);
         assert_eq!((aborted[0].producer_id, aborted[0].first_offset), (8, 3));
         assert_eq!(aborted[0].last_offset, abort_at);
@@ -125,8 +128,11 @@ fn truncation_reopens_transactions_whose_markers_it_cut() {
         log.truncate_to(2, 1_000).await.unwrap();
         assert_eq!(log.log_end_offset(), 2);
         assert_eq!(log.last_stable_offset(), 0, "the transaction is open again");
-        let (read, aborted) = log.read_committed(0, 1 << 20, true).await.unwrap();
-        assert!(read.batches.is_empty() && aborted.is_empty());
+        let (read, aborted) = log
+            .read_for_fetch(0, 1 << 20, ReadUpTo::Stable)
+            .await
+            .unwrap();
+        assert!(read.bytes == 0 && aborted.is_empty());
         assert!(!txnindex.exists(), "the cut abort left the index");
         // A current coordinator ends the transaction again; an older one is fenced after.
         let commit = Marker {

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use super::super::recovery::aborted_entry;
 use super::super::snapshots;
 use super::super::txn_index::{self, AbortedTxn};
-use super::{AppendInfo, PartitionLog, ReadResult, State};
+use super::{AppendInfo, PartitionLog, State};
 use crate::producer::{marker, Check, Marker, ProducerView};
 use crate::record::BatchHeader;
 use crate::storage::StorageError;
@@ -58,13 +58,13 @@ impl State {
         }
     }
 
-    fn last_stable_offset(&self) -> i64 {
+    pub(super) fn last_stable_offset(&self) -> i64 {
         self.producers.last_stable_offset(self.high_watermark)
     }
 
     /// Kafka's `collectAbortedTxns`: the aborted transactions overlapping
     /// [`fetch_offset`, `upper`), from the segment holding `fetch_offset` on.
-    fn aborted_between(&self, fetch_offset: i64, upper: i64) -> Vec<AbortedTxn> {
+    pub(super) fn aborted_between(&self, fetch_offset: i64, upper: i64) -> Vec<AbortedTxn> {
         let from = self
             .segments
             .range(..=fetch_offset)
@@ -121,24 +121,6 @@ impl PartitionLog {
     /// yet committed): what read_committed consumers may read.
     pub fn last_stable_offset(&self) -> i64 {
         self.inner.state.borrow().last_stable_offset()
-    }
-
-    /// A read_committed read: whole batches below the last stable offset, and the aborted
-    /// transactions that overlap what is returned.
-    pub async fn read_committed(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        min_one: bool,
-    ) -> Result<(ReadResult, Vec<AbortedTxn>), StorageError> {
-        let end = self.last_stable_offset();
-        let read = self.read_below(offset, end, max_bytes, min_one).await?;
-        let Some(last) = read.batches.last() else {
-            return Ok((read, Vec::new()));
-        };
-        let upper = BatchHeader::parse(last).map_or(end, |h| h.next_offset());
-        let aborted = self.inner.state.borrow().aborted_between(offset, upper);
-        Ok((read, aborted))
     }
 
     /// Resolves when the last stable offset moves above `offset` or the log is closed (the

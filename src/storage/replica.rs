@@ -203,7 +203,7 @@ impl PartitionLog {
             // Best effort: an open file is dropped with the old state anyway.
             let _ = f.close_rc().await;
         }
-        let (dir, config, hw, managed, leader_epoch, cache_bytes) = {
+        let (dir, config, hw, managed, leader_epoch, space) = {
             let st = self.inner.state.borrow();
             (
                 st.dir.clone(),
@@ -211,11 +211,12 @@ impl PartitionLog {
                 st.high_watermark,
                 st.hw_managed,
                 st.leader_epoch,
-                st.cache.capacity(),
+                st.cache.space(),
             )
         };
         let recovered = recovery::recover(&dir, &config, now_ms).await?;
-        let mut fresh = State::recovered(dir, config, recovered, cache_bytes, now_ms)?;
+        let cache = crate::storage::cache::BatchCache::within(space);
+        let mut fresh = State::recovered(dir, config, recovered, cache, now_ms)?;
         fresh.hw_managed = managed;
         fresh.leader_epoch = leader_epoch;
         let end = fresh.log_end_offset;

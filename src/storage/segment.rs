@@ -105,6 +105,8 @@ pub struct Segment {
     index_interval_bytes: u64,
     /// Transactions aborted by markers in this segment (its `.txnindex`), in marker order.
     pub aborted: Vec<super::txn_index::AbortedTxn>,
+    /// The log file opened for buffered reads, which zero-copy fetches send from.
+    page_reader: std::cell::OnceCell<std::sync::Arc<std::fs::File>>,
 }
 
 impl Segment {
@@ -128,6 +130,7 @@ impl Segment {
             },
             index_interval_bytes: index_interval_bytes as u64,
             aborted: Vec::new(),
+            page_reader: std::cell::OnceCell::new(),
         }
     }
 
@@ -214,6 +217,17 @@ impl Segment {
     pub fn add_aborted(&mut self, txn: super::txn_index::AbortedTxn) -> Result<(), StorageError> {
         self.aborted.push(txn);
         super::txn_index::append(&self.path(super::txn_index::EXTENSION), &txn)
+    }
+
+    /// The log file opened for reads through the page cache (opened on first use; the
+    /// segment's own descriptor is for direct I/O).
+    pub fn page_reader(&self) -> std::io::Result<std::sync::Arc<std::fs::File>> {
+        if let Some(f) = self.page_reader.get() {
+            return Ok(f.clone());
+        }
+        // std::fs: an open(2) of an existing file, once per segment.
+        let f = std::sync::Arc::new(std::fs::File::open(self.path("log"))?);
+        Ok(self.page_reader.get_or_init(|| f).clone())
     }
 
     pub fn walker(&self, position: u64, end: u64) -> Option<BatchWalker> {

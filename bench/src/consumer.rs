@@ -25,6 +25,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::batch::{for_each_send_time, walk_batches, TxnFilter};
 use crate::clock::now_ns;
+use crate::interval::{IntervalHist, IntervalSink, Measure};
 use crate::stats::{self, Counters};
 use crate::topic::TopicLayout;
 use crate::wire;
@@ -58,6 +59,11 @@ pub struct ConsumerSpec {
     pub partition_max_bytes: i32,
     /// Fail when nothing arrives for this long while records are still expected.
     pub stall_timeout: Duration,
+    /// Per-interval end-to-end latency (`--report-interval`).
+    pub intervals: Option<Arc<IntervalSink>>,
+    /// Backlog runs: records written before the phase; once the consumers have read this many,
+    /// the backlog is drained.
+    pub backlog_records: u64,
 }
 
 /// How the run tells end-to-end consumers that producing is over.
@@ -87,6 +93,7 @@ struct Consumer {
     conns: Vec<FetchConn>,
     offsets: Vec<i64>,
     hist: Histogram<u64>,
+    interval: Option<IntervalHist>,
     last_progress_ns: u64,
 }
 
@@ -122,6 +129,10 @@ impl Consumer {
                 parts,
             });
         }
+        let interval = spec
+            .intervals
+            .as_ref()
+            .map(|s| s.recorder(Measure::EndToEnd));
         Ok(Consumer {
             offsets: spec.start_offsets.clone(),
             spec,
@@ -129,6 +140,7 @@ impl Consumer {
             control,
             conns,
             hist: stats::new_histogram(),
+            interval,
             last_progress_ns: now_ns(),
         })
     }
@@ -266,13 +278,18 @@ impl Consumer {
         let now = now_ns();
         let (e2e, warmup_end) = (self.spec.end_to_end, self.spec.warmup_end_ns);
         let hist = &mut self.hist;
+        let interval = &mut self.interval;
         let walked = walk_batches(&data, offset, &mut txn, |h, b| {
             if !e2e {
                 return Ok(());
             }
             for_each_send_time(h, b, offset, |sent| {
                 if sent >= warmup_end {
-                    hist.saturating_record(now.saturating_sub(sent).max(1));
+                    let latency = now.saturating_sub(sent).max(1);
+                    hist.saturating_record(latency);
+                    if let Some(i) = interval.as_mut() {
+                        i.record(now, latency);
+                    }
                 }
             })
         })?;
@@ -295,6 +312,10 @@ impl Consumer {
             );
             Counters::touch(&self.counters.last_consume_ns, now);
             self.last_progress_ns = now;
+            let backlog = self.spec.backlog_records;
+            if backlog > 0 && Counters::get(&self.counters.consumed_records) >= backlog {
+                Counters::mark_once(&self.counters.backlog_drained_ns, now);
+            }
         }
         Ok(false)
     }

@@ -20,6 +20,7 @@
 //! | `txn` | producer ids, the transaction coordinator (AddPartitionsToTxn, EndTxn) |
 //! | `producer` / `consumer` | the worker threads |
 //! | `stats` | counters, histograms, percentiles |
+//! | `interval` | per-interval percentiles and broker RSS of long runs |
 //! | `cpu` | the driver's and the broker's CPU use |
 //! | `result`, `report`, `svg` | JSON, table, .hgrm, the SVG report |
 //!
@@ -45,6 +46,7 @@ pub mod consumer;
 pub mod cpu;
 #[cfg(test)]
 mod fake;
+pub mod interval;
 pub mod pacer;
 pub mod producer;
 pub mod report;

@@ -715,13 +715,20 @@ impl Producer {
     }
 
     /// Nothing to do now: wait for the next due record, a linger deadline or a free slot.
+    /// Deadlines already passed are waiting for a slot (a record held back by a full buffer, a
+    /// lingered batch behind a closed one of its partition): they do not shorten the wait, or
+    /// the thread would spin while the broker is slow.
     fn idle(&self, now: u64) {
         let mut wake = now + IDLE_WAIT.as_nanos() as u64;
-        if let Some(t) = self.pacer.next_due_ns() {
+        let linger = self.spec.linger_ns;
+        let deadlines = self
+            .builders
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| b.opened_ns() + linger)
+            .chain(self.pacer.next_due_ns());
+        for t in deadlines.filter(|t| *t > now) {
             wake = wake.min(t);
-        }
-        for b in self.builders.iter().filter(|b| !b.is_empty()) {
-            wake = wake.min(b.opened_ns() + self.spec.linger_ns);
         }
         if let Some(c) = self.conns.iter().find(|c| !c.ready.is_empty()) {
             c.slots

@@ -61,9 +61,9 @@ pub struct ConsumerSpec {
     pub stall_timeout: Duration,
     /// Per-interval end-to-end latency (`--report-interval`).
     pub intervals: Option<Arc<IntervalSink>>,
-    /// Backlog runs: records written before the phase; once the consumers have read this many,
-    /// the backlog is drained.
-    pub backlog_records: u64,
+    /// Backlog runs: the end offset of the backlog in each assigned partition; the backlog is
+    /// drained when every consumer has read past every one.
+    pub backlog_ends: Option<Vec<i64>>,
 }
 
 /// How the run tells end-to-end consumers that producing is over.
@@ -94,6 +94,8 @@ struct Consumer {
     offsets: Vec<i64>,
     hist: Histogram<u64>,
     interval: Option<IntervalHist>,
+    /// Backlog runs: assigned partitions not yet read past the backlog's end.
+    backlog_left: Vec<bool>,
     last_progress_ns: u64,
 }
 
@@ -133,6 +135,14 @@ impl Consumer {
             .intervals
             .as_ref()
             .map(|s| s.recorder(Measure::EndToEnd));
+        let backlog_left = match &spec.backlog_ends {
+            Some(ends) => ends
+                .iter()
+                .zip(&spec.start_offsets)
+                .map(|(e, s)| e > s)
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(Consumer {
             offsets: spec.start_offsets.clone(),
             spec,
@@ -141,6 +151,7 @@ impl Consumer {
             conns,
             hist: stats::new_histogram(),
             interval,
+            backlog_left,
             last_progress_ns: now_ns(),
         })
     }
@@ -251,6 +262,23 @@ impl Consumer {
                 .with_partitions(partitions)])
     }
 
+    /// Backlog runs: notes when assigned partition `i` is read past the backlog's end, and when
+    /// the last partition of all consumers is.
+    fn passed_backlog(&mut self, i: usize, consumed: u64, now: u64) {
+        let Some(ends) = &self.spec.backlog_ends else {
+            return;
+        };
+        if !self.backlog_left[i] || self.offsets[i] < ends[i] {
+            return;
+        }
+        self.backlog_left[i] = false;
+        let left = &self.counters.backlog_partitions_left;
+        if left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            Counters::mark_once(&self.counters.backlog_drained_ns, now);
+            Counters::add(&self.counters.backlog_drained_consumed, consumed);
+        }
+    }
+
     /// Counts one partition's records and advances its offset; returns whether it was an error.
     fn absorb(&mut self, wanted: &[usize], p: PartitionData) -> Result<bool> {
         let Some(&i) = wanted.iter().find(|i| {
@@ -300,6 +328,7 @@ impl Consumer {
                 self.last_progress_ns = now;
             }
         }
+        let consumed_before = Counters::get(&self.counters.consumed_records);
         Counters::add(
             &self.counters.aborted_records_skipped,
             walked.aborted_records,
@@ -312,11 +341,8 @@ impl Consumer {
             );
             Counters::touch(&self.counters.last_consume_ns, now);
             self.last_progress_ns = now;
-            let backlog = self.spec.backlog_records;
-            if backlog > 0 && Counters::get(&self.counters.consumed_records) >= backlog {
-                Counters::mark_once(&self.counters.backlog_drained_ns, now);
-            }
         }
+        self.passed_backlog(i, consumed_before + walked.records, now);
         Ok(false)
     }
 }

@@ -128,8 +128,8 @@ pub fn notes(r: &RunResult) -> Vec<String> {
         ));
         out.push(match b.drain_seconds {
             Some(s) => format!(
-                "  backlog drained: read past it {s:.1}s into the phase ({:.1} MB/s) while producers wrote {:.1} MB/s",
-                b.drain_mb_per_s, r.produce.mb_per_s
+                "  backlog drained: every partition read past it {s:.1}s into the phase ({:.1} MB/s of backlog, {:.1} MB/s read) while producers wrote {:.1} MB/s",
+                b.drain_mb_per_s, b.read_mb_per_s, r.produce.mb_per_s
             ),
             None => format!(
                 "  backlog NOT drained: {} records unread when the consumers stopped (read {:.1} MB/s while producers wrote {:.1} MB/s)",
@@ -299,6 +299,7 @@ mod tests {
             drained: false,
             drain_seconds: None,
             drain_mb_per_s: 80.0,
+            read_mb_per_s: 80.0,
             unread_records: 1234,
         });
         r.config.topic_configs = vec![("segment.bytes".into(), "1048576".into())];

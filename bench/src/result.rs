@@ -128,8 +128,12 @@ pub struct BacklogStats {
     /// From the start of the measured phase to the consumers reading past the backlog.
     pub drain_seconds: Option<f64>,
     /// Backlog payload over drain seconds when drained; else the payload consumed per second
-    /// of the phase so far.
+    /// of the phase.
     pub drain_mb_per_s: f64,
+    /// What the consumers read per second until they got past the backlog (backlog and the
+    /// new records they read meanwhile); else the same as `drain_mb_per_s`.
+    #[serde(default)]
+    pub read_mb_per_s: f64,
     /// Records (backlog and new) the consumers had not read when they stopped.
     pub unread_records: u64,
 }
@@ -312,6 +316,7 @@ mod tests {
                 drained: true,
                 drain_seconds: Some(2.0),
                 drain_mb_per_s: 0.005,
+                read_mb_per_s: 0.006,
                 unread_records: 0,
             }),
             records_deleted: 7,

@@ -185,6 +185,7 @@ fn run_one(
                 starts,
                 ends: None,
                 backlog_records: 0,
+                backlog_ends: None,
             };
             run_phase(
                 args,
@@ -280,6 +281,7 @@ fn backlog_workload(
         starts: topic::offsets(admin, layout, false)?,
         ends: None,
         backlog_records: Counters::get(&fill.acked_records),
+        backlog_ends: Some(topic::offsets(admin, layout, true)?),
     };
     let intervals = args.report_interval.is_some();
     let mut phase = run_phase(
@@ -337,6 +339,7 @@ fn consume_workload(
         starts,
         ends: Some(ends),
         backlog_records: 0,
+        backlog_ends: None,
     };
     let mut phase = run_consumers_only(args, layout, versions, counters, consume, tag)?;
     // The produce row of a consume run shows the fill, with its latencies.
@@ -372,8 +375,9 @@ fn produce_throughput(counters: &Counters, phase: &Phase) -> Throughput {
 struct ConsumePlan {
     starts: Vec<i64>,
     ends: Option<Vec<i64>>,
-    /// Backlog runs: records in the topic before the phase.
+    /// Backlog runs: records in the topic before the phase, and its end offsets.
     backlog_records: u64,
+    backlog_ends: Option<Vec<i64>>,
 }
 
 fn consumer_specs(
@@ -390,6 +394,10 @@ fn consumer_specs(
             let assigned: Vec<usize> = (0..layout.partitions.len())
                 .filter(|p| p % n == c)
                 .collect();
+            let backlog_ends = plan
+                .backlog_ends
+                .as_ref()
+                .map(|e| assigned.iter().map(|p| e[*p]).collect());
             ConsumerSpec {
                 index: c,
                 topic: layout.clone(),
@@ -408,7 +416,7 @@ fn consumer_specs(
                 partition_max_bytes: args.fetch_partition_max_bytes,
                 stall_timeout: args.drain_timeout,
                 intervals: intervals.cloned(),
-                backlog_records: plan.backlog_records,
+                backlog_ends,
             }
         })
         .filter(|s| !s.assigned.is_empty())
@@ -491,6 +499,20 @@ fn run_phase(
     let control = Arc::new(Control::default());
     let meter = Meter::start(args, counters, tag, sink.clone())?;
     let backlog_records = consume.as_ref().map_or(0, |c| c.backlog_records);
+    if let Some(ConsumePlan {
+        starts,
+        backlog_ends: Some(ends),
+        ..
+    }) = &consume
+    {
+        let left = ends.iter().zip(starts).filter(|(e, s)| e > s).count() as u64;
+        counters
+            .backlog_partitions_left
+            .store(left, Ordering::Release);
+        if left == 0 {
+            Counters::mark_once(&counters.backlog_drained_ns, now_ns());
+        }
+    }
     let consumers = match &consume {
         Some(c) => spawn_consumers(
             consumer_specs(args, layout, versions, c, warmup_end_ns, sink.as_ref()),
@@ -699,11 +721,16 @@ fn assemble(
     let backlog = phase.backlog_fill.clone().map(|fill| {
         let drained_ns = Counters::get(&counters.backlog_drained_ns);
         let drain_seconds = (drained_ns > 0).then(|| secs(phase.start_ns, drained_ns));
-        let drain_mb_per_s = match drain_seconds {
-            Some(s) if s > 0.0 => fill.bytes as f64 / s / 1e6,
+        let payload = record_payload(args) as f64;
+        let (drain_mb_per_s, read_mb_per_s) = match drain_seconds {
+            Some(s) if s > 0.0 => {
+                let read = Counters::get(&counters.backlog_drained_consumed) as f64 * payload;
+                (fill.bytes as f64 / s / 1e6, read / s / 1e6)
+            }
             _ => {
-                let read = Counters::get(&counters.consumed_records) * record_payload(args);
-                read as f64 / secs(phase.start_ns, phase.end_ns).max(1e-9) / 1e6
+                let read = Counters::get(&counters.consumed_records) as f64 * payload;
+                let r = read / secs(phase.start_ns, phase.end_ns).max(1e-9) / 1e6;
+                (r, r)
             }
         };
         BacklogStats {
@@ -711,6 +738,7 @@ fn assemble(
             drained: drained_ns > 0,
             drain_seconds,
             drain_mb_per_s,
+            read_mb_per_s,
             unread_records: unread,
         }
     });

@@ -70,9 +70,12 @@ pub struct Counters {
     /// Clock reading of the last acknowledgement / consumed batch.
     pub last_ack_ns: AtomicU64,
     pub last_consume_ns: AtomicU64,
-    /// Backlog runs: clock reading when the consumers had read as many records as the backlog
-    /// held (0 until then).
+    /// Backlog runs: partitions whose consumer has not yet read past the backlog's end.
+    pub backlog_partitions_left: AtomicU64,
+    /// Backlog runs: clock reading when the last partition's consumer read past the backlog's
+    /// end (0 until then), and the records consumed by then.
     pub backlog_drained_ns: AtomicU64,
+    pub backlog_drained_consumed: AtomicU64,
 }
 
 impl Counters {

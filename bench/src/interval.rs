@@ -6,7 +6,9 @@
 //! in; when a sample falls in a later interval (and when the thread ends) that histogram is
 //! added to the shared [`IntervalSink`], one histogram per interval and measure. The hot paths
 //! take the sink's lock once per interval per thread. A sample's interval is the one its
-//! completion time (acknowledgement, consumption) falls in, counted from the end of warm-up.
+//! completion time (acknowledgement, consumption) falls in, counted from the end of warm-up;
+//! samples completing after the measured phase ended (the last acknowledgements and
+//! consumption) count in its last interval.
 
 use std::sync::{Arc, Mutex};
 
@@ -43,15 +45,22 @@ pub struct IntervalSink {
     /// End of warm-up: interval 0 starts here.
     pub start_ns: u64,
     pub interval_ns: u64,
+    /// The interval the phase's end falls in, when the end is known (`--duration`).
+    last: Option<usize>,
     produce: Mutex<Vec<Histogram<u64>>>,
     e2e: Mutex<Vec<Histogram<u64>>>,
 }
 
 impl IntervalSink {
-    pub fn new(start_ns: u64, interval_ns: u64) -> Arc<IntervalSink> {
+    /// Intervals of `interval_ns` from `start_ns`; a phase ending at `end_ns` has its last
+    /// interval cut there.
+    pub fn new(start_ns: u64, interval_ns: u64, end_ns: Option<u64>) -> Arc<IntervalSink> {
+        let interval_ns = interval_ns.max(1);
+        let last = end_ns.and_then(|e| bucket(start_ns, interval_ns, e.saturating_sub(1)));
         Arc::new(IntervalSink {
             start_ns,
-            interval_ns: interval_ns.max(1),
+            interval_ns,
+            last,
             produce: Mutex::new(Vec::new()),
             e2e: Mutex::new(Vec::new()),
         })
@@ -71,6 +80,11 @@ impl IntervalSink {
         }
         // Same bounds and precision on both sides, so adding cannot fail.
         let _ignored = all[idx].add(h);
+    }
+
+    /// Whether interval `i` is part of the phase (every interval is, when the end is unknown).
+    pub fn within(&self, i: usize) -> bool {
+        self.last.is_none_or(|last| i <= last)
     }
 
     /// A recorder for one thread.
@@ -164,6 +178,7 @@ impl IntervalHist {
         let Some(idx) = bucket(self.sink.start_ns, self.sink.interval_ns, at_ns) else {
             return false;
         };
+        let idx = self.sink.last.map_or(idx, |last| idx.min(last));
         if idx != self.idx {
             self.flush();
             self.idx = idx;
@@ -278,7 +293,7 @@ mod tests {
 
     #[test]
     fn threads_add_their_intervals_to_the_sink() {
-        let sink = IntervalSink::new(1_000_000, 1_000_000);
+        let sink = IntervalSink::new(1_000_000, 1_000_000, None);
         let mut a = sink.recorder(Measure::Produce);
         let mut b = sink.recorder(Measure::Produce);
         a.record(500_000, 7); // warm-up: not counted
@@ -305,6 +320,21 @@ mod tests {
         assert_eq!(rows[4].t_end_s, 0.0045);
         assert_eq!(rows[3].produce.count, 0);
         assert!(rows[0].broker_rss_mb.is_none());
+    }
+
+    #[test]
+    fn samples_after_the_end_count_in_the_last_interval() {
+        let sink = IntervalSink::new(0, 100, Some(250));
+        let mut a = sink.recorder(Measure::EndToEnd);
+        a.record(120, 5_000);
+        a.record(260, 6_000); // after the end: interval 2 (200-250)
+        a.record(999, 7_000);
+        drop(a);
+        let rows = sink.rows(250, &[], 0);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1].e2e.count, 1);
+        assert_eq!(rows[2].e2e.count, 2);
+        assert_eq!(rows[2].t_end_s, 250e-9);
     }
 
     #[test]

@@ -493,7 +493,17 @@ fn run_phase(
     let start_ns = now_ns() + START_DELAY_NS;
     let warmup_end_ns = start_ns + args.warmup.as_nanos() as u64;
     let sink = match args.report_interval {
-        Some(every) if intervals => Some(IntervalSink::new(warmup_end_ns, every.as_nanos() as u64)),
+        Some(every) if intervals => {
+            let end_ns = match plan.stop {
+                Stop::After(d) => Some(warmup_end_ns + d.as_nanos() as u64),
+                Stop::Records(_) => None,
+            };
+            Some(IntervalSink::new(
+                warmup_end_ns,
+                every.as_nanos() as u64,
+                end_ns,
+            ))
+        }
         _ => None,
     };
     let control = Arc::new(Control::default());
@@ -960,7 +970,7 @@ impl ProgressCtx {
             last = (now, ar, ab, cr, cb, cpu_now);
             if let Some(sink) = &self.intervals {
                 let end = |i: usize| sink.start_ns + (i as u64 + 1) * sink.interval_ns;
-                while now >= end(next_interval) + INTERVAL_GRACE_NS {
+                while sink.within(next_interval) && now >= end(next_interval) + INTERVAL_GRACE_NS {
                     let row = sink.row(next_interval, end(next_interval), &timeline, start);
                     let line = interval::line(&self.tag, next_interval, &row);
                     if tty {

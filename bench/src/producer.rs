@@ -49,6 +49,9 @@ use crate::wire::{self, Slots};
 
 /// Longest a producer sleeps before looking at its clock again.
 const IDLE_WAIT: Duration = Duration::from_millis(1);
+/// Longest sleep of a producer with nothing waiting for a slot: then only its own deadlines
+/// (next record, linger, end of run) can give it work, so it sleeps until the first of them.
+const IDLE_SLEEP_MAX: Duration = Duration::from_millis(100);
 /// How long the end of a run waits for the last acknowledgements.
 const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -714,23 +717,33 @@ impl Producer {
         Ok(sent)
     }
 
-    /// Nothing to do now: wait for the next due record, a linger deadline or a free slot.
-    /// Deadlines already passed are waiting for a slot (a record held back by a full buffer, a
-    /// lingered batch behind a closed one of its partition): they do not shorten the wait, or
-    /// the thread would spin while the broker is slow.
+    /// Nothing to do now: wait for the next due record, a linger deadline, the end of the run or
+    /// a free slot. Deadlines already passed are waiting for a slot (a record held back by a
+    /// full buffer, a lingered batch behind a closed one of its partition): they do not shorten
+    /// the wait, or the thread would spin while the broker is slow. Waiting for a slot looks
+    /// again every IDLE_WAIT (another connection's slot does not wake this wait); with nothing
+    /// waiting for a slot the thread sleeps to its first deadline, so many producers at a low
+    /// rate do not wake a thousand times a second each.
     fn idle(&self, now: u64) {
-        let mut wake = now + IDLE_WAIT.as_nanos() as u64;
+        let waiting = self.conns.iter().find(|c| !c.ready.is_empty());
+        let cap = if waiting.is_some() {
+            IDLE_WAIT
+        } else {
+            IDLE_SLEEP_MAX
+        };
+        let mut wake = now + cap.as_nanos() as u64;
         let linger = self.spec.linger_ns;
         let deadlines = self
             .builders
             .iter()
             .filter(|b| !b.is_empty())
             .map(|b| b.opened_ns() + linger)
-            .chain(self.pacer.next_due_ns());
+            .chain(self.pacer.next_due_ns())
+            .chain(self.spec.stop_at_ns);
         for t in deadlines.filter(|t| *t > now) {
             wake = wake.min(t);
         }
-        if let Some(c) = self.conns.iter().find(|c| !c.ready.is_empty()) {
+        if let Some(c) = waiting {
             c.slots
                 .wait(Duration::from_nanos(wake.saturating_sub(now).max(1)));
         } else {

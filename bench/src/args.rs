@@ -22,6 +22,9 @@ pub enum Workload {
     /// Producers and consumers together; produce and end-to-end latency.
     #[value(alias = "e2e")]
     EndToEnd,
+    /// Fill `--backlog-bytes` first (not measured), then producers at `--rate` while consumers
+    /// read from the start: produce and end-to-end latency, and how fast the backlog drains.
+    Backlog,
 }
 
 pub use gregor::client::batch::Codec;
@@ -107,9 +110,24 @@ pub struct Args {
     /// Bytes of each record value (at least 8: the send timestamp).
     #[arg(long, default_value_t = 1024)]
     pub record_size: usize,
-    /// Distinct keys; 0 = unkeyed records with sticky partitioning.
-    #[arg(long, default_value_t = 0)]
+    /// Distinct keys; 0 = unkeyed records with sticky partitioning. Keyed records go to
+    /// `murmur2(key) % partitions`, Kafka's default partitioner.
+    #[arg(long, visible_alias = "keys", default_value_t = 0)]
     pub key_cardinality: u64,
+    /// Bytes of each record key (keyed records only): the key number in decimal, zero-padded.
+    #[arg(long, default_value_t = 16)]
+    pub key_size: usize,
+    /// Configs of the created topic, `name=value` (comma separated), e.g.
+    /// `segment.bytes=8388608,retention.bytes=33554432`.
+    #[arg(long, value_delimiter = ',')]
+    pub topic_config: Vec<String>,
+    /// Backlog workload: bytes of record payload to write before the measured phase (e.g.
+    /// 10GB, 200MB, 512MiB).
+    #[arg(long, value_parser = parse_size, default_value = "1GB")]
+    pub backlog_bytes: u64,
+    /// Per-interval latency percentiles and broker RSS (e.g. 60s); off unless given.
+    #[arg(long, value_parser = parse_duration)]
+    pub report_interval: Option<Duration>,
     /// One or more of 0, 1, all (comma separated); each runs in turn on a fresh topic.
     #[arg(long, default_value = "1", value_delimiter = ',')]
     pub acks: Vec<String>,
@@ -206,6 +224,8 @@ pub struct Plan {
     /// Records per second over all producers; `None` = as fast as acknowledgements allow.
     pub rate: Option<f64>,
     pub stop: Stop,
+    /// Configs of the created topic.
+    pub topic_configs: Vec<(String, String)>,
 }
 
 /// When producers stop.
@@ -246,6 +266,30 @@ impl Args {
                 bail!("idempotent producers allow at most {IDEMPOTENT_IN_FLIGHT_MAX} requests in flight");
             }
         }
+        if self.key_cardinality > 0 {
+            let digits = key_digits(self.key_cardinality - 1);
+            if self.key_size < digits {
+                bail!(
+                    "--key-size {} cannot hold {} distinct keys ({digits} digits)",
+                    self.key_size,
+                    self.key_cardinality
+                );
+            }
+        }
+        if self.workload == Workload::Backlog && self.backlog_bytes < self.record_size as u64 {
+            bail!("--backlog-bytes is smaller than one record");
+        }
+        if self
+            .report_interval
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            bail!("--report-interval must be at least 1s");
+        }
+        let topic_configs = self
+            .topic_config
+            .iter()
+            .map(|c| parse_topic_config(c))
+            .collect::<Result<Vec<_>>>()?;
         let stop = match (self.duration, self.records) {
             (Some(_), Some(_)) => bail!("give --duration or --records, not both"),
             (Some(d), None) => Stop::After(d),
@@ -257,6 +301,7 @@ impl Args {
             modes,
             rate: parse_rate(&self.rate)?,
             stop,
+            topic_configs,
         })
     }
 }
@@ -313,6 +358,52 @@ pub fn parse_rate(s: &str) -> Result<Option<f64>> {
     Ok((r > 0.0).then_some(r))
 }
 
+/// Decimal digits of `n` (at least 1).
+pub fn key_digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// `name=value` of `--topic-config`.
+pub fn parse_topic_config(s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => bail!("--topic-config {s:?} is not name=value"),
+    }
+}
+
+/// `10GB`, `200MB`, `512MiB`, `64KB` or a bare number of bytes (KB/MB/GB are powers of 10,
+/// KiB/MiB/GiB powers of 2).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size"))?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "{s:?}: unit must be B, KB, MB, GB, KiB, MiB or GiB"
+            ))
+        }
+    };
+    let bytes = n * mult;
+    if !bytes.is_finite() || bytes < 0.0 {
+        return Err(format!("{s:?} is not a size"));
+    }
+    Ok(bytes as u64)
+}
+
 /// `250ms`, `30s`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
@@ -327,7 +418,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("{s:?} is negative"));
@@ -351,7 +443,46 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("3h").is_err());
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("3d").is_err());
+    }
+
+    #[test]
+    fn sizes_keys_and_topic_configs_parse() {
+        assert_eq!(parse_size("10GB").unwrap(), 10_000_000_000);
+        assert_eq!(parse_size("200MB").unwrap(), 200_000_000);
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("3 parsecs").is_err());
+        assert_eq!(key_digits(0), 1);
+        assert_eq!(key_digits(9_999), 4);
+        assert_eq!(key_digits(10_000), 5);
+        let args = Args::parse_from([
+            "b",
+            "--keys",
+            "10000",
+            "--key-size",
+            "4",
+            "--topic-config",
+            "segment.bytes=1048576, retention.ms=60000",
+        ]);
+        let plan = args.plan().unwrap();
+        assert_eq!(args.key_cardinality, 10_000);
+        assert_eq!(
+            plan.topic_configs,
+            vec![
+                ("segment.bytes".to_string(), "1048576".to_string()),
+                ("retention.ms".to_string(), "60000".to_string())
+            ]
+        );
+        let narrow = Args::parse_from(["b", "--keys", "10001", "--key-size", "4"]);
+        assert!(narrow.plan().is_err());
+        assert!(Args::parse_from(["b", "--topic-config", "x"])
+            .plan()
+            .is_err());
+        let backlog = Args::parse_from(["b", "--workload", "backlog", "--backlog-bytes", "200MB"]);
+        assert_eq!(backlog.backlog_bytes, 200_000_000);
+        assert!(backlog.plan().is_ok());
     }
 
     #[test]

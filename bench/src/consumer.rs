@@ -25,6 +25,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::batch::{for_each_send_time, walk_batches, TxnFilter};
 use crate::clock::now_ns;
+use crate::interval::{IntervalHist, IntervalSink, Measure};
 use crate::stats::{self, Counters};
 use crate::topic::TopicLayout;
 use crate::wire;
@@ -58,6 +59,11 @@ pub struct ConsumerSpec {
     pub partition_max_bytes: i32,
     /// Fail when nothing arrives for this long while records are still expected.
     pub stall_timeout: Duration,
+    /// Per-interval end-to-end latency (`--report-interval`).
+    pub intervals: Option<Arc<IntervalSink>>,
+    /// Backlog runs: the end offset of the backlog in each assigned partition; the backlog is
+    /// drained when every consumer has read past every one.
+    pub backlog_ends: Option<Vec<i64>>,
 }
 
 /// How the run tells end-to-end consumers that producing is over.
@@ -89,6 +95,9 @@ struct Consumer {
     conns: Vec<FetchConn>,
     offsets: Vec<i64>,
     hist: Histogram<u64>,
+    interval: Option<IntervalHist>,
+    /// Backlog runs: assigned partitions not yet read past the backlog's end.
+    backlog_left: Vec<bool>,
     last_progress_ns: u64,
 }
 
@@ -125,6 +134,18 @@ impl Consumer {
                 parts,
             });
         }
+        let interval = spec
+            .intervals
+            .as_ref()
+            .map(|s| s.recorder(Measure::EndToEnd));
+        let backlog_left = match &spec.backlog_ends {
+            Some(ends) => ends
+                .iter()
+                .zip(&spec.start_offsets)
+                .map(|(e, s)| e > s)
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(Consumer {
             offsets: spec.start_offsets.clone(),
             spec,
@@ -132,6 +153,8 @@ impl Consumer {
             control,
             conns,
             hist: stats::new_histogram(),
+            interval,
+            backlog_left,
             last_progress_ns: now_ns(),
         })
     }
@@ -242,6 +265,23 @@ impl Consumer {
                 .with_partitions(partitions)])
     }
 
+    /// Backlog runs: notes when assigned partition `i` is read past the backlog's end, and when
+    /// the last partition of all consumers is.
+    fn passed_backlog(&mut self, i: usize, consumed: u64, now: u64) {
+        let Some(ends) = &self.spec.backlog_ends else {
+            return;
+        };
+        if !self.backlog_left[i] || self.offsets[i] < ends[i] {
+            return;
+        }
+        self.backlog_left[i] = false;
+        let left = &self.counters.backlog_partitions_left;
+        if left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            Counters::mark_once(&self.counters.backlog_drained_ns, now);
+            Counters::add(&self.counters.backlog_drained_consumed, consumed);
+        }
+    }
+
     /// Counts one partition's records and advances its offset; returns whether it was an error.
     fn absorb(&mut self, wanted: &[usize], p: PartitionData) -> Result<bool> {
         let Some(&i) = wanted.iter().find(|i| {
@@ -269,13 +309,18 @@ impl Consumer {
         let now = now_ns();
         let (e2e, warmup_end) = (self.spec.end_to_end, self.spec.warmup_end_ns);
         let hist = &mut self.hist;
+        let interval = &mut self.interval;
         let walked = walk_batches(&data, offset, &mut txn, |h, b| {
             if !e2e {
                 return Ok(());
             }
             for_each_send_time(h, b, offset, |sent| {
                 if sent >= warmup_end {
-                    hist.saturating_record(now.saturating_sub(sent).max(1));
+                    let latency = now.saturating_sub(sent).max(1);
+                    hist.saturating_record(latency);
+                    if let Some(i) = interval.as_mut() {
+                        i.record(now, latency);
+                    }
                 }
             })
         })?;
@@ -286,6 +331,7 @@ impl Consumer {
                 self.last_progress_ns = now;
             }
         }
+        let consumed_before = Counters::get(&self.counters.consumed_records);
         Counters::add(
             &self.counters.aborted_records_skipped,
             walked.aborted_records,
@@ -299,6 +345,7 @@ impl Consumer {
             Counters::touch(&self.counters.last_consume_ns, now);
             self.last_progress_ns = now;
         }
+        self.passed_backlog(i, consumed_before + walked.records, now);
         Ok(false)
     }
 }

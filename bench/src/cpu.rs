@@ -1,5 +1,6 @@
 //! CPU time of the driver itself (getrusage) and, when its pid is given, of the broker
-//! (/proc/<pid>/stat), so a reader can see whether the driver or the broker ran out of CPU.
+//! (/proc/<pid>/stat), so a reader can see whether the driver or the broker ran out of CPU; and
+//! the broker's resident memory (/proc/<pid>/status VmRSS) for long runs.
 
 use anyhow::{bail, Context, Result};
 
@@ -26,6 +27,31 @@ pub fn process_cpu_s(pid: u32) -> Result<f64> {
 /// User plus system CPU seconds of all of `pids` so far (the nodes of a local cluster).
 pub fn processes_cpu_s(pids: &[u32]) -> Result<f64> {
     pids.iter().map(|p| process_cpu_s(*p)).sum()
+}
+
+/// Resident memory of process `pid` in bytes (VmRSS).
+pub fn process_rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    parse_vm_rss(&status).with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// Summed resident memory of `pids` in bytes (the nodes of a local cluster).
+pub fn processes_rss_bytes(pids: &[u32]) -> Result<u64> {
+    pids.iter().map(|p| process_rss_bytes(*p)).sum()
+}
+
+/// The `VmRSS:   123456 kB` line of a /proc/<pid>/status, in bytes.
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let mut fields = line.split_whitespace();
+    let n: u64 = fields.next()?.parse().ok()?;
+    let mult = match fields.next() {
+        Some("kB") | None => 1024,
+        Some("mB") => 1024 * 1024,
+        Some(_) => return None,
+    };
+    Some(n * mult)
 }
 
 fn clock_ticks_per_s() -> f64 {
@@ -84,6 +110,17 @@ mod tests {
         let line = "1234 (my (odd) proc) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 4 0";
         assert_eq!(parse_stat_cpu_ticks(line).unwrap(), 300);
         assert!(parse_stat_cpu_ticks("garbage").is_err());
+    }
+
+    #[test]
+    fn vm_rss_parses_in_bytes() {
+        let status = "Name:\tgregor\nVmPeak:\t  900000 kB\nVmRSS:\t  123456 kB\nRssAnon:\t 1 kB\n";
+        assert_eq!(parse_vm_rss(status), Some(123_456 * 1024));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+        assert_eq!(parse_vm_rss("VmRSS: lots kB\n"), None);
+        // A kernel thread has no VmRSS line; our own process has one.
+        assert!(process_rss_bytes(std::process::id()).unwrap() > 1 << 20);
+        assert!(processes_rss_bytes(&[std::process::id(), std::process::id()]).is_ok());
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //! | `txn` | producer ids, the transaction coordinator (AddPartitionsToTxn, EndTxn) |
 //! | `producer` / `consumer` | the worker threads |
 //! | `stats` | counters, histograms, percentiles |
-//! | `cpu` | the driver's and the broker's CPU use |
+//! | `interval` | per-interval percentiles and broker RSS of long runs |
+//! | `cpu` | the driver's and the broker's CPU use, the broker's RSS |
 //! | `result`, `report`, `svg` | JSON, table, .hgrm, the SVG report |
 //!
 //! # Latency definitions
@@ -37,6 +38,17 @@
 //! transactional (`--transaction-records 100,1000`: a transactional id per producer, each size a
 //! run of its own; 0 in the list is idempotent without transactions). Consumers read with
 //! `--isolation-level read_uncommitted` (default) or `read_committed`.
+//!
+//! # Workloads for steady-state questions
+//! - Keyed records: `--keys N --key-size B` (N distinct keys of B bytes, partitioned with
+//!   murmur2 like Kafka's default partitioner); `--producers 50` for many producers.
+//! - `--topic-config segment.bytes=...,retention.bytes=...`: configs of the created topic, so
+//!   retention deletes segments during the run; the result counts the records it removed.
+//! - `--workload backlog --backlog-bytes 10GB`: fill unmeasured, then producers at `--rate`
+//!   while consumers read from the start: produce and end-to-end latency (new records only),
+//!   whether and when every partition was read past the backlog, the drain rate.
+//! - `--report-interval 60s`: produce and end-to-end p50/p99/p99.9 per interval and the
+//!   broker's RSS (`--broker-pid`), for soaks (`interval`).
 
 pub mod args;
 pub mod batch;
@@ -45,6 +57,7 @@ pub mod consumer;
 pub mod cpu;
 #[cfg(test)]
 mod fake;
+pub mod interval;
 pub mod pacer;
 pub mod producer;
 pub mod report;

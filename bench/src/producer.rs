@@ -40,6 +40,7 @@ use kafka_protocol::records::Compression;
 
 use crate::batch::{next_sequence, BatchBuilder, ClosedBatch, ProducerStamp, SEND_TIME_BYTES};
 use crate::clock::{self, now_ns};
+use crate::interval::{IntervalHist, IntervalSink, Measure};
 use crate::pacer::Pacer;
 use crate::stats::{self, Counters};
 use crate::topic::TopicLayout;
@@ -48,6 +49,9 @@ use crate::wire::{self, Slots};
 
 /// Longest a producer sleeps before looking at its clock again.
 const IDLE_WAIT: Duration = Duration::from_millis(1);
+/// Longest sleep of a producer with nothing waiting for a slot: then only its own deadlines
+/// (next record, linger, end of run) can give it work, so it sleeps until the first of them.
+const IDLE_SLEEP_MAX: Duration = Duration::from_millis(100);
 /// How long the end of a run waits for the last acknowledgements.
 const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -60,6 +64,7 @@ pub struct ProducerSpec {
     pub codec: Compression,
     pub record_size: usize,
     pub key_cardinality: u64,
+    pub key_size: usize,
     pub batch_size: usize,
     pub linger_ns: u64,
     pub max_in_flight: usize,
@@ -76,6 +81,8 @@ pub struct ProducerSpec {
     pub request_timeout_ms: i32,
     /// Records per transaction (transactional producers only).
     pub transaction_records: Option<u64>,
+    /// Per-interval produce latency (`--report-interval`).
+    pub intervals: Option<Arc<IntervalSink>>,
 }
 
 /// Who the producer is to the broker, set up before the run starts.
@@ -148,15 +155,35 @@ impl From<&ClosedBatch> for BatchMeta {
     }
 }
 
+/// Where an acknowledged batch's latency goes: the run's histogram and, with
+/// `--report-interval`, the histogram of the current interval.
+struct Recorders {
+    hist: Histogram<u64>,
+    interval: Option<IntervalHist>,
+}
+
+impl Recorders {
+    fn new(sink: Option<&Arc<IntervalSink>>) -> Recorders {
+        Recorders {
+            hist: stats::new_histogram(),
+            interval: sink.map(|s| s.recorder(Measure::Produce)),
+        }
+    }
+}
+
 /// Counts an acknowledged batch and records its latency.
-fn ack(counters: &Counters, hist: &mut Histogram<u64>, b: &BatchMeta, warmup_end: u64, now: u64) {
+fn ack(counters: &Counters, rec: &mut Recorders, b: &BatchMeta, warmup_end: u64, now: u64) {
     Counters::add(&counters.acked_records, u64::from(b.count));
     Counters::add(&counters.acked_bytes, b.payload_bytes);
     Counters::touch(&counters.last_ack_ns, now);
     if b.first_intended_ns >= warmup_end {
         Counters::add(&counters.measured_acked_records, u64::from(b.count));
         Counters::add(&counters.measured_acked_bytes, b.payload_bytes);
-        stats::record_batch(hist, b.first_intended_ns, b.last_intended_ns, b.count, now);
+        let (first, last) = (b.first_intended_ns, b.last_intended_ns);
+        stats::record_batch(&mut rec.hist, first, last, b.count, now);
+        if let Some(i) = &mut rec.interval {
+            i.record_batch(first, last, b.count, now);
+        }
     }
 }
 
@@ -196,6 +223,7 @@ impl Conn {
                 version: spec.produce_version,
                 warmup_end_ns: spec.warmup_end_ns,
                 topic: spec.topic.name.clone(),
+                intervals: spec.intervals.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("ack-reader-{}", spec.index))
@@ -297,28 +325,29 @@ struct ReaderCtx {
     version: i16,
     warmup_end_ns: u64,
     topic: String,
+    intervals: Option<Arc<IntervalSink>>,
 }
 
 impl ReaderCtx {
     fn run(self) -> Result<Histogram<u64>> {
-        let mut hist = stats::new_histogram();
+        let mut rec = Recorders::new(self.intervals.as_ref());
         let mut reader = BufReader::with_capacity(64 << 10, self.stream.try_clone()?);
         while let Ok(inflight) = self.rx.recv() {
-            if let Err(e) = self.answer(&mut reader, &inflight, &mut hist) {
+            if let Err(e) = self.answer(&mut reader, &inflight, &mut rec) {
                 self.counters.error("CONNECTION_FAILED");
                 self.slots.fail(format!("{e:#}"));
                 return Err(e);
             }
             self.slots.release();
         }
-        Ok(hist)
+        Ok(rec.hist)
     }
 
     fn answer(
         &self,
         reader: &mut BufReader<TcpStream>,
         inflight: &InFlight,
-        hist: &mut Histogram<u64>,
+        rec: &mut Recorders,
     ) -> Result<()> {
         let frame = wire::read_frame(reader)?;
         let now = now_ns();
@@ -336,7 +365,7 @@ impl ReaderCtx {
                 .find(|p| p.index == b.partition)
                 .map_or(-1, |p| p.error_code);
             if code == 0 {
-                ack(&self.counters, hist, b, self.warmup_end_ns, now);
+                ack(&self.counters, rec, b, self.warmup_end_ns, now);
                 Counters::add(&self.tally.acked_records, u64::from(b.count));
             } else {
                 Counters::add(&self.tally.failed_batches, 1);
@@ -360,21 +389,38 @@ struct Chooser {
     partitions: usize,
     sticky: usize,
     next_key: u64,
-    key_buf: [u8; 16],
+    /// The key of the last keyed pick (`key_size` bytes).
+    key_buf: Vec<u8>,
 }
 
 impl Chooser {
-    /// Returns the partition index (into the layout) and the key to use, if any.
-    fn next(&mut self) -> (usize, Option<[u8; 16]>) {
-        if !self.keyed {
-            return (self.sticky, None);
+    fn new(key_cardinality: u64, key_size: usize, partitions: usize, index: usize) -> Chooser {
+        Chooser {
+            keyed: key_cardinality > 0,
+            key_cardinality: key_cardinality.max(1),
+            partitions,
+            sticky: index % partitions,
+            next_key: index as u64 * 1_000_003,
+            key_buf: vec![b'0'; key_size],
         }
-        // A multiplicative scramble spreads consecutive records over the key space.
-        let k = self.next_key.wrapping_mul(0x9e37_79b9_7f4a_7c15) % self.key_cardinality;
+    }
+
+    /// Returns the partition index (into the layout) of the next record; a keyed record's key
+    /// is then [`Chooser::key`].
+    fn next(&mut self) -> usize {
+        if !self.keyed {
+            return self.sticky;
+        }
+        // A bijective mix spreads consecutive records over the whole key space.
+        let k = splitmix64(self.next_key) % self.key_cardinality;
         self.next_key += 1;
         write_key(&mut self.key_buf, k);
-        let p = partition_for_key(&self.key_buf, self.partitions as i32) as usize;
-        (p, Some(self.key_buf))
+        partition_for_key(&self.key_buf, self.partitions as i32) as usize
+    }
+
+    /// The key of the record [`Chooser::next`] placed, if records are keyed.
+    fn key(&self) -> Option<&[u8]> {
+        self.keyed.then_some(&self.key_buf[..])
     }
 
     fn batch_closed(&mut self, idx: usize) {
@@ -384,8 +430,17 @@ impl Chooser {
     }
 }
 
-/// Writes `k` as 16 decimal digits.
-fn write_key(buf: &mut [u8; 16], mut k: u64) {
+/// The SplitMix64 finalizer: a bijection on u64 whose outputs look random.
+fn splitmix64(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Writes `k` in decimal, zero-padded to the buffer's width (higher digits are dropped; the
+/// plan checks the width holds every key).
+fn write_key(buf: &mut [u8], mut k: u64) {
     for slot in buf.iter_mut().rev() {
         *slot = b'0' + (k % 10) as u8;
         k /= 10;
@@ -419,7 +474,7 @@ struct Producer {
     filler: Vec<u8>,
     ready_bytes: usize,
     /// Latency of acks=0 sends (other acks are measured by the readers).
-    send_hist: Histogram<u64>,
+    send_rec: Recorders,
     /// Producer id and epoch of an idempotent or transactional producer.
     identity: Option<ProducerIdentity>,
     /// Next base sequence per layout partition (idempotent and transactional producers).
@@ -451,7 +506,8 @@ pub fn run(
     let mut p = Producer::new(spec, counters, identity)?;
     let loop_result = p.produce_loop();
     let flush_result = loop_result.and_then(|()| p.finish());
-    let mut hist = std::mem::replace(&mut p.send_hist, stats::new_histogram());
+    let mut hist = std::mem::replace(&mut p.send_rec.hist, stats::new_histogram());
+    p.send_rec.interval = None; // adds its last interval to the sink
     let mut close_err = None;
     for c in p.conns.drain(..) {
         match c.close() {
@@ -505,14 +561,8 @@ impl Producer {
             .collect();
         let n = spec.topic.partitions.len();
         let builders = (0..n).map(|_| BatchBuilder::new(spec.batch_size)).collect();
-        let chooser = Chooser {
-            keyed: spec.key_cardinality > 0,
-            key_cardinality: spec.key_cardinality.max(1),
-            partitions: n,
-            sticky: spec.index % n,
-            next_key: spec.index as u64 * 1_000_003,
-            key_buf: [0; 16],
-        };
+        let chooser = Chooser::new(spec.key_cardinality, spec.key_size, n, spec.index);
+        let send_rec = Recorders::new(spec.intervals.as_ref());
         Ok(Producer {
             pacer: Pacer::new(spec.start_ns, spec.rate),
             filler: filler(spec.record_size - SEND_TIME_BYTES, spec.index as u64 + 7),
@@ -523,7 +573,7 @@ impl Producer {
             builders,
             chooser,
             ready_bytes: 0,
-            send_hist: stats::new_histogram(),
+            send_rec,
             identity: id,
             sequences: vec![0; n],
             tally,
@@ -572,16 +622,15 @@ impl Producer {
         let due = self.pacer.due(now, cap);
         for _ in 0..due {
             let intended = self.pacer.take(now);
-            let (idx, key) = self.chooser.next();
-            let key_ref = key.as_ref().map(|k| &k[..]);
-            let len =
-                self.builders[idx].record_len(key_ref.map(<[u8]>::len), self.spec.record_size);
+            let idx = self.chooser.next();
+            let key_len = self.chooser.key().map(<[u8]>::len);
+            let len = self.builders[idx].record_len(key_len, self.spec.record_size);
             if !self.builders[idx].is_empty()
                 && self.builders[idx].records_len() + len > self.spec.batch_size
             {
                 self.close(idx)?;
             }
-            self.builders[idx].append(key_ref, &self.filler, intended, now);
+            self.builders[idx].append(self.chooser.key(), &self.filler, intended, now);
             Counters::add(&self.counters.sent_records, 1);
         }
         let full = match &mut self.txn {
@@ -655,7 +704,7 @@ impl Producer {
                     for m in &metas {
                         ack(
                             &self.counters,
-                            &mut self.send_hist,
+                            &mut self.send_rec,
                             m,
                             self.spec.warmup_end_ns,
                             now,
@@ -668,16 +717,33 @@ impl Producer {
         Ok(sent)
     }
 
-    /// Nothing to do now: wait for the next due record, a linger deadline or a free slot.
+    /// Nothing to do now: wait for the next due record, a linger deadline, the end of the run or
+    /// a free slot. Deadlines already passed are waiting for a slot (a record held back by a
+    /// full buffer, a lingered batch behind a closed one of its partition): they do not shorten
+    /// the wait, or the thread would spin while the broker is slow. Waiting for a slot looks
+    /// again every IDLE_WAIT (another connection's slot does not wake this wait); with nothing
+    /// waiting for a slot the thread sleeps to its first deadline, so many producers at a low
+    /// rate do not wake a thousand times a second each.
     fn idle(&self, now: u64) {
-        let mut wake = now + IDLE_WAIT.as_nanos() as u64;
-        if let Some(t) = self.pacer.next_due_ns() {
+        let waiting = self.conns.iter().find(|c| !c.ready.is_empty());
+        let cap = if waiting.is_some() {
+            IDLE_WAIT
+        } else {
+            IDLE_SLEEP_MAX
+        };
+        let mut wake = now + cap.as_nanos() as u64;
+        let linger = self.spec.linger_ns;
+        let deadlines = self
+            .builders
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| b.opened_ns() + linger)
+            .chain(self.pacer.next_due_ns())
+            .chain(self.spec.stop_at_ns);
+        for t in deadlines.filter(|t| *t > now) {
             wake = wake.min(t);
         }
-        for b in self.builders.iter().filter(|b| !b.is_empty()) {
-            wake = wake.min(b.opened_ns() + self.spec.linger_ns);
-        }
-        if let Some(c) = self.conns.iter().find(|c| !c.ready.is_empty()) {
+        if let Some(c) = waiting {
             c.slots
                 .wait(Duration::from_nanos(wake.saturating_sub(now).max(1)));
         } else {
@@ -788,6 +854,7 @@ mod tests {
             codec: Compression::None,
             record_size: 100,
             key_cardinality: 50,
+            key_size: 16,
             batch_size: 1000,
             linger_ns: 1_000_000,
             max_in_flight: 5,
@@ -801,6 +868,7 @@ mod tests {
             produce_version: 11,
             request_timeout_ms: 30_000,
             transaction_records: Some(per_txn),
+            intervals: None,
         }
     }
 
@@ -871,39 +939,68 @@ mod tests {
 
     #[test]
     fn keys_are_fixed_width_and_spread_over_partitions() {
-        let mut c = Chooser {
-            keyed: true,
-            key_cardinality: 1000,
-            partitions: 12,
-            sticky: 0,
-            next_key: 0,
-            key_buf: [0; 16],
-        };
+        let mut c = Chooser::new(1000, 16, 12, 0);
         let mut seen = [0u32; 12];
         for _ in 0..12_000 {
-            let (p, key) = c.next();
-            let key = key.unwrap();
+            let p = c.next();
+            let key = c.key().unwrap();
+            assert_eq!(key.len(), 16);
             assert!(key.iter().all(u8::is_ascii_digit));
+            assert_eq!(p as i32, partition_for_key(key, 12));
             seen[p] += 1;
         }
         assert!(seen.iter().all(|n| *n > 500), "{seen:?}");
     }
 
     #[test]
+    fn keyed_records_land_where_kafkas_default_partitioner_puts_them() {
+        // Kafka's UtilsTest: murmur2("21") = -973932308, toPositive = 1173551340.
+        let mut key = [0u8; 2];
+        write_key(&mut key, 21);
+        assert_eq!(&key, b"21");
+        for partitions in [1, 3, 7, 12, 50] {
+            assert_eq!(
+                partition_for_key(&key, partitions),
+                1_173_551_340 % partitions
+            );
+        }
+        // A two-byte key space 0..=99: the chooser picks key 21 at some point, and then the
+        // partition of "21".
+        let mut c = Chooser::new(100, 2, 12, 0);
+        let mut found = false;
+        for _ in 0..1000 {
+            let p = c.next();
+            if c.key() == Some(&b"21"[..]) {
+                assert_eq!(p as i32, 1_173_551_340 % 12);
+                found = true;
+            }
+        }
+        assert!(found);
+        let mut wide = [0u8; 5];
+        write_key(&mut wide, 42);
+        assert_eq!(&wide, b"00042");
+    }
+
+    #[test]
+    fn every_key_of_the_space_is_used() {
+        let mut c = Chooser::new(10, 1, 4, 3);
+        let mut keys = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            c.next();
+            keys.insert(c.key().unwrap().to_vec());
+        }
+        assert_eq!(keys.len(), 10);
+    }
+
+    #[test]
     fn sticky_partition_moves_only_when_its_batch_closes() {
-        let mut c = Chooser {
-            keyed: false,
-            key_cardinality: 1,
-            partitions: 3,
-            sticky: 2,
-            next_key: 0,
-            key_buf: [0; 16],
-        };
-        assert_eq!(c.next().0, 2);
+        let mut c = Chooser::new(0, 16, 3, 2);
+        assert_eq!(c.next(), 2);
+        assert!(c.key().is_none());
         c.batch_closed(1);
-        assert_eq!(c.next().0, 2);
+        assert_eq!(c.next(), 2);
         c.batch_closed(2);
-        assert_eq!(c.next().0, 0);
+        assert_eq!(c.next(), 0);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! Table rows: `produce` (mode: plain, idempotent, txn<N>), `commit` for transactional runs
 //! (records/s holds commits per second, latencies are EndTxn round trips), and `consume` or
-//! `e2e` (mode: the consumers' isolation level, committed or uncommitted).
+//! `e2e` (mode: the consumers' isolation level, committed or uncommitted). [`notes`] follow the
+//! rows: the backlog of a backlog run, what retention deleted, and the per-interval table.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -12,6 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 
+use crate::interval::IntervalLatency;
 use crate::result::RunResult;
 use crate::stats::LatencySummary;
 
@@ -111,6 +113,76 @@ fn row(
         cpu(Some(r.driver_cpu.cores)),
         cpu(r.broker_cpu.map(|c| c.cores)),
     )
+}
+
+/// Lines under a run's rows: backlog, retention and per-interval figures, where the run has
+/// them.
+pub fn notes(r: &RunResult) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(b) = &r.backlog {
+        let fill = &b.fill;
+        let mb = fill.bytes as f64 / 1e6;
+        out.push(format!(
+            "  backlog: {mb:.0} MB ({} records) filled in {:.1}s ({:.1} MB/s)",
+            fill.records, fill.seconds, fill.mb_per_s
+        ));
+        out.push(match b.drain_seconds {
+            Some(s) => format!(
+                "  backlog drained: every partition read past it {s:.1}s into the phase ({:.1} MB/s of backlog, {:.1} MB/s read) while producers wrote {:.1} MB/s",
+                b.drain_mb_per_s, b.read_mb_per_s, r.produce.mb_per_s
+            ),
+            None => format!(
+                "  backlog NOT drained: {} records unread when the consumers stopped (read {:.1} MB/s while producers wrote {:.1} MB/s)",
+                b.unread_records, b.drain_mb_per_s, r.produce.mb_per_s
+            ),
+        });
+        if b.drain_seconds.is_some() && b.unread_records > 0 {
+            out.push(format!(
+                "  {} records unread when the consumers stopped",
+                b.unread_records
+            ));
+        }
+    }
+    if !r.config.topic_configs.is_empty() || r.records_deleted > 0 {
+        let configs: Vec<String> = r
+            .config
+            .topic_configs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        out.push(format!(
+            "  retention: {} records deleted from the partitions' start during the run (topic configs: {})",
+            r.records_deleted,
+            if configs.is_empty() { "none".to_string() } else { configs.join(",") }
+        ));
+    }
+    if !r.intervals.is_empty() {
+        out.push(format!(
+            "  {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>9}",
+            "from s", "to s", "prod p50", "p99", "p99.9", "e2e p50", "p99", "p99.9", "RSS MB"
+        ));
+        let ms = |l: &IntervalLatency, v: f64| match l.count {
+            0 => "-".to_string(),
+            _ => format!("{:.2}", v / 1000.0),
+        };
+        for i in &r.intervals {
+            let (p, e) = (&i.produce, &i.e2e);
+            out.push(format!(
+                "  {:>8.0} {:>8.0} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>9}",
+                i.t_start_s,
+                i.t_end_s,
+                ms(p, p.p50_us),
+                ms(p, p.p99_us),
+                ms(p, p.p999_us),
+                ms(e, e.p50_us),
+                ms(e, e.p99_us),
+                ms(e, e.p999_us),
+                i.broker_rss_mb
+                    .map_or("-".to_string(), |m| format!("{m:.0}")),
+            ));
+        }
+    }
+    out
 }
 
 /// The .hgrm text of a nanosecond histogram, values in milliseconds.
@@ -213,6 +285,57 @@ mod tests {
         assert!(rows[0].contains(" 3 "), "{}", rows[0]);
         assert!(rows[0].contains(" plain "), "{}", rows[0]);
         assert_eq!(table_header().len(), rows[0].len());
+    }
+
+    #[test]
+    fn notes_show_backlog_retention_and_intervals() {
+        use crate::interval::IntervalRow;
+        use crate::result::BacklogStats;
+        let mut r = RunResult::default();
+        assert!(notes(&r).is_empty());
+        r.produce = Throughput::new(1000, 25_000_000, 1.0);
+        r.backlog = Some(BacklogStats {
+            fill: Throughput::new(500_000, 512_000_000, 4.0),
+            drained: false,
+            drain_seconds: None,
+            drain_mb_per_s: 80.0,
+            read_mb_per_s: 80.0,
+            unread_records: 1234,
+        });
+        r.config.topic_configs = vec![("segment.bytes".into(), "1048576".into())];
+        r.records_deleted = 99;
+        r.intervals = vec![IntervalRow {
+            t_start_s: 0.0,
+            t_end_s: 60.0,
+            produce: IntervalLatency {
+                count: 3,
+                p50_us: 1000.0,
+                p99_us: 2500.0,
+                p999_us: 12_000.0,
+                max_us: 20_000.0,
+            },
+            broker_rss_mb: Some(420.0),
+            ..IntervalRow::default()
+        }];
+        let lines = notes(&r);
+        assert!(
+            lines[0].contains("512 MB (500000 records) filled in 4.0s (128.0 MB/s)"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("NOT drained: 1234 records unread"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].contains("99 records deleted") && lines[2].contains("segment.bytes=1048576")
+        );
+        let row: Vec<&str> = lines[4].split_whitespace().collect();
+        assert_eq!(
+            row,
+            ["0", "60", "|", "1.00", "2.50", "12.00", "|", "-", "-", "-", "|", "420"]
+        );
     }
 
     #[test]

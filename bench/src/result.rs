@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::CpuUse;
+use crate::interval::IntervalRow;
 use crate::stats::LatencySummary;
 
 /// Records and payload over a measured interval.
@@ -54,6 +55,9 @@ pub struct Sample {
     pub produced_records_per_s: f64,
     pub consumed_mb_per_s: f64,
     pub consumed_records_per_s: f64,
+    /// Resident memory of the broker processes (`--broker-pid`), MB = 10^6 bytes.
+    #[serde(default)]
+    pub broker_rss_mb: Option<f64>,
 }
 
 /// The knobs that shaped a run, repeated in each result so rows are self-describing.
@@ -65,6 +69,15 @@ pub struct RunConfig {
     pub replication_factor: i16,
     pub record_size: usize,
     pub key_cardinality: u64,
+    /// Bytes of each key (keyed records).
+    #[serde(default)]
+    pub key_size: usize,
+    /// Configs the topic was created with.
+    #[serde(default)]
+    pub topic_configs: Vec<(String, String)>,
+    /// Backlog workload: payload bytes written before the measured phase.
+    #[serde(default)]
+    pub backlog_bytes: Option<u64>,
     pub compression: String,
     pub batch_size: usize,
     pub linger_ms: u64,
@@ -104,6 +117,27 @@ pub struct TxnStats {
     pub commits: Throughput,
 }
 
+/// The backlog of a backlog run and how the consumers got through it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BacklogStats {
+    /// The fill before the measured phase (not measured for latency).
+    pub fill: Throughput,
+    /// Whether the consumers read past the backlog during the run (before producers stopped
+    /// plus the drain timeout).
+    pub drained: bool,
+    /// From the start of the measured phase to the consumers reading past the backlog.
+    pub drain_seconds: Option<f64>,
+    /// Backlog payload over drain seconds when drained; else the payload consumed per second
+    /// of the phase.
+    pub drain_mb_per_s: f64,
+    /// What the consumers read per second until they got past the backlog (backlog and the
+    /// new records they read meanwhile); else the same as `drain_mb_per_s`.
+    #[serde(default)]
+    pub read_mb_per_s: f64,
+    /// Records (backlog and new) the consumers had not read when they stopped.
+    pub unread_records: u64,
+}
+
 /// Everything measured for one acks setting.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -140,6 +174,15 @@ pub struct RunResult {
     pub driver_cpu: CpuUse,
     pub broker_cpu: Option<CpuUse>,
     pub timeline: Vec<Sample>,
+    /// Per-interval percentiles and broker RSS (`--report-interval`).
+    #[serde(default)]
+    pub intervals: Vec<IntervalRow>,
+    /// Backlog runs.
+    #[serde(default)]
+    pub backlog: Option<BacklogStats>,
+    /// Records removed from the start of the topic's partitions during the run (retention).
+    #[serde(default)]
+    pub records_deleted: u64,
 }
 
 impl RunResult {
@@ -259,8 +302,24 @@ mod tests {
             timeline: vec![Sample {
                 t_s: 1.0,
                 produced_mb_per_s: 100.0,
+                broker_rss_mb: Some(200.0),
                 ..Sample::default()
             }],
+            intervals: vec![IntervalRow {
+                t_start_s: 0.0,
+                t_end_s: 60.0,
+                broker_rss_mb: Some(210.5),
+                ..IntervalRow::default()
+            }],
+            backlog: Some(BacklogStats {
+                fill: Throughput::new(10, 10_240, 1.0),
+                drained: true,
+                drain_seconds: Some(2.0),
+                drain_mb_per_s: 0.005,
+                read_mb_per_s: 0.006,
+                unread_records: 0,
+            }),
+            records_deleted: 7,
         }
     }
 
@@ -309,17 +368,32 @@ mod tests {
             "transactions",
             "retries",
             "aborted_records_skipped",
+            "intervals",
+            "backlog",
+            "records_deleted",
         ] {
             run.remove(k);
         }
+        for s in run["timeline"].as_array_mut().unwrap() {
+            s.as_object_mut().unwrap().remove("broker_rss_mb");
+        }
         let config = run["config"].as_object_mut().unwrap();
-        for k in ["mode", "transaction_records", "isolation_level"] {
+        for k in [
+            "mode",
+            "transaction_records",
+            "isolation_level",
+            "key_size",
+            "topic_configs",
+            "backlog_bytes",
+        ] {
             config.remove(k);
         }
         let back: RunResult = serde_json::from_value(v).unwrap();
         assert_eq!(back.config.mode, "plain");
         assert_eq!(back.config.isolation_level, "read_uncommitted");
         assert!(back.transactions.is_none() && back.commit_latency.is_none());
+        assert!(back.intervals.is_empty() && back.backlog.is_none());
+        assert_eq!(back.timeline[0].broker_rss_mb, None);
     }
 
     #[test]

@@ -16,9 +16,11 @@ use crate::args::{acks_name, Args, IsolationLevel, Mode, Plan, Stop, Workload};
 use crate::clock::{now_ns, wall_ms};
 use crate::consumer::{self, ConsumerSpec, Control};
 use crate::cpu::{self, CpuUse};
+use crate::interval::{self, IntervalRow, IntervalSink};
 use crate::producer::{self, Identity, ProducerHists, ProducerSpec};
 use crate::result::{
-    percentile_curve, Machine, ResultFile, RunConfig, RunResult, Sample, Throughput, TxnStats,
+    percentile_curve, BacklogStats, Machine, ResultFile, RunConfig, RunResult, Sample, Throughput,
+    TxnStats,
 };
 use crate::stats::{self, Counters, LatencySummary};
 use crate::topic::{self, DataVersions, TopicLayout};
@@ -55,6 +57,9 @@ pub fn main_with(args: Args) -> Result<()> {
             let (result, hists) = run_one(&args, &plan, run, &mut admin, versions, &run_id)?;
             for row in report::table_rows(&result) {
                 println!("{row}");
+            }
+            for line in report::notes(&result) {
+                println!("{line}");
             }
             let stem = format!(
                 "{}-{}-acks{}{}",
@@ -93,6 +98,9 @@ fn combine(args: &Args) -> Result<()> {
         for row in report::table_rows(r) {
             println!("{row}");
         }
+        for line in report::notes(r) {
+            println!("{line}");
+        }
     }
     std::fs::create_dir_all(&args.out)?;
     let title = args
@@ -127,6 +135,10 @@ struct Phase {
     /// Set when the produce figures come from another phase (the fill of a consume run).
     produce_throughput: Option<Throughput>,
     commit_throughput: Option<Throughput>,
+    /// Per-interval rows (`--report-interval`).
+    intervals: Vec<IntervalRow>,
+    /// Backlog runs: the fill.
+    backlog_fill: Option<Throughput>,
 }
 
 /// One cell of the plan: an acks setting and a producer mode.
@@ -152,19 +164,29 @@ fn run_one(
         &name,
         args.partitions,
         args.replication_factor,
+        &plan.topic_configs,
     )?);
     // Every leader knows the new topic before the first produce: an acks=0 produce to a leader
     // that does not closes the connection (as Kafka does), which the driver cannot retry.
     let starts = topic::offsets(admin, &layout, false)?;
+    let first_offsets: i64 = starts.iter().sum();
     let counters = Arc::new(Counters::default());
     let mut tag = format!("{} acks={}", args.label, acks_name(acks));
     if mode != Mode::Plain {
         tag = format!("{tag} {}", mode.name());
     }
+    let intervals = args.report_interval.is_some();
     let outcome = match args.workload {
-        Workload::Produce => run_phase(args, plan, run, &layout, versions, &counters, None, &tag),
+        Workload::Produce => run_phase(
+            args, plan, run, &layout, versions, &counters, None, &tag, intervals,
+        ),
         Workload::EndToEnd => {
-            let consume = ConsumePlan { starts, ends: None };
+            let consume = ConsumePlan {
+                starts,
+                ends: None,
+                backlog_records: 0,
+                backlog_ends: None,
+            };
             run_phase(
                 args,
                 plan,
@@ -174,11 +196,26 @@ fn run_one(
                 &counters,
                 Some(consume),
                 &tag,
+                intervals,
             )
         }
         Workload::Consume => {
             consume_workload(args, plan, run, admin, &layout, versions, &counters, &tag)
         }
+        Workload::Backlog => {
+            backlog_workload(args, plan, run, admin, &layout, versions, &counters, &tag)
+        }
+    };
+    // What retention removed from the partitions' start while the run went on.
+    let records_deleted = match &outcome {
+        Ok(_) => match topic::offsets(admin, &layout, false) {
+            Ok(now) => (now.iter().sum::<i64>() - first_offsets).max(0) as u64,
+            Err(e) => {
+                eprintln!("warning: earliest offsets after the run: {e:#}");
+                0
+            }
+        },
+        Err(_) => 0,
     };
     if !args.keep_topics {
         if let Err(e) = topic::delete(admin, &name) {
@@ -186,7 +223,80 @@ fn run_one(
         }
     }
     let phase = outcome?;
-    Ok(assemble(args, plan, run, &layout, &counters, phase))
+    let (mut result, hists) = assemble(args, plan, run, &layout, &counters, phase);
+    result.records_deleted = records_deleted;
+    Ok((result, hists))
+}
+
+/// Copies the errors and retries of a fill phase into the run's counters, marked as the fill's.
+fn carry_fill_errors(counters: &Counters, fill: &Counters) {
+    for (name, n) in fill.errors() {
+        counters.error_n(&format!("fill: {name}"), n);
+    }
+    for (name, n) in fill.retries() {
+        counters.retry_n(&format!("fill: {name}"), n);
+    }
+}
+
+/// Payload bytes of one record: value plus key.
+fn record_payload(args: &Args) -> u64 {
+    let key = if args.key_cardinality > 0 {
+        args.key_size
+    } else {
+        0
+    };
+    (args.record_size + key) as u64
+}
+
+/// Backlog workload: fill `--backlog-bytes` as fast as the broker takes it (not measured), then
+/// producers at the plan's rate while consumers read from the start of the topic.
+#[allow(clippy::too_many_arguments)]
+fn backlog_workload(
+    args: &Args,
+    plan: &Plan,
+    run: Cell,
+    admin: &mut Client,
+    layout: &Arc<TopicLayout>,
+    versions: DataVersions,
+    counters: &Arc<Counters>,
+    tag: &str,
+) -> Result<Phase> {
+    let fill_plan = Plan {
+        rate: None,
+        stop: Stop::Records(args.backlog_bytes.div_ceil(record_payload(args))),
+        ..plan.clone()
+    };
+    let fill = Arc::new(Counters::default());
+    let fill_tag = format!("{tag} backlog fill");
+    let filled = run_phase(
+        args, &fill_plan, run, layout, versions, &fill, None, &fill_tag, false,
+    )?;
+    carry_fill_errors(counters, &fill);
+    let fill_throughput = Throughput::new(
+        Counters::get(&fill.acked_records),
+        Counters::get(&fill.acked_bytes),
+        Counters::get(&fill.last_ack_ns).saturating_sub(filled.start_ns) as f64 / 1e9,
+    );
+    let consume = ConsumePlan {
+        starts: topic::offsets(admin, layout, false)?,
+        ends: None,
+        backlog_records: Counters::get(&fill.acked_records),
+        backlog_ends: Some(topic::offsets(admin, layout, true)?),
+    };
+    let intervals = args.report_interval.is_some();
+    let mut phase = run_phase(
+        args,
+        plan,
+        run,
+        layout,
+        versions,
+        counters,
+        Some(consume),
+        tag,
+        intervals,
+    )?;
+    phase.backlog_fill = Some(fill_throughput);
+    Ok(phase)
 }
 
 /// Consume workload: fill the topic (not measured), then read it from the start.
@@ -211,10 +321,9 @@ fn consume_workload(
         &fill,
         None,
         &format!("{tag} fill"),
+        false,
     )?;
-    for (name, n) in fill.errors() {
-        counters.error_n(&format!("fill: {name}"), n);
-    }
+    carry_fill_errors(counters, &fill);
     Counters::add(&counters.error_records, Counters::get(&fill.error_records));
     Counters::add(&counters.acked_records, Counters::get(&fill.acked_records));
     for c in [
@@ -224,14 +333,13 @@ fn consume_workload(
     ] {
         Counters::add(c.0, Counters::get(c.1));
     }
-    for (name, n) in fill.retries() {
-        counters.retry_n(&format!("fill: {name}"), n);
-    }
     let starts = topic::offsets(admin, layout, false)?;
     let ends = topic::offsets(admin, layout, true)?;
     let consume = ConsumePlan {
         starts,
         ends: Some(ends),
+        backlog_records: 0,
+        backlog_ends: None,
     };
     let mut phase = run_consumers_only(args, layout, versions, counters, consume, tag)?;
     // The produce row of a consume run shows the fill, with its latencies.
@@ -267,6 +375,9 @@ fn produce_throughput(counters: &Counters, phase: &Phase) -> Throughput {
 struct ConsumePlan {
     starts: Vec<i64>,
     ends: Option<Vec<i64>>,
+    /// Backlog runs: records in the topic before the phase, and its end offsets.
+    backlog_records: u64,
+    backlog_ends: Option<Vec<i64>>,
 }
 
 fn consumer_specs(
@@ -275,6 +386,7 @@ fn consumer_specs(
     versions: DataVersions,
     plan: &ConsumePlan,
     warmup_end_ns: u64,
+    intervals: Option<&Arc<IntervalSink>>,
 ) -> Vec<ConsumerSpec> {
     let n = args.consumers.max(1);
     (0..n)
@@ -282,6 +394,10 @@ fn consumer_specs(
             let assigned: Vec<usize> = (0..layout.partitions.len())
                 .filter(|p| p % n == c)
                 .collect();
+            let backlog_ends = plan
+                .backlog_ends
+                .as_ref()
+                .map(|e| assigned.iter().map(|p| e[*p]).collect());
             ConsumerSpec {
                 index: c,
                 topic: layout.clone(),
@@ -299,6 +415,8 @@ fn consumer_specs(
                 max_wait_ms: args.fetch_max_wait_ms,
                 partition_max_bytes: args.fetch_partition_max_bytes,
                 stall_timeout: args.drain_timeout,
+                intervals: intervals.cloned(),
+                backlog_ends,
             }
         })
         .filter(|s| !s.assigned.is_empty())
@@ -331,15 +449,15 @@ fn run_consumers_only(
     tag: &str,
 ) -> Result<Phase> {
     let control = Arc::new(Control::default());
-    let meter = Meter::start(args, counters, tag)?;
+    let meter = Meter::start(args, counters, tag, None)?;
     let start_ns = now_ns();
     let handles = spawn_consumers(
-        consumer_specs(args, layout, versions, &plan, 0),
+        consumer_specs(args, layout, versions, &plan, 0, None),
         counters,
         &control,
     )?;
     let e2e = join_all(handles, stats::new_histogram(), stats::merge)?;
-    let (timeline, cpu, broker_cpu) = meter.stop()?;
+    let (timeline, cpu, broker_cpu, _) = meter.stop()?;
     Ok(Phase {
         produce: stats::new_histogram(),
         e2e,
@@ -352,6 +470,8 @@ fn run_consumers_only(
         broker_cpu,
         produce_throughput: None,
         commit_throughput: None,
+        intervals: Vec::new(),
+        backlog_fill: None,
     })
 }
 
@@ -366,16 +486,46 @@ fn run_phase(
     counters: &Arc<Counters>,
     consume: Option<ConsumePlan>,
     tag: &str,
+    intervals: bool,
 ) -> Result<Phase> {
     // Producer ids and coordinators are set up before the clock starts, like connections.
     let identities = producer_identities(args, run.1, layout, counters)?;
     let start_ns = now_ns() + START_DELAY_NS;
     let warmup_end_ns = start_ns + args.warmup.as_nanos() as u64;
+    let sink = match args.report_interval {
+        Some(every) if intervals => {
+            let end_ns = match plan.stop {
+                Stop::After(d) => Some(warmup_end_ns + d.as_nanos() as u64),
+                Stop::Records(_) => None,
+            };
+            Some(IntervalSink::new(
+                warmup_end_ns,
+                every.as_nanos() as u64,
+                end_ns,
+            ))
+        }
+        _ => None,
+    };
     let control = Arc::new(Control::default());
-    let meter = Meter::start(args, counters, tag)?;
+    let meter = Meter::start(args, counters, tag, sink.clone())?;
+    let backlog_records = consume.as_ref().map_or(0, |c| c.backlog_records);
+    if let Some(ConsumePlan {
+        starts,
+        backlog_ends: Some(ends),
+        ..
+    }) = &consume
+    {
+        let left = ends.iter().zip(starts).filter(|(e, s)| e > s).count() as u64;
+        counters
+            .backlog_partitions_left
+            .store(left, Ordering::Release);
+        if left == 0 {
+            Counters::mark_once(&counters.backlog_drained_ns, now_ns());
+        }
+    }
     let consumers = match &consume {
         Some(c) => spawn_consumers(
-            consumer_specs(args, layout, versions, c, warmup_end_ns),
+            consumer_specs(args, layout, versions, c, warmup_end_ns, sink.as_ref()),
             counters,
             &control,
         )?,
@@ -390,11 +540,13 @@ fn run_phase(
         counters,
         (start_ns, warmup_end_ns),
         identities,
+        sink.as_ref(),
     )?;
     let produced = join_all(producers, ProducerHists::new(), ProducerHists::merge);
-    control
-        .expected
-        .store(expected_records(args, counters), Ordering::Release);
+    control.expected.store(
+        expected_records(args, counters) + backlog_records,
+        Ordering::Release,
+    );
     control.drain_deadline_ns.store(
         now_ns() + args.drain_timeout.as_nanos() as u64,
         Ordering::Release,
@@ -404,8 +556,13 @@ fn run_phase(
         control.abort.store(true, Ordering::Release);
     }
     let e2e = join_all(consumers, stats::new_histogram(), stats::merge);
-    let (timeline, cpu, broker_cpu) = meter.stop()?;
+    let (timeline, cpu, broker_cpu, wall_start_ns) = meter.stop()?;
     let produced = produced?;
+    let end_ns = match plan.stop {
+        Stop::After(d) => warmup_end_ns + d.as_nanos() as u64,
+        Stop::Records(_) => Counters::get(&counters.last_ack_ns),
+    };
+    let intervals = sink.map_or_else(Vec::new, |s| s.rows(end_ns, &timeline, wall_start_ns));
     Ok(Phase {
         produce: produced.produce,
         e2e: e2e?,
@@ -418,6 +575,8 @@ fn run_phase(
         broker_cpu,
         produce_throughput: None,
         commit_throughput: None,
+        intervals,
+        backlog_fill: None,
     })
 }
 
@@ -469,6 +628,7 @@ fn spawn_producers(
     counters: &Arc<Counters>,
     (start_ns, warmup_end_ns): (u64, u64),
     identities: Vec<Identity>,
+    intervals: Option<&Arc<IntervalSink>>,
 ) -> Result<Vec<JoinHandle<Result<ProducerHists>>>> {
     let (acks, mode) = run;
     let transaction_records = match mode {
@@ -495,6 +655,7 @@ fn spawn_producers(
                 codec: args.compression.compression(),
                 record_size: args.record_size,
                 key_cardinality: args.key_cardinality,
+                key_size: args.key_size,
                 batch_size: args.batch_size,
                 linger_ns: args.linger_ms * 1_000_000,
                 max_in_flight: args.max_in_flight,
@@ -508,6 +669,7 @@ fn spawn_producers(
                 produce_version,
                 request_timeout_ms: REQUEST_TIMEOUT_MS,
                 transaction_records,
+                intervals: intervals.cloned(),
             };
             let counters = counters.clone();
             std::thread::Builder::new()
@@ -560,11 +722,40 @@ fn assemble(
             secs(phase.start_ns, Counters::get(&counters.last_consume_ns)),
         )
     });
+    let backlog_records = phase.backlog_fill.as_ref().map_or(0, |f| f.records);
     let expected = match args.workload {
         Workload::Produce => consumed,
-        _ => expected_records(args, counters),
+        _ => expected_records(args, counters) + backlog_records,
     };
-    let end_to_end = args.workload == Workload::EndToEnd;
+    let unread = expected.saturating_sub(consumed);
+    let backlog = phase.backlog_fill.clone().map(|fill| {
+        let drained_ns = Counters::get(&counters.backlog_drained_ns);
+        let drain_seconds = (drained_ns > 0).then(|| secs(phase.start_ns, drained_ns));
+        let payload = record_payload(args) as f64;
+        let (drain_mb_per_s, read_mb_per_s) = match drain_seconds {
+            Some(s) if s > 0.0 => {
+                let read = Counters::get(&counters.backlog_drained_consumed) as f64 * payload;
+                (fill.bytes as f64 / s / 1e6, read / s / 1e6)
+            }
+            _ => {
+                let read = Counters::get(&counters.consumed_records) as f64 * payload;
+                let r = read / secs(phase.start_ns, phase.end_ns).max(1e-9) / 1e6;
+                (r, r)
+            }
+        };
+        BacklogStats {
+            fill,
+            drained: drained_ns > 0,
+            drain_seconds,
+            drain_mb_per_s,
+            read_mb_per_s,
+            unread_records: unread,
+        }
+    });
+    // A backlog run may end before the consumers got through it: what they did not read is
+    // reported with the backlog, not as lost records.
+    let missing_records = if backlog.is_some() { 0 } else { unread };
+    let end_to_end = matches!(args.workload, Workload::EndToEnd | Workload::Backlog);
     let transactional = matches!(mode, Mode::Transactional(_));
     let transactions = transactional.then(|| TxnStats {
         committed: Counters::get(&counters.committed_txns),
@@ -592,12 +783,14 @@ fn assemble(
         aborted_records_skipped: Counters::get(&counters.aborted_records_skipped),
         errors: counters.errors(),
         error_records: Counters::get(&counters.error_records),
-        missing_records: expected.saturating_sub(consumed),
+        missing_records,
         driver_cpu: phase.cpu,
         broker_cpu: phase.broker_cpu,
         timeline: phase.timeline,
+        intervals: phase.intervals,
+        backlog,
+        records_deleted: 0,
     };
-    let _ = phase.end_ns;
     (
         result,
         Hists {
@@ -613,6 +806,7 @@ fn run_config(args: &Args, plan: &Plan, layout: &TopicLayout, mode: Mode) -> Run
         Workload::Produce => "produce",
         Workload::Consume => "consume",
         Workload::EndToEnd => "e2e",
+        Workload::Backlog => "backlog",
     };
     RunConfig {
         workload: workload.to_string(),
@@ -621,6 +815,13 @@ fn run_config(args: &Args, plan: &Plan, layout: &TopicLayout, mode: Mode) -> Run
         replication_factor: args.replication_factor,
         record_size: args.record_size,
         key_cardinality: args.key_cardinality,
+        key_size: if args.key_cardinality > 0 {
+            args.key_size
+        } else {
+            0
+        },
+        topic_configs: plan.topic_configs.clone(),
+        backlog_bytes: (args.workload == Workload::Backlog).then_some(args.backlog_bytes),
         compression: format!("{:?}", args.compression).to_lowercase(),
         batch_size: args.batch_size,
         linger_ms: args.linger_ms,
@@ -647,7 +848,12 @@ struct Meter {
 }
 
 impl Meter {
-    fn start(args: &Args, counters: &Arc<Counters>, tag: &str) -> Result<Meter> {
+    fn start(
+        args: &Args,
+        counters: &Arc<Counters>,
+        tag: &str,
+        intervals: Option<Arc<IntervalSink>>,
+    ) -> Result<Meter> {
         let pids = &args.broker_pid;
         let broker = match pids.is_empty() {
             false => Some((pids.clone(), cpu::processes_cpu_s(pids)?)),
@@ -660,6 +866,7 @@ impl Meter {
             print_every: args.progress_secs,
             tag: tag.to_string(),
             broker_pids: args.broker_pid.clone(),
+            intervals,
         };
         let handle = std::thread::Builder::new()
             .name("progress".into())
@@ -674,7 +881,8 @@ impl Meter {
         })
     }
 
-    fn stop(self) -> Result<(Vec<Sample>, CpuUse, Option<CpuUse>)> {
+    /// Timeline, driver CPU, broker CPU, and the clock reading of the timeline's t = 0.
+    fn stop(self) -> Result<(Vec<Sample>, CpuUse, Option<CpuUse>, u64)> {
         let wall = (now_ns() - self.wall_start_ns) as f64 / 1e9;
         let cpu = CpuUse::between(self.cpu_start_s, cpu::self_cpu_s(), wall);
         let broker = match &self.broker {
@@ -686,7 +894,7 @@ impl Meter {
             .handle
             .join()
             .map_err(|_| anyhow!("progress thread panicked"))?;
-        Ok((timeline, cpu, broker))
+        Ok((timeline, cpu, broker, self.wall_start_ns))
     }
 }
 
@@ -696,12 +904,21 @@ struct ProgressCtx {
     print_every: u64,
     tag: String,
     broker_pids: Vec<u32>,
+    /// Prints each interval's line shortly after it ends.
+    intervals: Option<Arc<IntervalSink>>,
 }
+
+/// How long after an interval ends its line is printed: every active thread has moved on to
+/// the next interval by then, so the sink holds the whole interval.
+const INTERVAL_GRACE_NS: u64 = 1_000_000_000;
 
 impl ProgressCtx {
     fn run(self) -> Vec<Sample> {
         let tty = std::io::stderr().is_terminal();
+        // Meter::start reads its clock just after spawning this thread; the few microseconds
+        // between are below the sample's resolution.
         let start = now_ns();
+        let mut next_interval = 0usize;
         let mut last = (start, 0u64, 0u64, 0u64, 0u64, cpu::self_cpu_s());
         let broker_cpu_s = || match self.broker_pids.is_empty() {
             false => cpu::processes_cpu_s(&self.broker_pids).ok(),
@@ -726,12 +943,19 @@ impl ProgressCtx {
             if dt <= 0.0 {
                 continue;
             }
+            let broker_rss_mb = match self.broker_pids.is_empty() {
+                false => cpu::processes_rss_bytes(&self.broker_pids)
+                    .ok()
+                    .map(|b| b as f64 / 1e6),
+                true => None,
+            };
             let s = Sample {
                 t_s: (now - start) as f64 / 1e9,
                 produced_records_per_s: (ar - last.1) as f64 / dt,
                 produced_mb_per_s: (ab - last.2) as f64 / dt / 1e6,
                 consumed_records_per_s: (cr - last.3) as f64 / dt,
                 consumed_mb_per_s: (cb - last.4) as f64 / dt / 1e6,
+                broker_rss_mb,
             };
             let cpu_now = cpu::self_cpu_s();
             let driver = (cpu_now - last.5) / dt;
@@ -744,6 +968,19 @@ impl ProgressCtx {
             }
             timeline.push(s);
             last = (now, ar, ab, cr, cb, cpu_now);
+            if let Some(sink) = &self.intervals {
+                let end = |i: usize| sink.start_ns + (i as u64 + 1) * sink.interval_ns;
+                while sink.within(next_interval) && now >= end(next_interval) + INTERVAL_GRACE_NS {
+                    let row = sink.row(next_interval, end(next_interval), &timeline, start);
+                    let line = interval::line(&self.tag, next_interval, &row);
+                    if tty {
+                        eprintln!("\r\x1b[2K{line}");
+                    } else {
+                        eprintln!("{line}");
+                    }
+                    next_interval += 1;
+                }
+            }
         }
         if tty && self.print_every > 0 {
             eprintln!();

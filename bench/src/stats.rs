@@ -70,6 +70,12 @@ pub struct Counters {
     /// Clock reading of the last acknowledgement / consumed batch.
     pub last_ack_ns: AtomicU64,
     pub last_consume_ns: AtomicU64,
+    /// Backlog runs: partitions whose consumer has not yet read past the backlog's end.
+    pub backlog_partitions_left: AtomicU64,
+    /// Backlog runs: clock reading when the last partition's consumer read past the backlog's
+    /// end (0 until then), and the records consumed by then.
+    pub backlog_drained_ns: AtomicU64,
+    pub backlog_drained_consumed: AtomicU64,
 }
 
 impl Counters {
@@ -83,6 +89,11 @@ impl Counters {
 
     pub fn touch(at: &AtomicU64, now_ns: u64) {
         at.fetch_max(now_ns, Ordering::Relaxed);
+    }
+
+    /// Sets `at` to `now_ns` unless it is set already.
+    pub fn mark_once(at: &AtomicU64, now_ns: u64) {
+        let _ = at.compare_exchange(0, now_ns.max(1), Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Counts one error occurrence under `name`.

@@ -1,7 +1,9 @@
 //! The one-file report: a self-contained SVG with two charts. Top: the latency percentile
 //! curves of every run on one log-log chart (x = 1/(1-percentile), so 99%, 99.9%, 99.99% are
-//! evenly spaced; y = latency), produce-ack solid and end-to-end dashed. Bottom: throughput over
-//! time of every run. No scripts, fonts or external files.
+//! evenly spaced; y = latency), produce-ack solid and end-to-end dashed. Below: throughput over
+//! time of every run. Runs with `--report-interval` add two more: p99.9 of each interval
+//! (produce solid, end-to-end dashed) and the broker's RSS over time, where step changes in the
+//! tail and memory growth show. No scripts, fonts or external files.
 
 use std::fmt::Write as _;
 
@@ -52,15 +54,26 @@ impl Frame {
 pub fn render(title: &str, runs: &[RunResult]) -> String {
     let latency = latency_series(runs);
     let throughput = throughput_series(runs);
+    let tail = interval_series(runs);
+    let rss = rss_series(runs);
+    let long_run = runs.iter().any(|r| !r.intervals.is_empty());
+    let charts = if long_run { 4.0 } else { 2.0 };
     let mut s = String::new();
     let _ = write!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{}" font-family="sans-serif" font-size="12">"#,
-        2.0 * CHART_HEIGHT
+        charts * CHART_HEIGHT
     );
     let _ = write!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     latency_chart(&mut s, title, &latency);
-    throughput_chart(&mut s, &throughput);
+    let heading = "throughput over time (MB/s of record payload)";
+    time_chart(&mut s, CHART_HEIGHT, heading, "MB/s", &throughput);
+    if long_run {
+        let heading = "p99.9 latency per interval (ms; produce solid, end-to-end dashed)";
+        time_chart(&mut s, 2.0 * CHART_HEIGHT, heading, "ms", &tail);
+        let heading = "broker resident memory (MB)";
+        time_chart(&mut s, 3.0 * CHART_HEIGHT, heading, "MB", &rss);
+    }
     s.push_str("</svg>\n");
     s
 }
@@ -157,6 +170,62 @@ fn throughput_series(runs: &[RunResult]) -> Vec<Series> {
     out
 }
 
+/// p99.9 of each interval, at the interval's end.
+fn interval_series(runs: &[RunResult]) -> Vec<Series> {
+    let multi = multi_label(runs);
+    let mut out = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let pick = |f: &dyn Fn(&crate::interval::IntervalRow) -> (u64, f64)| -> Vec<(f64, f64)> {
+            r.intervals
+                .iter()
+                .filter(|row| f(row).0 > 0)
+                .map(|row| (row.t_end_s, f(row).1 / 1000.0))
+                .collect()
+        };
+        let produce = pick(&|row| (row.produce.count, row.produce.p999_us));
+        if !produce.is_empty() {
+            out.push(Series {
+                name: format!("{} produce p99.9", run_name(r, multi)),
+                color,
+                dashed: false,
+                points: produce,
+            });
+        }
+        let e2e = pick(&|row| (row.e2e.count, row.e2e.p999_us));
+        if !e2e.is_empty() {
+            out.push(Series {
+                name: format!("{} e2e p99.9", run_name(r, multi)),
+                color,
+                dashed: true,
+                points: e2e,
+            });
+        }
+    }
+    out
+}
+
+/// The broker's RSS at every progress sample.
+fn rss_series(runs: &[RunResult]) -> Vec<Series> {
+    let multi = multi_label(runs);
+    runs.iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let points: Vec<(f64, f64)> = r
+                .timeline
+                .iter()
+                .filter_map(|p| p.broker_rss_mb.map(|mb| (p.t_s, mb)))
+                .collect();
+            (!points.is_empty()).then(|| Series {
+                name: format!("{} broker RSS", run_name(r, multi)),
+                color: COLORS[i % COLORS.len()],
+                dashed: false,
+                points,
+            })
+        })
+        .collect()
+}
+
 fn latency_chart(s: &mut String, title: &str, series: &[Series]) {
     let ys = series.iter().flat_map(|x| x.points.iter().map(|p| p.1));
     let (lo, hi) = ys.fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
@@ -184,7 +253,8 @@ fn latency_chart(s: &mut String, title: &str, series: &[Series]) {
     draw_series(s, &f, series);
 }
 
-fn throughput_chart(s: &mut String, series: &[Series]) {
+/// A chart of values over time (seconds) from zero to a round ceiling, at `top`.
+fn time_chart(s: &mut String, top: f64, heading_text: &str, unit: &str, series: &[Series]) {
     let t_max = series
         .iter()
         .flat_map(|x| x.points.iter().map(|p| p.0))
@@ -195,18 +265,18 @@ fn throughput_chart(s: &mut String, series: &[Series]) {
         .fold(1.0f64, f64::max);
     let y_top = nice_ceiling(y_max);
     let f = Frame {
-        top: CHART_HEIGHT,
+        top,
         x_range: (0.0, t_max.ceil()),
         y_range: (0.0, y_top),
     };
-    heading(s, &f, "throughput over time (MB/s of record payload)");
+    heading(s, &f, heading_text);
     for i in 0..=5 {
         let t = t_max.ceil() * f64::from(i) / 5.0;
         x_tick(s, &f, t, &format!("{t:.0}s"));
         let y = y_top * f64::from(i) / 5.0;
-        y_tick(s, &f, y, &format!("{y:.0}"));
+        y_tick(s, &f, y, &tick_label(y));
     }
-    axis_titles(s, &f, "time", "MB/s");
+    axis_titles(s, &f, "time", unit);
     draw_series(s, &f, series);
 }
 
@@ -292,6 +362,15 @@ fn nice_ceiling(v: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
+/// A tick value: whole numbers, or two decimals below 10.
+fn tick_label(v: f64) -> String {
+    if v == 0.0 || v >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 /// A latency in microseconds as a short label.
 fn duration_label(us: f64) -> String {
     if us < 1.0 {
@@ -353,6 +432,40 @@ mod tests {
         assert!(svg.contains("acks=all end-to-end"));
         assert!(svg.contains("t &lt;1&gt;"));
         assert!(svg.contains("99.99%"));
+    }
+
+    #[test]
+    fn long_runs_add_interval_and_rss_charts() {
+        use crate::interval::{IntervalLatency, IntervalRow};
+        let mut r = run("1", 1.0);
+        assert!(!render("t", std::slice::from_ref(&r)).contains("per interval"));
+        let lat = |p999_us| IntervalLatency {
+            count: 10,
+            p999_us,
+            ..IntervalLatency::default()
+        };
+        r.intervals = (0..3)
+            .map(|i| IntervalRow {
+                t_start_s: 60.0 * f64::from(i),
+                t_end_s: 60.0 * f64::from(i + 1),
+                produce: lat(1_000.0 * f64::from(i + 1)),
+                e2e: lat(3_000.0),
+                ..IntervalRow::default()
+            })
+            .collect();
+        for (i, p) in r.timeline.iter_mut().enumerate() {
+            p.broker_rss_mb = Some(100.0 + i as f64);
+        }
+        let svg = render("t", &[r]);
+        assert!(svg.contains(&format!(r#"height="{}""#, 4.0 * CHART_HEIGHT)));
+        assert!(svg.contains("p99.9 latency per interval"));
+        assert!(svg.contains("acks=1 produce p99.9"));
+        assert!(svg.contains("acks=1 e2e p99.9"));
+        assert!(svg.contains("acks=1 broker RSS"));
+        // latency 2 + throughput 2 + interval 2 + RSS 1.
+        assert_eq!(svg.matches("<polyline").count(), 7);
+        assert_eq!(tick_label(2.5), "2.50");
+        assert_eq!(tick_label(40.0), "40");
     }
 
     #[test]

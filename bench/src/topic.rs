@@ -61,13 +61,20 @@ impl DataVersions {
     }
 }
 
-/// Creates `name` (an existing topic of that name is an error: runs want fresh topics).
-pub fn create(admin: &mut Client, name: &str, partitions: i32, rf: i16) -> Result<TopicLayout> {
+/// Creates `name` with these topic configs (an existing topic of that name is an error: runs
+/// want fresh topics).
+pub fn create(
+    admin: &mut Client,
+    name: &str,
+    partitions: i32,
+    rf: i16,
+    configs: &[(String, String)],
+) -> Result<TopicLayout> {
     let topic = NewTopic {
         name: name.to_string(),
         partitions,
         replication_factor: rf,
-        configs: vec![],
+        configs: configs.to_vec(),
     };
     if let Err(e) = admin.create_topic(&topic, ADMIN_TIMEOUT_MS) {
         if e.kafka_code() == Some(TOPIC_ALREADY_EXISTS) {

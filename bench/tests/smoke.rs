@@ -1,5 +1,6 @@
 //! Smoke run of the driver against a real gregor: a few seconds of end-to-end and consume load
-//! for every acks setting, and of idempotent producers with read_committed consumers, checking
+//! for every acks setting, of idempotent producers with read_committed consumers, and of the
+//! backlog workload, retention deleting segments and the per-interval report, checking
 //! correctness only (every record acknowledged, consumed and counted, no errors, outputs
 //! written). No timing is asserted.
 //!
@@ -45,6 +46,11 @@ struct Broker {
 
 impl Broker {
     fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    /// A broker with these extra `--set name=value` settings.
+    fn start_with(settings: &[&str]) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -57,6 +63,7 @@ impl Broker {
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
             .arg("--set")
             .arg(format!("log.dirs={}", dir.path().join("data").display()))
+            .args(settings.iter().flat_map(|s| ["--set", s]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -243,4 +250,85 @@ fn transactional_producers_commit_and_read_committed_consumers_see_every_record(
         .path()
         .join("smoke-e2e-acksall-txn100-commit.hgrm")
         .exists());
+}
+
+#[test]
+fn backlog_retention_and_per_interval_report() {
+    let broker = Broker::start_with(&["log.retention.check.interval.ms=200"]);
+    let pid = broker.child.id().to_string();
+    let out = tempfile::tempdir().expect("out dir");
+
+    // A 2 MB backlog of keyed records (8-byte keys + 200-byte values), then 3 s at 5,000
+    // records/s while the consumer reads from the start.
+    let backlog = run_bench_acks(
+        &broker,
+        &out.path().join("backlog"),
+        "1",
+        &[
+            "--workload",
+            "backlog",
+            "--backlog-bytes",
+            "2MB",
+            "--keys",
+            "1000",
+            "--key-size",
+            "8",
+            "--rate",
+            "5000",
+            "--duration",
+            "3s",
+            "--report-interval",
+            "1s",
+            "--broker-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(backlog.runs.len(), 1);
+    let r = &backlog.runs[0];
+    assert!(r.errors.is_empty(), "errors {:?}", r.errors);
+    assert_eq!(r.config.workload, "backlog");
+    assert_eq!(r.config.key_size, 8);
+    let b = r.backlog.as_ref().expect("backlog stats");
+    assert_eq!(b.fill.records, 2_000_000u64.div_ceil(208));
+    assert_eq!(b.fill.bytes, b.fill.records * 208);
+    assert!(b.drained && b.drain_seconds.is_some(), "{b:?}");
+    assert_eq!(b.unread_records, 0);
+    let consumed = r.consume.as_ref().map_or(0, |c| c.records);
+    assert_eq!(consumed, b.fill.records + r.produce.records);
+    // End-to-end latency is measured for the new records only.
+    let e2e = r.e2e_latency.as_ref().expect("e2e latency");
+    assert_eq!(e2e.count, r.produce.records);
+    assert_eq!(r.intervals.len(), 3, "{:?}", r.intervals);
+    let sampled: u64 = r.intervals.iter().map(|i| i.produce.count).sum();
+    assert_eq!(sampled, r.produce.records);
+    let e2e_sampled: u64 = r.intervals.iter().map(|i| i.e2e.count).sum();
+    assert_eq!(e2e_sampled, e2e.count);
+    assert!(r
+        .intervals
+        .iter()
+        .all(|i| i.broker_rss_mb.unwrap_or(0.0) > 1.0));
+    assert!(r.timeline.iter().any(|s| s.broker_rss_mb.is_some()));
+
+    // Small segments and retention.bytes: the broker deletes segments while the run goes on.
+    let retention = run_bench_acks(
+        &broker,
+        &out.path().join("retention"),
+        "1",
+        &[
+            "--workload",
+            "e2e",
+            "--keys",
+            "1000",
+            "--rate",
+            "5000",
+            "--duration",
+            "3s",
+            "--topic-config",
+            "segment.bytes=65536,retention.bytes=131072",
+        ],
+    );
+    check_runs(&retention, 1, retention.runs[0].produce.records);
+    let r = &retention.runs[0];
+    assert!(r.records_deleted > 0, "nothing deleted");
+    assert_eq!(r.config.topic_configs.len(), 2);
 }

@@ -351,3 +351,27 @@ fn reads_from_segment_files_cold_and_warm_are_exact() {
         assert_same(&records, &delivered, &got);
     }
 }
+
+/// A request budget smaller than one request: requests still go (one at a time per shard),
+/// and nothing is lost.
+#[test]
+fn requests_larger_than_the_request_budget_are_served() {
+    let broker = Broker::start(&[
+        ("auto.create.topics.enable", "false"),
+        ("queued.max.request.bytes", "100000"),
+    ]);
+    let topic = "small-budget";
+    create_topic(&broker.admin_config(), topic, PARTITIONS, &[]);
+    let records = keyed_records();
+    let mut cfg = broker.producer_config();
+    cfg.set("linger.ms", "20").set("batch.size", "1000000");
+    let delivered = produce(&cfg, topic, &records);
+    let got = consume_all(
+        &broker.consumer_config(),
+        topic,
+        PARTITIONS,
+        RECORDS,
+        Duration::from_secs(180),
+    );
+    assert_same(&records, &delivered, &got);
+}

@@ -246,6 +246,7 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
             "Cores (shards) the broker runs on; 0 means one per core.",
         ),
         "socket.request.max.bytes" => (INT, "The largest request the broker reads."),
+        "queued.max.request.bytes" => (LONG, "Bytes of requests read and not yet answered, across the broker (-1: no bound)."),
         "auto.create.topics.enable" => (
             BOOLEAN,
             "Whether a topic is created when a client first names it.",

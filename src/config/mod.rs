@@ -73,6 +73,10 @@ pub struct Config {
     /// Number of shards (cores); 0 means one per available core.
     pub num_shards: usize,
     pub socket_request_max_bytes: u32,
+    /// Bytes of requests read and not yet answered, across the broker (Kafka's
+    /// queued.max.request.bytes; unbounded there by default, bounded here). Each shard gets an
+    /// equal share; a connection stops reading while its shard's share is used up.
+    pub queued_max_request_bytes: u64,
     pub auto_create_topics_enable: bool,
     pub num_partitions: i32,
     pub default_replication_factor: i16,
@@ -131,6 +135,7 @@ impl Default for Config {
             log_dirs: PathBuf::from("./data"),
             num_shards: 0,
             socket_request_max_bytes: 104_857_600,
+            queued_max_request_bytes: 512 << 20,
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,
@@ -211,6 +216,7 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "log.dirs",
     "num.shards",
     "socket.request.max.bytes",
+    "queued.max.request.bytes",
     "auto.create.topics.enable",
     "num.partitions",
     "default.replication.factor",
@@ -348,6 +354,14 @@ impl Config {
             "socket.request.max.bytes" => {
                 self.socket_request_max_bytes = parse_min(name, value, 1)?
             }
+            "queued.max.request.bytes" => {
+                let v: i64 = parse_num(name, value)?;
+                self.queued_max_request_bytes = match v {
+                    -1 => u64::MAX,
+                    v if v > 0 => v as u64,
+                    _ => return Err(invalid(name, value, "must be positive, or -1 for no bound")),
+                };
+            }
             "auto.create.topics.enable" => {
                 self.auto_create_topics_enable = parse_bool(name, value)?
             }
@@ -395,6 +409,10 @@ impl Config {
             "num.shards" => self.num_shards.to_string(),
             "producer.id.expiration.ms" => self.log.producer_id_expiration_ms.to_string(),
             "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
+            "queued.max.request.bytes" => match self.queued_max_request_bytes {
+                u64::MAX => "-1".to_string(),
+                v => v.to_string(),
+            },
             "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
             "num.partitions" => self.num_partitions.to_string(),
             "default.replication.factor" => self.default_replication_factor.to_string(),

@@ -2,8 +2,10 @@
 //!
 //! A reader reads size-prefixed frames and starts each request's handler at once (clients
 //! pipeline up to max.in.flight requests); a writer awaits the handlers in arrival order and
-//! writes their responses. At most [`IN_FLIGHT_MAX`] requests are in progress per connection:
-//! when the writer falls behind, the reader stops reading and TCP pushes back on the client.
+//! writes their responses. At most [`IN_FLIGHT_MAX`] requests are in progress per connection,
+//! and each holds its size in bytes of the shard's share of `queued.max.request.bytes` until
+//! it is answered: when the writer falls behind or the shard has too many request bytes in
+//! hand, the reader stops reading and TCP pushes back on the client.
 //! Anything unparseable closes the connection after the responses already owed, as Kafka does.
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -55,11 +57,24 @@ async fn read_requests(
     client_host: &str,
 ) -> Result<(), String> {
     let mut frames = FrameReader::new(reader, shard.config.socket_request_max_bytes);
+    let share = shard.request_share();
     while let Some(frame) = frames.next_frame().await.map_err(|e| e.to_string())? {
         let task = match protocol::parse_request(frame.clone()) {
             Ok(mut req) => {
                 req.client_host = client_host.to_string();
-                glommio::spawn_local(super::dispatch(shard, req))
+                // A request larger than the whole share still goes, alone.
+                let cost = (frame.len() as u64).clamp(1, share);
+                let held = shard
+                    .request_bytes
+                    .acquire_static_permit(cost)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let handling = super::dispatch(shard, req);
+                glommio::spawn_local(async move {
+                    let outcome = handling.await;
+                    drop(held);
+                    outcome
+                })
             }
             Err(e) => {
                 let outcome = answer_unparsed(e, &frame);

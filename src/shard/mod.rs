@@ -45,6 +45,9 @@ pub struct Shard {
     logs: RefCell<HashMap<TopicPartition, OwnedLog>>,
     /// The recent batches of every log of this shard, within `fetch.cache.bytes`.
     fetch_cache: Rc<crate::storage::CacheSpace>,
+    /// This shard's share of `queued.max.request.bytes`: bytes of requests read and not yet
+    /// answered. Connections acquire a request's size before handling it.
+    pub(crate) request_bytes: Rc<glommio::sync::Semaphore>,
     mesh: mesh::Outboxes,
     /// The metadata quorum; on the metadata core (the executor after the data shards) only.
     quorum: RefCell<Option<Rc<Quorum>>>,
@@ -67,10 +70,23 @@ pub struct Shard {
     clock: SystemClock,
 }
 
+/// A shard's share of `queued.max.request.bytes`.
+fn request_share(config: &Config, num_shards: usize) -> u64 {
+    (config.queued_max_request_bytes / num_shards.max(1) as u64).max(1)
+}
+
 impl Shard {
+    /// Bytes of requests this shard holds at most (`queued.max.request.bytes` / shards).
+    pub fn request_share(&self) -> u64 {
+        request_share(&self.config, self.num_shards)
+    }
+
     pub fn new(id: ShardId, num_shards: usize, config: Arc<Config>, mesh: mesh::Outboxes) -> Shard {
         Shard {
             fetch_cache: crate::storage::CacheSpace::new(config.fetch_cache_bytes),
+            request_bytes: Rc::new(glommio::sync::Semaphore::new(request_share(
+                &config, num_shards,
+            ))),
             id,
             num_shards,
             config,

@@ -360,6 +360,9 @@ pub struct Tail {
     pub pos: u64,
     /// Fewer than one alignment unit of bytes.
     pub bytes: Vec<u8>,
+    /// The file is known to be allocated and sized up to here (the writer's ahead-of-write
+    /// allocation); a hint only, never needed for correctness.
+    pub allocated: u64,
 }
 
 impl Tail {
@@ -367,6 +370,7 @@ impl Tail {
         Tail {
             pos: 0,
             bytes: Vec::new(),
+            allocated: 0,
         }
     }
 
@@ -382,6 +386,7 @@ impl Tail {
         Tail {
             pos: self.pos + full as u64,
             bytes,
+            allocated: self.allocated,
         }
     }
 }

@@ -5,6 +5,13 @@
 //! segment ([`Tail`]) stays in memory and is written again, whole, with the next write; the file
 //! carries zero padding after the logical end until the segment is sealed (truncated).
 //!
+//! Growing a file with a direct write is something io_uring cannot complete without blocking,
+//! so the kernel hands every such write to a worker thread (io-wq): a context switch per
+//! acknowledgement. The writer therefore keeps the active segment's file allocated and sized a
+//! window ahead of its write position ([`allocate_ahead`], `log.segment.allocate.ahead.bytes`):
+//! writes overwrite allocated blocks inside the file size. The allocated space reads as zeros,
+//! which recovery takes for the end of the data, and sealing trims it.
+//!
 //! Invariants: at most one writer runs (`State::writer_running`); it never holds a borrow of the
 //! state across an `.await`; jobs complete in order, and the high watermark only moves to the end
 //! of a completed job. After a write error the log is failed for good.
@@ -58,6 +65,89 @@ pub async fn write_through(
     Ok(())
 }
 
+/// Bytes of each zero write that fills a window allocated ahead.
+const ZERO_WRITE_BYTES: usize = 4 << 20;
+
+/// Before a write of `data_len` bytes through `tail`: when the write would end within half a
+/// window of the allocated end, allocates (fallocate without KEEP_SIZE, so the file's size
+/// covers it) up to the next window boundary past that point, never past segment.bytes
+/// rounded up to the alignment, and zero-fills the new part if configured. A write that goes
+/// past the limit (the batch that overfills a segment) grows the file itself.
+async fn allocate_ahead(
+    file: &DmaFile,
+    inner: &Inner,
+    tail: &mut Tail,
+    data_len: usize,
+) -> Result<(), StorageError> {
+    let (window, zero, segment_bytes) = {
+        let st = inner.state.borrow();
+        let c = st.config();
+        (
+            c.allocate_ahead_bytes,
+            c.allocate_ahead_zero,
+            c.segment_bytes,
+        )
+    };
+    let align = file.alignment();
+    let end = tail.pos + (tail.bytes.len() + data_len) as u64;
+    let Some(target) = ahead_target(tail.allocated, end, window, segment_bytes, align) else {
+        return Ok(());
+    };
+    file.pre_allocate(target, false)
+        .await
+        .map_err(|e| io_error(&inner.dir, e))?;
+    if zero {
+        let from = tail.allocated.max(end.div_ceil(align) * align);
+        write_zeros(file, inner, from, target).await?;
+    }
+    tail.allocated = target;
+    Ok(())
+}
+
+/// Where to allocate up to before a write ending at `end`, if anywhere (see
+/// [`allocate_ahead`]).
+fn ahead_target(
+    allocated: u64,
+    end: u64,
+    window: u64,
+    segment_bytes: u64,
+    align: u64,
+) -> Option<u64> {
+    if window == 0 {
+        return None;
+    }
+    let window = window.div_ceil(align) * align;
+    if end + window / 2 <= allocated {
+        return None;
+    }
+    let limit = segment_bytes.div_ceil(align) * align;
+    let target = ((end + window / 2) / window + 1) * window;
+    let target = target.min(limit);
+    (target > end.max(allocated)).then_some(target)
+}
+
+/// Writes zeros over `from..to` (aligned), a few large writes at once.
+async fn write_zeros(
+    file: &DmaFile,
+    inner: &Inner,
+    from: u64,
+    to: u64,
+) -> Result<(), StorageError> {
+    let mut writes = Vec::new();
+    let mut pos = from;
+    while pos < to {
+        let len = ((to - pos) as usize).min(ZERO_WRITE_BYTES);
+        let mut buf = file.alloc_dma_buffer(len);
+        buf.as_bytes_mut().fill(0);
+        writes.push(file.write_at(buf, pos));
+        pos += len as u64;
+    }
+    futures::future::try_join_all(writes)
+        .await
+        .map_err(|e| io_error(&inner.dir, e))?;
+    Ok(())
+}
+
 /// The writer task: runs jobs until none are pending, then exits (append restarts it).
 pub async fn run(inner: Rc<Inner>) {
     loop {
@@ -91,6 +181,7 @@ async fn run_job(inner: &Inner, job: &Job) -> Result<bool, StorageError> {
         (st.segment_file(job.segment_base), tail, sync_due)
     };
     if !job.data.is_empty() {
+        allocate_ahead(&file, inner, &mut tail, job.data.len()).await?;
         write_through(&file, inner, &mut tail, &job.data).await?;
         inner.state.borrow_mut().writes += 1;
     }
@@ -147,6 +238,26 @@ async fn open_next(inner: &Inner, base_offset: i64) -> Result<(), StorageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allocation_runs_a_window_ahead_and_stops_at_the_segment_size() {
+        const W: u64 = 8 << 20;
+        // Off.
+        assert_eq!(ahead_target(0, 100, 0, 1 << 30, 4096), None);
+        // First write of a fresh segment: up to the first boundary past half a window.
+        assert_eq!(ahead_target(0, 4096, W, 1 << 30, 4096), Some(W));
+        // Well inside the window: nothing to do.
+        assert_eq!(ahead_target(W, W / 2 - 4096, W, 1 << 30, 4096), None);
+        // Within half a window of the end: one more window.
+        assert_eq!(ahead_target(W, W / 2 + 1, W, 1 << 30, 4096), Some(2 * W));
+        // A write bigger than the window still ends half a window inside.
+        assert_eq!(ahead_target(W, 3 * W, W, 1 << 30, 4096), Some(4 * W));
+        // Never past segment.bytes rounded up to the alignment.
+        assert_eq!(ahead_target(0, 4096, W, 10_000, 4096), Some(12_288));
+        assert_eq!(ahead_target(12_288, 8192, W, 10_000, 4096), None);
+        // The write that overfills the segment grows the file by itself.
+        assert_eq!(ahead_target(12_288, 20_480, W, 10_000, 4096), None);
+    }
 
     #[test]
     fn tail_keeps_the_partial_last_block() {

@@ -125,8 +125,9 @@ pub struct LogConfig {
     /// `preallocate` (a whole segment, without changing the file size) it moves the file's
     /// size; sealing trims the file back to its data.
     pub allocate_ahead_bytes: u64,
-    /// gregor's `log.segment.allocate.ahead.zero`: also write zeros over each newly allocated
-    /// window, so later writes land on written blocks rather than unwritten extents.
+    /// gregor's `log.segment.allocate.ahead.zero`: writes also zero-fill the allocated window
+    /// ahead of the data (1 MiB at a time), so later writes land on written blocks rather than
+    /// unwritten extents, which a direct write can only convert from a kernel worker thread.
     pub allocate_ahead_zero: bool,
 }
 

@@ -325,6 +325,7 @@ async fn recover_active(
             pos,
             bytes,
             allocated,
+            zeroed: allocated,
         },
     ))
 }

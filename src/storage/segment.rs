@@ -363,6 +363,9 @@ pub struct Tail {
     /// The file is known to be allocated and sized up to here (the writer's ahead-of-write
     /// allocation); a hint only, never needed for correctness.
     pub allocated: u64,
+    /// Zeros were written (not just allocated) up to here: writes below it are plain
+    /// overwrites. Also a hint only.
+    pub zeroed: u64,
 }
 
 impl Tail {
@@ -371,6 +374,7 @@ impl Tail {
             pos: 0,
             bytes: Vec::new(),
             allocated: 0,
+            zeroed: 0,
         }
     }
 
@@ -387,6 +391,7 @@ impl Tail {
             pos: self.pos + full as u64,
             bytes,
             allocated: self.allocated,
+            zeroed: self.zeroed,
         }
     }
 }

@@ -25,12 +25,14 @@ use super::super::segment::{open_log_file, Tail};
 use super::{Inner, Job};
 use crate::storage::StorageError;
 
-/// Writes `tail` + `data`, zero padded to the alignment, at the tail's position; moves the tail.
+/// Writes `tail` + `data`, zero padded to the alignment (and on to `zero_to`, when that is
+/// further), at the tail's position; moves the tail.
 pub async fn write_through(
     file: &DmaFile,
     inner: &Inner,
     tail: &mut Tail,
     data: &[u8],
+    zero_to: u64,
 ) -> Result<(), StorageError> {
     let align = file.alignment() as usize;
     assert!(
@@ -40,13 +42,18 @@ pub async fn write_through(
         tail.bytes.len()
     );
     let total = tail.bytes.len() + data.len();
-    let len = total.div_ceil(align) * align;
+    let len = (total.div_ceil(align) * align).max(zero_to.saturating_sub(tail.pos) as usize);
+    debug_assert!(
+        len.is_multiple_of(align),
+        "zero fill to an unaligned {zero_to}"
+    );
     let mut buf = file.alloc_dma_buffer(len);
     let out = buf.as_bytes_mut();
     out[..tail.bytes.len()].copy_from_slice(&tail.bytes);
     out[tail.bytes.len()..total].copy_from_slice(data);
     out[total..].fill(0);
-    let next = tail.advanced(data, align);
+    let mut next = tail.advanced(data, align);
+    next.zeroed = next.zeroed.max(tail.pos + len as u64);
     let written = file
         .write_at(buf, tail.pos)
         .await
@@ -65,13 +72,38 @@ pub async fn write_through(
     Ok(())
 }
 
-/// Bytes of each zero write that fills a window allocated ahead.
-const ZERO_WRITE_BYTES: usize = 4 << 20;
+/// How far past its data a write zero-fills when `log.segment.allocate.ahead.zero` is on.
+const ZERO_AHEAD_BYTES: u64 = 1 << 20;
+
+/// Where the next write of `data_len` bytes should zero-fill to (0: nowhere past its own
+/// block). Allocated but never written blocks are unwritten extents, and a direct write into
+/// one is not a plain overwrite: it is completed by a kernel worker like a growing write. So
+/// when the written zeros ahead of the data run short (less than half of [`ZERO_AHEAD_BYTES`]
+/// left), the write carries on with zeros to the first boundary a full [`ZERO_AHEAD_BYTES`]
+/// past its end, within the allocated window: one slower write in every half
+/// [`ZERO_AHEAD_BYTES`] or more, and plain overwrites in between. Every byte is then written
+/// twice, once as a zero.
+fn zero_ahead(tail: &Tail, data_len: usize, enabled: bool, align: u64) -> u64 {
+    if !enabled {
+        return 0;
+    }
+    let end = (tail.pos + (tail.bytes.len() + data_len) as u64).div_ceil(align) * align;
+    if end + ZERO_AHEAD_BYTES / 2 <= tail.zeroed {
+        return 0;
+    }
+    let to = (end + ZERO_AHEAD_BYTES).div_ceil(ZERO_AHEAD_BYTES) * ZERO_AHEAD_BYTES;
+    let to = to.min(tail.allocated) / align * align;
+    if to > end {
+        to
+    } else {
+        0
+    }
+}
 
 /// Before a write of `data_len` bytes through `tail`: when the write would end within half a
 /// window of the allocated end, allocates (fallocate without KEEP_SIZE, so the file's size
 /// covers it) up to the next window boundary past that point, never past segment.bytes
-/// rounded up to the alignment, and zero-fills the new part if configured. A write that goes
+/// rounded up to the alignment. A write that goes
 /// past the limit (the batch that overfills a segment) grows the file itself.
 async fn allocate_ahead(
     file: &DmaFile,
@@ -79,14 +111,10 @@ async fn allocate_ahead(
     tail: &mut Tail,
     data_len: usize,
 ) -> Result<(), StorageError> {
-    let (window, zero, segment_bytes) = {
+    let (window, segment_bytes) = {
         let st = inner.state.borrow();
         let c = st.config();
-        (
-            c.allocate_ahead_bytes,
-            c.allocate_ahead_zero,
-            c.segment_bytes,
-        )
+        (c.allocate_ahead_bytes, c.segment_bytes)
     };
     let align = file.alignment();
     let end = tail.pos + (tail.bytes.len() + data_len) as u64;
@@ -96,10 +124,6 @@ async fn allocate_ahead(
     file.pre_allocate(target, false)
         .await
         .map_err(|e| io_error(&inner.dir, e))?;
-    if zero {
-        let from = tail.allocated.max(end.div_ceil(align) * align);
-        write_zeros(file, inner, from, target).await?;
-    }
     tail.allocated = target;
     Ok(())
 }
@@ -124,28 +148,6 @@ fn ahead_target(
     let target = ((end + window / 2) / window + 1) * window;
     let target = target.min(limit);
     (target > end.max(allocated)).then_some(target)
-}
-
-/// Writes zeros over `from..to` (aligned), a few large writes at once.
-async fn write_zeros(
-    file: &DmaFile,
-    inner: &Inner,
-    from: u64,
-    to: u64,
-) -> Result<(), StorageError> {
-    let mut writes = Vec::new();
-    let mut pos = from;
-    while pos < to {
-        let len = ((to - pos) as usize).min(ZERO_WRITE_BYTES);
-        let mut buf = file.alloc_dma_buffer(len);
-        buf.as_bytes_mut().fill(0);
-        writes.push(file.write_at(buf, pos));
-        pos += len as u64;
-    }
-    futures::future::try_join_all(writes)
-        .await
-        .map_err(|e| io_error(&inner.dir, e))?;
-    Ok(())
 }
 
 /// The writer task: runs jobs until none are pending, then exits (append restarts it).
@@ -182,7 +184,9 @@ async fn run_job(inner: &Inner, job: &Job) -> Result<bool, StorageError> {
     };
     if !job.data.is_empty() {
         allocate_ahead(&file, inner, &mut tail, job.data.len()).await?;
-        write_through(&file, inner, &mut tail, &job.data).await?;
+        let zero = inner.state.borrow().config().allocate_ahead_zero;
+        let zero_to = zero_ahead(&tail, job.data.len(), zero, file.alignment());
+        write_through(&file, inner, &mut tail, &job.data, zero_to).await?;
         inner.state.borrow_mut().writes += 1;
     }
     if job.roll {
@@ -257,6 +261,33 @@ mod tests {
         assert_eq!(ahead_target(12_288, 8192, W, 10_000, 4096), None);
         // The write that overfills the segment grows the file by itself.
         assert_eq!(ahead_target(12_288, 20_480, W, 10_000, 4096), None);
+    }
+
+    #[test]
+    fn zero_fill_runs_ahead_within_the_allocated_window() {
+        const Z: u64 = ZERO_AHEAD_BYTES;
+        let tail = |pos: u64, allocated: u64, zeroed: u64| Tail {
+            pos,
+            bytes: Vec::new(),
+            allocated,
+            zeroed,
+        };
+        assert_eq!(zero_ahead(&tail(0, 32 * Z, 0), 100, false, 4096), 0);
+        // A fresh window: zeros to the first boundary a full Z past the data.
+        assert_eq!(zero_ahead(&tail(0, 32 * Z, 0), 100, true, 4096), 2 * Z);
+        // Enough zeros ahead: a plain write.
+        assert_eq!(zero_ahead(&tail(Z, 32 * Z, 2 * Z), 100, true, 4096), 0);
+        // Less than half of Z left.
+        assert_eq!(
+            zero_ahead(&tail(Z + Z / 2, 32 * Z, 2 * Z), 100, true, 4096),
+            3 * Z
+        );
+        // Never past the allocated window, which may end off the Z grid.
+        assert_eq!(
+            zero_ahead(&tail(Z, Z + Z / 4, 0), 100, true, 4096),
+            Z + Z / 4
+        );
+        assert_eq!(zero_ahead(&tail(Z, Z, 0), 100, true, 4096), 0);
     }
 
     #[test]

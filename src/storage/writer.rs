@@ -103,8 +103,8 @@ fn zero_ahead(tail: &Tail, data_len: usize, enabled: bool, align: u64) -> u64 {
 /// Before a write of `data_len` bytes through `tail`: when the write would end within half a
 /// window of the allocated end, allocates (fallocate without KEEP_SIZE, so the file's size
 /// covers it) up to the next window boundary past that point, never past segment.bytes
-/// rounded up to the alignment. A write that goes
-/// past the limit (the batch that overfills a segment) grows the file itself.
+/// rounded up to the alignment. A write that goes past the limit (the batch that overfills a
+/// segment) grows the file itself.
 async fn allocate_ahead(
     file: &DmaFile,
     inner: &Inner,

@@ -266,6 +266,14 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
             "The time in ms that a topic partition leader will wait before expiring producer IDs.",
         ),
         "io.memory.bytes" => (LONG, "Memory each shard pins for io_uring buffers."),
+        "log.segment.allocate.ahead.bytes" => (
+            LONG,
+            "How far ahead of the writer the active segment's file is allocated and sized (0: off).",
+        ),
+        "log.segment.allocate.ahead.zero" => (
+            BOOLEAN,
+            "Whether the window allocated ahead of the writer is also written with zeros.",
+        ),
         "log.cleaner.enable" => (BOOLEAN, "Whether compacted topics are cleaned at all."),
         "log.cleaner.backoff.ms" => (LONG, "The cleaner's pause when no log needs cleaning."),
         "log.cleaner.dedupe.buffer.size" => (

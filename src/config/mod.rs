@@ -290,6 +290,8 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "log.roll.ms",
     "unclean.leader.election.enable",
     "producer.id.expiration.ms",
+    "log.segment.allocate.ahead.bytes",
+    "log.segment.allocate.ahead.zero",
 ];
 
 impl Config {
@@ -377,6 +379,12 @@ impl Config {
                 self.log.producer_id_expiration_ms = parse_min(name, value, 1)?
             }
             "io.memory.bytes" => self.io_memory_bytes = parse_min(name, value, 64 << 10)?,
+            "log.segment.allocate.ahead.bytes" => {
+                self.log.allocate_ahead_bytes = parse_num(name, value)?
+            }
+            "log.segment.allocate.ahead.zero" => {
+                self.log.allocate_ahead_zero = parse_bool(name, value)?
+            }
             "controller.listener.names" => {
                 self.cluster.set(name, value)?;
                 self.resolve_listeners(name, value)?;
@@ -419,6 +427,8 @@ impl Config {
             "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
             "fetch.cache.bytes" => self.fetch_cache_bytes.to_string(),
             "io.memory.bytes" => self.io_memory_bytes.to_string(),
+            "log.segment.allocate.ahead.bytes" => self.log.allocate_ahead_bytes.to_string(),
+            "log.segment.allocate.ahead.zero" => self.log.allocate_ahead_zero.to_string(),
             _ => {
                 return self
                     .cluster

@@ -117,6 +117,18 @@ pub struct LogConfig {
     /// and no batch newer than this is forgotten (the partition log checks it periodically).
     /// Kafka has no topic-level twin; it rides here so each log has it.
     pub producer_id_expiration_ms: i64,
+    /// gregor's `log.segment.allocate.ahead.bytes` (broker level, no topic twin): the writer
+    /// keeps the active segment's file allocated and sized this far ahead of its write
+    /// position, extending it by this much at a time (never past segment.bytes), so direct
+    /// writes overwrite allocated blocks inside the file size instead of growing the file
+    /// (which io_uring cannot complete without a worker thread). 0 turns it off. Unlike
+    /// `preallocate` (a whole segment, without changing the file size) it moves the file's
+    /// size; sealing trims the file back to its data.
+    pub allocate_ahead_bytes: u64,
+    /// gregor's `log.segment.allocate.ahead.zero`: writes also zero-fill the allocated window
+    /// ahead of the data (1 MiB at a time), so later writes land on written blocks rather than
+    /// unwritten extents, which a direct write can only convert from a kernel worker thread.
+    pub allocate_ahead_zero: bool,
 }
 
 impl Default for LogConfig {
@@ -157,6 +169,8 @@ impl Default for LogConfig {
             remote_log_copy_disable: false,
             remote_log_delete_on_disable: false,
             producer_id_expiration_ms: 86_400_000,
+            allocate_ahead_bytes: 32 << 20,
+            allocate_ahead_zero: false,
         }
     }
 }

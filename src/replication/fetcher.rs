@@ -42,7 +42,7 @@ pub fn ensure(shard: &Rc<Shard>, leader: NodeId) {
     {
         return;
     }
-    glommio::spawn_local(run(shard.clone(), leader)).detach();
+    shard.spawn_background(run(shard.clone(), leader)).detach();
 }
 
 /// The partitions this shard follows `leader` for, with their logs and known epochs.

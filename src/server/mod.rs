@@ -193,11 +193,12 @@ pub fn start_listener(shard: &Rc<Shard>) {
             }
         }
     });
-    let retention = glommio::spawn_local(retention_loop(shard.clone()));
-    let flush = glommio::spawn_local(flush_loop(shard.clone()));
-    let groups = glommio::spawn_local(crate::group::coordinator::run_timers(shard.clone()));
-    let txns = glommio::spawn_local(crate::txn::coordinator::run_timers(shard.clone()));
-    let replicas = glommio::spawn_local(crate::replication::roles::run_ticks(shard.clone()));
+    // Timers yield to request handling (see Shard::spawn_background).
+    let retention = shard.spawn_background(retention_loop(shard.clone()));
+    let flush = shard.spawn_background(flush_loop(shard.clone()));
+    let groups = shard.spawn_background(crate::group::coordinator::run_timers(shard.clone()));
+    let txns = shard.spawn_background(crate::txn::coordinator::run_timers(shard.clone()));
+    let replicas = shard.spawn_background(crate::replication::roles::run_ticks(shard.clone()));
     shard
         .background
         .borrow_mut()

@@ -68,12 +68,17 @@ pub struct Shard {
     /// Set once the shard accepts clients.
     pub(crate) serving: std::cell::Cell<bool>,
     clock: SystemClock,
+    /// The low-share task queue of [`Shard::spawn_background`], made on first use.
+    background_queue: Cell<Option<glommio::TaskQueueHandle>>,
 }
 
 /// A shard's share of `queued.max.request.bytes`.
 fn request_share(config: &Config, num_shards: usize) -> u64 {
     (config.queued_max_request_bytes / num_shards.max(1) as u64).max(1)
 }
+
+/// The background queue's CPU share against the default queue's 1000 (request handling).
+const BACKGROUND_SHARES: usize = 250;
 
 impl Shard {
     /// Bytes of requests this shard holds at most (`queued.max.request.bytes` / shards).
@@ -103,7 +108,32 @@ impl Shard {
             listener: RefCell::new(None),
             serving: std::cell::Cell::new(false),
             clock: Default::default(),
+            background_queue: Cell::new(None),
         }
+    }
+
+    /// Spawns background work (timers, replication fetchers) into this shard's low-share task
+    /// queue, so request handling, in the default queue, gets most of the CPU when both want
+    /// it. Tasks spawned from there inherit the queue, except partition log writers, which
+    /// always run in the default queue.
+    pub fn spawn_background<T: 'static>(
+        &self,
+        future: impl Future<Output = T> + 'static,
+    ) -> glommio::Task<T> {
+        let queue = match self.background_queue.get() {
+            Some(q) => q,
+            None => {
+                let q = glommio::executor().create_task_queue(
+                    glommio::Shares::Static(BACKGROUND_SHARES),
+                    glommio::Latency::NotImportant,
+                    "background",
+                );
+                self.background_queue.set(Some(q));
+                q
+            }
+        };
+        glommio::spawn_local_into(future, queue)
+            .unwrap_or_else(|e| panic!("background task queue of shard {:?}: {e}", self.id))
     }
 
     /// The executor that runs the metadata quorum (mesh peer after the data shards).

@@ -706,7 +706,13 @@ impl PartitionLog {
             }
             st.writer_running = true;
         }
-        glommio::spawn_local(writer::run(self.inner.clone())).detach();
+        // The default queue (request handling's), also when a background task (a timer, a
+        // replication fetcher) made the append: the writer acknowledges produce requests.
+        let default_queue = glommio::TaskQueueHandle::default();
+        match glommio::spawn_local_into(writer::run(self.inner.clone()), default_queue) {
+            Ok(task) => task.detach(),
+            Err(_) => glommio::spawn_local(writer::run(self.inner.clone())).detach(),
+        };
     }
 
     async fn wait_job(&self, seq: u64) -> Result<(), StorageError> {

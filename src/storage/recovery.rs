@@ -317,5 +317,15 @@ async fn recover_active(
             .map_err(|e| io_error(&path, e))?;
         bytes.extend_from_slice(&read);
     }
-    Ok((seg, Tail { pos, bytes }))
+    // The file now ends at the data: the writer allocates ahead again from here.
+    let allocated = valid_bytes;
+    Ok((
+        seg,
+        Tail {
+            pos,
+            bytes,
+            allocated,
+            zeroed: allocated,
+        },
+    ))
 }

@@ -374,6 +374,12 @@ pub struct Tail {
     pub pos: u64,
     /// Fewer than one alignment unit of bytes.
     pub bytes: Vec<u8>,
+    /// The file is known to be allocated and sized up to here (the writer's ahead-of-write
+    /// allocation); a hint only, never needed for correctness.
+    pub allocated: u64,
+    /// Zeros were written (not just allocated) up to here: writes below it are plain
+    /// overwrites. Also a hint only.
+    pub zeroed: u64,
 }
 
 impl Tail {
@@ -381,6 +387,8 @@ impl Tail {
         Tail {
             pos: 0,
             bytes: Vec::new(),
+            allocated: 0,
+            zeroed: 0,
         }
     }
 
@@ -396,6 +404,8 @@ impl Tail {
         Tail {
             pos: self.pos + full as u64,
             bytes,
+            allocated: self.allocated,
+            zeroed: self.zeroed,
         }
     }
 }

@@ -718,3 +718,84 @@ fn truncation_cuts_a_divergent_tail_across_segments_and_the_log_goes_on() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn allocation_ahead_of_the_writer_survives_a_crash_and_seals_to_the_data() {
+    for zero in [false, true] {
+        run(move || async move {
+            const SEGMENT: u64 = 96 << 10;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t-0");
+            let mut c = config(SEGMENT);
+            c.allocate_ahead_bytes = 16 << 10;
+            c.allocate_ahead_zero = zero;
+            let log = open(&path, c.clone(), 0).await;
+            let mut stored = Vec::new();
+            for _ in 0..20 {
+                stored.extend(append_many(&log, 100));
+                log.wait_written(log.log_end_offset()).await.unwrap();
+            }
+            assert!(log.segment_count() >= 2, "{} segments", log.segment_count());
+            // The active segment's file runs ahead of its data, within segment.bytes.
+            let active = log_files(&path).pop().unwrap();
+            let data: u64 = log_files(&path)
+                .iter()
+                .map(|f| std::fs::metadata(f).unwrap().len())
+                .sum();
+            let logical = log.size_bytes();
+            let active_len = std::fs::metadata(&active).unwrap().len();
+            assert!(
+                data > logical,
+                "zero {zero}: files {data} <= data {logical}"
+            );
+            assert!(active_len <= SEGMENT, "{active_len}");
+            // Sealed segments were trimmed to their data.
+            let sealed: u64 = data - active_len;
+            let active_logical = logical - sealed;
+            assert!(
+                active_len > active_logical,
+                "{active_len} <= {active_logical}"
+            );
+
+            // A crash: the log is dropped without closing; the file keeps its allocated tail.
+            drop(log);
+            assert_eq!(std::fs::metadata(&active).unwrap().len(), active_len);
+            let log = open(&path, c.clone(), 0).await;
+            assert_eq!(
+                log.log_end_offset(),
+                stored
+                    .last()
+                    .map_or(0, |b| { BatchHeader::parse(b).unwrap().next_offset() })
+            );
+            assert_eq!(log.size_bytes(), logical);
+            assert_reads_back(&log, &stored).await;
+            // The next writer continues right after the data and allocates ahead again.
+            for _ in 0..5 {
+                stored.extend(append_many(&log, 100));
+                log.wait_written(log.log_end_offset()).await.unwrap();
+            }
+            assert_reads_back(&log, &stored).await;
+            let active = log_files(&path).pop().unwrap();
+            let files: u64 = log_files(&path)
+                .iter()
+                .map(|f| std::fs::metadata(f).unwrap().len())
+                .sum();
+            assert!(
+                files > log.size_bytes(),
+                "not allocated ahead after reopening"
+            );
+            assert!(std::fs::metadata(&active).unwrap().len() <= SEGMENT);
+
+            // Closing trims every file to its data.
+            log.close().await.unwrap();
+            let files: u64 = log_files(&path)
+                .iter()
+                .map(|f| std::fs::metadata(f).unwrap().len())
+                .sum();
+            let written: u64 = stored.iter().map(|b| b.len() as u64).sum();
+            assert_eq!(files, written);
+            let log = open(&path, c, 0).await;
+            assert_reads_back(&log, &stored).await;
+        });
+    }
+}

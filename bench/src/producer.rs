@@ -726,26 +726,37 @@ impl Producer {
     /// rate do not wake a thousand times a second each.
     fn idle(&self, now: u64) {
         let waiting = self.conns.iter().find(|c| !c.ready.is_empty());
-        let cap = if waiting.is_some() {
-            IDLE_WAIT
-        } else {
-            IDLE_SLEEP_MAX
-        };
-        let mut wake = now + cap.as_nanos() as u64;
         let linger = self.spec.linger_ns;
-        let deadlines = self
+        let deadlines: Vec<u64> = self
             .builders
             .iter()
             .filter(|b| !b.is_empty())
             .map(|b| b.opened_ns() + linger)
             .chain(self.pacer.next_due_ns())
-            .chain(self.spec.stop_at_ns);
-        for t in deadlines.filter(|t| *t > now) {
+            .chain(self.spec.stop_at_ns)
+            .collect();
+        // A deadline already passed is work held back (by a full buffer or slot, or a batch
+        // behind another of its partition): look again soon, not at the next future deadline.
+        let overdue = deadlines.iter().any(|t| *t <= now);
+        let cap = if waiting.is_some() || overdue {
+            IDLE_WAIT
+        } else {
+            IDLE_SLEEP_MAX
+        };
+        let mut wake = now + cap.as_nanos() as u64;
+        for t in deadlines.into_iter().filter(|t| *t > now) {
             wake = wake.min(t);
         }
+        let timeout = Duration::from_nanos(wake.saturating_sub(now).max(1));
+        // Held-back work waits for an answer to free buffer space: the next one, exactly.
+        let held = match overdue {
+            true => self.conns.iter().find(|c| c.slots.busy()),
+            false => None,
+        };
         if let Some(c) = waiting {
-            c.slots
-                .wait(Duration::from_nanos(wake.saturating_sub(now).max(1)));
+            c.slots.wait(timeout);
+        } else if let Some(c) = held {
+            c.slots.wait_release(timeout);
         } else {
             clock::sleep_until(wake);
         }

@@ -140,6 +140,20 @@ impl Slots {
         }
     }
 
+    /// Whether a slot is taken (an answer is due, which will give it back).
+    pub fn busy(&self) -> bool {
+        let s = self.lock();
+        s.free < s.capacity
+    }
+
+    /// Waits up to `timeout` for the next slot to be given back, however many are free.
+    pub fn wait_release(&self, timeout: Duration) {
+        let s = self.lock();
+        if s.failure.is_none() {
+            let _unused = self.changed.wait_timeout(s, timeout);
+        }
+    }
+
     pub fn release(&self) {
         let mut s = self.lock();
         assert!(

@@ -18,6 +18,11 @@ MAX_DUR="${MAX_DUR:-15s}"
 DURATION="${DURATION:-30m}"
 WARMUP="${WARMUP:-10s}"
 INTERVAL="${INTERVAL:-60s}"
+# Retention keeps the disk bounded over a long run (30 minutes at 250 MB/s is 450 GB): each
+# partition keeps RETAIN bytes in SEGMENT-sized segments, checked every CHECK_MS.
+RETAIN="${RETAIN:-1073741824}"
+SEGMENT="${SEGMENT:-134217728}"
+CHECK_MS="${CHECK_MS:-10000}"
 S="$OUT/soak"
 mkdir -p "$S"
 trap stop_broker EXIT
@@ -27,7 +32,8 @@ bench() { # name, driver args...
     shift
     "$BENCH" --brokers "$BROKERS" --broker-pid "$BROKER_PID" --label "$name" --out "$S/$name" \
         --workload e2e --acks 1 --record-size "$RECORD" --partitions "$PARTITIONS" \
-        --producers "$PRODUCERS" --keys "$KEYS" --key-size 16 --drain-timeout 60s "$@" \
+        --producers "$PRODUCERS" --keys "$KEYS" --key-size 16 --drain-timeout 60s \
+        --topic-config "retention.bytes=$RETAIN,segment.bytes=$SEGMENT" "$@" \
         | tee "$S/$name.txt"
 }
 
@@ -39,7 +45,7 @@ if [ -z "${RATE:-}" ]; then
     RATE=$((MAX * PCT / 100))
     echo "maximum $MAX records/s; soak at $PCT %: $RATE records/s"
 fi
-start_gregor
+start_gregor --set "log.retention.check.interval.ms=$CHECK_MS"
 bench soak --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" \
     --report-interval "$INTERVAL" --progress-secs 60
 echo "per-interval report: $S/soak/result.json (intervals), chart: $S/soak/report.svg"

@@ -13,9 +13,8 @@
 use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 
-use crate::result::Sample;
+use crate::result::{IntervalLatency, IntervalRow, Sample};
 use crate::stats::{self, LATENCY_NS_MAX};
 
 /// Interval histograms keep 2 significant digits (1%): a tenth of the memory of the run's
@@ -215,16 +214,6 @@ impl Drop for IntervalHist {
     }
 }
 
-/// Percentiles of one interval, in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct IntervalLatency {
-    pub count: u64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-    pub max_us: f64,
-}
-
 impl IntervalLatency {
     pub fn of(h: &Histogram<u64>) -> IntervalLatency {
         if h.is_empty() {
@@ -239,19 +228,6 @@ impl IntervalLatency {
             max_us: h.max() as f64 / 1000.0,
         }
     }
-}
-
-/// One interval of the report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct IntervalRow {
-    /// Seconds since the end of warm-up.
-    pub t_start_s: f64,
-    pub t_end_s: f64,
-    pub produce: IntervalLatency,
-    pub e2e: IntervalLatency,
-    /// The broker's resident memory at the last sample of the interval, and its largest.
-    pub broker_rss_mb: Option<f64>,
-    pub broker_rss_max_mb: Option<f64>,
 }
 
 /// The progress line of one finished interval.

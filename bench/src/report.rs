@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 
-use crate::interval::IntervalLatency;
+use crate::result::IntervalLatency;
 use crate::result::RunResult;
 use crate::stats::LatencySummary;
 
@@ -289,8 +289,8 @@ mod tests {
 
     #[test]
     fn notes_show_backlog_retention_and_intervals() {
-        use crate::interval::IntervalRow;
         use crate::result::BacklogStats;
+        use crate::result::IntervalRow;
         let mut r = RunResult::default();
         assert!(notes(&r).is_empty());
         r.produce = Throughput::new(1000, 25_000_000, 1.0);

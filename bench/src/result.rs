@@ -14,7 +14,6 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::CpuUse;
-use crate::interval::IntervalRow;
 use crate::stats::LatencySummary;
 
 /// Records and payload over a measured interval.
@@ -254,6 +253,29 @@ pub fn percentile_curve(h: &Histogram<u64>) -> Vec<[f64; 2]> {
             ]
         })
         .collect()
+}
+
+/// Percentiles of one interval, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalLatency {
+    pub count: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+/// One interval of the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalRow {
+    /// Seconds since the end of warm-up.
+    pub t_start_s: f64,
+    pub t_end_s: f64,
+    pub produce: IntervalLatency,
+    pub e2e: IntervalLatency,
+    /// The broker's resident memory at the last sample of the interval, and its largest.
+    pub broker_rss_mb: Option<f64>,
+    pub broker_rss_max_mb: Option<f64>,
 }
 
 #[cfg(test)]

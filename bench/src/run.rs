@@ -16,8 +16,9 @@ use crate::args::{acks_name, Args, IsolationLevel, Mode, Plan, Stop, Workload};
 use crate::clock::{now_ns, wall_ms};
 use crate::consumer::{self, ConsumerSpec, Control};
 use crate::cpu::{self, CpuUse};
-use crate::interval::{self, IntervalRow, IntervalSink};
+use crate::interval::{self, IntervalSink};
 use crate::producer::{self, Identity, ProducerHists, ProducerSpec};
+use crate::result::IntervalRow;
 use crate::result::{
     percentile_curve, BacklogStats, Machine, ResultFile, RunConfig, RunResult, Sample, Throughput,
     TxnStats,

@@ -176,7 +176,7 @@ fn interval_series(runs: &[RunResult]) -> Vec<Series> {
     let mut out = Vec::new();
     for (i, r) in runs.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let pick = |f: &dyn Fn(&crate::interval::IntervalRow) -> (u64, f64)| -> Vec<(f64, f64)> {
+        let pick = |f: &dyn Fn(&crate::result::IntervalRow) -> (u64, f64)| -> Vec<(f64, f64)> {
             r.intervals
                 .iter()
                 .filter(|row| f(row).0 > 0)
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn long_runs_add_interval_and_rss_charts() {
-        use crate::interval::{IntervalLatency, IntervalRow};
+        use crate::result::{IntervalLatency, IntervalRow};
         let mut r = run("1", 1.0);
         assert!(!render("t", std::slice::from_ref(&r)).contains("per interval"));
         let lat = |p999_us| IntervalLatency {

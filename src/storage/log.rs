@@ -474,7 +474,7 @@ impl PartitionLog {
                             continue;
                         }
                         PageRead::Wait if waits < sendable::MAX_WAITS => None,
-                        PageRead::Wait | PageRead::Fallback | PageRead::Nothing => {
+                        PageRead::Wait | PageRead::Fallback => {
                             Some(st.disk_read_start(offset, after_base))
                         }
                     }

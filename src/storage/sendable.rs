@@ -41,10 +41,8 @@ pub(super) enum PageRead {
     /// Nothing resident yet; the pages were asked for.
     Wait,
     /// Not a plain case (a batch in the block the writer rewrites, a header that does not
-    /// parse): read through memory.
+    /// parse, no segment holding the offset): read through memory.
     Fallback,
-    /// No segment holds the offset.
-    Nothing,
 }
 
 /// One fetch's batches as a range of the segment file, if the page cache has them.
@@ -54,15 +52,9 @@ pub(super) fn from_page_cache(
     after_base: Option<i64>,
     limit: &ReadLimit,
 ) -> PageRead {
-    let (seg, position) = match after_base {
-        None => match st.segments.range(..=offset).next_back() {
-            Some((_, seg)) => (seg, seg.offset_index.lookup(offset).1 as u64),
-            None => return PageRead::Nothing,
-        },
-        Some(base) => match st.segments.range(base + 1..).next() {
-            Some((_, seg)) => (seg, 0),
-            None => return PageRead::Nothing,
-        },
+    let Some((seg, position)) = st.read_position(offset, after_base) else {
+        // No segment holds it: the direct path answers that too.
+        return PageRead::Fallback;
     };
     let end = if seg.sealed {
         seg.written_bytes

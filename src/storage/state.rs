@@ -296,15 +296,25 @@ impl State {
         offset: i64,
         after_base: Option<i64>,
     ) -> Option<(i64, BatchWalker)> {
-        let (seg, position) = match after_base {
+        let (seg, position) = self.read_position(offset, after_base)?;
+        let walker = seg.walker(position, seg.written_bytes)?;
+        Some((seg.base_offset, walker))
+    }
+
+    /// Where a read at `offset` starts: the segment holding it at the position its index gives,
+    /// or, after a gap in the segment at `after_base`, the start of the next segment.
+    pub(in crate::storage) fn read_position(
+        &self,
+        offset: i64,
+        after_base: Option<i64>,
+    ) -> Option<(&Segment, u64)> {
+        match after_base {
             None => {
                 let (_, seg) = self.segments.range(..=offset).next_back()?;
-                (seg, seg.offset_index.lookup(offset).1)
+                Some((seg, seg.offset_index.lookup(offset).1 as u64))
             }
-            Some(base) => (self.segments.range(base + 1..).next()?.1, 0),
-        };
-        let walker = seg.walker(position as u64, seg.written_bytes)?;
-        Some((seg.base_offset, walker))
+            Some(base) => Some((self.segments.range(base + 1..).next()?.1, 0)),
+        }
     }
 
     /// Where a timestamp search starts: the first segment (after `after_base`) that reaches

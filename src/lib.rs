@@ -18,6 +18,7 @@
 //! | `shard` | glommio executors, the cross-shard mesh, partition ownership |
 //! | `metadata` | topics, partitions and configs as a log of records; snapshots per shard |
 //! | `storage` | segments, indexes, recovery, retention |
+//! | `metrics` | per-shard counters and histograms, summed and rendered (Prometheus text) only when scraped |
 //! | `group` | consumer group coordinator, rebalancing, committed offsets |
 //! | `producer` | per-partition producer state (idempotence, transactions, LSO), markers, producer snapshots |
 //! | `txn` | the transaction coordinator on `__transaction_state` |
@@ -38,6 +39,7 @@ pub mod compression;
 pub mod config;
 pub mod group;
 pub mod metadata;
+pub mod metrics;
 pub mod node;
 pub mod producer;
 pub mod protocol;

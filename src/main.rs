@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use gregor::config::Config;
+use gregor::config::{Config, LogFormat};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,23 +48,27 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_logging() {
+/// Log lines go to stderr, filtered by `RUST_LOG` (default `info`), as text or, with
+/// `log.format=json`, one JSON object per line (timestamp, level, target, fields).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => {
-            init_logging();
-            load_config(&args).and_then(|c| gregor::node::run(c).map_err(anyhow::Error::from))
-        }
+        Command::Serve(args) => load_config(&args).and_then(|c| {
+            init_logging(c.log_format);
+            gregor::node::run(c).map_err(anyhow::Error::from)
+        }),
         Command::Client(cmd) => gregor::cli::run(cmd),
     };
     if let Err(e) = result {

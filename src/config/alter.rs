@@ -274,6 +274,11 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
             BOOLEAN,
             "Whether the window allocated ahead of the writer is also written with zeros.",
         ),
+        "admin.listeners" => (
+            STRING,
+            "The admin HTTP address (/metrics, /v1/health, /v1/ready); empty turns it off.",
+        ),
+        "log.format" => (STRING, "How log lines are written: text or json."),
         "log.cleaner.enable" => (BOOLEAN, "Whether compacted topics are cleaned at all."),
         "log.cleaner.backoff.ms" => (LONG, "The cleaner's pause when no log needs cleaning."),
         "log.cleaner.dedupe.buffer.size" => (

@@ -85,6 +85,11 @@ pub struct Config {
     pub fetch_cache_bytes: usize,
     /// Memory glommio pins per shard for io_uring buffers.
     pub io_memory_bytes: usize,
+    /// The admin HTTP listener (`/metrics`, `/v1/health`, `/v1/ready`); None when
+    /// `admin.listeners` is empty.
+    pub admin_listener: Option<SocketAddr>,
+    /// How log lines are written (`log.format`).
+    pub log_format: LogFormat,
     pub groups: GroupConfig,
     pub cleaner: CleanerConfig,
     pub txn: TxnConfig,
@@ -92,6 +97,32 @@ pub struct Config {
     /// The names set from the file or the command line (STATIC_BROKER_CONFIG in
     /// DescribeConfigs; the others are DEFAULT_CONFIG).
     pub explicit: std::collections::BTreeSet<String>,
+}
+
+/// `log.format`: human-readable lines, or one JSON object per line for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `admin.listeners`: `host:port` (an `http://` prefix is allowed); empty turns it off.
+fn parse_admin_listener(name: &str, value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    let v = value.trim();
+    let v = v.strip_prefix("http://").unwrap_or(v).trim_end_matches('/');
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.contains(',') {
+        return Err(invalid(name, value, "one admin listener only"));
+    }
+    let v = match v.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => v.to_string(),
+    };
+    v.parse()
+        .map(Some)
+        .map_err(|_| invalid(name, value, "expected an IP address and port, or nothing"))
 }
 
 /// Consumer group coordinator settings (Kafka's names).
@@ -142,6 +173,8 @@ impl Default for Config {
             retention_check_interval_ms: 300_000,
             fetch_cache_bytes: 256 << 20,
             io_memory_bytes: 2 << 20,
+            admin_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            log_format: LogFormat::Text,
             groups: GroupConfig::default(),
             cleaner: CleanerConfig::default(),
             txn: TxnConfig::default(),
@@ -292,6 +325,8 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "producer.id.expiration.ms",
     "log.segment.allocate.ahead.bytes",
     "log.segment.allocate.ahead.zero",
+    "admin.listeners",
+    "log.format",
 ];
 
 impl Config {
@@ -385,6 +420,14 @@ impl Config {
             "log.segment.allocate.ahead.zero" => {
                 self.log.allocate_ahead_zero = parse_bool(name, value)?
             }
+            "admin.listeners" => self.admin_listener = parse_admin_listener(name, value)?,
+            "log.format" => {
+                self.log_format = match value.trim() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(invalid(name, value, "expected text or json")),
+                }
+            }
             "controller.listener.names" => {
                 self.cluster.set(name, value)?;
                 self.resolve_listeners(name, value)?;
@@ -429,6 +472,13 @@ impl Config {
             "io.memory.bytes" => self.io_memory_bytes.to_string(),
             "log.segment.allocate.ahead.bytes" => self.log.allocate_ahead_bytes.to_string(),
             "log.segment.allocate.ahead.zero" => self.log.allocate_ahead_zero.to_string(),
+            "admin.listeners" => self
+                .admin_listener
+                .map_or_else(String::new, |a| a.to_string()),
+            "log.format" => match self.log_format {
+                LogFormat::Text => "text".to_string(),
+                LogFormat::Json => "json".to_string(),
+            },
             _ => {
                 return self
                     .cluster
@@ -676,6 +726,9 @@ mod tests {
             ("listeners", "SSL://h:1"),
             ("log.message.timestamp.type", "Now"),
             ("log.cleanup.policy", "keep"),
+            ("admin.listeners", "localhost:9644"),
+            ("admin.listeners", "127.0.0.1:1,127.0.0.1:2"),
+            ("log.format", "xml"),
         ];
         for (name, value) in table {
             let mut c = Config::default();
@@ -736,6 +789,27 @@ mod tests {
             assert_eq!(c.advertised_listener, ("broker.example".to_string(), 9093));
             assert_eq!(c.listener.port(), 19092);
         }
+    }
+
+    #[test]
+    fn the_admin_listener_is_on_by_default_and_empty_turns_it_off() {
+        let mut c = Config::default();
+        assert_eq!(c.admin_listener, Some("127.0.0.1:9644".parse().unwrap()));
+        for (value, want) in [
+            ("", None),
+            ("http://127.0.0.1:19644/", Some("127.0.0.1:19644")),
+            (":9000", Some("0.0.0.0:9000")),
+            ("[::1]:9644", Some("[::1]:9644")),
+        ] {
+            c.set("admin.listeners", value).unwrap();
+            assert_eq!(
+                c.admin_listener,
+                want.map(|w| w.parse().unwrap()),
+                "{value:?}"
+            );
+        }
+        c.set("log.format", "json").unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
     }
 
     #[test]

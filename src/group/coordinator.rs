@@ -610,6 +610,52 @@ pub fn list(shard: &Shard) -> Vec<(String, String, &'static str)> {
         .collect()
 }
 
+/// A group as the metrics report it.
+#[derive(Debug, Clone)]
+pub struct GroupReport {
+    pub id: String,
+    /// Kafka's state name; "Empty" for a group that only has committed offsets.
+    pub state: &'static str,
+    /// The generation: how many rebalances the group has completed.
+    pub generation: i32,
+    pub members: usize,
+    /// Committed offsets: topic, partition, offset.
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
+/// Every group this shard coordinates, with its committed offsets.
+pub fn report(shard: &Shard) -> Vec<GroupReport> {
+    let groups = coordinator(shard);
+    let c = groups.borrow();
+    let mut out: BTreeMap<&str, GroupReport> = BTreeMap::new();
+    for g in c.groups.values().filter(|g| g.state != GroupState::Dead) {
+        out.insert(
+            &g.id,
+            GroupReport {
+                id: g.id.clone(),
+                state: g.state.name(),
+                generation: g.generation,
+                members: g.members.len(),
+                offsets: Vec::new(),
+            },
+        );
+    }
+    for (id, offsets) in &c.offsets {
+        let r = out.entry(id).or_insert_with(|| GroupReport {
+            id: id.clone(),
+            state: GroupState::Empty.name(),
+            generation: 0,
+            members: 0,
+            offsets: Vec::new(),
+        });
+        r.offsets = offsets
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, o.offset))
+            .collect();
+    }
+    out.into_values().collect()
+}
+
 /// DeleteGroups for one group: only an empty group goes, with its offsets.
 pub async fn delete_group(shard: Rc<Shard>, group_id: String) -> Option<ResponseError> {
     if let Some(e) = unavailable(&shard, &group_id) {

@@ -94,6 +94,19 @@ pub struct QuorumStatus {
     pub voters: Vec<(NodeId, i64)>,
 }
 
+/// Where this voter stands in the metadata log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPosition {
+    pub term: u64,
+    /// The commit index (the metadata log's high watermark).
+    pub committed: u64,
+    /// The last entry applied to the image here.
+    pub applied: u64,
+    pub last_index: u64,
+    /// This node is the active controller.
+    pub leader: bool,
+}
+
 /// A [`MetadataError`] as it crosses the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WireError {
@@ -405,6 +418,20 @@ impl Quorum {
     }
 
     /// The quorum as this node sees it (full voter progress only on the leader).
+    /// This node's own place in the metadata log, for the metrics; None on a node that is not
+    /// a voter (it follows the image through heartbeats, not the log).
+    pub fn position(&self) -> Option<LogPosition> {
+        let raw = self.raw.borrow();
+        let r = raw.as_ref()?;
+        Some(LogPosition {
+            term: r.raft.term,
+            committed: r.raft.raft_log.committed,
+            applied: r.raft.raft_log.applied,
+            last_index: r.raft.raft_log.last_index(),
+            leader: r.raft.state == StateRole::Leader,
+        })
+    }
+
     fn status_here(&self) -> QuorumStatus {
         let raw = self.raw.borrow();
         let Some(r) = raw.as_ref() else {

@@ -114,6 +114,9 @@ pub async fn controller_main(
         shard.id.0, num_shards,
         "the metadata core must be the last mesh peer"
     );
+    // Health answers while the broker starts; ready says when it is done.
+    let admin = super::admin::bind(&shard)
+        .map(|l| glommio::spawn_local(super::admin::serve(shard.clone(), l)));
     let quorum = start_quorum(&shard);
     shard.set_quorum(quorum.clone());
     let incarnation = Uuid::new_v4();
@@ -122,6 +125,7 @@ pub async fn controller_main(
         glommio::spawn_local(heartbeat_loop(shard.clone(), quorum.clone(), incarnation));
     let rebalance = glommio::spawn_local(preferred_leader_loop(shard.clone(), quorum.clone()));
     wait_for_stop(&stop).await;
+    drop(admin);
     drop(heartbeats);
     drop(rebalance);
 }

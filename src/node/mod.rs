@@ -14,7 +14,9 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::shard::mesh::{self, Job};
 
+mod admin;
 mod boot;
+pub mod report;
 
 #[derive(Debug, Error)]
 pub enum StartError {

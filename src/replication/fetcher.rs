@@ -284,6 +284,7 @@ fn append_batches(shard: &Shard, tp: &TopicPartition, log: &PartitionLog, record
             tracing::warn!(partition = %tp, error = %e, "cannot append the leader's batch");
             return false;
         }
+        crate::metrics::count(|c| c.replication_bytes_in += n as u64);
     }
     true
 }

@@ -44,6 +44,21 @@ pub fn isr_size_of(shard: &Shard, tp: &TopicPartition) -> Option<usize> {
     }
 }
 
+/// The partitions this shard leads: ISR size and replica count of each (for the
+/// under-replicated count).
+pub fn led_partitions(shard: &Shard) -> Vec<(TopicPartition, usize, usize)> {
+    shard
+        .service::<Replicas>()
+        .roles
+        .borrow()
+        .iter()
+        .filter_map(|(tp, r)| match r {
+            Role::Leader(l) => Some((tp.clone(), l.isr_size(), l.replicas().len())),
+            Role::Follower { .. } => None,
+        })
+        .collect()
+}
+
 /// What this node's replica of a partition does. Lives on the shard that owns the partition.
 #[derive(Debug, Clone)]
 pub enum Role {

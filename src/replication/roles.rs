@@ -170,9 +170,16 @@ fn propose_isr(shard: &Rc<Shard>, tp: &TopicPartition, isr: Vec<i32>) {
     };
     tracing::info!(partition = %tp, ?isr, "proposing a new ISR");
     let (shard, tp) = (shard.clone(), tp.clone());
+    let before = state.isr().len();
     glommio::spawn_local(async move {
         let result = shard.execute(cmd).await;
-        if !matches!(result, Ok(Reply::Partition { .. })) {
+        if matches!(result, Ok(Reply::Partition { .. })) {
+            crate::metrics::count(|c| match isr.len().cmp(&before) {
+                std::cmp::Ordering::Less => c.isr_shrinks += 1,
+                std::cmp::Ordering::Greater => c.isr_expands += 1,
+                std::cmp::Ordering::Equal => {}
+            });
+        } else {
             if let Err(e) = &result {
                 tracing::info!(partition = %tp, error = %e, "ISR change refused");
             }

@@ -8,8 +8,10 @@
 //! hand, the reader stops reading and TCP pushes back on the client.
 //! Anything unparseable closes the connection after the responses already owed, as Kafka does.
 
+use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::FutureExt;
@@ -18,12 +20,80 @@ use glommio::net::TcpStream;
 
 use super::framing::{set_nonblocking, write_chunks, FrameReader};
 use super::Outcome;
+use crate::metrics::{self, Phase};
 use crate::protocol::{self, ProtocolError};
 use crate::shard::Shard;
 use crate::storage::Chunk;
 
 /// Requests in progress per connection before the reader waits.
 pub const IN_FLIGHT_MAX: usize = 64;
+
+/// A request on its way through the connection: what it is, when it was read, and its
+/// handling (which reports when its wait for room ended, when it was answered, and how long
+/// it waited on others).
+struct InFlight {
+    api: i16,
+    version: i16,
+    read_at: Instant,
+    handling: glommio::Task<Handled>,
+}
+
+struct Handled {
+    outcome: Outcome,
+    started: Instant,
+    done: Instant,
+    remote: Duration,
+}
+
+impl InFlight {
+    /// A request not handled: its answer (the ApiVersions fallback, or a close) is not timed.
+    fn untimed(outcome: Outcome) -> InFlight {
+        let now = Instant::now();
+        InFlight {
+            api: -1,
+            version: -1,
+            read_at: now,
+            handling: glommio::spawn_local(async move {
+                Handled {
+                    outcome,
+                    started: now,
+                    done: now,
+                    remote: Duration::ZERO,
+                }
+            }),
+        }
+    }
+
+    /// Adds the request's time by phase to this shard's metrics once it is written.
+    fn record(&self, h: &Handled, dequeued: Instant, sent: Instant) {
+        if self.api < 0 {
+            return;
+        }
+        let handling = h.done.saturating_duration_since(h.started);
+        let remote = h.remote.min(handling);
+        metrics::request_done(
+            self.api,
+            self.version,
+            &[
+                (
+                    Phase::Queue,
+                    h.started.saturating_duration_since(self.read_at),
+                ),
+                (Phase::Local, handling - remote),
+                (Phase::Remote, remote),
+                (
+                    Phase::ResponseQueue,
+                    dequeued.saturating_duration_since(h.done),
+                ),
+                (
+                    Phase::ResponseSend,
+                    sent.saturating_duration_since(dequeued),
+                ),
+                (Phase::Total, sent.saturating_duration_since(self.read_at)),
+            ],
+        );
+    }
+}
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let peer_addr = stream.peer_addr().ok();
@@ -37,31 +107,34 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         tracing::warn!(%peer, error = %e, "cannot make the socket non-blocking; closing");
         return;
     }
+    metrics::count(|c| c.connections_opened += 1);
     let (reader, writer) = stream.split();
-    let (tx, rx) = local_channel::new_bounded::<glommio::Task<Outcome>>(IN_FLIGHT_MAX);
+    let (tx, rx) = local_channel::new_bounded::<InFlight>(IN_FLIGHT_MAX);
     let writer_task = glommio::spawn_local(write_responses(writer, fd, rx, peer.clone()));
     if let Err(why) = read_requests(&shard, reader, &tx, &client_host).await {
         // The writer logs the close when it reaches it, after the responses before it.
-        let close = glommio::spawn_local(async move { Outcome::Close(why) });
-        let _ = tx.send(close).await;
+        let _ = tx.send(InFlight::untimed(Outcome::Close(why))).await;
     }
     drop(tx);
     writer_task.await;
+    metrics::count(|c| c.connections_closed += 1);
 }
 
 /// Reads frames until EOF or a protocol error; returns why it stopped if it was an error.
 async fn read_requests(
     shard: &Rc<Shard>,
     reader: futures::io::ReadHalf<TcpStream>,
-    tx: &local_channel::LocalSender<glommio::Task<Outcome>>,
+    tx: &local_channel::LocalSender<InFlight>,
     client_host: &str,
 ) -> Result<(), String> {
     let mut frames = FrameReader::new(reader, shard.config.socket_request_max_bytes);
     let share = shard.request_share();
     while let Some(frame) = frames.next_frame().await.map_err(|e| e.to_string())? {
+        let read_at = Instant::now();
         let task = match protocol::parse_request(frame.clone()) {
             Ok(mut req) => {
                 req.client_host = client_host.to_string();
+                let (api, version) = (req.api_key as i16, req.api_version);
                 // A request larger than the whole share still goes, alone.
                 let cost = (frame.len() as u64).clamp(1, share);
                 let held = shard
@@ -69,17 +142,30 @@ async fn read_requests(
                     .acquire_static_permit(cost)
                     .await
                     .map_err(|e| e.to_string())?;
-                let handling = super::dispatch(shard, req);
-                glommio::spawn_local(async move {
+                let started = Instant::now();
+                let remote = Rc::new(Cell::new(Duration::ZERO));
+                let handling = super::dispatch(shard, req, &remote);
+                let handling = glommio::spawn_local(async move {
                     let outcome = handling.await;
                     drop(held);
-                    outcome
-                })
+                    Handled {
+                        outcome,
+                        started,
+                        done: Instant::now(),
+                        remote: remote.get(),
+                    }
+                });
+                InFlight {
+                    api,
+                    version,
+                    read_at,
+                    handling,
+                }
             }
             Err(e) => {
                 let outcome = answer_unparsed(e, &frame);
                 let close = matches!(outcome, Outcome::Close(_));
-                let t = glommio::spawn_local(async move { outcome });
+                let t = InFlight::untimed(outcome);
                 tx.send(t).await.map_err(|_| "writer gone".to_string())?;
                 if close {
                     return Ok(());
@@ -108,37 +194,45 @@ fn answer_unparsed(e: ProtocolError, frame: &[u8]) -> Outcome {
 async fn write_responses(
     mut writer: futures::io::WriteHalf<TcpStream>,
     fd: RawFd,
-    rx: local_channel::LocalReceiver<glommio::Task<Outcome>>,
+    rx: local_channel::LocalReceiver<InFlight>,
     peer: String,
 ) {
     let mut ready: Vec<Chunk> = Vec::new();
+    // The requests whose responses are in `ready`, timed once the write is done.
+    let mut answered: Vec<(InFlight, Handled, Instant)> = Vec::new();
     let mut next = None;
     'conn: loop {
-        let task = match next.take() {
+        let mut req = match next.take() {
             Some(t) => t,
             None => match rx.recv().await {
                 Some(t) => t,
                 None => break,
             },
         };
-        let mut outcome = task.await;
+        let mut handled = (&mut req.handling).await;
         // Take every response that is already done, so they leave in one write.
         loop {
+            let outcome = std::mem::replace(&mut handled.outcome, Outcome::NoReply);
             match outcome {
                 Outcome::Reply(frame) => ready.push(Chunk::Mem(frame)),
                 Outcome::Chunks(chunks) => ready.extend(chunks),
                 Outcome::NoReply => {}
                 Outcome::Close(why) => {
+                    metrics::count(|c| c.connections_closed_on_error += 1);
                     tracing::info!(%peer, %why, "closing connection");
                     let _ = write_chunks(&mut writer, fd, &mut ready).await;
                     break 'conn;
                 }
             }
+            answered.push((req, handled, Instant::now()));
             let Some(Some(mut t)) = rx.recv().now_or_never() else {
                 break;
             };
-            match (&mut t).now_or_never() {
-                Some(o) => outcome = o,
+            match (&mut t.handling).now_or_never() {
+                Some(h) => {
+                    req = t;
+                    handled = h;
+                }
                 None => {
                     next = Some(t);
                     break;
@@ -148,6 +242,10 @@ async fn write_responses(
         if let Err(e) = write_chunks(&mut writer, fd, &mut ready).await {
             tracing::debug!(%peer, error = %e, "write failed");
             break;
+        }
+        let sent = Instant::now();
+        for (req, handled, dequeued) in answered.drain(..) {
+            req.record(&handled, dequeued, sent);
         }
     }
     let _ = writer.close().await;

@@ -8,17 +8,20 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::LocalBoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
-use super::{errors, reply, Outcome};
+use super::{errors, reply, Outcome, Remote};
+use crate::metrics;
 use crate::protocol::{decode_body, Request};
+use crate::record;
 use crate::shard::Shard;
 use crate::storage::{Chunk, ReadUpTo};
 use crate::types::{ShardId, TopicPartition};
@@ -49,6 +52,8 @@ struct Got {
     log_start_offset: i64,
     /// Whole batches as held: cache buffers or segment-file ranges.
     batches: Vec<Chunk>,
+    /// The offset after each of `batches`.
+    ends: Vec<i64>,
     /// For read_committed: the aborted transactions overlapping `batches`.
     aborted: Vec<crate::storage::AbortedTxn>,
     /// For a follower whose log diverged: the epoch and where it ends on the leader.
@@ -63,6 +68,7 @@ impl Got {
             last_stable_offset: -1,
             log_start_offset: -1,
             batches: Vec::new(),
+            ends: Vec::new(),
             aborted: Vec::new(),
             diverging: None,
         }
@@ -145,7 +151,7 @@ fn wants_by_owner(shard: &Shard, plan: &Plan) -> BTreeMap<ShardId, Vec<Want>> {
     by_owner
 }
 
-pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+pub fn handle(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture<'static, Outcome> {
     let body: FetchRequest = match decode_body(&req) {
         Ok(b) => b,
         Err(e) => return super::ready(Outcome::Close(e.to_string())),
@@ -161,11 +167,12 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
         let by_owner = wants_by_owner(&shard, &plan);
         let deadline = shard.now_ms() + body.max_wait_ms.max(0) as i64;
         let min_bytes = body.min_bytes.max(0) as usize;
-        let got = if by_owner.len() == 1 {
+        let (got, waited) = if by_owner.len() == 1 {
             poll_one_owner(&shard, by_owner, min_bytes, deadline).await
         } else {
             poll_owners(&shard, &by_owner, min_bytes, deadline).await
         };
+        remote.set(waited);
         let (resp, records) = build_response(
             plan,
             got,
@@ -187,20 +194,26 @@ fn enough(got: &BTreeMap<(usize, usize), Got>, min_bytes: usize) -> bool {
     total >= min_bytes || got.values().any(|g| g.error != 0 || g.diverging.is_some())
 }
 
+/// What the owners answered, and how long the long poll waited for data.
+type Polled = (BTreeMap<(usize, usize), Got>, Duration);
+
 /// Long poll across several owners: read everywhere, wait for data anywhere, read again.
 async fn poll_owners(
     shard: &Rc<Shard>,
     by_owner: &BTreeMap<ShardId, Vec<Want>>,
     min_bytes: usize,
     deadline: i64,
-) -> BTreeMap<(usize, usize), Got> {
+) -> Polled {
     let mut got = read_all(shard, by_owner).await;
+    let mut waited = Duration::ZERO;
     loop {
         let remaining = deadline - shard.now_ms();
         if enough(&got, min_bytes) || remaining <= 0 || by_owner.is_empty() {
-            return got;
+            return (got, waited);
         }
+        let since = Instant::now();
         wait_any(shard, by_owner, remaining).await;
+        waited += since.elapsed();
         got = read_all(shard, by_owner).await;
     }
 }
@@ -212,9 +225,9 @@ async fn poll_one_owner(
     by_owner: BTreeMap<ShardId, Vec<Want>>,
     min_bytes: usize,
     deadline: i64,
-) -> BTreeMap<(usize, usize), Got> {
+) -> Polled {
     let Some((owner, wants)) = by_owner.into_iter().next() else {
-        return BTreeMap::new();
+        return (BTreeMap::new(), Duration::ZERO);
     };
     let slots: Vec<(usize, usize)> = wants.iter().map(|w| w.slot).collect();
     let call = shard.invoke_on(owner, move |s| async move {
@@ -222,13 +235,16 @@ async fn poll_one_owner(
             .await
             .into_iter()
             .collect();
+        let mut waited = Duration::ZERO;
         loop {
             let remaining = deadline - s.now_ms();
             if enough(&got, min_bytes) || remaining <= 0 {
-                return got;
+                return (got, waited);
             }
             let offsets = wants.iter().map(Waiting::of).collect();
+            let since = Instant::now();
             wait_on_owner(s.clone(), offsets, remaining).await;
+            waited += since.elapsed();
             got = read_on_owner(s.clone(), wants.clone())
                 .await
                 .into_iter()
@@ -236,10 +252,11 @@ async fn poll_one_owner(
         }
     });
     call.await.unwrap_or_else(|e| {
-        slots
+        let got = slots
             .into_iter()
             .map(|slot| (slot, Got::err(errors::shard(&e))))
-            .collect()
+            .collect();
+        (got, Duration::ZERO)
     })
 }
 
@@ -302,6 +319,7 @@ async fn read_one(shard: &Rc<Shard>, w: &Want) -> Got {
         last_stable_offset: log.last_stable_offset(),
         log_start_offset: log.log_start_offset(),
         batches: Vec::new(),
+        ends: Vec::new(),
         aborted: Vec::new(),
         diverging: None,
     };
@@ -324,6 +342,21 @@ async fn read_one(shard: &Rc<Shard>, w: &Want) -> Got {
     };
     match log.read_for_fetch(w.offset, w.max_bytes, up_to).await {
         Ok((r, aborted)) => {
+            metrics::count(|c| {
+                if r.from_cache {
+                    c.fetch_cache_bytes += r.bytes as u64
+                } else {
+                    c.fetch_file_bytes += r.bytes as u64
+                }
+            });
+            got.ends = match &r.file {
+                Some((_, next)) => vec![*next],
+                None => r
+                    .batches
+                    .iter()
+                    .map(|b| record::BatchHeader::parse(b).map_or(w.offset, |h| h.next_offset()))
+                    .collect(),
+            };
             got.batches = r.into_chunks();
             got.aborted = aborted;
         }
@@ -422,11 +455,13 @@ fn build_response(
                 .into_iter()
                 .enumerate()
                 .map(|(pi, (index, want))| {
-                    let g = match want {
-                        Err(e) => Got::err(e),
+                    let mut g = match &want {
+                        Err(e) => Got::err(*e),
                         Ok(_) => got.remove(&(ti, pi)).unwrap_or_default(),
                     };
+                    let ends = std::mem::take(&mut g.ends);
                     let (p, kept) = partition_data(index, g, &mut used, max_bytes, isolation_level);
+                    count_served(&want, p.error_code, &kept, &ends);
                     topic_records.push(kept);
                     p
                 })
@@ -439,6 +474,24 @@ fn build_response(
         })
         .collect();
     (FetchResponse::default().with_responses(responses), records)
+}
+
+/// Adds what one partition's answer carries to this shard's metrics: bytes and offsets to a
+/// consumer (or bytes to a follower), and its error code.
+fn count_served(want: &Result<Want, ResponseError>, error: i16, kept: &[Chunk], ends: &[i64]) {
+    metrics::request_error(ApiKey::Fetch as i16, error);
+    let (Ok(w), Some(end)) = (want, kept.len().checked_sub(1).and_then(|i| ends.get(i))) else {
+        return;
+    };
+    let bytes: u64 = kept.iter().map(|c| c.len() as u64).sum();
+    if w.replica.is_some() {
+        metrics::count(|c| c.replication_bytes_out += bytes);
+    } else {
+        metrics::count_topic(&w.tp.topic, |t| {
+            t.bytes_out += bytes;
+            t.messages_out += (end - w.offset).max(0) as u64;
+        });
+    }
 }
 
 /// The aborted transactions a read_committed consumer filters by (producer id, first offset).

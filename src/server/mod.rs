@@ -55,14 +55,21 @@ pub enum Outcome {
 /// Starts handling `req`. The synchronous part of the handler (validation, and for produce the
 /// appends themselves) runs before this returns, so requests on one connection take effect in
 /// the order they arrived even though their responses are awaited concurrently.
-pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+///
+/// Handlers that wait on others (produce for acks=all, a long-polling fetch) add the time they
+/// waited to `remote` (Kafka's RemoteTimeMs).
+pub fn dispatch(
+    shard: &Rc<Shard>,
+    req: Request,
+    remote: &Remote,
+) -> LocalBoxFuture<'static, Outcome> {
     match req.api_key {
         ApiKey::ApiVersions => cluster::api_versions(&req),
         ApiKey::Metadata => cluster::metadata(shard, req),
         ApiKey::DescribeCluster => cluster::describe_cluster(shard, &req),
         ApiKey::DescribeQuorum => cluster::describe_quorum(shard, req),
-        ApiKey::Produce => produce::handle(shard, req),
-        ApiKey::Fetch => fetch::handle(shard, req),
+        ApiKey::Produce => produce::handle(shard, req, remote.clone()),
+        ApiKey::Fetch => fetch::handle(shard, req, remote.clone()),
         ApiKey::ListOffsets => offsets::handle(shard, req),
         ApiKey::CreateTopics => admin::create_topics(shard, req),
         ApiKey::DeleteTopics => admin::delete_topics(shard, req),
@@ -71,8 +78,8 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         ApiKey::AlterConfigs => configs::alter_configs(shard, req),
         ApiKey::IncrementalAlterConfigs => configs::incremental_alter_configs(shard, req),
         ApiKey::FindCoordinator => groups::find_coordinator(shard, &req),
-        ApiKey::JoinGroup => groups::join_group(shard, req),
-        ApiKey::SyncGroup => groups::sync_group(shard, req),
+        ApiKey::JoinGroup => waits_for_group(groups::join_group(shard, req), remote),
+        ApiKey::SyncGroup => waits_for_group(groups::sync_group(shard, req), remote),
         ApiKey::Heartbeat => groups::heartbeat(shard, req),
         ApiKey::LeaveGroup => groups::leave_group(shard, req),
         ApiKey::OffsetCommit => groups::offset_commit(shard, req),
@@ -95,6 +102,25 @@ pub fn dispatch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
     }
 }
+
+/// JoinGroup and SyncGroup are parked until the rest of the group arrives (the rebalance);
+/// as in Kafka, that wait is remote time. Their own work is a small part of it, so the whole
+/// wait for the coordinator's answer is counted.
+fn waits_for_group(
+    handling: LocalBoxFuture<'static, Outcome>,
+    remote: &Remote,
+) -> LocalBoxFuture<'static, Outcome> {
+    let remote = remote.clone();
+    Box::pin(async move {
+        let since = std::time::Instant::now();
+        let outcome = handling.await;
+        remote.set(since.elapsed());
+        outcome
+    })
+}
+
+/// Time a request spent waiting on others; see [`dispatch`].
+pub type Remote = Rc<std::cell::Cell<Duration>>;
 
 /// A partition a request names: its place in the response (topic index, partition index), the
 /// partition, and the one number the request gives for it (a timestamp, an offset).

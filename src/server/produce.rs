@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
@@ -13,8 +14,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{errors, reply, verifying, Outcome};
+use super::{errors, reply, verifying, Outcome, Remote};
 use crate::config::{LogConfig, TimestampType};
+use crate::metrics;
 use crate::producer::Check;
 use crate::protocol::{decode_body, legacy_produce, Request};
 use crate::record;
@@ -171,7 +173,7 @@ fn check_transactional_id(batch: Bytes, has_id: bool) -> Result<Bytes, ResponseE
     Ok(batch)
 }
 
-pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+pub fn handle(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture<'static, Outcome> {
     if req.api_version < 3 {
         let refused = legacy_produce::refuse(req.correlation_id, req.api_version, req.body);
         return super::ready(refused.map_or(
@@ -241,7 +243,8 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             .enumerate()
         {
             match call {
-                Ok(outs) => {
+                Ok((outs, waited)) => {
+                    remote.set(remote.get().max(waited));
                     for (slot, r) in outs {
                         results[slot.0][slot.1].1 = r;
                     }
@@ -266,7 +269,7 @@ fn append_on_owner(
     items: Vec<AppendItem>,
     acks: i16,
     timeout_ms: u64,
-) -> impl std::future::Future<Output = Vec<((usize, usize), PartResult)>> {
+) -> impl std::future::Future<Output = OwnerAnswer> {
     let now = shard.now_ms();
     let mut queued = Vec::new();
     let mut appended: Vec<Appended> = Vec::with_capacity(items.len());
@@ -306,16 +309,24 @@ fn append_on_owner(
         });
         appended.extend(futures::future::join_all(verified).await);
         let mut out = Vec::with_capacity(appended.len());
+        let mut remote = Duration::ZERO;
         for (slot, pending, epoch, r) in appended {
             let r = match pending {
-                Some((log, end)) => wait_for_acks(&log, end, epoch, r, acks, timeout_ms).await,
+                Some((log, end)) => {
+                    let (r, waited) = wait_for_acks(&log, end, epoch, r, acks, timeout_ms).await;
+                    remote = remote.max(waited);
+                    r
+                }
                 None => r,
             };
             out.push((slot, r));
         }
-        out
+        (out, remote)
     }
 }
+
+/// An owner's answers by slot, and the longest it waited for the ISR (remote time).
+type OwnerAnswer = (Vec<((usize, usize), PartResult)>, Duration);
 
 /// A batch handled on its owner: its slot, the log and end offset to wait for, the leader
 /// epoch it was written in, and the answer so far.
@@ -356,20 +367,25 @@ async fn wait_for_acks(
     r: PartResult,
     acks: i16,
     timeout_ms: u64,
-) -> PartResult {
+) -> (PartResult, Duration) {
     match acks {
-        0 => r,
+        0 => (r, Duration::ZERO),
         1 => match log.wait_written(end).await {
-            Ok(()) => r,
-            Err(e) => PartResult::err(errors::storage(&e)),
+            Ok(()) => (r, Duration::ZERO),
+            Err(e) => (PartResult::err(errors::storage(&e)), Duration::ZERO),
         },
         _ => {
-            let wait = log.wait_committed(end, epoch);
-            let limit = std::time::Duration::from_millis(timeout_ms);
+            // Written here first (local time), then held by the ISR (remote time).
+            let wait = async {
+                log.wait_written(end).await?;
+                let written = Instant::now();
+                log.wait_committed(end, epoch).await.map(|()| written)
+            };
+            let limit = Duration::from_millis(timeout_ms);
             match crate::metadata::raft::transport::within(limit, wait).await {
-                Some(Ok(())) => r,
-                Some(Err(e)) => PartResult::err(errors::storage(&e)),
-                None => PartResult::err(ResponseError::RequestTimedOut),
+                Some(Ok(written)) => (r, written.elapsed()),
+                Some(Err(e)) => (PartResult::err(errors::storage(&e)), Duration::ZERO),
+                None => (PartResult::err(ResponseError::RequestTimedOut), limit),
             }
         }
     }
@@ -410,6 +426,10 @@ fn append_one(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> (Pending
             let batch = BytesMut::from(&item.batch[..]);
             match log.append(batch, now) {
                 Ok(info) => {
+                    metrics::count_topic(&item.tp.topic, |t| {
+                        t.bytes_in += item.batch.len() as u64;
+                        t.messages_in += header.record_count.max(0) as u64;
+                    });
                     let r = ok_result(info, log.log_start_offset());
                     (Some((log, info.last_offset + 1)), r)
                 }
@@ -437,6 +457,9 @@ fn finish(
     results: Vec<Vec<(i32, PartResult)>>,
     acks: i16,
 ) -> Outcome {
+    for (_, r) in results.iter().flatten() {
+        metrics::request_error(req.api_key as i16, r.error);
+    }
     if acks == 0 {
         // The producer reads no answer; closing is how Kafka tells it something failed.
         let failed = results.iter().flatten().any(|(_, r)| r.error != 0);

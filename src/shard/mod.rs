@@ -86,6 +86,25 @@ impl Shard {
         request_share(&self.config, self.num_shards)
     }
 
+    /// Bytes of requests read and not yet answered on this shard.
+    pub fn request_bytes_held(&self) -> u64 {
+        self.request_share()
+            .saturating_sub(self.request_bytes.available())
+    }
+
+    /// Bytes the fetch cache of this shard holds, and its budget.
+    pub fn fetch_cache_bytes(&self) -> (usize, usize) {
+        (
+            self.fetch_cache.held_bytes(),
+            self.fetch_cache.budget_bytes(),
+        )
+    }
+
+    /// Whether this shard accepts clients (its logs are open and its listener started).
+    pub fn is_serving(&self) -> bool {
+        self.serving.get()
+    }
+
     pub fn new(id: ShardId, num_shards: usize, config: Arc<Config>, mesh: mesh::Outboxes) -> Shard {
         Shard {
             fetch_cache: crate::storage::CacheSpace::new(config.fetch_cache_bytes),
@@ -272,6 +291,7 @@ impl Shard {
         // The answer travels back as a job too, and is handed to `rx` on this shard: a oneshot
         // completed from another thread would wake this task through glommio's foreign-waker
         // path, which double-frees under load (seen as aborts in the e2e benchmark).
+        crate::metrics::count(|c| c.cross_shard_messages += 1);
         let (tx, rx) = futures::channel::oneshot::channel();
         let origin = self.id;
         let job: mesh::Job = Box::new(move |shard: Rc<Shard>| {
@@ -316,6 +336,7 @@ impl Shard {
         if newer {
             self.drop_removed_logs(&snap).await;
             self.open_new_logs(&snap).await;
+            crate::metrics::retain_topics(|t| snap.topic(t).is_some());
             *self.snapshot.borrow_mut() = snap.clone();
             let hook = self.on_snapshot.borrow().clone();
             if let (true, Some(hook)) = (self.id.0 < self.num_shards, hook) {

@@ -49,6 +49,8 @@ pub struct ReadResult {
     /// Zero-copy reads ([`PartitionLog::read_for_fetch`]) only: the batches as one range of
     /// their segment file, and the offset after the last (`batches` is then empty).
     pub file: Option<(super::FileRange, i64)>,
+    /// The batches came from the in-memory tail cache (not from a segment file).
+    pub from_cache: bool,
 }
 
 impl ReadResult {
@@ -464,6 +466,7 @@ impl PartitionLog {
                     b.base_offset < limit.high_watermark && limit.admit(&mut out, &b.bytes)
                 });
                 if cached {
+                    out.from_cache = out.bytes > 0;
                     return Ok(out);
                 }
                 if zero_copy {
@@ -673,9 +676,7 @@ impl PartitionLog {
             let (base, _) = st.active();
             (st.segment_file(*base), st.done_job_seq)
         };
-        file.fdatasync()
-            .await
-            .map_err(|e| io_error(&self.inner.dir, e))?;
+        writer::timed_fdatasync(&file, &self.inner).await?;
         let mut st = self.inner.state.borrow_mut();
         // Only what was written before the sync is covered by it.
         if st.done_job_seq == seq && !st.writer_running {

@@ -93,6 +93,7 @@ pub(super) fn from_page_cache(
                     },
                     next_offset,
                 )),
+                from_cache: false,
             })
         }
         Scanned::PastEnd => PageRead::Got(ReadResult::default()),

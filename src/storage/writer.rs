@@ -54,10 +54,12 @@ pub async fn write_through(
     out[total..].fill(0);
     let mut next = tail.advanced(data, align);
     next.zeroed = next.zeroed.max(tail.pos + len as u64);
+    let started = std::time::Instant::now();
     let written = file
         .write_at(buf, tail.pos)
         .await
         .map_err(|e| io_error(&inner.dir, e))?;
+    crate::metrics::disk_write(started.elapsed());
     if written != len {
         let short = std::io::Error::new(
             std::io::ErrorKind::WriteZero,
@@ -195,12 +197,20 @@ async fn run_job(inner: &Inner, job: &Job) -> Result<bool, StorageError> {
         return Ok(true);
     }
     if sync_due {
-        file.fdatasync()
-            .await
-            .map_err(|e| io_error(&inner.dir, e))?;
+        timed_fdatasync(&file, inner).await?;
     }
     inner.state.borrow_mut().tail = Some(tail);
     Ok(sync_due)
+}
+
+/// fdatasync of a segment file, timed for the metrics.
+pub(super) async fn timed_fdatasync(file: &DmaFile, inner: &Inner) -> Result<(), StorageError> {
+    let started = std::time::Instant::now();
+    file.fdatasync()
+        .await
+        .map_err(|e| io_error(&inner.dir, e))?;
+    crate::metrics::fsync(started.elapsed());
+    Ok(())
 }
 
 /// Trims the padding of a segment that stops being active, syncs it and persists its indexes.
@@ -209,9 +219,7 @@ pub async fn seal(inner: &Inner, base_offset: i64, file: &DmaFile) -> Result<(),
     file.truncate(size_bytes)
         .await
         .map_err(|e| io_error(&inner.dir, e))?;
-    file.fdatasync()
-        .await
-        .map_err(|e| io_error(&inner.dir, e))?;
+    timed_fdatasync(file, inner).await?;
     inner.state.borrow_mut().seal_indexes(base_offset)
 }
 

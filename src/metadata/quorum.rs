@@ -94,6 +94,29 @@ pub struct QuorumStatus {
     pub voters: Vec<(NodeId, i64)>,
 }
 
+/// One info line for the metadata changes an operator wants to see in the log, as each node
+/// applies them.
+fn log_event(r: &Record) {
+    match r {
+        Record::TopicCreated {
+            name,
+            id,
+            assignments,
+            ..
+        } => tracing::info!(topic = %name, %id, partitions = assignments.len(), "topic created"),
+        Record::PartitionsAdded { name, assignments } => {
+            tracing::info!(topic = %name, added = assignments.len(), "partitions added")
+        }
+        Record::TopicDeleted { name } => tracing::info!(topic = %name, "topic deleted"),
+        Record::BrokerRegistered {
+            node, host, port, ..
+        } => {
+            tracing::info!(node, %host, port, "broker registered")
+        }
+        _ => {}
+    }
+}
+
 /// Where this voter stands in the metadata log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogPosition {
@@ -166,6 +189,9 @@ pub struct Quorum {
     sessions: RefCell<Sessions>,
     was_leader: Cell<bool>,
     applied_since_snapshot: Cell<u64>,
+    /// The last index in the log when this node started: entries up to it are replays, not
+    /// news, and are not logged as events.
+    replayed_to: u64,
     /// Called with every new image (hands it to the shards).
     publish: Box<dyn Fn(Arc<Snapshot>)>,
 }
@@ -188,6 +214,7 @@ impl Quorum {
         } else {
             (None, Snapshot::default())
         };
+        let replayed_to = raw.as_ref().map_or(0, |r| r.raft.raft_log.last_index());
         let q = Rc::new(Quorum {
             config,
             raw: RefCell::new(raw),
@@ -200,6 +227,7 @@ impl Quorum {
             sessions: RefCell::new(Sessions::default()),
             was_leader: Cell::new(false),
             applied_since_snapshot: Cell::new(0),
+            replayed_to,
             publish,
         });
         // Network input joins the driver's inbox.
@@ -674,6 +702,9 @@ impl Quorum {
             {
                 let mut image = self.image.borrow_mut();
                 for r in proposal.records {
+                    if entry.index > self.replayed_to {
+                        log_event(&r);
+                    }
                     image.apply(r, &self.config.settings.defaults);
                 }
             }

@@ -121,6 +121,30 @@ impl CoreReport {
 /// A family written from one number of each item: its name, help text and how to get it.
 type Column<T, V> = (&'static str, &'static str, fn(&T) -> V);
 
+impl CoreReport {
+    /// A metadata core that knows nothing yet (no quorum, an empty image).
+    #[cfg(test)]
+    fn of_nothing() -> CoreReport {
+        CoreReport {
+            sample: Sample::default(),
+            position: Some(LogPosition {
+                term: 0,
+                committed: 0,
+                applied: 0,
+                last_index: 0,
+                leader: false,
+            }),
+            leader: None,
+            node_id: 1,
+            topics: 0,
+            partitions: 0,
+            offline_partitions: 0,
+            live_brokers: 0,
+            brokers: 0,
+        }
+    }
+}
+
 /// Kafka's name of an API key (`Produce`, `Fetch`, ...).
 fn api_name(key: i16) -> String {
     ApiKey::try_from(key).map_or_else(|_| key.to_string(), |k| format!("{k:?}"))
@@ -720,6 +744,44 @@ mod tests {
         assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR");
         assert_eq!(error_name(0), "NONE");
         assert_eq!(error_name(9999), "UNKNOWN_9999");
+    }
+
+    /// Every metric the Grafana dashboard in configs/ queries is one the page declares.
+    #[test]
+    fn the_dashboard_queries_metrics_that_exist() {
+        let page = render(&[], &CoreReport::of_nothing(), &ProcessStats::default());
+        let declared: std::collections::HashSet<&str> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let dashboard = include_str!("../../configs/grafana-dashboard.json");
+        let json: serde_json::Value = serde_json::from_str(dashboard).expect("dashboard is JSON");
+        let mut queried = 0;
+        for panel in json["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                let mut rest = expr;
+                while let Some(at) = rest.find(|c: char| c.is_ascii_lowercase()) {
+                    rest = &rest[at..];
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(rest.len());
+                    let word = &rest[..end];
+                    if word.starts_with("gregor_") || word.starts_with("process_") {
+                        let family = word.strip_suffix("_bucket").unwrap_or(word);
+                        assert!(
+                            declared.contains(family),
+                            "{} queries {word}",
+                            panel["title"]
+                        );
+                        queried += 1;
+                    }
+                    rest = &rest[end..];
+                }
+            }
+        }
+        assert!(queried > 20, "{queried} metric references");
     }
 
     #[test]

@@ -219,7 +219,7 @@ async fn write_responses(
                 Outcome::NoReply => {}
                 Outcome::Close(why) => {
                     metrics::count(|c| c.connections_closed_on_error += 1);
-                    tracing::info!(%peer, %why, "closing connection");
+                    tracing::debug!(%peer, %why, "closing connection");
                     let _ = write_chunks(&mut writer, fd, &mut ready).await;
                     break 'conn;
                 }

@@ -244,6 +244,7 @@ async fn open_next(inner: &Inner, base_offset: i64) -> Result<(), StorageError> 
     let mut st = inner.state.borrow_mut();
     st.set_segment_file(base_offset, Rc::new(file));
     st.tail = Some(Tail::empty());
+    tracing::info!(dir = %inner.dir.display(), base_offset, "rolled a new segment");
     Ok(())
 }
 

@@ -637,6 +637,7 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.transition(GroupState::CompletingRebalance, now_ms);
+        tracing::info!(group = %self.id, generation = self.generation, members = self.members.len(), protocol = self.protocol.as_deref().unwrap_or(""), "group rebalanced");
         let leader = self.leader.clone().unwrap_or_default();
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {

@@ -81,7 +81,21 @@ struct Page {
 
 impl Page {
     fn read(addr: SocketAddr) -> Page {
-        let text = scrape_text(addr);
+        Page::parse(&scrape_text(addr))
+    }
+
+    /// The page, or None when the broker does not answer (it is starting).
+    fn try_read(addr: SocketAddr) -> Option<Page> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").ok()?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).ok()?;
+        let (head, body) = raw.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| Page::parse(body))
+    }
+
+    fn parse(text: &str) -> Page {
         let lines = text.lines().map(|l| Ok(l.to_string()));
         Page {
             scrape: prometheus_parse::Scrape::parse(lines).expect("page parses"),
@@ -446,7 +460,8 @@ fn json_logs_and_an_admin_port_that_is_taken() {
     assert!(started.contains_key("listener"));
     drop(b);
 
-    // An admin address given explicitly that cannot be bound stops the broker with the reason.
+    // An admin address given explicitly where another process listens stops the broker with
+    // the reason (after the wait a just-killed broker's socket gets to go away).
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -473,7 +488,10 @@ fn json_logs_and_an_admin_port_that_is_taken() {
     };
     assert!(!status.success());
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains(&format!("admin listener {addr}")), "{log}");
+    assert!(
+        log.contains(&format!("address {addr} is already in use")),
+        "{log}"
+    );
 }
 
 /// splitmix64.
@@ -483,4 +501,72 @@ fn next(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[test]
+fn replication_metrics_follow_a_killed_follower() {
+    use common::cluster::{create_topic_rf, Cluster};
+    let fast = [
+        ("broker.session.timeout.ms", "3000"),
+        ("broker.heartbeat.interval.ms", "500"),
+        ("replica.lag.time.max.ms", "3000"),
+    ];
+    let mut c = Cluster::start(3, &fast);
+    c.wait_brokers_live(3, Duration::from_secs(60));
+    let admin = |c: &Cluster, id| -> SocketAddr {
+        format!("127.0.0.1:{}", c.node(id).admin_port)
+            .parse()
+            .unwrap()
+    };
+    let topic = "replicated";
+    create_topic_rf(&c.admin_config(), topic, 3, 3, &[]);
+    c.wait_isr_all(topic, 3, 3, Duration::from_secs(60));
+    produce(&c.producer_config(), topic, &keyed(300, "r"));
+    // A node that does not answer yet (restarting) counts as NaN, which no condition accepts.
+    let total_of = |c: &Cluster, ids: &[i32], name: &str, labels: &[(&str, &str)]| -> f64 {
+        ids.iter()
+            .map(|id| Page::try_read(admin(c, *id)).map_or(f64::NAN, |p| p.sum(name, labels)))
+            .sum()
+    };
+    let total = |c: &Cluster, ids: &[i32], name: &str| total_of(c, ids, name, &[]);
+    let isr = [("topic", topic)];
+    let all = [1, 2, 3];
+    assert_eq!(total(&c, &all, "gregor_under_replicated_partitions"), 0.0);
+    assert!(total(&c, &all, "gregor_leader_partitions") >= 3.0);
+    assert_eq!(total(&c, &all, "gregor_active_controller"), 1.0);
+    assert_eq!(total(&c, &all, "gregor_topic_messages_in_total"), 300.0);
+    assert!(total(&c, &all, "gregor_replication_bytes_out_total") > 0.0);
+    assert!(total(&c, &all, "gregor_replication_bytes_in_total") > 0.0);
+    let leaders: Vec<f64> = all
+        .iter()
+        .map(|id| Page::read(admin(&c, *id)).sum("gregor_raft_current_leader", &[]))
+        .collect();
+    assert!(
+        leaders.iter().all(|l| *l == leaders[0] && *l > 0.0),
+        "{leaders:?}"
+    );
+
+    assert_eq!(
+        total_of(&c, &all, "gregor_partition_in_sync_replicas", &isr),
+        9.0
+    );
+
+    // A follower dies: every partition (the internal topics' too) has a replica there, so each
+    // is under-replicated on its leader once the ISR shrinks.
+    c.kill(3);
+    let live = [1, 2];
+    c.wait_for("the ISR to shrink", Duration::from_secs(60), |c| {
+        total_of(c, &live, "gregor_partition_in_sync_replicas", &isr) == 6.0
+            && total(c, &live, "gregor_under_replicated_partitions") >= 3.0
+    });
+    assert!(total(&c, &live, "gregor_isr_shrinks_total") >= 1.0);
+    assert!(total(&c, &live, "gregor_live_brokers") >= 4.0); // each of the two sees both
+
+    // It comes back and catches up: the ISR grows again.
+    c.start_node(3);
+    c.wait_for("the ISR to expand", Duration::from_secs(60), |c| {
+        total_of(c, &all, "gregor_partition_in_sync_replicas", &isr) == 9.0
+            && total(c, &all, "gregor_under_replicated_partitions") == 0.0
+            && total(c, &all, "gregor_isr_expands_total") >= 1.0
+    });
 }

@@ -34,8 +34,9 @@ struct Scrapes {
     last: Option<(Instant, Rc<String>)>,
 }
 
-/// Binds the admin listener. A listener set explicitly that cannot be bound stops the broker;
-/// the default one is skipped with a warning (another broker on this machine may hold it).
+/// Binds the admin listener (start-up already checked that no other process answers there).
+/// A listener set explicitly that cannot be bound stops the broker; the default one is skipped
+/// with a warning.
 pub fn bind(core: &Rc<Shard>) -> Option<TcpListener> {
     let addr = core.config.admin_listener?;
     match TcpListener::bind(addr) {

@@ -95,14 +95,35 @@ fn check_port_free(config: &Config) -> Result<(), StartError> {
     check_addr_free(config.listener)
 }
 
-fn check_addr_free(addr: std::net::SocketAddr) -> Result<(), StartError> {
+/// The admin listener binds with SO_REUSEPORT too, so a second broker would share it
+/// silently. Set explicitly, its address must come free as the client listener's must; the
+/// default one, when another broker answers there, is left off with a warning.
+fn check_admin_free(config: &mut Config) -> Result<(), StartError> {
+    let Some(addr) = config.admin_listener else {
+        return Ok(());
+    };
+    if config.is_explicit("admin.listeners") {
+        return check_addr_free(addr);
+    }
+    if answers(addr) {
+        tracing::warn!(%addr, "admin listener not started: another process answers there (set admin.listeners to another address, or to nothing)");
+        config.admin_listener = None;
+    }
+    Ok(())
+}
+
+fn answers(addr: std::net::SocketAddr) -> bool {
     let probe = if addr.ip().is_unspecified() {
         std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
         addr
     };
+    std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()
+}
+
+fn check_addr_free(addr: std::net::SocketAddr) -> Result<(), StartError> {
     let start = std::time::Instant::now();
-    while std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
+    while answers(addr) {
         if start.elapsed() > PORT_WAIT {
             return Err(StartError::Io(format!("address {addr} is already in use")));
         }
@@ -156,6 +177,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let _data_dir = crate::storage::DataDir::open(&config.log_dirs)
         .map_err(|e| StartError::Io(e.to_string()))?;
     check_port_free(&config)?;
+    let mut config = config;
+    check_admin_free(&mut config)?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let num_shards = if config.num_shards == 0 {
         cpus

@@ -320,7 +320,7 @@ fn broker(page: &mut Page, t: &Sample, shards: &[ShardReport]) {
         ),
         (
             "gregor_isr_shrinks_total",
-            "ISR shrinks committed for partitions led here (Kafka: ReplicaManager IsrShrinksPerSec).",
+            "ISR shrinks committed for partitions led here, by this leader or by the controller (Kafka: ReplicaManager IsrShrinksPerSec).",
             c.isr_shrinks,
         ),
         (

@@ -72,6 +72,14 @@ fn lead(
     if let Some(Role::Leader(mut state)) = current {
         if state.leader_epoch == meta.leader_epoch {
             if state.partition_epoch != meta.partition_epoch {
+                // Counted here, where the leader learns of any committed change, its own
+                // AlterPartition or the controller's (a fenced broker leaves every ISR).
+                let before = state.isr().len();
+                crate::metrics::count(|c| match meta.isr.len().cmp(&before) {
+                    std::cmp::Ordering::Less => c.isr_shrinks += 1,
+                    std::cmp::Ordering::Greater => c.isr_expands += 1,
+                    std::cmp::Ordering::Equal => {}
+                });
                 let effects = state.on_isr_committed(
                     meta.isr.clone(),
                     meta.partition_epoch,
@@ -170,16 +178,9 @@ fn propose_isr(shard: &Rc<Shard>, tp: &TopicPartition, isr: Vec<i32>) {
     };
     tracing::info!(partition = %tp, ?isr, "proposing a new ISR");
     let (shard, tp) = (shard.clone(), tp.clone());
-    let before = state.isr().len();
     glommio::spawn_local(async move {
         let result = shard.execute(cmd).await;
-        if matches!(result, Ok(Reply::Partition { .. })) {
-            crate::metrics::count(|c| match isr.len().cmp(&before) {
-                std::cmp::Ordering::Less => c.isr_shrinks += 1,
-                std::cmp::Ordering::Greater => c.isr_expands += 1,
-                std::cmp::Ordering::Equal => {}
-            });
-        } else {
+        if !matches!(result, Ok(Reply::Partition { .. })) {
             if let Err(e) = &result {
                 tracing::info!(partition = %tp, error = %e, "ISR change refused");
             }

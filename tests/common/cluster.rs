@@ -352,6 +352,8 @@ pub struct Node {
     pub controller_port: u16,
     /// The broker proxy's port: what the node advertises to clients and peers.
     pub advertised_port: u16,
+    /// The admin HTTP port (`/metrics`, `/v1/ready`).
+    pub admin_port: u16,
     dir: Option<tempfile::TempDir>,
     settings: Vec<(String, String)>,
     child: Option<Child>,
@@ -579,6 +581,7 @@ impl Cluster {
         let ids: Vec<NodeId> = (1..=n as NodeId).collect();
         let broker_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
         let controller_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
+        let admin_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
         let broker_proxies: Vec<Proxy> = ids
             .iter()
             .map(|&id| {
@@ -644,6 +647,10 @@ impl Cluster {
                     dir.path().join("data").display().to_string(),
                 ),
                 ("num.shards".into(), "2".into()),
+                (
+                    "admin.listeners".into(),
+                    format!("127.0.0.1:{}", admin_ports[i]),
+                ),
             ];
             for (k, v) in extra {
                 settings.push((k.to_string(), v.to_string()));
@@ -653,6 +660,7 @@ impl Cluster {
                 broker_port: broker_ports[i],
                 controller_port: controller_ports[i],
                 advertised_port: broker_proxies[i].port,
+                admin_port: admin_ports[i],
                 dir: Some(dir),
                 settings,
                 child: None,

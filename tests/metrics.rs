@@ -102,13 +102,22 @@ impl Page {
         }
     }
 
-    /// Sum of the samples of `name` whose labels include `labels`.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    /// The samples of `name` whose labels include `labels`.
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = &'a prometheus_parse::Sample> {
         self.scrape
             .samples
             .iter()
-            .filter(|s| s.metric == name)
-            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .filter(move |s| s.metric == name)
+            .filter(move |s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+    }
+
+    /// Sum of the samples of `name` whose labels include `labels`.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.matching(name, labels)
             .map(|s| match s.value {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
@@ -120,11 +129,7 @@ impl Page {
 
     /// The `le="+Inf"` count of one histogram.
     fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == name)
-            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        self.matching(name, labels)
             .map(|s| match &s.value {
                 prometheus_parse::Value::Histogram(buckets) => buckets
                     .iter()

@@ -35,18 +35,20 @@ struct Scrapes {
 }
 
 /// Binds the admin listener (start-up already checked that no other process answers there).
-/// A listener set explicitly that cannot be bound stops the broker; the default one is skipped
-/// with a warning.
-pub fn bind(core: &Rc<Shard>) -> Option<TcpListener> {
-    let addr = core.config.admin_listener?;
+/// An error for a listener set explicitly, which must stop the broker; the default one is
+/// skipped with a warning.
+pub fn bind(core: &Rc<Shard>) -> Result<Option<TcpListener>, String> {
+    let Some(addr) = core.config.admin_listener else {
+        return Ok(None);
+    };
     match TcpListener::bind(addr) {
-        Ok(l) => Some(l),
+        Ok(l) => Ok(Some(l)),
         Err(e) if core.config.is_explicit("admin.listeners") => {
-            super::boot::fatal_start(&format!("admin listener {addr}"), e)
+            Err(format!("admin listener {addr}: {e}"))
         }
         Err(e) => {
             tracing::warn!(%addr, error = %e, "admin listener not started (metrics and health checks are off); set admin.listeners to another address, or to nothing");
-            None
+            Ok(None)
         }
     }
 }

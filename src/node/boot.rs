@@ -116,6 +116,7 @@ pub async fn controller_main(
     );
     // Health answers while the broker starts; ready says when it is done.
     let admin = super::admin::bind(&shard)
+        .unwrap_or_else(|e| fatal_start("binding the admin listener", e))
         .map(|l| glommio::spawn_local(super::admin::serve(shard.clone(), l)));
     let quorum = start_quorum(&shard);
     shard.set_quorum(quorum.clone());

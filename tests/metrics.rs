@@ -402,14 +402,20 @@ fn the_endpoint_survives_garbage_stalls_and_crowds_while_serving_load() {
     assert!(head.contains("text/plain; version=0.0.4"));
     assert!(body.is_empty());
 
-    // Clients that send half a request and stall hold no scrape back.
-    let stalled: Vec<TcpStream> = (0..20)
+    // Clients that send half a request and stall, and clients that ask for the page and never
+    // read it, hold no scrape back.
+    let mut stalled: Vec<TcpStream> = (0..20)
         .map(|_| {
             let mut s = TcpStream::connect(admin).expect("connect");
             s.write_all(b"GET /metr").unwrap();
             s
         })
         .collect();
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(admin).expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        stalled.push(s);
+    }
 
     // A crowd of concurrent scrapes: every one answered with a whole page.
     let crowd: Vec<_> = (0..100)

@@ -7,6 +7,8 @@
 //! it is answered: when the writer falls behind or the shard has too many request bytes in
 //! hand, the reader stops reading and TCP pushes back on the client.
 //! Anything unparseable closes the connection after the responses already owed, as Kafka does.
+//! A watchdog ([`limits::watch`]) closes connections that are idle or do not read their
+//! responses; the connection's [`limits::Admission`] keeps its place in the broker's count.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -17,6 +19,7 @@ use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
 use super::framing::{set_nonblocking, write_chunks, FrameReader};
+use super::limits::{self, Activity, Admission};
 use super::Outcome;
 use crate::protocol::{self, ProtocolError};
 use crate::shard::Shard;
@@ -25,7 +28,7 @@ use crate::storage::Chunk;
 /// Requests in progress per connection before the reader waits.
 pub const IN_FLIGHT_MAX: usize = 64;
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, admission: Admission) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
     let client_host = peer_addr
@@ -38,15 +41,26 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         return;
     }
     let (reader, writer) = stream.split();
+    let activity = Activity::new();
+    let rules = limits::Rules::new(&shard.config.connections);
+    let watchdog = glommio::spawn_local(limits::watch(fd, activity.clone(), rules, peer.clone()));
     let (tx, rx) = local_channel::new_bounded::<glommio::Task<Outcome>>(IN_FLIGHT_MAX);
-    let writer_task = glommio::spawn_local(write_responses(writer, fd, rx, peer.clone()));
-    if let Err(why) = read_requests(&shard, reader, &tx, &client_host).await {
+    let writer_task = glommio::spawn_local(write_responses(
+        writer,
+        fd,
+        rx,
+        peer.clone(),
+        activity.clone(),
+    ));
+    if let Err(why) = read_requests(&shard, reader, &tx, &client_host, &activity).await {
         // The writer logs the close when it reaches it, after the responses before it.
         let close = glommio::spawn_local(async move { Outcome::Close(why) });
         let _ = tx.send(close).await;
     }
     drop(tx);
     writer_task.await;
+    drop(watchdog);
+    drop(admission);
 }
 
 /// Reads frames until EOF or a protocol error; returns why it stopped if it was an error.
@@ -55,10 +69,12 @@ async fn read_requests(
     reader: futures::io::ReadHalf<TcpStream>,
     tx: &local_channel::LocalSender<glommio::Task<Outcome>>,
     client_host: &str,
+    activity: &Activity,
 ) -> Result<(), String> {
     let mut frames = FrameReader::new(reader, shard.config.socket_request_max_bytes);
     let share = shard.request_share();
     while let Some(frame) = frames.next_frame().await.map_err(|e| e.to_string())? {
+        activity.read();
         let task = match protocol::parse_request(frame.clone()) {
             Ok(mut req) => {
                 req.client_host = client_host.to_string();
@@ -110,6 +126,7 @@ async fn write_responses(
     fd: RawFd,
     rx: local_channel::LocalReceiver<glommio::Task<Outcome>>,
     peer: String,
+    activity: Rc<Activity>,
 ) {
     let mut ready: Vec<Chunk> = Vec::new();
     let mut next = None;
@@ -130,7 +147,7 @@ async fn write_responses(
                 Outcome::NoReply => {}
                 Outcome::Close(why) => {
                     tracing::info!(%peer, %why, "closing connection");
-                    let _ = write_chunks(&mut writer, fd, &mut ready).await;
+                    let _ = write_chunks(&mut writer, fd, &mut ready, &activity.send).await;
                     break 'conn;
                 }
             }
@@ -145,10 +162,12 @@ async fn write_responses(
                 }
             }
         }
-        if let Err(e) = write_chunks(&mut writer, fd, &mut ready).await {
+        if let Err(e) = write_chunks(&mut writer, fd, &mut ready, &activity.send).await {
             tracing::debug!(%peer, error = %e, "write failed");
             break;
         }
     }
     let _ = writer.close().await;
+    // The socket closes when `writer` drops, just below: the watchdog must not use it after.
+    activity.open.set(false);
 }

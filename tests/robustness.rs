@@ -15,7 +15,9 @@
 //!   at most 64 requests' worth; the cut frees them.)
 //!
 //! Also: `max.connections` (new clients wait), `max.connections.per.ip` and its overrides
-//! (over it: closed at once), and `connections.max.idle.ms`.
+//! (over it: closed at once), `connections.max.idle.ms`, and Kafka 4.4's decoder limits (an
+//! array over 1,000,000 elements or a tagged-field section over 10,000 fields closes the
+//! connection).
 
 mod common;
 
@@ -593,4 +595,42 @@ fn over_max_connections_per_ip_is_closed_at_once() {
     assert!(broker
         .stderr()
         .contains("too many connections from 127.0.0.1"));
+}
+
+#[test]
+fn counts_over_kafkas_decoder_limits_close_the_connection() {
+    let broker = Broker::start(&[]);
+    let mut bystander = RawClient::connect(broker.addr());
+    bystander.assert_served("before");
+    // Metadata v1 asking for 1,000,001 topics (each an empty name): over 1,000,000 elements.
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&3i16.to_be_bytes()); // Metadata
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&5i32.to_be_bytes());
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // client id: null
+    body.extend_from_slice(&1_000_001i32.to_be_bytes());
+    body.extend(std::iter::repeat_n(0u8, 2 * 1_000_001));
+    let mut c = RawClient::connect(broker.addr());
+    c.send_bytes(&common::frame(&body)).unwrap();
+    c.expect_closed("an array of 1,000,001 elements");
+    // ApiVersions v3 whose header carries 10,001 tagged fields.
+    let mut header = BytesMut::new();
+    header.extend_from_slice(&18i16.to_be_bytes());
+    header.extend_from_slice(&3i16.to_be_bytes());
+    header.extend_from_slice(&6i32.to_be_bytes());
+    header.extend_from_slice(&(-1i16).to_be_bytes());
+    header.extend_from_slice(&[0x91, 0x4e]); // 10,001 as an unsigned varint
+    for tag in 0..10_001u32 {
+        let mut t = tag;
+        while t >= 0x80 {
+            header.extend_from_slice(&[t as u8 | 0x80]);
+            t >>= 7;
+        }
+        header.extend_from_slice(&[t as u8, 0]);
+    }
+    header.extend_from_slice(&[2, b't', 2, b'1', 0]);
+    let mut c = RawClient::connect(broker.addr());
+    c.send_bytes(&common::frame(&header)).unwrap();
+    c.expect_closed("a tagged-field section of 10,001 fields");
+    bystander.assert_served("after");
 }

@@ -6,7 +6,9 @@
 //! The bounds, stated with each test:
 //! - 10,000 idle connections (each served one request first): RSS grows < 100 MiB (10 KiB each).
 //! - 1,000 connections that each send a 100 MiB length prefix and 1 KiB of its body, then
-//!   stall: RSS grows < 64 MiB and VmSize < 1 GiB (reserving from the prefix would be 100 GiB).
+//!   stall, and 1,000 more with 2 MiB prefixes: RSS grows < 64 MiB and VmSize < 1 GiB
+//!   (reserving from the prefixes would be 100 GiB, and 2 GiB for the small ones, which only
+//!   get their buffers ahead of their bytes within 64 MiB per shard).
 //! - 20 clients that each ask for 4 x 32 MiB of fetches and never read: RSS grows < 64 MiB
 //!   (the answers are the fetch cache's buffers and file ranges, not copies), and they are cut
 //!   off after `connections.max.unsent.ms`; a client that reads gets its 32 MiB. (A request's
@@ -360,7 +362,7 @@ fn ten_thousand_idle_connections_stay_cheap() {
 fn stalled_100_mib_length_prefixes_reserve_nothing() {
     const CONNECTIONS: usize = 1_000;
     const PREFIX: i32 = 100 << 20;
-    raise_nofile(CONNECTIONS as u64 + 1000);
+    raise_nofile(2 * CONNECTIONS as u64 + 1000);
     let (broker, traffic, base) = serving_broker(&[("socket.request.max.bytes", "209715200")]);
     let mut start = PREFIX.to_be_bytes().to_vec();
     start.extend(std::iter::repeat_n(0x5a, 1024));
@@ -373,6 +375,23 @@ fn stalled_100_mib_length_prefixes_reserve_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     check_growth(
         "1,000 stalled 100 MiB prefixes",
+        base,
+        memory(&broker),
+        64 * MIB,
+        1024 * MIB,
+    );
+    // 1,000 more with 2 MiB prefixes, each small enough to get its whole buffer at once: the
+    // shards stop doing that once 64 MiB each is promised (2 GiB otherwise).
+    let mut start = (2i32 << 20).to_be_bytes().to_vec();
+    start.extend(std::iter::repeat_n(0x5a, 1024));
+    for _ in 0..CONNECTIONS {
+        let mut s = connect(&broker);
+        s.write_all(&start).unwrap();
+        stalled.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    check_growth(
+        "and 1,000 stalled 2 MiB prefixes",
         base,
         memory(&broker),
         64 * MIB,

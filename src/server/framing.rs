@@ -10,10 +10,12 @@
 //! per thread (per shard), borrowed only for the duration of a `recv` that completes at once
 //! (the reader waits for readiness without a buffer), so an idle connection holds none of it.
 //! What a connection keeps between reads is only the bytes it actually received and has not
-//! handed out: a length prefix is checked against `socket.request.max.bytes` and nothing is
-//! reserved for it; a large frame's buffer grows as its bytes arrive (at most doubling, never
-//! past the frame), and a partial frame left behind a burst is copied out of the burst's
-//! buffer, so a stalled client never pins a whole burst.
+//! handed out: a length prefix is checked against `socket.request.max.bytes`, and a large
+//! frame's buffer grows as its bytes arrive (at most doubling, never past the frame); a partial
+//! frame left behind a burst is copied out of the burst's buffer, so a stalled client never
+//! pins a whole burst. The one exception keeps large requests to a single copy: a frame may
+//! have its whole buffer made at once, ahead of its bytes, while the shard's bytes so promised
+//! stay within [`RESERVE_AHEAD_MAX_BYTES`]; what prefixes claim beyond that is not reserved.
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
@@ -28,9 +30,36 @@ use crate::storage::{Chunk, FileRange};
 /// Bytes asked of the socket per read (the size of each thread's scratch buffer).
 pub const READ_CHUNK_BYTES: usize = 256 << 10;
 
+/// Buffer space a shard (thread) may hold for frames ahead of their bytes, so a large request
+/// is received into its final buffer without growing it. Above this, buffers grow as bytes
+/// arrive; hostile length prefixes can claim no more than this per shard.
+pub const RESERVE_AHEAD_MAX_BYTES: usize = 64 << 20;
+
 thread_local! {
     /// The scratch buffer of every connection on this thread, made on first use.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Bytes this thread's readers hold reserved ahead of their frames' bytes.
+    static RESERVED_AHEAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Takes `n` bytes of this thread's reserve-ahead budget, if they are there.
+fn take_ahead(n: usize) -> bool {
+    RESERVED_AHEAD.with(|r| {
+        let used = r.get();
+        let ok = used + n <= RESERVE_AHEAD_MAX_BYTES;
+        if ok {
+            r.set(used + n);
+        }
+        ok
+    })
+}
+
+fn give_back_ahead(n: usize) {
+    RESERVED_AHEAD.with(|r| {
+        let used = r.get();
+        assert!(n <= used, "giving back {n} reserved-ahead bytes of {used}");
+        r.set(used - n);
+    })
 }
 
 /// Why a stream of frames ended.
@@ -72,7 +101,16 @@ pub struct FrameReader<R> {
     /// A frame was split off `pending` since the last read, so `pending` may be the tail of a
     /// burst's buffer that the frames handed out share.
     split_since_read: bool,
+    /// Bytes of `pending`'s buffer reserved for the front frame ahead of its bytes, counted in
+    /// the thread's [`RESERVE_AHEAD_MAX_BYTES`]; they count down as the bytes arrive.
+    ahead: usize,
     max_bytes: u32,
+}
+
+impl<R> Drop for FrameReader<R> {
+    fn drop(&mut self) {
+        give_back_ahead(self.ahead);
+    }
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -81,6 +119,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             reader,
             pending: BytesMut::new(),
             split_since_read: false,
+            ahead: 0,
             max_bytes,
         }
     }
@@ -117,10 +156,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// One read into the thread's scratch buffer, its bytes appended to `pending`. The buffer
     /// is borrowed inside a single poll only: a reader that is not ready keeps nothing.
     async fn fill(&mut self) -> std::io::Result<usize> {
-        if self.split_since_read && !self.pending.is_empty() {
-            self.pending = BytesMut::from(&self.pending[..]);
-        }
+        let held = std::mem::take(&mut self.pending);
+        // A tail behind frames handed out shares their burst's buffer: it moves out.
+        let tail = self.split_since_read && !held.is_empty();
         self.split_since_read = false;
+        let fits = if tail { 0 } else { held.capacity() };
+        self.pending = match self.room_ahead(&held, fits) {
+            Some(room) => {
+                let mut whole = BytesMut::with_capacity(room);
+                whole.extend_from_slice(&held);
+                whole
+            }
+            None if tail => BytesMut::from(&held[..]),
+            None => held,
+        };
         futures::future::poll_fn(|cx| {
             SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
@@ -143,6 +192,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// growth and never grows past the frame (plus whatever else this read brought), so the
     /// space a frame pins follows the bytes the peer really sent, not its length prefix.
     fn append(&mut self, data: &[u8]) {
+        let arrived = data.len().min(self.ahead);
+        self.ahead -= arrived;
+        give_back_ahead(arrived);
         let len = self.pending.len();
         let want = len + data.len();
         if want > self.pending.capacity() {
@@ -153,16 +205,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.pending.extend_from_slice(data);
     }
 
+    /// The room to make at once for the incomplete frame at the front of `held`, whose buffer
+    /// has room for `fits` bytes: the whole frame, if it does not fit yet and the thread's
+    /// reserve-ahead budget takes the bytes still to come.
+    fn room_ahead(&mut self, held: &[u8], fits: usize) -> Option<usize> {
+        let total = front_total(held, self.max_bytes)?;
+        let missing = total.checked_sub(held.len()).filter(|m| *m > 0)?;
+        if self.ahead > 0 || fits >= total || !take_ahead(missing) {
+            return None;
+        }
+        self.ahead = missing;
+        Some(total)
+    }
+
     /// The size prefix at the front, if it is all there.
     fn front_size(&self) -> Option<i32> {
-        let p = self.pending.get(..4)?;
-        Some(i32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+        front_size(&self.pending)
     }
 
     /// Bytes of the frame at the front, prefix included, once its prefix is known and valid.
     fn front_total(&self) -> Option<usize> {
-        let size = self.front_size()?;
-        (size >= 0 && size as u32 <= self.max_bytes).then(|| 4 + size as usize)
+        front_total(&self.pending, self.max_bytes)
     }
 
     /// Bytes the frame at the front needs, prefix included (4 while the prefix is incomplete).
@@ -183,6 +246,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if self.pending.len() < 4 + size as usize {
             return Ok(None);
         }
+        debug_assert_eq!(
+            self.ahead, 0,
+            "a whole frame still has bytes reserved ahead"
+        );
         self.pending.advance(4);
         let frame = self.pending.split_to(size as usize).freeze();
         if self.pending.is_empty() {
@@ -193,6 +260,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         Ok(Some(frame))
     }
+}
+
+/// The size prefix at the front of `held`, if it is all there.
+fn front_size(held: &[u8]) -> Option<i32> {
+    let p = held.get(..4)?;
+    Some(i32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+}
+
+/// Bytes of the frame at the front of `held`, prefix included, once its prefix is known and
+/// within `max_bytes`.
+fn front_total(held: &[u8], max_bytes: u32) -> Option<usize> {
+    let size = front_size(held)?;
+    (size >= 0 && size as u32 <= max_bytes).then(|| 4 + size as usize)
 }
 
 /// How a connection's writer is getting on, for the rule that cuts off clients that stop
@@ -471,7 +551,8 @@ mod tests {
     }
 
     #[test]
-    fn a_length_prefix_alone_reserves_nothing() {
+    fn a_length_prefix_over_the_budget_reserves_nothing() {
+        // 100 MiB is more than a shard may reserve ahead of any bytes.
         let prefix = (100i32 << 20).to_be_bytes().to_vec();
         let (frames, (len, cap)) = until_stall(vec![prefix.clone()], u32::MAX);
         assert!(frames.is_empty());
@@ -511,6 +592,44 @@ mod tests {
             input.len()
         );
         assert_eq!(r.held_bytes(), (0, 0), "nothing held between frames");
+    }
+
+    fn reserved_ahead() -> usize {
+        RESERVED_AHEAD.with(|r| r.get())
+    }
+
+    #[test]
+    fn large_frames_get_their_whole_buffer_within_the_shards_budget() {
+        let before = reserved_ahead();
+        let prefix = |size: usize| {
+            let mut v = (size as i32).to_be_bytes().to_vec();
+            v.extend(vec![1u8; 1000]);
+            v
+        };
+        // Within the budget, the whole frame's buffer is made once its prefix is seen, and
+        // the bytes still to come are counted until they arrive.
+        let (_, first) = until_stall_reader(vec![prefix(40 << 20)]);
+        assert_eq!(first.held_bytes(), (1004, 4 + (40 << 20)));
+        assert_eq!(reserved_ahead(), before + (40 << 20) - 1000);
+        // The next one does not fit what is left: it grows as its bytes arrive.
+        let (_, second) = until_stall_reader(vec![prefix(40 << 20)]);
+        assert!(second.held_bytes().1 < 4096, "{:?}", second.held_bytes());
+        drop(first);
+        assert_eq!(
+            reserved_ahead(),
+            before,
+            "a closed reader gives its reservation back"
+        );
+        // A frame that completes gives it back too, and is handed out whole.
+        let body = vec![3u8; 3 << 20];
+        let input = frame(&body);
+        let pieces = input.chunks(100_000).map(<[u8]>::to_vec).collect();
+        let (frames, r) = until_stall_reader(pieces);
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0] == body);
+        assert_eq!(reserved_ahead(), before);
+        drop((r, second));
+        assert_eq!(reserved_ahead(), before);
     }
 
     #[test]

@@ -266,6 +266,24 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
             "The time in ms that a topic partition leader will wait before expiring producer IDs.",
         ),
         "io.memory.bytes" => (LONG, "Memory each shard pins for io_uring buffers."),
+        "max.connections" => (INT, "Client connections across the broker; at the limit new ones wait."),
+        "max.connections.per.ip" => (INT, "Connections from one address; more are closed at once."),
+        "max.connections.per.ip.overrides" => (
+            STRING,
+            "Per-address limits as ip:count,... overriding max.connections.per.ip.",
+        ),
+        "connections.max.idle.ms" => (
+            LONG,
+            "A connection with no traffic for this long is closed (-1: never).",
+        ),
+        "connections.max.unsent.bytes" => (
+            LONG,
+            "A client owed more response bytes than this that reads none of them for connections.max.unsent.ms is disconnected.",
+        ),
+        "connections.max.unsent.ms" => (
+            LONG,
+            "How long a client may leave more than connections.max.unsent.bytes unread.",
+        ),
         "log.segment.allocate.ahead.bytes" => (
             LONG,
             "How far ahead of the writer the active segment's file is allocated and sized (0: off).",

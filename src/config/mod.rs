@@ -16,10 +16,12 @@ use thiserror::Error;
 pub mod alter;
 mod cleaner;
 mod cluster;
+mod connections;
 mod topic;
 mod transactions;
 pub use cleaner::CleanerConfig;
 pub use cluster::{ClusterConfig, CLUSTER_CONFIGS};
+pub use connections::{ConnectionConfig, CONNECTION_CONFIGS};
 pub use topic::{CompressionType, LogConfig, TimestampType, TOPIC_CONFIGS};
 pub use transactions::{TxnConfig, TXN_CONFIGS};
 
@@ -92,6 +94,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub groups: GroupConfig,
     pub cleaner: CleanerConfig,
+    pub connections: ConnectionConfig,
     pub txn: TxnConfig,
     pub log: LogConfig,
     /// The names set from the file or the command line (STATIC_BROKER_CONFIG in
@@ -177,6 +180,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             groups: GroupConfig::default(),
             cleaner: CleanerConfig::default(),
+            connections: ConnectionConfig::default(),
             txn: TxnConfig::default(),
             log: LogConfig::default(),
             explicit: Default::default(),
@@ -327,6 +331,12 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "log.segment.allocate.ahead.zero",
     "admin.listeners",
     "log.format",
+    "max.connections",
+    "max.connections.per.ip",
+    "max.connections.per.ip.overrides",
+    "connections.max.idle.ms",
+    "connections.max.unsent.bytes",
+    "connections.max.unsent.ms",
 ];
 
 impl Config {
@@ -434,6 +444,7 @@ impl Config {
             }
             _ if self.cluster.set(name, value)? => {}
             _ if self.cleaner.set(name, value)? => {}
+            _ if self.connections.set(name, value)? => {}
             _ if self.txn.set(name, value)? => {}
             _ => return self.set_group(name, value),
         }
@@ -484,6 +495,7 @@ impl Config {
                     .cluster
                     .get(name)
                     .or_else(|| self.cleaner.get(name))
+                    .or_else(|| self.connections.get(name))
                     .or_else(|| self.txn.get(name))
                     .or_else(|| self.get_group(name))
             }
@@ -644,6 +656,7 @@ impl Config {
                 "a broker-only node must be told where the controllers are",
             ));
         }
+        self.connections.check()?;
         self.log.check()
     }
 }

@@ -39,6 +39,7 @@ fn preflight(config: &Config) -> Result<(), StartError> {
         }
     }
     raise_memlock_limit();
+    raise_nofile_limit();
     let io_memory = config.io_memory_bytes;
     // The probe may panic inside glommio; its message is replaced by ours below.
     let hook = std::panic::take_hook();
@@ -75,6 +76,27 @@ fn raise_memlock_limit() {
         if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+        }
+    }
+}
+
+/// Lifts the soft RLIMIT_NOFILE to the hard limit: every client connection is a descriptor,
+/// and the usual soft limit (1024) would refuse clients long before `max.connections`.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!(
+                    soft = lim.rlim_cur,
+                    "cannot raise the open-file limit to its hard limit"
+                );
+            }
         }
     }
 }

@@ -296,6 +296,90 @@ mod tests {
         }
     }
 
+    fn put_varint(buf: &mut BytesMut, mut v: u32) {
+        while v >= 0x80 {
+            buf.put_u8(v as u8 | 0x80);
+            v >>= 7;
+        }
+        buf.put_u8(v as u8);
+    }
+
+    /// A tagged-field section of `n` empty fields with tags 0..n.
+    fn tagged_fields(n: u32) -> BytesMut {
+        let mut buf = BytesMut::new();
+        put_varint(&mut buf, n);
+        for tag in 0..n {
+            put_varint(&mut buf, tag);
+            put_varint(&mut buf, 0);
+        }
+        buf
+    }
+
+    #[test]
+    fn arrays_over_a_million_elements_are_refused() {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        use kafka_protocol::messages::{GroupId, OffsetFetchRequest, TopicName};
+        let body = |n: usize| {
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partition_indexes(vec![0; n])]))
+        };
+        for (version, n, ok) in [
+            (1, 1_000_000, true),
+            (1, 1_000_001, false),
+            (7, 1_000_000, true),
+            (7, 1_000_001, false),
+        ] {
+            let req = parse_request(request_frame(ApiKey::OffsetFetch, version, &body(n))).unwrap();
+            let got = decode_body::<OffsetFetchRequest>(&req);
+            assert_eq!(
+                got.is_ok(),
+                ok,
+                "v{version}, {n} partitions: {:?}",
+                got.err()
+            );
+        }
+        // A count larger than the bytes left is refused before anything is reserved.
+        let frame = request_frame(ApiKey::OffsetFetch, 1, &body(3));
+        let mut lying = BytesMut::from(&frame[..]);
+        let at = lying.len() - 16;
+        lying[at..at + 4].copy_from_slice(&900_000i32.to_be_bytes());
+        let req = parse_request(lying.freeze()).unwrap();
+        let e = decode_body::<OffsetFetchRequest>(&req).unwrap_err();
+        assert!(e.to_string().contains("bytes remaining"), "{e}");
+    }
+
+    #[test]
+    fn tagged_field_sections_over_ten_thousand_fields_are_refused() {
+        // ApiVersions v3: a flexible header (v2) and a flexible body, each ending in a section.
+        let frame = |header_fields: u32, body_fields: u32| {
+            let mut buf = BytesMut::new();
+            buf.put_i16(ApiKey::ApiVersions as i16);
+            buf.put_i16(3);
+            buf.put_i32(9);
+            buf.put_i16(-1); // client id: null
+            buf.put_slice(&tagged_fields(header_fields));
+            buf.put_u8(2); // client software name "t"
+            buf.put_u8(b't');
+            buf.put_u8(2); // client software version "1"
+            buf.put_u8(b'1');
+            buf.put_slice(&tagged_fields(body_fields));
+            buf.freeze()
+        };
+        let req = parse_request(frame(10_000, 10_000)).unwrap();
+        let body: ApiVersionsRequest = decode_body(&req).unwrap();
+        assert_eq!(body.unknown_tagged_fields.len(), 10_000);
+        let req = parse_request(frame(0, 10_001)).unwrap();
+        let e = decode_body::<ApiVersionsRequest>(&req).unwrap_err();
+        assert!(e.to_string().contains("exceeds the limit"), "{e}");
+        assert!(matches!(
+            parse_request(frame(10_001, 0)),
+            Err(ProtocolError::Malformed { .. })
+        ));
+    }
+
     #[test]
     fn fallback_is_a_v0_api_versions_response() {
         let frame = api_versions_fallback(42);

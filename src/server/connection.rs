@@ -7,6 +7,8 @@
 //! it is answered: when the writer falls behind or the shard has too many request bytes in
 //! hand, the reader stops reading and TCP pushes back on the client.
 //! Anything unparseable closes the connection after the responses already owed, as Kafka does.
+//! A watchdog ([`limits::watch`]) closes connections that are idle or do not read their
+//! responses; the connection's [`limits::Admission`] keeps its place in the broker's count.
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
@@ -19,6 +21,7 @@ use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
 use super::framing::{set_nonblocking, write_chunks, FrameReader};
+use super::limits::{self, Activity, Admission};
 use super::Outcome;
 use crate::metrics::{self, Phase};
 use crate::protocol::{self, ProtocolError};
@@ -95,7 +98,7 @@ impl InFlight {
     }
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, admission: Admission) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
     let client_host = peer_addr
@@ -109,15 +112,26 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     }
     metrics::count(|c| c.connections_opened += 1);
     let (reader, writer) = stream.split();
+    let activity = Activity::new();
+    let rules = limits::Rules::new(&shard.config.connections);
+    let watchdog = glommio::spawn_local(limits::watch(fd, activity.clone(), rules, peer.clone()));
     let (tx, rx) = local_channel::new_bounded::<InFlight>(IN_FLIGHT_MAX);
-    let writer_task = glommio::spawn_local(write_responses(writer, fd, rx, peer.clone()));
-    if let Err(why) = read_requests(&shard, reader, &tx, &client_host).await {
+    let writer_task = glommio::spawn_local(write_responses(
+        writer,
+        fd,
+        rx,
+        peer.clone(),
+        activity.clone(),
+    ));
+    if let Err(why) = read_requests(&shard, reader, &tx, &client_host, &activity).await {
         // The writer logs the close when it reaches it, after the responses before it.
         let _ = tx.send(InFlight::untimed(Outcome::Close(why))).await;
     }
     drop(tx);
     writer_task.await;
     metrics::count(|c| c.connections_closed += 1);
+    drop(watchdog);
+    drop(admission);
 }
 
 /// Reads frames until EOF or a protocol error; returns why it stopped if it was an error.
@@ -126,11 +140,13 @@ async fn read_requests(
     reader: futures::io::ReadHalf<TcpStream>,
     tx: &local_channel::LocalSender<InFlight>,
     client_host: &str,
+    activity: &Activity,
 ) -> Result<(), String> {
     let mut frames = FrameReader::new(reader, shard.config.socket_request_max_bytes);
     let share = shard.request_share();
     while let Some(frame) = frames.next_frame().await.map_err(|e| e.to_string())? {
         let read_at = Instant::now();
+        activity.read();
         let task = match protocol::parse_request(frame.clone()) {
             Ok(mut req) => {
                 req.client_host = client_host.to_string();
@@ -196,6 +212,7 @@ async fn write_responses(
     fd: RawFd,
     rx: local_channel::LocalReceiver<InFlight>,
     peer: String,
+    activity: Rc<Activity>,
 ) {
     let mut ready: Vec<Chunk> = Vec::new();
     // The requests whose responses are in `ready`, timed once the write is done.
@@ -220,7 +237,7 @@ async fn write_responses(
                 Outcome::Close(why) => {
                     metrics::count(|c| c.connections_closed_on_error += 1);
                     tracing::debug!(%peer, %why, "closing connection");
-                    let _ = write_chunks(&mut writer, fd, &mut ready).await;
+                    let _ = write_chunks(&mut writer, fd, &mut ready, &activity.send).await;
                     break 'conn;
                 }
             }
@@ -239,7 +256,7 @@ async fn write_responses(
                 }
             }
         }
-        if let Err(e) = write_chunks(&mut writer, fd, &mut ready).await {
+        if let Err(e) = write_chunks(&mut writer, fd, &mut ready, &activity.send).await {
             tracing::debug!(%peer, error = %e, "write failed");
             break;
         }
@@ -249,4 +266,6 @@ async fn write_responses(
         }
     }
     let _ = writer.close().await;
+    // The socket closes when `writer` drops, just below: the watchdog must not use it after.
+    activity.open.set(false);
 }

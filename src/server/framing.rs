@@ -1,23 +1,66 @@
 //! Size-prefixed frames over a byte stream, with few syscalls.
 //!
-//! Reading: one `recv` fills a fixed scratch buffer with as many bytes as the socket has, and
-//! every whole frame in it is split off without another call; a client pipelining small
-//! requests costs one syscall per burst, not two per request. Writing: responses that are
-//! ready together leave in one `sendmsg`, their buffers handed to the kernel as they are, and
-//! records held in segment files go from the page cache to the socket with `sendfile`.
+//! Reading: one `recv` fills a scratch buffer with as many bytes as the socket has, and every
+//! whole frame in it is split off without another call; a client pipelining small requests
+//! costs one syscall per burst, not two per request. Writing: responses that are ready together
+//! leave in one `sendmsg`, their buffers handed to the kernel as they are, and records held in
+//! segment files go from the page cache to the socket with `sendfile`.
 //!
-//! Input is not trusted: a length is checked against the configured maximum before anything
-//! is reserved for it.
+//! Memory per connection does not depend on what the client claims. The scratch buffer is one
+//! per thread (per shard), borrowed only for the duration of a `recv` that completes at once
+//! (the reader waits for readiness without a buffer), so an idle connection holds none of it.
+//! What a connection keeps between reads is only the bytes it actually received and has not
+//! handed out: a length prefix is checked against `socket.request.max.bytes`, and a large
+//! frame's buffer grows as its bytes arrive (at most doubling, never past the frame); a partial
+//! frame left behind a burst is copied out of the burst's buffer, so a stalled client never
+//! pins a whole burst. The one exception keeps large requests to a single copy: a frame may
+//! have its whole buffer made at once, ahead of its bytes, while the shard's bytes so promised
+//! stay within [`RESERVE_AHEAD_MAX_BYTES`]; what prefixes claim beyond that is not reserved.
 
+use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::storage::{Chunk, FileRange};
 
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read (the size of each thread's scratch buffer).
 pub const READ_CHUNK_BYTES: usize = 256 << 10;
+
+/// Buffer space a shard (thread) may hold for frames ahead of their bytes, so a large request
+/// is received into its final buffer without growing it. Above this, buffers grow as bytes
+/// arrive; hostile length prefixes can claim no more than this per shard.
+pub const RESERVE_AHEAD_MAX_BYTES: usize = 64 << 20;
+
+thread_local! {
+    /// The scratch buffer of every connection on this thread, made on first use.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Bytes this thread's readers hold reserved ahead of their frames' bytes.
+    static RESERVED_AHEAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Takes `n` bytes of this thread's reserve-ahead budget, if they are there.
+fn take_ahead(n: usize) -> bool {
+    RESERVED_AHEAD.with(|r| {
+        let used = r.get();
+        let ok = used + n <= RESERVE_AHEAD_MAX_BYTES;
+        if ok {
+            r.set(used + n);
+        }
+        ok
+    })
+}
+
+fn give_back_ahead(n: usize) {
+    RESERVED_AHEAD.with(|r| {
+        let used = r.get();
+        assert!(n <= used, "giving back {n} reserved-ahead bytes of {used}");
+        r.set(used - n);
+    })
+}
 
 /// Why a stream of frames ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +95,22 @@ impl std::fmt::Display for FrameError {
 
 pub struct FrameReader<R> {
     reader: R,
-    /// Bytes received and not yet handed out as frames.
+    /// Bytes received and not yet handed out as frames: empty, with no buffer, between frames
+    /// that end with a read.
     pending: BytesMut,
-    /// Initialised once and reused: reads land here, then move to `pending`.
-    scratch: Vec<u8>,
+    /// A frame was split off `pending` since the last read, so `pending` may be the tail of a
+    /// burst's buffer that the frames handed out share.
+    split_since_read: bool,
+    /// Bytes of `pending`'s buffer reserved for the front frame ahead of its bytes, counted in
+    /// the thread's [`RESERVE_AHEAD_MAX_BYTES`]; they count down as the bytes arrive.
+    ahead: usize,
     max_bytes: u32,
+}
+
+impl<R> Drop for FrameReader<R> {
+    fn drop(&mut self) {
+        give_back_ahead(self.ahead);
+    }
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -64,20 +118,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader {
             reader,
             pending: BytesMut::new(),
-            scratch: vec![0; READ_CHUNK_BYTES],
+            split_since_read: false,
+            ahead: 0,
             max_bytes,
         }
     }
 
     /// The next frame without its size prefix; `Ok(None)` when the peer closed between frames.
+    /// Cancel-safe: a read either completes into `pending` or leaves everything as it was.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {
             if let Some(frame) = self.split_frame()? {
                 return Ok(Some(frame));
             }
             let n = self
-                .reader
-                .read(&mut self.scratch)
+                .fill()
                 .await
                 .map_err(|e| FrameError::Io(e.to_string()))?;
             if n == 0 {
@@ -89,111 +144,246 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     need: self.needed(),
                 });
             }
-            self.pending.extend_from_slice(&self.scratch[..n]);
         }
+    }
+
+    /// Bytes held for frames not yet complete, and the buffer space they pin.
+    #[cfg(test)]
+    fn held_bytes(&self) -> (usize, usize) {
+        (self.pending.len(), self.pending.capacity())
+    }
+
+    /// One read into the thread's scratch buffer, its bytes appended to `pending`. The buffer
+    /// is borrowed inside a single poll only: a reader that is not ready keeps nothing.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        let held = std::mem::take(&mut self.pending);
+        // A tail behind frames handed out shares their burst's buffer: it moves out.
+        let tail = self.split_since_read && !held.is_empty();
+        self.split_since_read = false;
+        let fits = if tail { 0 } else { held.capacity() };
+        self.pending = match self.room_ahead(&held, fits) {
+            Some(room) => {
+                let mut whole = BytesMut::with_capacity(room);
+                whole.extend_from_slice(&held);
+                whole
+            }
+            None if tail => BytesMut::from(&held[..]),
+            None => held,
+        };
+        futures::future::poll_fn(|cx| {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                if scratch.is_empty() {
+                    scratch.resize(READ_CHUNK_BYTES, 0);
+                }
+                let n = match Pin::new(&mut self.reader).poll_read(cx, &mut scratch[..]) {
+                    Poll::Ready(Ok(n)) => n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                };
+                self.append(&scratch[..n]);
+                Poll::Ready(Ok(n))
+            })
+        })
+        .await
+    }
+
+    /// Appends received bytes. While a frame is incomplete its buffer at most doubles per
+    /// growth and never grows past the frame (plus whatever else this read brought), so the
+    /// space a frame pins follows the bytes the peer really sent, not its length prefix.
+    fn append(&mut self, data: &[u8]) {
+        let arrived = data.len().min(self.ahead);
+        self.ahead -= arrived;
+        give_back_ahead(arrived);
+        let len = self.pending.len();
+        let want = len + data.len();
+        if want > self.pending.capacity() {
+            let front = self.front_total().unwrap_or(want);
+            let target = want.max(front.min(len.saturating_mul(2)));
+            self.pending.reserve(target - len);
+        }
+        self.pending.extend_from_slice(data);
+    }
+
+    /// The room to make at once for the incomplete frame at the front of `held`, whose buffer
+    /// has room for `fits` bytes: the whole frame, if it does not fit yet and the thread's
+    /// reserve-ahead budget takes the bytes still to come.
+    fn room_ahead(&mut self, held: &[u8], fits: usize) -> Option<usize> {
+        let total = front_total(held, self.max_bytes)?;
+        let missing = total.checked_sub(held.len()).filter(|m| *m > 0)?;
+        if self.ahead > 0 || fits >= total || !take_ahead(missing) {
+            return None;
+        }
+        self.ahead = missing;
+        Some(total)
+    }
+
+    /// The size prefix at the front, if it is all there.
+    fn front_size(&self) -> Option<i32> {
+        front_size(&self.pending)
+    }
+
+    /// Bytes of the frame at the front, prefix included, once its prefix is known and valid.
+    fn front_total(&self) -> Option<usize> {
+        front_total(&self.pending, self.max_bytes)
     }
 
     /// Bytes the frame at the front needs, prefix included (4 while the prefix is incomplete).
     fn needed(&self) -> usize {
-        if self.pending.len() < 4 {
-            return 4;
-        }
-        let size = i32::from_be_bytes([
-            self.pending[0],
-            self.pending[1],
-            self.pending[2],
-            self.pending[3],
-        ]);
-        4 + size.max(0) as usize
+        self.front_size().map_or(4, |size| 4 + size.max(0) as usize)
     }
 
     fn split_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
-        if self.pending.len() < 4 {
+        let Some(size) = self.front_size() else {
             return Ok(None);
-        }
-        let size = i32::from_be_bytes([
-            self.pending[0],
-            self.pending[1],
-            self.pending[2],
-            self.pending[3],
-        ]);
+        };
         if size < 0 || size as u32 > self.max_bytes {
             return Err(FrameError::BadSize {
                 size,
                 max: self.max_bytes,
             });
         }
-        let total = 4 + size as usize;
-        if self.pending.len() < total {
-            // Reserve once for the whole frame (size already checked) so a large request is
-            // not moved again and again as it arrives.
-            self.pending.reserve(total - self.pending.len());
+        if self.pending.len() < 4 + size as usize {
             return Ok(None);
         }
+        debug_assert_eq!(
+            self.ahead, 0,
+            "a whole frame still has bytes reserved ahead"
+        );
         self.pending.advance(4);
-        Ok(Some(self.pending.split_to(size as usize).freeze()))
+        let frame = self.pending.split_to(size as usize).freeze();
+        if self.pending.is_empty() {
+            // Let go of the burst's buffer; the frames handed out keep it while they live.
+            self.pending = BytesMut::new();
+        } else {
+            self.split_since_read = true;
+        }
+        Ok(Some(frame))
+    }
+}
+
+/// The size prefix at the front of `held`, if it is all there.
+fn front_size(held: &[u8]) -> Option<i32> {
+    let p = held.get(..4)?;
+    Some(i32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+}
+
+/// Bytes of the frame at the front of `held`, prefix included, once its prefix is known and
+/// within `max_bytes`.
+fn front_total(held: &[u8], max_bytes: u32) -> Option<usize> {
+    let size = front_size(held)?;
+    (size >= 0 && size as u32 <= max_bytes).then(|| 4 + size as usize)
+}
+
+/// How a connection's writer is getting on, for the rule that cuts off clients that stop
+/// reading their responses (see `server::limits`).
+#[derive(Debug)]
+pub struct SendProgress {
+    /// Bytes of responses taken for writing that the socket has not accepted yet.
+    pub unsent_bytes: std::cell::Cell<usize>,
+    /// When the socket last accepted response bytes (or the writer last started a write).
+    pub last_progress: std::cell::Cell<std::time::Instant>,
+}
+
+impl Default for SendProgress {
+    fn default() -> Self {
+        SendProgress {
+            unsent_bytes: Default::default(),
+            last_progress: std::cell::Cell::new(std::time::Instant::now()),
+        }
+    }
+}
+
+impl SendProgress {
+    fn sent(&self, n: usize) {
+        self.unsent_bytes
+            .set(self.unsent_bytes.get().saturating_sub(n));
+        self.last_progress.set(std::time::Instant::now());
     }
 }
 
 /// Writes `chunks` (whole response frames, in order) to the socket whose descriptor is `fd`,
 /// and empties it. In-memory chunks leave in one `sendmsg` per run of up to [`IOV_MAX`] of them,
 /// without being joined; file ranges go with `sendfile`, page cache to socket. The socket is
-/// non-blocking: when it is full, the rest of the current chunk (for a file range, a small
-/// piece of it read into memory) is written through `writer`, which waits for room.
+/// non-blocking: when it is full, the writer waits for room through `writer` and writes what
+/// fits of the current chunk (for a file range, of a small piece of it read into memory).
+/// `progress` follows every byte the socket accepts.
 pub async fn write_chunks<W: AsyncWrite + Unpin>(
     writer: &mut W,
     fd: RawFd,
     chunks: &mut Vec<Chunk>,
+    progress: &SendProgress,
 ) -> std::io::Result<()> {
+    progress
+        .unsent_bytes
+        .set(chunks.iter().map(Chunk::len).sum::<usize>());
+    progress.last_progress.set(std::time::Instant::now());
     let mut at = Cursor { index: 0, skip: 0 };
     while at.index < chunks.len() {
-        match &chunks[at.index] {
+        let n = match &chunks[at.index] {
             Chunk::Mem(_) => match send_mem(fd, &chunks[at.index..], at.skip) {
-                Ok(n) => at.advance(chunks, n),
+                Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if let Chunk::Mem(b) = &chunks[at.index] {
-                        writer.write_all(&b[at.skip..]).await?;
+                    let Chunk::Mem(b) = &chunks[at.index] else {
+                        unreachable!("matched a memory chunk")
+                    };
+                    match writer.write(&b[at.skip..]).await? {
+                        0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                        n => n,
                     }
-                    at.next_chunk();
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
                 Err(e) => return Err(e),
             },
-            Chunk::File(r) => {
-                let left = r.len - at.skip;
-                let mut offset = (r.position + at.skip as u64) as libc::off_t;
-                // SAFETY: both descriptors are open (the chunk holds the file; the caller's
-                // stream the socket) and `offset` is a valid pointer for the call.
-                let n = unsafe { libc::sendfile(fd, r.file.as_raw_fd(), &mut offset, left) };
-                if n > 0 {
-                    at.advance(chunks, n as usize);
-                    continue;
-                }
-                if n == 0 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("segment file ended {left} bytes before the range"),
-                    ));
-                }
-                let e = std::io::Error::last_os_error();
-                match e.kind() {
-                    std::io::ErrorKind::WouldBlock => {
-                        let piece = FileRange {
-                            file: r.file.clone(),
-                            position: r.position + at.skip as u64,
-                            len: left.min(BOUNCE_BYTES),
-                        };
-                        writer.write_all(&piece.read_all()?).await?;
-                        at.advance(chunks, piece.len);
-                    }
-                    std::io::ErrorKind::Interrupted => {}
-                    _ => return Err(e),
-                }
-            }
+            Chunk::File(r) => send_file(writer, fd, r, at.skip).await?,
+        };
+        // Also steps over empty chunks when nothing was sent.
+        at.advance(chunks, n);
+        if n > 0 {
+            progress.sent(n);
         }
     }
     chunks.clear();
+    progress.unsent_bytes.set(0);
     Ok(())
+}
+
+/// Sends what it can of a file range from `skip` on: `sendfile` while the socket has room,
+/// else a small piece through memory once it has. Bytes sent (0 if interrupted).
+async fn send_file<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    fd: RawFd,
+    r: &FileRange,
+    skip: usize,
+) -> std::io::Result<usize> {
+    let left = r.len - skip;
+    let mut offset = (r.position + skip as u64) as libc::off_t;
+    // SAFETY: both descriptors are open (the chunk holds the file; the caller's stream the
+    // socket) and `offset` is a valid pointer for the call.
+    let n = unsafe { libc::sendfile(fd, r.file.as_raw_fd(), &mut offset, left) };
+    if n > 0 {
+        return Ok(n as usize);
+    }
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("segment file ended {left} bytes before the range"),
+        ));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock => {
+            let piece = FileRange {
+                file: r.file.clone(),
+                position: r.position + skip as u64,
+                len: left.min(BOUNCE_BYTES),
+            };
+            writer.write_all(&piece.read_all()?).await?;
+            Ok(piece.len)
+        }
+        std::io::ErrorKind::Interrupted => Ok(0),
+        _ => Err(e),
+    }
 }
 
 /// Most iovecs one `sendmsg` takes (Linux's UIO_MAXIOV).
@@ -274,6 +464,8 @@ pub fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::io::AsyncReadExt;
+    use std::future::Future;
 
     fn frame(body: &[u8]) -> Vec<u8> {
         let mut v = (body.len() as i32).to_be_bytes().to_vec();
@@ -306,6 +498,156 @@ mod tests {
         let lens: Vec<usize> = frames.iter().map(|f| f.len()).collect();
         assert_eq!(lens, vec![3, 0, READ_CHUNK_BYTES * 2 + 5, 1]);
         assert_eq!(&frames[0][..], b"abc");
+    }
+
+    /// A reader that hands out its input in the given pieces, one per read, then blocks
+    /// (`Pending`) as a client that stalled.
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let Some(mut piece) = self.0.pop_front() else {
+                return Poll::Pending;
+            };
+            let n = piece.len().min(buf.len());
+            buf[..n].copy_from_slice(&piece[..n]);
+            if n < piece.len() {
+                self.0.push_front(piece.split_off(n));
+            }
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    /// Reads frames until the reader stalls; the frames and what the reader then holds.
+    fn until_stall(pieces: Vec<Vec<u8>>, max: u32) -> (Vec<Bytes>, (usize, usize)) {
+        let (frames, r) = until_stall_max(pieces, max);
+        (frames, r.held_bytes())
+    }
+
+    fn until_stall_reader(pieces: Vec<Vec<u8>>) -> (Vec<Bytes>, FrameReader<Pieces>) {
+        until_stall_max(pieces, u32::MAX)
+    }
+
+    fn until_stall_max(pieces: Vec<Vec<u8>>, max: u32) -> (Vec<Bytes>, FrameReader<Pieces>) {
+        let mut r = FrameReader::new(Pieces(pieces.into()), max);
+        let mut frames = Vec::new();
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        loop {
+            let mut next = Box::pin(r.next_frame());
+            match next.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(Some(f))) => frames.push(f),
+                Poll::Ready(other) => panic!("stream ended: {other:?}"),
+                Poll::Pending => {
+                    drop(next);
+                    return (frames, r);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_length_prefix_over_the_budget_reserves_nothing() {
+        // 100 MiB is more than a shard may reserve ahead of any bytes.
+        let prefix = (100i32 << 20).to_be_bytes().to_vec();
+        let (frames, (len, cap)) = until_stall(vec![prefix.clone()], u32::MAX);
+        assert!(frames.is_empty());
+        assert_eq!(len, 4);
+        assert!(cap < 1024, "a 4-byte prefix pins {cap} bytes");
+        // Part of the body: the buffer follows what arrived (at most doubling), not the prefix.
+        let mut started = prefix;
+        started.extend(vec![1u8; 300_000]);
+        let pieces = started.chunks(10_000).map(<[u8]>::to_vec).collect();
+        let (frames, (len, cap)) = until_stall(pieces, u32::MAX);
+        assert!(frames.is_empty());
+        assert_eq!(len, 300_004);
+        assert!(cap <= 2 * len, "{len} bytes received pin {cap}");
+    }
+
+    #[test]
+    fn a_large_frame_grows_to_its_size_and_no_further() {
+        let body = vec![9u8; 1_000_000];
+        let input = frame(&body);
+        let pieces = input.chunks(70_000).map(<[u8]>::to_vec).collect();
+        let mut r = FrameReader::new(Pieces(pieces), u32::MAX);
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut most = 0;
+        let got = loop {
+            let mut next = Box::pin(r.next_frame());
+            if let Poll::Ready(f) = next.as_mut().poll(&mut cx) {
+                break f.unwrap().unwrap();
+            }
+            drop(next);
+            most = most.max(r.held_bytes().1);
+        };
+        assert_eq!(got.len(), body.len());
+        assert!(
+            most <= input.len(),
+            "grew to {most} for a {} byte frame",
+            input.len()
+        );
+        assert_eq!(r.held_bytes(), (0, 0), "nothing held between frames");
+    }
+
+    fn reserved_ahead() -> usize {
+        RESERVED_AHEAD.with(|r| r.get())
+    }
+
+    #[test]
+    fn large_frames_get_their_whole_buffer_within_the_shards_budget() {
+        let before = reserved_ahead();
+        let prefix = |size: usize| {
+            let mut v = (size as i32).to_be_bytes().to_vec();
+            v.extend(vec![1u8; 1000]);
+            v
+        };
+        // Within the budget, the whole frame's buffer is made once its prefix is seen, and
+        // the bytes still to come are counted until they arrive.
+        let (_, first) = until_stall_reader(vec![prefix(40 << 20)]);
+        assert_eq!(first.held_bytes(), (1004, 4 + (40 << 20)));
+        assert_eq!(reserved_ahead(), before + (40 << 20) - 1000);
+        // The next one does not fit what is left: it grows as its bytes arrive.
+        let (_, second) = until_stall_reader(vec![prefix(40 << 20)]);
+        assert!(second.held_bytes().1 < 4096, "{:?}", second.held_bytes());
+        drop(first);
+        assert_eq!(
+            reserved_ahead(),
+            before,
+            "a closed reader gives its reservation back"
+        );
+        // A frame that completes gives it back too, and is handed out whole.
+        let body = vec![3u8; 3 << 20];
+        let input = frame(&body);
+        let pieces = input.chunks(100_000).map(<[u8]>::to_vec).collect();
+        let (frames, r) = until_stall_reader(pieces);
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0] == body);
+        assert_eq!(reserved_ahead(), before);
+        drop((r, second));
+        assert_eq!(reserved_ahead(), before);
+    }
+
+    #[test]
+    fn a_partial_frame_behind_a_burst_does_not_pin_the_burst() {
+        // One read brings 200 small frames and the first 10 bytes of another; the client stalls.
+        let mut burst = Vec::new();
+        for i in 0..200u8 {
+            burst.extend(frame(&[i; 1000]));
+        }
+        burst.extend(&frame(&[7; 50])[..10]);
+        let (frames, held) = until_stall_reader(vec![burst]);
+        assert_eq!(frames.len(), 200);
+        assert_eq!(held.held_bytes().0, 10);
+        // The tail was copied out: it does not sit right behind the last frame, in the burst's
+        // buffer, which would live as long as the stalled connection.
+        let last = frames.last().unwrap();
+        let burst_tail = last.as_ptr() as usize + last.len();
+        assert_ne!(held.pending.as_ptr() as usize, burst_tail);
     }
 
     #[test]
@@ -369,7 +711,9 @@ mod tests {
                 }
                 let (_r, mut w) = stream.split();
                 let mut chunks = chunks;
-                write_chunks(&mut w, fd, &mut chunks).await.unwrap();
+                write_chunks(&mut w, fd, &mut chunks, &SendProgress::default())
+                    .await
+                    .unwrap();
                 assert!(chunks.is_empty());
                 w.close().await.unwrap();
             });

@@ -15,6 +15,7 @@ mod fetch_frame;
 mod framing;
 mod groups;
 mod init_producer;
+mod limits;
 mod markers;
 mod offsets;
 mod produce;
@@ -200,17 +201,41 @@ fn bind(shard: &Shard) -> glommio::net::TcpListener {
     }
 }
 
+/// Counts a new connection, or closes it (by dropping it) if its address is over its limit.
+/// At `max.connections` it waits for a slot, and this listener accepts no one meanwhile, as
+/// Kafka's acceptor does.
+async fn admit(
+    quotas: &std::sync::Arc<limits::ConnectionQuotas>,
+    stream: &glommio::net::TcpStream,
+) -> Option<limits::Admission> {
+    let peer = stream.peer_addr().ok()?;
+    loop {
+        match quotas.admit(peer.ip()) {
+            Ok(a) => return Some(a),
+            Err(limits::Refusal::Broker { .. }) => quotas.wait_for_slot().await,
+            Err(why) => {
+                tracing::info!(%peer, %why, "refusing connection");
+                return None;
+            }
+        }
+    }
+}
+
 pub fn start_listener(shard: &Rc<Shard>) {
     shard.serving.set(true);
     let bound = shard.listener.borrow_mut().take();
     let listener = bound.unwrap_or_else(|| bind(shard));
     let accept_shard = shard.clone();
+    let quotas = limits::broker_quotas(&shard.config.connections);
     let accept = glommio::spawn_local(async move {
         loop {
             match listener.accept().await {
                 Ok(stream) => {
+                    let Some(admission) = admit(&quotas, &stream).await else {
+                        continue;
+                    };
                     let s = accept_shard.clone();
-                    glommio::spawn_local(connection::serve(s, stream)).detach();
+                    glommio::spawn_local(connection::serve(s, stream, admission)).detach();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -133,6 +133,43 @@ impl<T: NewType<u32>> Decoder<T> for UnsignedVarInt {
 
 define_copy_impl!(UnsignedVarInt, u32);
 
+/// gregor: the most elements an array read from the wire may claim (Kafka 4.4's limit).
+pub const MAX_ARRAY_ELEMENTS: usize = 1_000_000;
+
+/// gregor: the most fields a tagged-field section read from the wire may claim (Kafka 4.4's
+/// limit).
+pub const MAX_TAGGED_FIELDS: u32 = 10_000;
+
+/// gregor: refuses an array count over [`MAX_ARRAY_ELEMENTS`], or over the bytes left (Kafka's
+/// generated readers refuse that too), before any element is read or reserved.
+fn check_array_len<B: ByteBuf>(n: usize, buf: &B) -> Result<()> {
+    if n > MAX_ARRAY_ELEMENTS {
+        bail!("Array of {n} elements exceeds the limit of {MAX_ARRAY_ELEMENTS}");
+    }
+    if n > buf.remaining() {
+        bail!(
+            "Tried to allocate a collection of size {n}, but there are only {} bytes remaining",
+            buf.remaining()
+        );
+    }
+    Ok(())
+}
+
+/// gregor: the field count that opens a tagged-field section, refused over
+/// [`MAX_TAGGED_FIELDS`].
+#[derive(Debug, Copy, Clone, Default)]
+pub struct TaggedFieldCount;
+
+impl Decoder<u32> for TaggedFieldCount {
+    fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<u32> {
+        let n: u32 = UnsignedVarInt.decode(buf)?;
+        if n > MAX_TAGGED_FIELDS {
+            bail!("Tagged-field section of {n} fields exceeds the limit of {MAX_TAGGED_FIELDS}");
+        }
+        Ok(n)
+    }
+}
+
 /// An unsigned zigzag encoded long.
 #[derive(Debug, Copy, Clone, Default)]
 pub struct UnsignedVarLong;
@@ -985,8 +1022,9 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // gregor: a count is only a claim; never reserve more than the bytes left.
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                // gregor: a count is only a claim; check it before reserving for it.
+                check_array_len(n as usize, buf)?;
+                let mut result = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1094,8 +1132,9 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                // gregor: a count is only a claim; never reserve more than the bytes left.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                // gregor: a count is only a claim; check it before reserving for it.
+                check_array_len((n - 1) as usize, buf)?;
+                let mut result = Vec::with_capacity((n - 1) as usize);
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }

@@ -20,8 +20,11 @@ SUMMARY="$M/summary.txt"
 : >"$SUMMARY"
 SCRAPER=""
 stop_all() {
-    [ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null && wait "$SCRAPER" 2>/dev/null
-    SCRAPER=""
+    if [ -n "$SCRAPER" ]; then
+        kill "$SCRAPER" 2>/dev/null || true
+        wait "$SCRAPER" 2>/dev/null || true
+        SCRAPER=""
+    fi
     stop_broker
 }
 trap stop_all EXIT

@@ -2,6 +2,8 @@
 # The cost of metrics: this build with its admin listener scraped, against a build without the
 # metrics registry (BEFORE), alternating sides ROUNDS times so all see the same machine noise.
 #   off        BEFORE (no per-shard counters, no admin listener)
+#   unscraped  this build, counting, admin listener off (the cost of counting, plus whatever
+#              else changed since BEFORE)
 #   on-1s      this build, /metrics scraped every second during the run
 #   on-100ms   this build, scraped ten times a second (a stress case: Prometheus scrapes every 15 s)
 # Every broker holds a 1000-partition topic besides the measured one, so each scrape walks
@@ -34,6 +36,7 @@ common=(--brokers "$BROKERS" --progress-secs 0 --drain-timeout 60s)
 side_start() { # side
     case $1 in
         off) GREGOR="$BEFORE" start_gregor ;;
+        unscraped) GREGOR="$THIS" start_gregor --set "admin.listeners=" ;;
         *) GREGOR="$THIS" start_gregor --set "admin.listeners=127.0.0.1:$ADMIN_PORT" ;;
     esac
     "$THIS" topics create --bootstrap-server "$BROKERS" --topic many --partitions 1000 >/dev/null
@@ -49,7 +52,7 @@ side_start() { # side
 }
 
 for round in $(seq "$ROUNDS"); do
-    for side in off on-1s on-100ms; do
+    for side in off unscraped on-1s on-100ms; do
         side_start "$side"
         "$BENCH" "${common[@]}" --broker-pid "$BROKER_PID" --label "$side-produce-r$round" \
             --out "$M/$side-produce-r$round" --workload produce --acks 1 --record-size 1024 \
@@ -65,6 +68,7 @@ done
 
 echo "== broker CPU per GB produced" | tee -a "$SUMMARY"
 for f in "$M"/*-produce-r*/result.json; do
+    [ -e "$f" ] || continue
     python3 - "$f" <<'PY' | tee -a "$SUMMARY"
 import json, sys
 r = json.load(open(sys.argv[1]))["runs"][0]
@@ -81,4 +85,6 @@ for _ in $(seq 50); do
     curl -s -o /dev/null -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$ADMIN_PORT/metrics"
 done | sort -n | awk '{t[NR]=$1; s=$2} END {printf "scrape time min %.1f ms, median %.1f ms, max %.1f ms; page %d bytes\n", t[1]*1000, t[int((NR+1)/2)]*1000, t[NR]*1000, s}' |
     tee -a "$SUMMARY"
+curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep '^gregor_shard_scrape_seconds' |
+    awk '{printf "shard %s: %.3f ms of its time\n", $1, $2*1000}' | tee -a "$SUMMARY"
 stop_all

@@ -417,7 +417,11 @@ fn the_endpoint_survives_garbage_stalls_and_crowds_while_serving_load() {
         stalled.push(s);
     }
 
-    // A crowd of concurrent scrapes: every one answered with a whole page.
+    // A crowd of concurrent scrapes: every one answered with a whole page, each with the
+    // producer's requests in it once one has been answered.
+    assert!(wait_until(Duration::from_secs(30), || {
+        Page::read(admin).sum("gregor_requests_total", &[("api", "Produce")]) > 0.0
+    }));
     let crowd: Vec<_> = (0..100)
         .map(|_| std::thread::spawn(move || scrape_text(admin)))
         .collect();

@@ -364,14 +364,8 @@ fn stalled_100_mib_length_prefixes_reserve_nothing() {
     const PREFIX: i32 = 100 << 20;
     raise_nofile(2 * CONNECTIONS as u64 + 1000);
     let (broker, traffic, base) = serving_broker(&[("socket.request.max.bytes", "209715200")]);
-    let mut start = PREFIX.to_be_bytes().to_vec();
-    start.extend(std::iter::repeat_n(0x5a, 1024));
-    let mut stalled = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        let mut s = connect(&broker);
-        s.write_all(&start).unwrap();
-        stalled.push(s);
-    }
+    let mut stalled = Vec::with_capacity(2 * CONNECTIONS);
+    stall(&broker, PREFIX, CONNECTIONS, &mut stalled);
     std::thread::sleep(Duration::from_secs(2));
     check_growth(
         "1,000 stalled 100 MiB prefixes",
@@ -382,13 +376,7 @@ fn stalled_100_mib_length_prefixes_reserve_nothing() {
     );
     // 1,000 more with 2 MiB prefixes, each small enough to get its whole buffer at once: the
     // shards stop doing that once 64 MiB each is promised (2 GiB otherwise).
-    let mut start = (2i32 << 20).to_be_bytes().to_vec();
-    start.extend(std::iter::repeat_n(0x5a, 1024));
-    for _ in 0..CONNECTIONS {
-        let mut s = connect(&broker);
-        s.write_all(&start).unwrap();
-        stalled.push(s);
-    }
+    stall(&broker, 2 << 20, CONNECTIONS, &mut stalled);
     std::thread::sleep(Duration::from_secs(2));
     check_growth(
         "and 1,000 stalled 2 MiB prefixes",
@@ -652,4 +640,16 @@ fn counts_over_kafkas_decoder_limits_close_the_connection() {
     c.send_bytes(&common::frame(&header)).unwrap();
     c.expect_closed("a tagged-field section of 10,001 fields");
     bystander.assert_served("after");
+}
+
+/// Opens `n` connections that each send a `prefix`-byte length and 1 KiB of its frame, then
+/// stall.
+fn stall(broker: &Broker, prefix: i32, n: usize, stalled: &mut Vec<TcpStream>) {
+    let mut start = prefix.to_be_bytes().to_vec();
+    start.extend(std::iter::repeat_n(0x5a, 1024));
+    for _ in 0..n {
+        let mut s = connect(broker);
+        s.write_all(&start).unwrap();
+        stalled.push(s);
+    }
 }

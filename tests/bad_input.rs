@@ -15,9 +15,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::{
@@ -25,9 +23,6 @@ use kafka_protocol::messages::{
     RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 
 use common::clients::{consume_all, watermarks};
 use common::{frame, Broker, RawClient};
@@ -80,38 +75,7 @@ fn create_topics(c: &mut RawClient, topics: &[(&str, i32)]) -> CreateTopicsRespo
 
 /// A valid RecordBatch v2 holding `values`, encoded by kafka-protocol.
 fn batch(values: &[Vec<u8>]) -> Vec<u8> {
-    let now = common::now_ms();
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol batches records whose offset - sequence agree; the first has -1.
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(v.clone())),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    let b = buf.to_vec();
+    let b = common::plain_batch(values).to_vec();
     let h = gregor::record::validate_produced(&b).expect("test batch is valid");
     assert_eq!(
         (h.producer_id, h.base_sequence),
@@ -129,14 +93,7 @@ fn small_batch(tag: &str) -> Vec<u8> {
 }
 
 fn produce_request(topic: &str, partition: i32, records: Vec<u8>) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(Bytes::from(records)))])])
+    common::produce_request(topic, partition, -1, Bytes::from(records))
 }
 
 fn produce(

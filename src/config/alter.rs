@@ -240,7 +240,10 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
             "The addresses the broker listens on, as NAME://host:port.",
         ),
         "advertised.listeners" => (LIST, "The addresses clients are told to use."),
-        "log.dirs" => (LIST, "The directory partition logs are kept in."),
+        "log.dirs" => (
+            LIST,
+            "The directories partition logs are kept in; a new partition goes to the one with the fewest.",
+        ),
         "num.shards" => (
             INT,
             "Cores (shards) the broker runs on; 0 means one per core.",

@@ -71,7 +71,9 @@ pub struct Config {
     /// `advertised.listeners` as given, if given.
     advertised_raw: Option<Vec<(String, String, u16)>>,
     pub cluster: ClusterConfig,
-    pub log_dirs: PathBuf,
+    /// `log.dirs`: one or more directories, each on its own device as a rule. A new partition
+    /// goes to the one holding the fewest partitions; the metadata log lives in the first.
+    pub log_dirs: Vec<PathBuf>,
     /// Number of shards (cores); 0 means one per available core.
     pub num_shards: usize,
     pub socket_request_max_bytes: u32,
@@ -166,7 +168,7 @@ impl Default for Config {
             listeners_raw: vec![("PLAINTEXT".to_string(), "127.0.0.1".to_string(), 9092)],
             advertised_raw: None,
             cluster: ClusterConfig::default(),
-            log_dirs: PathBuf::from("./data"),
+            log_dirs: vec![PathBuf::from("./data")],
             num_shards: 0,
             socket_request_max_bytes: 104_857_600,
             queued_max_request_bytes: 512 << 20,
@@ -391,11 +393,18 @@ impl Config {
                 self.resolve_listeners(name, value)?;
             }
             "log.dirs" | "log.dir" => {
-                let first = value.split(',').next().unwrap_or("").trim();
-                if first.is_empty() {
-                    return Err(invalid(name, value, "empty path"));
+                let mut dirs: Vec<PathBuf> = Vec::new();
+                for dir in value.split(',').map(str::trim) {
+                    if dir.is_empty() {
+                        return Err(invalid(name, value, "empty path"));
+                    }
+                    let dir = PathBuf::from(dir);
+                    if dirs.contains(&dir) {
+                        return Err(invalid(name, value, "a directory is listed twice"));
+                    }
+                    dirs.push(dir);
                 }
-                self.log_dirs = PathBuf::from(first);
+                self.log_dirs = dirs;
             }
             "num.shards" => self.num_shards = parse_num(name, value)?,
             "socket.request.max.bytes" => {
@@ -467,7 +476,12 @@ impl Config {
                 Some(a) => show_listeners(a),
                 None => format!("PLAINTEXT://{host}:{port}"),
             },
-            "log.dirs" => self.log_dirs.display().to_string(),
+            "log.dirs" => self
+                .log_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             "num.shards" => self.num_shards.to_string(),
             "producer.id.expiration.ms" => self.log.producer_id_expiration_ms.to_string(),
             "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
@@ -611,6 +625,12 @@ impl Config {
     }
 
     /// Cross-setting checks that no single `set` can make.
+    /// Where the metadata log lives (Kafka's `metadata.log.dir` default): the first of
+    /// `log.dirs`.
+    pub fn metadata_log_dir(&self) -> &std::path::Path {
+        &self.log_dirs[0]
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.groups.min_session_timeout_ms > self.groups.max_session_timeout_ms {
             return Err(invalid(
@@ -704,7 +724,7 @@ mod tests {
     fn defaults_are_a_local_single_node_broker() {
         let c = Config::default();
         assert_eq!(c.listener.to_string(), "127.0.0.1:9092");
-        assert_eq!(c.log_dirs, PathBuf::from("./data"));
+        assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
         assert!(c.auto_create_topics_enable);
         assert_eq!(c.log.max_message_bytes, 1_048_588);
         c.validate().unwrap();
@@ -724,7 +744,14 @@ mod tests {
         assert_eq!(c.log.retention_ms, 1000);
         assert_eq!(c.log.segment_bytes, 4096);
         assert_eq!(c.listener.port(), 19092);
-        assert_eq!(c.log_dirs, PathBuf::from("/tmp/a"));
+        assert_eq!(
+            c.log_dirs,
+            vec![PathBuf::from("/tmp/a"), PathBuf::from("/tmp/b")]
+        );
+        assert_eq!(c.get("log.dirs").as_deref(), Some("/tmp/a,/tmp/b"));
+        let mut twice = Config::default();
+        assert!(twice.set("log.dirs", "/tmp/a, /tmp/a").is_err());
+        assert!(twice.set("log.dirs", "/tmp/a,").is_err());
         assert!(!c.auto_create_topics_enable);
     }
 

@@ -109,6 +109,10 @@ pub struct Counters {
     /// Direct writes of segment data, and fdatasyncs of segment files.
     pub disk_writes: u64,
     pub fsyncs: u64,
+    /// Partition logs that failed a write and went offline.
+    pub log_failures: u64,
+    /// Times a partition log found its device full (it retries and resumes by itself).
+    pub log_out_of_space: u64,
 }
 
 impl Counters {
@@ -125,6 +129,8 @@ impl Counters {
         self.isr_expands += o.isr_expands;
         self.disk_writes += o.disk_writes;
         self.fsyncs += o.fsyncs;
+        self.log_failures += o.log_failures;
+        self.log_out_of_space += o.log_out_of_space;
     }
 }
 

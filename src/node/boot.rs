@@ -149,13 +149,13 @@ fn start_quorum(shard: &Rc<Shard>) -> Rc<Quorum> {
         }
         _ => None,
     };
-    let legacy = crate::metadata::legacy::migrate(&config.log_dirs, node, &config.log)
+    let legacy = crate::metadata::legacy::migrate(config.metadata_log_dir(), node, &config.log)
         .unwrap_or_else(|e| fatal_start("migrating metadata.log", e));
     let qc = QuorumConfig {
         node,
         voters,
         controller: config.cluster.controller,
-        dir: config.log_dirs.join("__cluster_metadata-0"),
+        dir: config.metadata_log_dir().join("__cluster_metadata-0"),
         settings: Settings {
             defaults: config.log.clone(),
             default_replication_factor: config.default_replication_factor,
@@ -404,16 +404,15 @@ fn remove_stray_partition_dirs(config: &Config, snap: &Snapshot) {
                 .map(move |(p, _)| format!("{}-{p}", t.name))
         })
         .collect();
-    let Ok(entries) = std::fs::read_dir(&config.log_dirs) else {
-        return;
-    };
-    for entry in entries.flatten() {
+    let entries = config
+        .log_dirs
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|entries| entries.flatten());
+    for entry in entries {
         let name = entry.file_name().to_string_lossy().to_string();
-        let is_partition_dir = entry.path().is_dir()
-            && !name.starts_with("__cluster_metadata")
-            && name
-                .rsplit_once('-')
-                .is_some_and(|(_, p)| p.parse::<u32>().is_ok());
+        let is_partition_dir =
+            entry.path().is_dir() && crate::storage::data_dir::is_partition_dir_name(&name);
         if is_partition_dir && !live.contains(&name) {
             tracing::warn!(dir = %name, "removing directory of a deleted partition");
             if let Err(e) = std::fs::remove_dir_all(entry.path()) {

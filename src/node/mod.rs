@@ -196,7 +196,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .map_err(|e| StartError::Environment(e.to_string()))?;
     preflight(&config)?;
     // Held until this function returns: no second broker may open the directory meanwhile.
-    let _data_dir = crate::storage::DataDir::open(&config.log_dirs)
+    let _data_dirs = crate::storage::data_dir::open_all(&config.log_dirs)
         .map_err(|e| StartError::Io(e.to_string()))?;
     check_port_free(&config)?;
     let mut config = config;
@@ -243,7 +243,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(
         listener = %config.listener,
         shards = num_shards,
-        log_dirs = %config.log_dirs.display(),
+        log_dirs = %config.get("log.dirs").unwrap_or_default(),
         "gregor started"
     );
     for h in handles {

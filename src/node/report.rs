@@ -282,7 +282,7 @@ fn broker(page: &mut Page, t: &Sample, shards: &[ShardReport]) {
         "Client connections open (Kafka: socket-server-metrics connection-count).",
         open as f64,
     );
-    let counters: [(&str, &str, u64); 11] = [
+    let counters: [(&str, &str, u64); 13] = [
         (
             "gregor_connections_opened_total",
             "Client connections accepted (Kafka: connection-creation-total).",
@@ -338,6 +338,16 @@ fn broker(page: &mut Page, t: &Sample, shards: &[ShardReport]) {
             "gregor_log_flushes_total",
             "fdatasyncs of segment files (Kafka: LogFlushStats LogFlushRateAndTimeMs, the count).",
             c.fsyncs,
+        ),
+        (
+            "gregor_log_failures_total",
+            "Partition logs that failed a write (an I/O error other than a full device) and went offline until a restart (Kafka: OfflineLogDirectoryCount, per partition).",
+            c.log_failures,
+        ),
+        (
+            "gregor_log_out_of_space_total",
+            "Times a partition log found its device full (ENOSPC or EDQUOT): produce gets KAFKA_STORAGE_ERROR until a retried write succeeds.",
+            c.log_out_of_space,
         ),
     ];
     for (name, help, v) in counters {

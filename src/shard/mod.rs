@@ -410,7 +410,8 @@ impl Shard {
                     }
                     _ => {}
                 }
-                let dir = self.config.log_dirs.join(tp.dir_name());
+                let dir =
+                    crate::storage::data_dir::partition_dir(&self.config.log_dirs, &tp.dir_name());
                 let opened = PartitionLog::open_in(
                     dir,
                     t.log_config.clone(),

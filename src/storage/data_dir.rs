@@ -99,6 +99,50 @@ impl DataDir {
     }
 }
 
+/// Locks every directory of `log.dirs`, in order.
+pub fn open_all(paths: &[PathBuf]) -> Result<Vec<DataDir>, DataDirError> {
+    paths.iter().map(|p| DataDir::open(p)).collect()
+}
+
+/// Whether `name`, an entry of a log directory, is a partition's directory
+/// (`<topic>-<partition>`; the metadata log's is not).
+pub fn is_partition_dir_name(name: &str) -> bool {
+    !name.starts_with("__cluster_metadata")
+        && name
+            .rsplit_once('-')
+            .is_some_and(|(_, p)| p.parse::<u32>().is_ok())
+}
+
+/// Where the log of the partition directory `name` lives: the log directory that already
+/// holds it, or else the one holding the fewest partitions, the earlier on a tie (Kafka's
+/// LogManager.nextLogDirs). Counting reads the directories: partitions are created rarely,
+/// and a directory is the one record of placement that survives a crash.
+pub fn partition_dir(dirs: &[PathBuf], name: &str) -> PathBuf {
+    if let [only] = dirs {
+        return only.join(name);
+    }
+    if let Some(existing) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_dir()) {
+        return existing;
+    }
+    let partitions = |dir: &PathBuf| {
+        std::fs::read_dir(dir).map_or(usize::MAX, |entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_type().is_ok_and(|t| t.is_dir())
+                        && is_partition_dir_name(&e.file_name().to_string_lossy())
+                })
+                .count()
+        })
+    };
+    let fewest = dirs
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, d)| (partitions(d), *i))
+        .map_or(&dirs[0], |(_, d)| d);
+    fewest.join(name)
+}
+
 /// "process 1234", from the pid the holder wrote into the lock file.
 fn holder_of(file: &mut File) -> String {
     let mut text = String::new();
@@ -134,6 +178,29 @@ mod tests {
         assert!(msg.contains(&data.display().to_string()), "{msg}");
         drop(first);
         DataDir::open(&data).expect("lock released with its holder");
+    }
+
+    #[test]
+    fn a_partition_goes_where_it_is_or_to_the_emptiest_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        let dirs = vec![a.clone(), b.clone()];
+        open_all(&dirs).unwrap();
+        // A tie goes to the first; the metadata log and other files are not partitions.
+        std::fs::create_dir(a.join("__cluster_metadata-0")).unwrap();
+        std::fs::write(b.join("t-0"), b"a file").unwrap();
+        assert_eq!(partition_dir(&dirs, "t-0"), a.join("t-0"));
+        std::fs::create_dir(a.join("t-0")).unwrap();
+        assert_eq!(partition_dir(&dirs, "t-0"), a.join("t-0"), "where it is");
+        assert_eq!(partition_dir(&dirs, "t-1"), b.join("t-1"), "fewest");
+        std::fs::create_dir(b.join("t-1")).unwrap();
+        std::fs::create_dir(b.join("u-0")).unwrap();
+        assert_eq!(partition_dir(&dirs, "t-2"), a.join("t-2"));
+        assert_eq!(partition_dir(&dirs, "u-0"), b.join("u-0"));
+        assert_eq!(partition_dir(&dirs[..1], "u-0"), a.join("u-0"), "one dir");
+        assert!(is_partition_dir_name("my-topic-12"));
+        assert!(!is_partition_dir_name("__cluster_metadata-0"));
+        assert!(!is_partition_dir_name("meta.properties"));
     }
 
     #[test]

@@ -137,6 +137,10 @@ pub(super) struct State {
     /// The active segment's partial last block; the writer holds it while writing.
     pub tail: Option<Tail>,
     failed: Option<(io::ErrorKind, String)>,
+    /// The device is full (ENOSPC or EDQUOT): the writer retries the job it could not write,
+    /// appends are refused and waiters past the written end fail, until a write succeeds.
+    /// Holds the error of the first failed write.
+    no_space: Option<String>,
     closing: bool,
     closed: bool,
     unsynced_messages: u64,
@@ -236,7 +240,7 @@ impl PartitionLog {
             let st = inner.state.borrow();
             if st.written_end >= end_offset {
                 Some(Ok(()))
-            } else if st.failed.is_some() || st.closed {
+            } else if st.failed.is_some() || st.closed || st.no_space.is_some() {
                 Some(st.check_writable())
             } else {
                 None
@@ -262,7 +266,7 @@ impl PartitionLog {
                 }))
             } else if st.high_watermark >= end_offset {
                 Some(Ok(()))
-            } else if st.failed.is_some() || st.closed {
+            } else if st.failed.is_some() || st.closed || st.no_space.is_some() {
                 Some(st.check_writable())
             } else {
                 None
@@ -875,6 +879,7 @@ impl State {
             writer_running: false,
             tail: Some(recovered.tail),
             failed: None,
+            no_space: None,
             closing: false,
             closed: false,
             unsynced_messages: 0,
@@ -903,6 +908,35 @@ impl Inner {
         self.job_waiters.wake_upto(job.seq as i64);
     }
 
+    /// The writer could not write a job for want of space: it keeps the job and retries;
+    /// meanwhile appends are refused and waiters past the written end fail. Logged once.
+    pub fn out_of_space(&self, error: &StorageError) {
+        let first = {
+            let mut st = self.state.borrow_mut();
+            let first = st.no_space.is_none();
+            st.no_space.get_or_insert_with(|| error.to_string());
+            first
+        };
+        if first {
+            tracing::error!(
+                dir = %self.dir.display(),
+                %error,
+                "no space left for this partition's log: produce gets KAFKA_STORAGE_ERROR, \
+                 reads go on, and writes resume by themselves once space is freed"
+            );
+            crate::metrics::count(|c| c.log_out_of_space += 1);
+            self.wake_everyone();
+        }
+    }
+
+    /// A write succeeded: if the device was full, writes are accepted again.
+    pub fn space_returned(&self) {
+        let was = self.state.borrow_mut().no_space.take();
+        if was.is_some() {
+            tracing::info!(dir = %self.dir.display(), "space is available again: writes resume");
+        }
+    }
+
     /// Every waiter of every kind re-checks (the log closed, failed or was truncated).
     pub fn wake_everyone(&self) {
         self.hw_waiters.wake_all();
@@ -911,9 +945,16 @@ impl Inner {
         self.job_waiters.wake_all();
     }
 
-    /// A write failed: every waiter fails, and so does every later append.
+    /// A write failed: every waiter fails, and so does every later append and read (the
+    /// partition is offline here until the broker restarts and recovers the log).
     pub fn fail(&self, error: StorageError) {
-        tracing::error!(dir = %self.dir.display(), %error, "partition log write failed");
+        tracing::error!(
+            dir = %self.dir.display(),
+            %error,
+            "partition log write failed: the partition is offline on this broker until it \
+             restarts (recovery keeps every whole batch on disk)"
+        );
+        crate::metrics::count(|c| c.log_failures += 1);
         {
             let mut st = self.state.borrow_mut();
             let (kind, msg) = match &error {

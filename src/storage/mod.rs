@@ -13,7 +13,7 @@ mod chunk;
 #[cfg(test)]
 mod cleaner_tests;
 mod compact;
-mod data_dir;
+pub mod data_dir;
 pub mod epochs;
 mod index;
 mod log;

@@ -42,6 +42,12 @@ impl State {
                 source: std::io::Error::new(*kind, msg.clone()),
             });
         }
+        if let Some(msg) = &self.no_space {
+            return Err(StorageError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::StorageFull, msg.clone()),
+            });
+        }
         if self.closing || self.closed {
             return Err(StorageError::Closed(self.dir.clone()));
         }
@@ -71,6 +77,13 @@ impl State {
         end: i64,
     ) -> Result<(), StorageError> {
         self.check_open()?;
+        // A failed log is offline: what it would serve may be what the device got wrong.
+        if let Some((kind, msg)) = &self.failed {
+            return Err(StorageError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::new(*kind, msg.clone()),
+            });
+        }
         if offset < self.log_start_offset || offset > end {
             return Err(StorageError::OffsetOutOfRange {
                 requested: offset,
@@ -284,9 +297,15 @@ impl State {
     ) -> Result<(), StorageError> {
         let seg = self.segment_mut(base_offset);
         seg.seal_time_index();
-        seg.persist_indexes()?;
         seg.sealed = true;
-        Ok(())
+        let persisted = seg.persist_indexes();
+        if persisted.is_err() {
+            // A half-written index must not be taken for a whole one at the next start.
+            for ext in ["index", "timeindex"] {
+                let _ = std::fs::remove_file(seg.path(ext));
+            }
+        }
+        persisted
     }
 
     /// Where a disk read for `offset` starts: the segment holding it (or the one after

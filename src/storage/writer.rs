@@ -14,9 +14,18 @@
 //!
 //! Invariants: at most one writer runs (`State::writer_running`); it never holds a borrow of the
 //! state across an `.await`; jobs complete in order, and the high watermark only moves to the end
-//! of a completed job. After a write error the log is failed for good.
+//! of a completed job.
+//!
+//! A full device (ENOSPC, EDQUOT, or a short direct write) is not a failure: the job stays first
+//! in line with its offsets and the tail unmoved, the log refuses appends and fails the waiters
+//! past its written end ([`Inner::out_of_space`]), and the writer tries the same write again
+//! with a growing pause until it succeeds (space freed, retention ran) or the log closes. An
+//! allocation ahead of the writer that finds no space is skipped. Any other write error fails
+//! the log for good: it goes offline until a restart recovers it.
 
+use std::path::Path;
 use std::rc::Rc;
+use std::time::Duration;
 
 use glommio::io::DmaFile;
 
@@ -29,7 +38,7 @@ use crate::storage::StorageError;
 /// further), at the tail's position; moves the tail.
 pub async fn write_through(
     file: &DmaFile,
-    inner: &Inner,
+    path: &Path,
     tail: &mut Tail,
     data: &[u8],
     zero_to: u64,
@@ -58,7 +67,7 @@ pub async fn write_through(
     let written = file
         .write_at(buf, tail.pos)
         .await
-        .map_err(|e| io_error(&inner.dir, e))?;
+        .map_err(|e| io_error(path, e))?;
     crate::metrics::disk_write(started.elapsed());
     if written != len {
         let short = std::io::Error::new(
@@ -68,7 +77,7 @@ pub async fn write_through(
                 tail.pos
             ),
         );
-        return Err(io_error(&inner.dir, short));
+        return Err(io_error(path, short));
     }
     *tail = next;
     Ok(())
@@ -110,6 +119,7 @@ fn zero_ahead(tail: &Tail, data_len: usize, enabled: bool, align: u64) -> u64 {
 async fn allocate_ahead(
     file: &DmaFile,
     inner: &Inner,
+    path: &Path,
     tail: &mut Tail,
     data_len: usize,
 ) -> Result<(), StorageError> {
@@ -123,10 +133,17 @@ async fn allocate_ahead(
     let Some(target) = ahead_target(tail.allocated, end, window, segment_bytes, align) else {
         return Ok(());
     };
-    file.pre_allocate(target, false)
-        .await
-        .map_err(|e| io_error(&inner.dir, e))?;
-    tail.allocated = target;
+    match file.pre_allocate(target, false).await {
+        Ok(()) => tail.allocated = target,
+        // No room for the window: the write itself finds out whether its own bytes fit.
+        Err(e) => {
+            let e = io_error(path, e);
+            if !is_no_space(&e) {
+                return Err(e);
+            }
+            tracing::debug!(error = %e, "no space to allocate ahead of the writer");
+        }
+    }
     Ok(())
 }
 
@@ -152,8 +169,27 @@ fn ahead_target(
     (target > end.max(allocated)).then_some(target)
 }
 
+/// Whether `e` says the device is full (or the write came back short, which a filling device
+/// does): the write can be tried again once space is freed.
+pub fn is_no_space(e: &StorageError) -> bool {
+    let StorageError::Io { source, .. } = e else {
+        return false;
+    };
+    matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(
+            source.kind(),
+            std::io::ErrorKind::StorageFull
+                | std::io::ErrorKind::QuotaExceeded
+                | std::io::ErrorKind::WriteZero
+        )
+}
+
+/// The first and the longest pause before a write that found the device full is tried again.
+const NO_SPACE_RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+
 /// The writer task: runs jobs until none are pending, then exits (append restarts it).
 pub async fn run(inner: Rc<Inner>) {
+    let mut pause = NO_SPACE_RETRY.0;
     loop {
         let job = {
             let mut st = inner.state.borrow_mut();
@@ -166,8 +202,27 @@ pub async fn run(inner: Rc<Inner>) {
             }
         };
         match run_job(&inner, &job).await {
-            Ok(synced) => inner.complete_job(&job, synced),
-            Err(e) => {
+            Ok(synced) => {
+                inner.space_returned();
+                pause = NO_SPACE_RETRY.0;
+                inner.complete_job(&job, synced)
+            }
+            Err(Failed::Unwritten(e)) if is_no_space(&e) => {
+                let closing = {
+                    let mut st = inner.state.borrow_mut();
+                    st.pending.push_front(job);
+                    st.closing || st.closed
+                };
+                if closing {
+                    // Nothing past the written end was acknowledged; recovery keeps the rest.
+                    inner.fail(e);
+                    return;
+                }
+                inner.out_of_space(&e);
+                glommio::timer::sleep(pause).await;
+                pause = (pause * 2).min(NO_SPACE_RETRY.1);
+            }
+            Err(Failed::Unwritten(e) | Failed::Fatal(e)) => {
                 inner.fail(e);
                 return;
             }
@@ -175,29 +230,49 @@ pub async fn run(inner: Rc<Inner>) {
     }
 }
 
+/// How a job failed: before its data reached the file (it can be written again, from the same
+/// tail), or later (sealing, rolling, syncing), which fails the log.
+enum Failed {
+    Unwritten(StorageError),
+    Fatal(StorageError),
+}
+
 /// Writes one job; returns whether the data is now synced.
-async fn run_job(inner: &Inner, job: &Job) -> Result<bool, StorageError> {
-    let (file, mut tail, sync_due) = {
+async fn run_job(inner: &Inner, job: &Job) -> Result<bool, Failed> {
+    let (file, path, mut tail) = {
         let mut st = inner.state.borrow_mut();
-        let sync_due = st.sync_due(job);
         let tail = st.tail.take();
         let tail = tail.unwrap_or_else(|| panic!("writer has no tail for {job:?}"));
-        (st.segment_file(job.segment_base), tail, sync_due)
+        let path = st.segment_path(job.segment_base);
+        (st.segment_file(job.segment_base), path, tail)
     };
     if !job.data.is_empty() {
-        allocate_ahead(&file, inner, &mut tail, job.data.len()).await?;
-        let zero = inner.state.borrow().config().allocate_ahead_zero;
-        let zero_to = zero_ahead(&tail, job.data.len(), zero, file.alignment());
-        write_through(&file, inner, &mut tail, &job.data, zero_to).await?;
+        let written = async {
+            allocate_ahead(&file, inner, &path, &mut tail, job.data.len()).await?;
+            let zero = inner.state.borrow().config().allocate_ahead_zero;
+            let zero_to = zero_ahead(&tail, job.data.len(), zero, file.alignment());
+            write_through(&file, &path, &mut tail, &job.data, zero_to).await
+        }
+        .await;
+        if let Err(e) = written {
+            // The tail has not moved past what is on disk: the job can be written again.
+            inner.state.borrow_mut().tail = Some(tail);
+            return Err(Failed::Unwritten(e));
+        }
         inner.state.borrow_mut().writes += 1;
     }
+    let sync_due = inner.state.borrow_mut().sync_due(job);
     if job.roll {
-        seal(inner, job.segment_base, &file).await?;
-        open_next(inner, job.end_offset).await?;
+        seal(inner, job.segment_base, &file)
+            .await
+            .map_err(Failed::Fatal)?;
+        open_next(inner, job.end_offset)
+            .await
+            .map_err(Failed::Fatal)?;
         return Ok(true);
     }
     if sync_due {
-        timed_fdatasync(&file, inner).await?;
+        timed_fdatasync(&file, inner).await.map_err(Failed::Fatal)?;
     }
     inner.state.borrow_mut().tail = Some(tail);
     Ok(sync_due)
@@ -220,7 +295,15 @@ pub async fn seal(inner: &Inner, base_offset: i64, file: &DmaFile) -> Result<(),
         .await
         .map_err(|e| io_error(&inner.dir, e))?;
     timed_fdatasync(file, inner).await?;
-    inner.state.borrow_mut().seal_indexes(base_offset)
+    match inner.state.borrow_mut().seal_indexes(base_offset) {
+        // Indexes are rebuilt from the segment when they are missing: a full device costs a
+        // slower open, not the log.
+        Err(e) if is_no_space(&e) => {
+            tracing::warn!(error = %e, "no space for a sealed segment's indexes: they are rebuilt at the next start");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Creates the file of the segment that a roll made active.
@@ -236,10 +319,15 @@ async fn open_next(inner: &Inner, base_offset: i64) -> Result<(), StorageError> 
     let file = open_log_file(&path).await?;
     if let Some(bytes) = preallocate {
         // Reserve the segment's blocks without changing its size (FALLOC_FL_KEEP_SIZE), so
-        // recovery still finds the end of the data where the file ends.
-        file.pre_allocate(bytes, true)
-            .await
-            .map_err(|e| io_error(&path, e))?;
+        // recovery still finds the end of the data where the file ends. Without room for it,
+        // the segment grows as it is written.
+        if let Err(e) = file.pre_allocate(bytes, true).await {
+            let e = io_error(&path, e);
+            if !is_no_space(&e) {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "no space to preallocate the new segment");
+        }
     }
     let mut st = inner.state.borrow_mut();
     st.set_segment_file(base_offset, Rc::new(file));
@@ -297,6 +385,84 @@ mod tests {
             Z + Z / 4
         );
         assert_eq!(zero_ahead(&tail(Z, Z, 0), 100, true, 4096), 0);
+    }
+
+    #[test]
+    fn a_full_device_is_told_from_other_errors() {
+        let io = |e: std::io::Error| io_error(Path::new("/d/0.log"), e);
+        assert!(is_no_space(&io(std::io::Error::from_raw_os_error(
+            libc::ENOSPC
+        ))));
+        assert!(is_no_space(&io(std::io::Error::from_raw_os_error(
+            libc::EDQUOT
+        ))));
+        assert!(is_no_space(&io(std::io::ErrorKind::WriteZero.into())));
+        assert!(!is_no_space(&io(std::io::Error::from_raw_os_error(
+            libc::EIO
+        ))));
+        assert!(!is_no_space(&StorageError::Closed("/d".into())));
+    }
+
+    /// A write error other than a full device: logged with the segment file, the log goes
+    /// offline (appends, waits and reads fail), and what was written before is all there
+    /// after a reopen. The error is injected by swapping the active segment's file for a
+    /// read-only handle, so the next direct write fails with EBADF.
+    #[test]
+    fn a_failed_write_takes_the_log_offline_and_keeps_what_was_written() {
+        use crate::record::tests::make_batch;
+        use bytes::BytesMut;
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .unwrap()
+            .run(async {
+                let tmp = tempfile::tempdir().unwrap();
+                let dir = tmp.path().join("t-0");
+                let config = crate::config::Config::default().log;
+                let log =
+                    crate::storage::PartitionLog::open(dir.clone(), config.clone(), 1 << 20, 1)
+                        .await
+                        .unwrap();
+                let mut written = Vec::new();
+                for i in 0..3 {
+                    let b = make_batch(0, 2, 1_000 + i);
+                    let info = log.append(BytesMut::from(&b[..]), 1).unwrap();
+                    log.wait_written(info.last_offset + 1).await.unwrap();
+                    written.push(log.read(info.base_offset, 1, true).await.unwrap().batches);
+                }
+                let segment = dir.join("00000000000000000000.log");
+                let read_only = glommio::io::DmaFile::open(&segment).await.unwrap();
+                log.inner
+                    .state
+                    .borrow_mut()
+                    .set_segment_file(0, Rc::new(read_only));
+                let info = log
+                    .append(BytesMut::from(&make_batch(0, 2, 2_000)[..]), 1)
+                    .unwrap();
+                let err = log.wait_written(info.last_offset + 1).await.unwrap_err();
+                assert!(
+                    matches!(&err, StorageError::Io { path, .. } if path == &dir),
+                    "{err}"
+                );
+                let failed = log.inner.state.borrow().failed.clone().unwrap().1;
+                assert!(failed.contains("00000000000000000000.log"), "{failed}");
+                assert!(log
+                    .append(BytesMut::from(&make_batch(0, 1, 3_000)[..]), 1)
+                    .is_err());
+                assert!(log.read(0, 1, true).await.is_err(), "offline: no reads");
+                assert_eq!(log.high_watermark(), 6);
+                let _ = log.close().await;
+                drop(log);
+
+                let log = crate::storage::PartitionLog::open(dir.clone(), config, 1 << 20, 1)
+                    .await
+                    .unwrap();
+                assert_eq!(log.log_end_offset(), 6, "only what was written");
+                for (i, want) in written.iter().enumerate() {
+                    let got = log.read(2 * i as i64, 1, true).await.unwrap().batches;
+                    assert_eq!(&got, want, "batch {i}");
+                }
+                log.close().await.unwrap();
+            });
     }
 
     #[test]

@@ -640,3 +640,59 @@ pub fn raw_fetch(broker: &Broker, topic: &str, offset: i64) -> (i16, i64) {
     let _: &Option<bytes::Bytes> = &p.records;
     (p.error_code, p.log_start_offset)
 }
+
+/// A plain (non-idempotent, uncompressed) RecordBatch v2 holding `values`, keyed `k<i>`,
+/// encoded by kafka-protocol.
+pub fn plain_batch(values: &[Vec<u8>]) -> Bytes {
+    use kafka_protocol::indexmap::IndexMap;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let now = now_ms();
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // kafka-protocol batches records whose offset - sequence agree; the first has -1.
+            sequence: i as i32 - 1,
+            timestamp: now,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(v.clone())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode batch");
+    buf.freeze()
+}
+
+/// A Produce request of one batch to one partition.
+pub fn produce_request(
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    batch: Bytes,
+) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::TopicName;
+    kafka_protocol::messages::ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])])
+}

@@ -281,7 +281,12 @@ fn append_batches(shard: &Shard, tp: &TopicPartition, log: &PartitionLog, record
         }
         // Producer state, markers included, is kept by the log as it appends.
         if let Err(e) = log.append_replicated(batch, shard.now_ms()) {
-            tracing::warn!(partition = %tp, error = %e, "cannot append the leader's batch");
+            if e.is_no_space() {
+                // The log said so once; the fetcher retries every backoff until space returns.
+                tracing::debug!(partition = %tp, error = %e, "cannot append the leader's batch");
+            } else {
+                tracing::warn!(partition = %tp, error = %e, "cannot append the leader's batch");
+            }
             return false;
         }
         crate::metrics::count(|c| c.replication_bytes_in += n as u64);

@@ -74,6 +74,23 @@ pub enum StorageError {
     Producer(#[from] crate::producer::ProducerError),
 }
 
+impl StorageError {
+    /// Whether this says the device is full (ENOSPC, EDQUOT, or a write that came back short,
+    /// which a filling device does): the write can be tried again once space is freed.
+    pub fn is_no_space(&self) -> bool {
+        let StorageError::Io { source, .. } = self else {
+            return false;
+        };
+        matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            || matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::QuotaExceeded
+                    | std::io::ErrorKind::WriteZero
+            )
+    }
+}
+
 /// An I/O error on `path`, as the storage layer reports it.
 pub fn io_error(path: &std::path::Path, source: impl Into<std::io::Error>) -> StorageError {
     StorageError::Io {

@@ -138,7 +138,7 @@ async fn allocate_ahead(
         // No room for the window: the write itself finds out whether its own bytes fit.
         Err(e) => {
             let e = io_error(path, e);
-            if !is_no_space(&e) {
+            if !e.is_no_space() {
                 return Err(e);
             }
             tracing::debug!(error = %e, "no space to allocate ahead of the writer");
@@ -169,21 +169,6 @@ fn ahead_target(
     (target > end.max(allocated)).then_some(target)
 }
 
-/// Whether `e` says the device is full (or the write came back short, which a filling device
-/// does): the write can be tried again once space is freed.
-pub fn is_no_space(e: &StorageError) -> bool {
-    let StorageError::Io { source, .. } = e else {
-        return false;
-    };
-    matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-        || matches!(
-            source.kind(),
-            std::io::ErrorKind::StorageFull
-                | std::io::ErrorKind::QuotaExceeded
-                | std::io::ErrorKind::WriteZero
-        )
-}
-
 /// The first and the longest pause before a write that found the device full is tried again.
 const NO_SPACE_RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 
@@ -207,7 +192,7 @@ pub async fn run(inner: Rc<Inner>) {
                 pause = NO_SPACE_RETRY.0;
                 inner.complete_job(&job, synced)
             }
-            Err(Failed::Unwritten(e)) if is_no_space(&e) => {
+            Err(Failed::Unwritten(e)) if e.is_no_space() => {
                 let closing = {
                     let mut st = inner.state.borrow_mut();
                     st.pending.push_front(job);
@@ -298,7 +283,7 @@ pub async fn seal(inner: &Inner, base_offset: i64, file: &DmaFile) -> Result<(),
     match inner.state.borrow_mut().seal_indexes(base_offset) {
         // Indexes are rebuilt from the segment when they are missing: a full device costs a
         // slower open, not the log.
-        Err(e) if is_no_space(&e) => {
+        Err(e) if e.is_no_space() => {
             tracing::warn!(error = %e, "no space for a sealed segment's indexes: they are rebuilt at the next start");
             Ok(())
         }
@@ -323,7 +308,7 @@ async fn open_next(inner: &Inner, base_offset: i64) -> Result<(), StorageError> 
         // the segment grows as it is written.
         if let Err(e) = file.pre_allocate(bytes, true).await {
             let e = io_error(&path, e);
-            if !is_no_space(&e) {
+            if !e.is_no_space() {
                 return Err(e);
             }
             tracing::warn!(error = %e, "no space to preallocate the new segment");
@@ -389,18 +374,12 @@ mod tests {
 
     #[test]
     fn a_full_device_is_told_from_other_errors() {
-        let io = |e: std::io::Error| io_error(Path::new("/d/0.log"), e);
-        assert!(is_no_space(&io(std::io::Error::from_raw_os_error(
-            libc::ENOSPC
-        ))));
-        assert!(is_no_space(&io(std::io::Error::from_raw_os_error(
-            libc::EDQUOT
-        ))));
-        assert!(is_no_space(&io(std::io::ErrorKind::WriteZero.into())));
-        assert!(!is_no_space(&io(std::io::Error::from_raw_os_error(
-            libc::EIO
-        ))));
-        assert!(!is_no_space(&StorageError::Closed("/d".into())));
+        let full = |e: std::io::Error| io_error(Path::new("/d/0.log"), e).is_no_space();
+        assert!(full(std::io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert!(full(std::io::Error::from_raw_os_error(libc::EDQUOT)));
+        assert!(full(std::io::ErrorKind::WriteZero.into()));
+        assert!(!full(std::io::Error::from_raw_os_error(libc::EIO)));
+        assert!(!StorageError::Closed("/d".into()).is_no_space());
     }
 
     /// A write error other than a full device: logged with the segment file, the log goes

@@ -269,6 +269,11 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
             "The time in ms that a topic partition leader will wait before expiring producer IDs.",
         ),
         "io.memory.bytes" => (LONG, "Memory each shard pins for io_uring buffers."),
+        "producer.state.max.producers.per.partition" => (
+            INT,
+            "Producers a partition remembers at most; past it, those idle longest with no \
+             transaction open are forgotten, as after producer.id.expiration.ms.",
+        ),
         "max.connections" => (INT, "Client connections across the broker; at the limit new ones wait."),
         "max.connections.per.ip" => (INT, "Connections from one address; more are closed at once."),
         "max.connections.per.ip.overrides" => (
@@ -361,6 +366,10 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
         "group.max.session.timeout.ms" => {
             (INT, "The longest session timeout a member may ask for.")
         }
+        "group.max.size" => (
+            INT,
+            "The maximum number of consumers that a single consumer group can accommodate.",
+        ),
         "transaction.partition.verification.enable" => (
             BOOLEAN,
             "Whether a partition leader checks with the transaction coordinator that a partition \
@@ -517,6 +526,9 @@ mod tests {
             }
         }
         for b in BROKER_CONFIGS {
+            assert!(broker_config_info(b).is_some(), "{b}");
+        }
+        for b in super::super::bounds::BOUND_CONFIGS {
             assert!(broker_config_info(b).is_some(), "{b}");
         }
     }

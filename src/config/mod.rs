@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub mod alter;
+pub mod bounds;
 mod cleaner;
 mod cluster;
 mod connections;

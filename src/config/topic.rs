@@ -129,6 +129,9 @@ pub struct LogConfig {
     /// ahead of the data (1 MiB at a time), so later writes land on written blocks rather than
     /// unwritten extents, which a direct write can only convert from a kernel worker thread.
     pub allocate_ahead_zero: bool,
+    /// Bounds on per-client tables (`producer.state.max.producers.per.partition`,
+    /// `group.max.size`; broker level, no topic twin): see `config::bounds`.
+    pub bounds: super::bounds::ClientBounds,
 }
 
 impl Default for LogConfig {
@@ -171,6 +174,7 @@ impl Default for LogConfig {
             producer_id_expiration_ms: 86_400_000,
             allocate_ahead_bytes: 32 << 20,
             allocate_ahead_zero: false,
+            bounds: super::bounds::ClientBounds::default(),
         }
     }
 }

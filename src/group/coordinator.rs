@@ -85,6 +85,7 @@ fn limits(config: &Config) -> Limits {
         initial_rebalance_delay_ms: config.groups.initial_rebalance_delay_ms,
         min_session_timeout_ms: config.groups.min_session_timeout_ms,
         max_session_timeout_ms: config.groups.max_session_timeout_ms,
+        max_size: config.log.bounds.group_max_size,
     }
 }
 
@@ -118,16 +119,18 @@ impl Coordinator {
 
     /// Drops the offsets of empty groups older than `retention_ms` (counted from the later of
     /// the commit and the moment the group became empty), then empty groups left with no
-    /// offsets; returns the tombstones to write, per group.
+    /// offsets and no member id handed out (as Kafka's `cleanupGroupMetadata`, at each check:
+    /// a group a client named in a JoinGroup and never used does not stay for the whole
+    /// retention); returns the tombstones to write, per group.
     fn expire(&mut self, now: i64, retention_ms: i64) -> Vec<(String, Vec<KeyValue>)> {
-        let empty: Vec<(String, i64)> = self
+        let empty: Vec<(String, i64, bool)> = self
             .groups
             .values()
             .filter(|g| g.state == GroupState::Empty)
-            .map(|g| (g.id.clone(), g.state_since_ms))
+            .map(|g| (g.id.clone(), g.state_since_ms, g.pending_members() == 0))
             .collect();
         let mut by_group = Vec::new();
-        for (id, since) in empty {
+        for (id, since, no_pending) in empty {
             let mut records = Vec::new();
             if let Some(o) = self.offsets.get_mut(&id) {
                 o.retain(|(t, p), v| {
@@ -138,7 +141,7 @@ impl Coordinator {
                     !expired
                 });
             }
-            if self.offsets.get(&id).is_none_or(|o| o.is_empty()) && now - since >= retention_ms {
+            if self.offsets.get(&id).is_none_or(|o| o.is_empty()) && no_pending {
                 self.offsets.remove(&id);
                 self.groups.remove(&id);
                 records.push((store::group_key(&id), None));
@@ -976,6 +979,21 @@ mod tests {
             assert!(records
                 .iter()
                 .any(|(k, _)| *k == store::group_key("idle") || *k == store::group_key("late")));
+        }
+    }
+
+    #[test]
+    fn empty_groups_without_offsets_go_at_the_next_check() {
+        let mut c = Coordinator::default();
+        for i in 0..50 {
+            let id = format!("named-once-{i}");
+            c.groups.insert(id.clone(), Group::new(&id, 0));
+        }
+        let out = c.expire(1, 1_000_000);
+        assert_eq!(out.len(), 50);
+        assert!(c.groups.is_empty());
+        for (id, records) in &out {
+            assert_eq!(records, &vec![(store::group_key(id), None)]);
         }
     }
 

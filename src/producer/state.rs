@@ -29,14 +29,6 @@ use crate::record::BatchHeader;
 /// producer.
 pub const BATCHES_REMEMBERED: usize = 5;
 
-/// Producers remembered per partition at most. Past it, the producers idle longest (smallest
-/// last timestamp) with no transaction open are forgotten, down to 9/10 of the bound so the
-/// scan is not paid on every new producer; a forgotten producer's next batch is taken at any
-/// sequence, as for a producer never seen. Kafka bounds the total through
-/// `producer.id.expiration.ms` only; this caps the memory a burst of short-lived producers
-/// can take on one partition.
-pub const PRODUCERS_MAX: usize = 20_000;
-
 /// Why a batch or marker is refused (the server maps these to Kafka's codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum ProducerError {
@@ -159,6 +151,8 @@ pub struct PartitionProducers {
     /// Completed transactions whose marker may not be replicated yet: first offset -> marker
     /// offset. Dropped once the high watermark passes the marker.
     unreplicated: BTreeMap<i64, i64>,
+    /// Producers forgotten by [`PartitionProducers::evict_idle`] since this state was built.
+    evicted: u64,
 }
 
 impl PartitionProducers {
@@ -257,9 +251,6 @@ impl PartitionProducers {
         if h.producer_id < 0 {
             return None;
         }
-        if !self.producers.contains_key(&h.producer_id) && self.producers.len() >= PRODUCERS_MAX {
-            self.evict_idle();
-        }
         let p = self.producers.entry(h.producer_id).or_default();
         if h.is_control() {
             let marker = marker?;
@@ -342,19 +333,42 @@ impl PartitionProducers {
         });
     }
 
-    fn evict_idle(&mut self) {
-        let keep = PRODUCERS_MAX * 9 / 10;
+    /// The count bound (`producer.state.max.producers.per.partition`): once more than `max`
+    /// producers are remembered, the ones idle longest (smallest last timestamp) with no
+    /// transaction open are forgotten, down to 9/10 of `max`, so the pass is paid once per
+    /// `max / 10` new producers rather than on each. A producer with a transaction open is
+    /// never forgotten (Kafka never expires one either), nor is `keep` (the producer whose
+    /// batch was just appended). A forgotten producer is in the state of one expired by
+    /// `producer.id.expiration.ms`: its next batch is taken at any sequence. Returns how many
+    /// went.
+    pub fn evict_idle(&mut self, max: usize, keep: i64) -> usize {
+        if self.producers.len() <= max {
+            return 0;
+        }
+        let excess = self.producers.len() - max * 9 / 10;
         let mut idle: Vec<(i64, i64)> = self
             .producers
             .iter()
-            .filter(|(_, p)| p.txn_first_offset.is_none())
+            .filter(|(id, p)| p.txn_first_offset.is_none() && **id != keep)
             .map(|(id, p)| (p.last_timestamp, *id))
             .collect();
-        idle.sort_unstable();
-        let excess = self.producers.len().saturating_sub(keep);
-        for (_, id) in idle.into_iter().take(excess) {
-            self.producers.remove(&id);
+        let n = excess.min(idle.len());
+        if n == 0 {
+            return 0;
         }
+        if n < idle.len() {
+            idle.select_nth_unstable(n - 1);
+        }
+        for (_, id) in &idle[..n] {
+            self.producers.remove(id);
+        }
+        self.evicted += n as u64;
+        n
+    }
+
+    /// Producers forgotten by the count bound since this state was built.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     pub fn len(&self) -> usize {

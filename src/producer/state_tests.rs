@@ -244,30 +244,166 @@ fn producers_expire_unless_a_transaction_is_open() {
     assert_eq!(s.expire(200_000, 50_000), 1, "3 goes later, 2 never");
 }
 
+/// Appends a one-record batch of producer `pid` at `offset` with timestamp `ts`, then applies
+/// the count bound as the partition log does after every append.
+fn produce(s: &mut PartitionProducers, pid: i64, seq: i32, offset: i64, ts: i64, max: usize) {
+    let mut h = at(header(pid, 0, seq, 1), offset);
+    h.max_timestamp = ts;
+    s.appended(&h, None);
+    s.evict_idle(max, pid);
+}
+
 #[test]
 fn the_map_is_bounded_by_evicting_the_idlest() {
+    const MAX: usize = 100;
     let mut s = PartitionProducers::default();
     let mut open = txn(0, 0, 0, 1, 0);
     open.max_timestamp = 0;
     s.appended(&open, None);
-    for pid in 1..PRODUCERS_MAX as i64 {
-        let mut h = at(header(pid, 0, 0, 1), pid);
-        h.max_timestamp = pid;
-        s.appended(&h, None);
+    for pid in 1..MAX as i64 {
+        produce(&mut s, pid, 0, pid, pid, MAX);
     }
-    assert_eq!(s.len(), PRODUCERS_MAX);
-    let mut h = at(header(1_000_000, 0, 0, 1), 1_000_000);
-    h.max_timestamp = 1_000_000;
-    s.appended(&h, None);
-    assert!(s.len() <= PRODUCERS_MAX * 9 / 10 + 1, "{}", s.len());
+    assert_eq!(s.len(), MAX);
+    assert_eq!(s.evicted(), 0, "at the bound, not past it");
+    produce(&mut s, 1_000_000, 0, 1_000, 1_000_000, MAX);
+    assert_eq!(s.len(), MAX * 9 / 10, "one pass down to 9/10 of the bound");
+    assert_eq!(s.evicted(), (MAX + 1 - MAX * 9 / 10) as u64);
     assert_eq!(s.last_stable_offset(i64::MAX), 0, "open transaction kept");
+    assert!(s.views().iter().any(|v| v.producer_id == 0));
+    assert!(
+        s.views().iter().any(|v| v.producer_id == 1_000_000),
+        "the new one kept"
+    );
     assert_eq!(s.check(&header(1, 0, 7, 1)), Check::Append, "idlest gone");
-    let newest = PRODUCERS_MAX as i64 - 1;
+    let newest = MAX as i64 - 1;
     assert_eq!(
         s.check(&header(newest, 0, 7, 1)),
         out_of_order(newest, 7),
         "recent kept"
     );
+    // The next pass comes only once the bound is passed again.
+    let before = s.evicted();
+    for pid in 0..(MAX - MAX * 9 / 10) as i64 {
+        produce(
+            &mut s,
+            2_000_000 + pid,
+            0,
+            2_000 + pid,
+            2_000_000 + pid,
+            MAX,
+        );
+    }
+    assert_eq!(s.len(), MAX);
+    assert_eq!(s.evicted(), before);
+}
+
+#[test]
+fn the_producer_just_appended_is_kept_whatever_its_timestamp() {
+    let mut s = PartitionProducers::default();
+    for pid in 1..=10 {
+        produce(&mut s, pid, 0, pid, 1_000 + pid, 10);
+    }
+    // A producer whose clock is far behind: the idlest by timestamp, yet it just wrote.
+    produce(&mut s, 99, 0, 11, 5, 10);
+    assert_eq!(s.len(), 9);
+    assert_eq!(s.check(&header(99, 0, 1, 1)), Check::Append);
+    assert_eq!(
+        s.check(&header(99, 0, 7, 1)),
+        out_of_order(99, 7),
+        "99 kept"
+    );
+    assert_eq!(s.check(&header(1, 0, 7, 1)), Check::Append, "1 went");
+}
+
+#[test]
+fn producers_with_open_transactions_are_never_evicted() {
+    let mut s = PartitionProducers::default();
+    for pid in 0..20 {
+        let mut h = txn(pid, 0, 0, 1, pid);
+        h.max_timestamp = pid;
+        s.appended(&h, None);
+    }
+    assert_eq!(s.evict_idle(10, -1), 0);
+    assert_eq!(s.len(), 20);
+    assert_eq!(s.last_stable_offset(i64::MAX), 0);
+    // One plain producer among them: only it can go.
+    produce(&mut s, 100, 0, 20, 0, 10);
+    assert_eq!(s.evict_idle(10, -1), 1);
+    assert_eq!(s.len(), 20);
+    assert_eq!(s.evicted(), 1);
+}
+
+/// Two states with the same history; producer 1 is forgotten by expiry in one, by the count
+/// bound in the other. Its next batches must be treated the same way (Kafka's
+/// `checkSequence`: an entry with no epoch takes any sequence).
+#[test]
+fn an_evicted_producer_continues_as_after_expiry() {
+    let history = |s: &mut PartitionProducers, max: usize| {
+        produce(s, 1, 0, 0, 1_000, max);
+        produce(s, 1, 1, 1, 1_000, max);
+        let mut bumped = at(header(1, 3, 0, 1), 2);
+        bumped.max_timestamp = 1_000;
+        s.appended(&bumped, None);
+        for pid in 2..=5 {
+            produce(s, pid, 0, pid + 1, 100_000, max);
+        }
+    };
+    let mut expired = PartitionProducers::default();
+    history(&mut expired, usize::MAX);
+    assert_eq!(expired.expire(100_000, 50_000), 1);
+    let mut evicted = PartitionProducers::default();
+    history(&mut evicted, 4);
+    assert!(evicted.evicted() >= 1);
+    for s in [&mut expired, &mut evicted] {
+        assert!(s.views().iter().all(|v| v.producer_id != 1), "1 forgotten");
+        // A sequence far from its last one, and an epoch older than its last: both taken.
+        assert_eq!(s.check(&header(1, 3, 7, 1)), Check::Append);
+        assert_eq!(s.check(&header(1, 0, 9, 1)), Check::Append);
+        assert!(s.starts_transaction(&txn(1, 3, 7, 1, 10)));
+        assert_eq!(s.check_marker(1, 0, 0), Ok(()));
+        // From its next batch on it is tracked again.
+        s.appended(&at(header(1, 3, 7, 1), 10), None);
+        assert_eq!(s.check(&header(1, 3, 8, 1)), Check::Append);
+        assert_eq!(
+            s.check(&header(1, 3, 7, 1)),
+            Check::Duplicate {
+                base_offset: 10,
+                last_offset: 10
+            }
+        );
+        assert_eq!(s.check(&header(1, 3, 9, 1)), out_of_order(1, 9));
+    }
+}
+
+#[test]
+fn snapshots_follow_evictions() {
+    let mut s = PartitionProducers::default();
+    s.appended(&txn(0, 0, 0, 1, 0), None);
+    for pid in 1..=20 {
+        produce(&mut s, pid, 0, pid, pid, 10);
+    }
+    let entries = s.snapshot_entries();
+    assert_eq!(entries.len(), s.len());
+    assert!(entries.len() <= 10);
+    assert!(entries
+        .iter()
+        .any(|e| e.producer_id == 0 && e.txn_first_offset == 0));
+    assert!(
+        entries.iter().all(|e| e.producer_id != 1),
+        "evicted ones are not written"
+    );
+    let mut back = PartitionProducers::from_snapshot(&entries);
+    assert_eq!(back.snapshot_entries(), entries);
+    assert_eq!(back.check(&header(1, 0, 7, 1)), Check::Append);
+    assert_eq!(back.check(&header(20, 0, 7, 1)), out_of_order(20, 7));
+    // A bound lowered between runs applies at the next append after loading.
+    produce(&mut back, 21, 0, 21, 21, 4);
+    assert_eq!(back.len(), 3);
+    assert!(
+        back.views().iter().any(|v| v.producer_id == 0),
+        "open transaction kept"
+    );
+    assert!(back.views().iter().any(|v| v.producer_id == 21));
 }
 
 #[test]

@@ -118,20 +118,45 @@ async fn send(shard: Rc<Shard>, job: MarkerJob) -> bool {
     }
 }
 
-/// Idle coordinator connections of one shard (markers, verifications), by broker address: a connection is taken for one
-/// round trip and put back after it succeeds (a failed one is dropped). Bounded per address;
-/// a connection beyond the bound is closed instead of kept.
-#[derive(Default)]
-struct LinkPool {
-    idle: std::cell::RefCell<std::collections::HashMap<String, Vec<Link>>>,
+/// Idle coordinator connections of one shard (markers, verifications), by broker address: a
+/// connection is taken for one round trip and put back after it succeeds (a failed one is
+/// dropped). Bounded per address; a connection beyond the bound is closed instead of kept.
+/// The addresses are those of brokers in the cluster's metadata, never a client's.
+struct Pool<T> {
+    idle: std::cell::RefCell<std::collections::HashMap<String, Vec<T>>>,
+}
+
+type LinkPool = Pool<Link>;
+
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Pool {
+            idle: Default::default(),
+        }
+    }
+}
+
+impl<T> Pool<T> {
+    fn take(&self, addr: &str) -> Option<T> {
+        self.idle.borrow_mut().get_mut(addr).and_then(Vec::pop)
+    }
+
+    /// Keeps `item` for `addr` unless IDLE_LINKS_PER_BROKER_MAX are kept already (then it is
+    /// dropped: a connection closes).
+    fn put(&self, addr: &str, item: T) {
+        let mut idle = self.idle.borrow_mut();
+        let kept = idle.entry(addr.to_string()).or_default();
+        if kept.len() < IDLE_LINKS_PER_BROKER_MAX {
+            kept.push(item);
+        }
+    }
 }
 
 const IDLE_LINKS_PER_BROKER_MAX: usize = 4;
 
 /// An idle connection of this shard to `addr`, or a new one.
 pub(super) async fn take_link(shard: &Shard, addr: &str) -> std::io::Result<Link> {
-    let pool = shard.service::<LinkPool>();
-    let idle = pool.idle.borrow_mut().get_mut(addr).and_then(Vec::pop);
+    let idle = shard.service::<LinkPool>().take(addr);
     match idle {
         Some(l) => Ok(l),
         None => Link::connect(addr, "gregor-txn", CONNECT_TIMEOUT).await,
@@ -140,12 +165,7 @@ pub(super) async fn take_link(shard: &Shard, addr: &str) -> std::io::Result<Link
 
 /// Gives back a connection whose last round trip succeeded.
 pub(super) fn put_link(shard: &Shard, addr: &str, link: Link) {
-    let pool = shard.service::<LinkPool>();
-    let mut idle = pool.idle.borrow_mut();
-    let kept = idle.entry(addr.to_string()).or_default();
-    if kept.len() < IDLE_LINKS_PER_BROKER_MAX {
-        kept.push(link);
-    }
+    shard.service::<LinkPool>().put(addr, link);
 }
 
 async fn send_pooled(
@@ -281,6 +301,22 @@ mod tests {
             req
         });
         (addr, h)
+    }
+
+    #[test]
+    fn the_idle_pool_keeps_a_bounded_number_per_broker() {
+        let pool: Pool<u32> = Pool::default();
+        for i in 0..10 {
+            pool.put("a:1", i);
+        }
+        pool.put("b:2", 99);
+        let mut from_a = Vec::new();
+        while let Some(i) = pool.take("a:1") {
+            from_a.push(i);
+        }
+        assert_eq!(from_a.len(), IDLE_LINKS_PER_BROKER_MAX);
+        assert_eq!(pool.take("b:2"), Some(99));
+        assert_eq!(pool.take("c:3"), None);
     }
 
     #[test]

@@ -27,6 +27,8 @@ mod sendable_tests;
 mod snapshots;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod torn_tests;
 pub mod txn_index;
 mod wait;
 

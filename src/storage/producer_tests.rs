@@ -158,3 +158,51 @@ fn truncation_reopens_transactions_whose_markers_it_cut() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn the_producer_bound_holds_through_appends_snapshots_and_recovery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(move || async move {
+        let mut c = Config::default().log;
+        c.bounds.producers_per_partition = 10;
+        let log = PartitionLog::open(dir.clone(), c.clone(), 1 << 20, 1_000)
+            .await
+            .unwrap();
+        for pid in 1..=30 {
+            append(&log, batch(pid, 0, 1, false));
+        }
+        let ids = |log: &PartitionLog| -> Vec<i64> {
+            log.producers().iter().map(|v| v.producer_id).collect()
+        };
+        let kept = ids(&log);
+        assert!(kept.len() <= 10, "{kept:?}");
+        assert!(log.producers_evicted() >= 20);
+        assert!(kept.contains(&30), "the newest is kept: {kept:?}");
+        // An evicted producer's next batch is taken at any sequence, as after expiry.
+        let gone = (1..=30).find(|p| !kept.contains(p)).unwrap();
+        let late = batch(gone, 0, 5, false);
+        assert_eq!(log.producer_check(&header(&late)), Check::Append);
+        append(&log, late);
+        let kept = ids(&log);
+        log.close().await.unwrap();
+        // The close snapshot holds what was kept; reopening brings back the same producers.
+        let log = PartitionLog::open(dir.clone(), c.clone(), 1 << 20, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(ids(&log), kept);
+        log.close().await.unwrap();
+        // With every snapshot gone, the replay of the log applies the bound too.
+        for offset in snapshots(&dir) {
+            std::fs::remove_file(dir.join(format!("{offset:020}.snapshot"))).unwrap();
+        }
+        let log = PartitionLog::open(dir.clone(), c, 1 << 20, 1_000)
+            .await
+            .unwrap();
+        let replayed = ids(&log);
+        assert!(replayed.len() <= 10, "{replayed:?}");
+        assert!(replayed.contains(&gone), "{replayed:?}");
+        assert!(log.producers_evicted() >= 20);
+        log.close().await.unwrap();
+    });
+}

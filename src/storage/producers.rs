@@ -24,7 +24,23 @@ impl State {
     pub(in crate::storage) fn note_producer_batch(&mut self, header: &BatchHeader, bytes: &[u8]) {
         self.producers.high_watermark_moved(self.high_watermark);
         let marker = header.is_control().then(|| marker::parse(bytes)).flatten();
-        let Some(done) = self.producers.appended(header, marker) else {
+        let done = self.producers.appended(header, marker);
+        let max = self.config().bounds.producers_per_partition;
+        if self.producers.len() > max {
+            let evicted = self.producers.evict_idle(max, header.producer_id);
+            if evicted > 0 {
+                tracing::info!(
+                    dir = %self.dir.display(),
+                    evicted,
+                    remaining = self.producers.len(),
+                    bound = max,
+                    evicted_total = self.producers.evicted(),
+                    "forgot the producers idle longest: more than \
+                     producer.state.max.producers.per.partition"
+                );
+            }
+        }
+        let Some(done) = done else {
             return;
         };
         if !done.aborted {
@@ -138,6 +154,12 @@ impl PartitionLog {
     /// The producers this partition knows, for DescribeProducers.
     pub fn producers(&self) -> Vec<ProducerView> {
         self.inner.state.borrow().producers.views()
+    }
+
+    /// Producers forgotten because the partition remembered more than
+    /// `producer.state.max.producers.per.partition`, since the log was opened.
+    pub fn producers_evicted(&self) -> u64 {
+        self.inner.state.borrow().producers.evicted()
     }
 
     /// Forgets producers idle for `producer.id.expiration.ms` with no transaction open

@@ -51,7 +51,8 @@ pub async fn recover(
     let (mut active, tail) = recover_active(dir, last, interval, now_ms).await?;
     active.aborted = txn_index::load(&active.path(txn_index::EXTENSION)).unwrap_or_default();
     segments.insert(last, active);
-    let producers = rebuild_producers(dir, &mut segments).await?;
+    let max_producers = config.bounds.producers_per_partition;
+    let producers = rebuild_producers(dir, &mut segments, max_producers).await?;
     Ok(Recovered {
         segments,
         tail,
@@ -61,10 +62,12 @@ pub async fn recover(
 
 /// Producer state from the newest snapshot at or below the log end, then the batches after
 /// it (from the first segment when there is no snapshot). The aborted-transaction index of
-/// every segment replayed is rebuilt from the markers found.
+/// every segment replayed is rebuilt from the markers found. The count bound
+/// (`producer.state.max.producers.per.partition`) applies to the replay as to live appends.
 async fn rebuild_producers(
     dir: &Path,
     segments: &mut BTreeMap<i64, Segment>,
+    max_producers: usize,
 ) -> Result<PartitionProducers, StorageError> {
     let end = segments.values().next_back().map_or(0, |s| s.next_offset);
     let first = segments.keys().next().copied().unwrap_or(0);
@@ -103,11 +106,22 @@ async fn rebuild_producers(
                     aborted.push(aborted_entry(&producers, &done));
                 }
             }
+            producers.evict_idle(max_producers, h.producer_id);
         }
         if aborted != seg.aborted {
             seg.aborted = aborted;
             txn_index::persist(&seg.path(txn_index::EXTENSION), &seg.aborted)?;
         }
+    }
+    if producers.evicted() > 0 {
+        tracing::info!(
+            dir = %dir.display(),
+            evicted = producers.evicted(),
+            remaining = producers.len(),
+            bound = max_producers,
+            "recovery forgot the producers idle longest: more than \
+             producer.state.max.producers.per.partition"
+        );
     }
     Ok(producers)
 }

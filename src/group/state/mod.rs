@@ -9,7 +9,7 @@
 //! only grows; in CompletingRebalance and Stable every member joined the current generation;
 //! at most one member per group instance id.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -157,6 +157,8 @@ pub struct Limits {
     pub initial_rebalance_delay_ms: i64,
     pub min_session_timeout_ms: i32,
     pub max_session_timeout_ms: i32,
+    /// `group.max.size`: members of the group at most.
+    pub max_size: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -170,8 +172,9 @@ pub struct Group {
     pub members: BTreeMap<String, Member>,
     /// When the state last changed (Kafka's currentStateTimestamp).
     pub state_since_ms: i64,
-    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used to join.
-    pending: BTreeSet<String>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used to join, with the time
+    /// each is forgotten if it is not (its session timeout, as Kafka expires pending members).
+    pending: BTreeMap<String, i64>,
     rebalance_deadline_ms: i64,
     /// A group starting from Empty waits out the initial delay even when everyone has joined,
     /// so members starting together land in one generation.
@@ -209,7 +212,7 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             state_since_ms: now_ms,
-            pending: BTreeSet::new(),
+            pending: BTreeMap::new(),
             rebalance_deadline_ms: 0,
             hold_until_deadline: false,
         }
@@ -402,6 +405,16 @@ impl Group {
         if self.state == GroupState::Dead {
             return fail(ResponseError::CoordinatorNotAvailable);
         }
+        if !self.accepts(&req, limits) {
+            // Kafka's answer: the member, if it was one, is out, and told no member id.
+            if self.pending.remove(&req.member_id).is_none()
+                && self.members.contains_key(&req.member_id)
+            {
+                tracing::info!(group = %self.id, member = %req.member_id, max = limits.max_size, "member removed: group.max.size reached");
+                self.remove_member(&req.member_id, limits, now_ms, effects);
+            }
+            return JoinReply::Now(JoinResult::error(ResponseError::GroupMaxSizeReached, ""));
+        }
         // A member whose protocols the others cannot run with would force a rebalance that can
         // never pick a protocol.
         if !self.supports(&req.member_id, &req.protocol_type, &req.protocols) {
@@ -410,7 +423,7 @@ impl Group {
         if req.member_id.is_empty() {
             return self.join_new(req, limits, now_ms, effects);
         }
-        if self.pending.remove(&req.member_id) {
+        if self.pending.remove(&req.member_id).is_some() {
             self.add_member(req.member_id.clone(), &req, now_ms);
             self.prepare_rebalance(limits, now_ms, effects);
             return JoinReply::Parked(req.member_id);
@@ -434,7 +447,8 @@ impl Group {
                 return self.replace_static_member(old, new_id, req, limits, now_ms, effects);
             }
         } else if req.require_known_member_id {
-            self.pending.insert(new_id.clone());
+            let expires = now_ms.saturating_add(req.session_timeout_ms as i64);
+            self.pending.insert(new_id.clone(), expires);
             return JoinReply::Now(JoinResult::error(ResponseError::MemberIdRequired, &new_id));
         }
         self.add_member(new_id.clone(), &req, now_ms);
@@ -598,6 +612,38 @@ impl Group {
                 self.transition(GroupState::PreparingRebalance, now_ms);
             }
         }
+    }
+
+    /// Kafka's `acceptJoiningMember` (`group.max.size`): an empty group takes anyone; while
+    /// it rebalances, a member already rejoining, and others while fewer than the bound are
+    /// rejoining (so a lowered bound sheds the last to rejoin); otherwise a member, and others
+    /// while there are fewer members than the bound. A static member taking over its own
+    /// place does not grow the group and is let in (Kafka refuses it when the group is full).
+    fn accepts(&self, req: &JoinRequest, limits: &Limits) -> bool {
+        let max = limits.max_size.max(0) as usize;
+        if req
+            .instance_id
+            .as_deref()
+            .is_some_and(|iid| self.member_by_instance(iid).is_some())
+        {
+            return true;
+        }
+        let member = self.members.get(&req.member_id);
+        match self.state {
+            GroupState::Empty | GroupState::Dead => true,
+            GroupState::PreparingRebalance => {
+                member.is_some_and(|m| m.awaiting_join)
+                    || self.members.values().filter(|m| m.awaiting_join).count() < max
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                member.is_some() || self.members.len() < max
+            }
+        }
+    }
+
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not used yet.
+    pub fn pending_members(&self) -> usize {
+        self.pending.len()
     }
 
     fn all_joined(&self) -> bool {
@@ -812,6 +858,11 @@ impl Group {
     /// passed.
     pub fn tick(&mut self, limits: &Limits, now_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
+        let before = self.pending.len();
+        self.pending.retain(|_, expires| *expires > now_ms);
+        if self.pending.len() < before {
+            tracing::info!(group = %self.id, removed = before - self.pending.len(), "pending members removed after their session timeout");
+        }
         let expired: Vec<String> = self
             .members
             .values()

@@ -6,6 +6,7 @@ const LIMITS: Limits = Limits {
     initial_rebalance_delay_ms: 0,
     min_session_timeout_ms: 6000,
     max_session_timeout_ms: 300_000,
+    max_size: i32::MAX,
 };
 
 fn req(member_id: &str, instance: Option<&str>, protocols: &[&str]) -> JoinRequest {
@@ -330,4 +331,124 @@ fn protocol_is_chosen_by_votes_among_common_ones() {
     );
     let j = joins(&first);
     assert_eq!(j[0].1.protocol.as_deref(), Some("cooperative-sticky"));
+}
+
+const TWO: Limits = Limits {
+    max_size: 2,
+    ..LIMITS
+};
+
+#[test]
+fn a_full_group_refuses_one_more_member() {
+    let (mut g, ids) = stable_group(2);
+    let (reply, effects) = g.join(req("", None, &["range"]), &TWO, 10);
+    let JoinReply::Now(r) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(r.error, Some(ResponseError::GroupMaxSizeReached));
+    assert_eq!(r.member_id, "", "told no member id, as Kafka does");
+    assert!(effects.is_empty());
+    assert_eq!(g.pending_members(), 0, "no id handed out");
+    assert_eq!(g.state, GroupState::Stable, "no rebalance for it");
+    // Members already in are still served.
+    let (reply, _) = g.join(req(&ids[1], None, &["range"]), &TWO, 10);
+    assert!(matches!(
+        reply,
+        JoinReply::Now(JoinResult { error: None, .. })
+    ));
+    // An empty group takes a first member whatever the bound.
+    let mut empty = Group::new("e", 0);
+    let one = Limits {
+        max_size: 1,
+        ..LIMITS
+    };
+    let (first, _) = empty.join(req("", None, &["range"]), &one, 0);
+    let JoinReply::Now(r) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(r.error, Some(ResponseError::MemberIdRequired));
+}
+
+#[test]
+fn a_lowered_bound_sheds_the_last_member_to_rejoin() {
+    let (mut g, ids) = stable_group(3);
+    // The leader rejoins: a rebalance starts.
+    let (reply, _) = g.join(req(&ids[0], None, &["range"]), &TWO, 10);
+    assert_eq!(reply, JoinReply::Parked(ids[0].clone()));
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    let (reply, _) = g.join(req(&ids[1], None, &["range"]), &TWO, 11);
+    assert_eq!(reply, JoinReply::Parked(ids[1].clone()));
+    let (reply, effects) = g.join(req(&ids[2], None, &["range"]), &TWO, 12);
+    let JoinReply::Now(r) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(r.error, Some(ResponseError::GroupMaxSizeReached));
+    assert!(!g.members.contains_key(&ids[2]), "the third is out");
+    // With it gone everyone left has rejoined: the generation completes with two.
+    let j = joins(&effects);
+    assert_eq!(j.len(), 2, "{effects:?}");
+    assert_eq!(g.members.len(), 2);
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+}
+
+#[test]
+fn a_static_member_taking_over_its_place_in_a_full_group_is_let_in() {
+    let mut g = Group::new("g", 0);
+    let (first, _) = g.join(req("", Some("i1"), &["range"]), &LIMITS, 0);
+    let JoinReply::Parked(id) = first else {
+        panic!("{first:?}")
+    };
+    g.sync(
+        &id,
+        Some("i1"),
+        g.generation,
+        vec![(id.clone(), Bytes::from("a"))],
+        0,
+    );
+    assert_eq!(g.state, GroupState::Stable);
+    let one = Limits {
+        max_size: 1,
+        ..LIMITS
+    };
+    let (reply, _) = g.join(req("", Some("i1"), &["range"]), &one, 5);
+    assert!(
+        matches!(reply, JoinReply::Now(JoinResult { error: None, .. })),
+        "{reply:?}"
+    );
+    let (reply, _) = g.join(req("", Some("i2"), &["range"]), &one, 5);
+    assert!(
+        matches!(
+            reply,
+            JoinReply::Now(JoinResult {
+                error: Some(ResponseError::GroupMaxSizeReached),
+                ..
+            })
+        ),
+        "{reply:?}"
+    );
+}
+
+#[test]
+fn member_ids_handed_out_and_never_used_expire_with_the_session() {
+    let mut g = Group::new("g", 0);
+    for _ in 0..100 {
+        let (reply, _) = g.join(req("", None, &["range"]), &LIMITS, 0);
+        assert!(matches!(
+            reply,
+            JoinReply::Now(JoinResult {
+                error: Some(ResponseError::MemberIdRequired),
+                ..
+            })
+        ));
+    }
+    assert_eq!(g.pending_members(), 100);
+    // The session timeout of the requests is 10 s.
+    g.tick(&LIMITS, 9_999);
+    assert_eq!(g.pending_members(), 100);
+    g.tick(&LIMITS, 10_000);
+    assert_eq!(g.pending_members(), 0);
+    assert!(g.is_empty());
+    // An expired id no longer joins as a pending one.
+    let (id, reply, _) = join_new(&mut g, 20_000);
+    assert_eq!(reply, JoinReply::Parked(id));
 }

@@ -340,6 +340,8 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "connections.max.idle.ms",
     "connections.max.unsent.bytes",
     "connections.max.unsent.ms",
+    "producer.state.max.producers.per.partition",
+    "group.max.size",
 ];
 
 impl Config {
@@ -456,6 +458,7 @@ impl Config {
             _ if self.cleaner.set(name, value)? => {}
             _ if self.connections.set(name, value)? => {}
             _ if self.txn.set(name, value)? => {}
+            _ if self.log.bounds.set(name, value)? => {}
             _ => return self.set_group(name, value),
         }
         Ok(())
@@ -512,6 +515,7 @@ impl Config {
                     .or_else(|| self.cleaner.get(name))
                     .or_else(|| self.connections.get(name))
                     .or_else(|| self.txn.get(name))
+                    .or_else(|| self.log.bounds.get(name))
                     .or_else(|| self.get_group(name))
             }
         })

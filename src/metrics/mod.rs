@@ -113,6 +113,8 @@ pub struct Counters {
     pub log_failures: u64,
     /// Times a partition log found its device full (it retries and resumes by itself).
     pub log_out_of_space: u64,
+    /// Producers forgotten over producer.state.max.producers.per.partition.
+    pub producers_evicted: u64,
 }
 
 impl Counters {
@@ -131,6 +133,7 @@ impl Counters {
         self.fsyncs += o.fsyncs;
         self.log_failures += o.log_failures;
         self.log_out_of_space += o.log_out_of_space;
+        self.producers_evicted += o.producers_evicted;
     }
 }
 

@@ -282,7 +282,7 @@ fn broker(page: &mut Page, t: &Sample, shards: &[ShardReport]) {
         "Client connections open (Kafka: socket-server-metrics connection-count).",
         open as f64,
     );
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: [(&str, &str, u64); 14] = [
         (
             "gregor_connections_opened_total",
             "Client connections accepted (Kafka: connection-creation-total).",
@@ -348,6 +348,11 @@ fn broker(page: &mut Page, t: &Sample, shards: &[ShardReport]) {
             "gregor_log_out_of_space_total",
             "Times a partition log found its device full (ENOSPC or EDQUOT): produce gets KAFKA_STORAGE_ERROR until a retried write succeeds.",
             c.log_out_of_space,
+        ),
+        (
+            "gregor_producers_evicted_total",
+            "Idle producers forgotten because a partition held more than producer.state.max.producers.per.partition (their next batch is taken at any sequence, as after producer.id.expiration.ms).",
+            c.producers_evicted,
         ),
     ];
     for (name, help, v) in counters {

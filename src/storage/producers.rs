@@ -29,6 +29,7 @@ impl State {
         if self.producers.len() > max {
             let evicted = self.producers.evict_idle(max, header.producer_id);
             if evicted > 0 {
+                crate::metrics::count(|c| c.producers_evicted += evicted as u64);
                 tracing::info!(
                     dir = %self.dir.display(),
                     evicted,

@@ -61,6 +61,11 @@ pub struct LeaderState {
 }
 
 impl LeaderState {
+    /// Where this leader's epoch starts: its log end when it was elected.
+    pub fn epoch_start(&self) -> i64 {
+        self.epoch_start
+    }
+
     /// A new leadership. `hw` is the log's high watermark now; followers start as caught up at
     /// `now` (Kafka gives them a full lag window after a leader change).
     #[allow(clippy::too_many_arguments)]

@@ -36,6 +36,14 @@ pub fn leader_epoch_of(shard: &Shard, tp: &TopicPartition) -> Option<i32> {
     }
 }
 
+/// The epoch this node leads a partition in, and the offset that epoch starts at.
+pub fn leadership_of(shard: &Shard, tp: &TopicPartition) -> Option<(i32, i64)> {
+    match shard.service::<Replicas>().roles.borrow().get(tp) {
+        Some(Role::Leader(l)) => Some((l.leader_epoch, l.epoch_start())),
+        _ => None,
+    }
+}
+
 /// The ISR size of a partition this node leads (for min.insync.replicas).
 pub fn isr_size_of(shard: &Shard, tp: &TopicPartition) -> Option<usize> {
     match shard.service::<Replicas>().roles.borrow().get(tp) {

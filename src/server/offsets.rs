@@ -129,13 +129,20 @@ async fn lookup_on_owner(
 ) -> Vec<((usize, usize), Found)> {
     let mut out = Vec::with_capacity(items.len());
     for (slot, tp, timestamp) in items {
-        let (Some(log), Some(epoch)) = (
+        let (Some(log), Some((epoch, epoch_start))) = (
             shard.log(&tp),
-            crate::replication::leader_epoch_of(&shard, &tp),
+            crate::replication::leadership_of(&shard, &tp),
         ) else {
             out.push((slot, Found::err(ResponseError::NotLeaderOrFollower)));
             continue;
         };
+        // KIP-207: a new leader's high watermark may still be behind what the old leader had
+        // committed (it moves once the followers fetch); offsets answered from it could go
+        // backwards, so clients are told to retry until it reaches the epoch's start.
+        if log.high_watermark() < epoch_start {
+            out.push((slot, Found::err(ResponseError::OffsetNotAvailable)));
+            continue;
+        }
         let timestamp = match timestamp {
             // The record with the largest timestamp: the first at or after that timestamp.
             MAX_TIMESTAMP => log.max_timestamp().unwrap_or(MAX_TIMESTAMP),

@@ -290,10 +290,21 @@ pub fn assert_same(records: &[TestRecord], delivered: &[(i32, i64)], got: &[Got]
 }
 
 /// Low and high watermarks (ListOffsets earliest/latest).
+/// Retries for up to 20 s: a leader elected a moment ago answers OFFSET_NOT_AVAILABLE until
+/// its high watermark reaches its epoch's start (KIP-207).
 pub fn watermarks(cfg: &ClientConfig, topic: &str, partition: i32) -> (i64, i64) {
     let c = consumer(cfg);
-    c.fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("watermarks {topic}-{partition}: {e}"))
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(w) => return w,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("watermarks {topic}-{partition}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("watermarks {topic}-{partition}: {e}"),
+        }
+    }
 }
 
 /// Destroys a client on a helper thread and waits at most `limit` for it. librdkafka 2.12

@@ -233,4 +233,6 @@ pub fn run(target: &str, default_iters: u64, corpus: &[Vec<u8>], check: impl Fn(
     iters
 }
 
+pub mod requests;
+#[cfg(test)]
 mod targets;

@@ -37,6 +37,8 @@ pub mod client;
 pub mod clock;
 pub mod compression;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod group;
 pub mod metadata;
 pub mod metrics;

@@ -5,7 +5,7 @@
 //! placement by the group id's Java hash), and so to the shard that owns that partition: all of
 //! the group's work runs there, and other shards forward requests to it by message.
 
-mod codec;
+pub(crate) mod codec;
 pub mod coordinator;
 pub mod state;
 pub mod store;

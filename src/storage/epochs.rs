@@ -200,3 +200,34 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+
+    /// A checkpoint file's text: parsing never panics, and what parses is increasing and
+    /// reads back the same once written again.
+    fn check(b: &[u8]) {
+        let text = String::from_utf8_lossy(b);
+        if let Some(entries) = parse(&text) {
+            for pair in entries.windows(2) {
+                assert!(pair[0].0 < pair[1].0 && pair[0].1 <= pair[1].1);
+            }
+            let mut again = format!("{VERSION}\n{}\n", entries.len());
+            for (e, o) in &entries {
+                again.push_str(&format!("{e} {o}\n"));
+            }
+            assert_eq!(parse(&again), Some(entries));
+        }
+    }
+
+    #[test]
+    fn fuzz_leader_epoch_checkpoint() {
+        let corpus = vec![
+            b"0\n0\n".to_vec(),
+            b"0\n1\n0 0\n".to_vec(),
+            b"0\n3\n0 0\n2 100\n7 2147483648\n".to_vec(),
+        ];
+        crate::fuzz::run("leader_epoch_checkpoint", 100_000, &corpus, check);
+    }
+}

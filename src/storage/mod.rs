@@ -12,7 +12,7 @@ mod cache;
 mod chunk;
 #[cfg(test)]
 mod cleaner_tests;
-mod compact;
+pub(crate) mod compact;
 pub mod data_dir;
 pub mod epochs;
 mod index;

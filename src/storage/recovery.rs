@@ -291,6 +291,21 @@ async fn rebuild(seg: &mut Segment, file_bytes: u64) -> Result<WalkEnd, StorageE
                     let why = format!("offset {} after {}", h.base_offset, seg.next_offset);
                     return Ok(WalkEnd::Corrupt(why));
                 }
+                // The base offset is outside the CRC: a damaged one can point anywhere. Offsets
+                // the segment's indexes cannot hold (relative offsets are u32) end the walk.
+                let fits = h
+                    .base_offset
+                    .checked_add(h.last_offset_delta as i64)
+                    .is_some_and(|last| {
+                        last < i64::MAX && last - seg.base_offset <= u32::MAX as i64
+                    });
+                if !fits {
+                    let why = format!(
+                        "batch at offset {} does not fit segment {}",
+                        h.base_offset, seg.base_offset
+                    );
+                    return Ok(WalkEnd::Corrupt(why));
+                }
                 assert_eq!(position, seg.size_bytes, "walk and segment disagree");
                 seg.note_batch(&h);
             }

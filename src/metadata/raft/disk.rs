@@ -163,6 +163,24 @@ pub(crate) struct LogFile {
     pub(crate) offsets: Vec<u64>,
 }
 
+/// The entries of the valid prefix of a log file's bytes, where each starts, and where the
+/// prefix ends: at the first record that is torn, corrupt or not the next index.
+fn valid_prefix(buf: &[u8]) -> (Vec<Entry>, Vec<u64>, usize) {
+    let (mut entries, mut offsets) = (Vec::<Entry>::new(), Vec::new());
+    let mut pos = 0;
+    while let Some((payload, n)) = decode(&buf[pos..]) {
+        match Entry::parse_from_bytes(payload) {
+            Ok(e) if entries.last().is_none_or(|last| last.index + 1 == e.index) => {
+                entries.push(e);
+                offsets.push(pos as u64);
+                pos += n;
+            }
+            _ => break,
+        }
+    }
+    (entries, offsets, pos)
+}
+
 impl LogFile {
     /// Opens (or creates) the log and returns it with its entries. The valid prefix ends at the
     /// first record that is torn, corrupt or not the next index; what follows is cut off.
@@ -171,18 +189,7 @@ impl LogFile {
         let file = OpenOptions::new().create(true).append(true).open(&path);
         let file = file.map_err(|e| io_err(&path, e))?;
         let buf = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-        let (mut entries, mut offsets) = (Vec::<Entry>::new(), Vec::new());
-        let mut pos = 0;
-        while let Some((payload, n)) = decode(&buf[pos..]) {
-            match Entry::parse_from_bytes(payload) {
-                Ok(e) if entries.last().is_none_or(|last| last.index + 1 == e.index) => {
-                    entries.push(e);
-                    offsets.push(pos as u64);
-                    pos += n;
-                }
-                _ => break,
-            }
-        }
+        let (entries, offsets, pos) = valid_prefix(&buf);
         if pos < buf.len() {
             file.set_len(pos as u64)
                 .and_then(|()| file.sync_all())
@@ -241,5 +248,92 @@ impl LogFile {
         self.len = buf.len() as u64;
         self.offsets = offsets;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use crate::fuzz;
+
+    /// Log file bytes (and, with the first payload's CRC recomputed, bytes whose damage is
+    /// past the checksum): the valid prefix is whole records that encode back to its bytes.
+    fn check(b: &[u8]) {
+        let mut fixed = b.to_vec();
+        if fixed.len() >= HEADER_LEN {
+            let len: [u8; 4] = fixed[..4].try_into().unwrap();
+            let end = (HEADER_LEN + u32::from_le_bytes(len) as usize).min(fixed.len());
+            let c = crc(len, &fixed[HEADER_LEN..end]);
+            fixed[4..HEADER_LEN].copy_from_slice(&c.to_le_bytes());
+        }
+        for input in [b, &fixed[..]] {
+            let (entries, offsets, pos) = valid_prefix(input);
+            assert_eq!(entries.len(), offsets.len());
+            assert!(pos <= input.len());
+            for pair in entries.windows(2) {
+                assert_eq!(pair[0].index + 1, pair[1].index);
+            }
+            let mut again = Vec::new();
+            for e in &entries {
+                encode(&mut again, e).unwrap();
+            }
+            let (twice, _, end) = valid_prefix(&again);
+            assert_eq!(
+                twice, entries,
+                "the valid prefix re-encodes to the same entries"
+            );
+            assert_eq!(end, again.len());
+            let _ = read_atomic_bytes(input);
+        }
+    }
+
+    /// What `read_atomic` does with a file's bytes.
+    fn read_atomic_bytes(buf: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let mut payloads = Vec::new();
+        let mut pos = 0;
+        while pos < buf.len() {
+            let (payload, n) = decode(&buf[pos..])?;
+            payloads.push(payload.to_vec());
+            pos += n;
+        }
+        let _ = payloads.first().map(|p| HardState::parse_from_bytes(p));
+        let _ = payloads.get(1).map(|p| ConfState::parse_from_bytes(p));
+        let _ = payloads.first().map(|p| Snapshot::parse_from_bytes(p));
+        Some(payloads)
+    }
+
+    #[test]
+    fn fuzz_raft_log_file() {
+        let mut corpus = Vec::new();
+        for n in [1u64, 3] {
+            let mut b = Vec::new();
+            for i in 0..n {
+                let e = Entry {
+                    index: 10 + i,
+                    term: 2,
+                    data: format!("{{\"origin\":1,\"id\":{i},\"records\":[]}}")
+                        .into_bytes()
+                        .into(),
+                    ..Default::default()
+                };
+                encode(&mut b, &e).unwrap();
+            }
+            corpus.push(b);
+        }
+        let hs = HardState {
+            term: 3,
+            vote: 1,
+            commit: 12,
+            ..Default::default()
+        };
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
+        let mut b = Vec::new();
+        encode(&mut b, &hs).unwrap();
+        encode(&mut b, &cs).unwrap();
+        corpus.push(b);
+        fuzz::run("raft_log_file", 100_000, &corpus, check);
     }
 }

@@ -514,7 +514,10 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        records.reserve(batch_decode_info.record_count as usize);
+        // The count comes from the wire: reserve no more records than there are bytes left
+        // (each record takes at least one), so a batch claiming 2^31 records fails to decode
+        // instead of aborting on a reservation of hundreds of gigabytes.
+        records.reserve((batch_decode_info.record_count as usize).min(buf.remaining()));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }

@@ -35,6 +35,11 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 
+    /// Uniform in `lo..=hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
     pub fn chance(&mut self, one_in: usize) -> bool {
         self.below(one_in) == 0
     }

@@ -877,37 +877,6 @@ fn acks_all_survives_leader_kill_and_pause() {
     );
 }
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Prints the seed if the test panics anywhere.
-struct SeedGuard(u64);
-
-impl Drop for SeedGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "randomized_faults_with_seed FAILED with GREGOR_FAULT_SEED={}",
-                self.0
-            );
-        }
-    }
-}
-
 #[test]
 fn randomized_faults_with_seed() {
     let started = Instant::now();
@@ -925,9 +894,13 @@ fn randomized_faults_with_seed() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
     eprintln!("randomized_faults_with_seed: GREGOR_FAULT_SEED={seed} GREGOR_FAULT_ROUNDS={rounds}");
-    let mut rng = Rng(seed);
+    let mut rng = common::Rng(seed);
     // Dropped after the cluster (declared first): the seed comes after the brokers' logs.
-    let _guard = SeedGuard(seed);
+    let _guard = common::SeedGuard {
+        test: "randomized_faults_with_seed",
+        var: "GREGOR_FAULT_SEED",
+        seed,
+    };
     let mut cl = Cluster::start(3, FAST);
     let topic = "random-faults";
     create_topic_rf(&cl.admin_config(), topic, 3, 3, MIN_ISR_2);

@@ -222,37 +222,6 @@ fn timestamp_lookup_after_index_loss() {
     check_timestamp_lookup(&broker, &recs, "after index loss");
 }
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Prints the seed if the test fails anywhere.
-struct SeedGuard(u64);
-
-impl Drop for SeedGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "a_torn_write_at_a_seeded_random_byte FAILED with GREGOR_TORN_SEED={}",
-                self.0
-            );
-        }
-    }
-}
-
 /// SIGKILL after N acknowledged records, then a torn write at a seeded random byte inside one
 /// of the last batches of the active segment: the file is cut there, or keeps its length with
 /// zeros or random bytes from there on. After the restart every record before the torn batch
@@ -270,8 +239,12 @@ fn a_torn_write_at_a_seeded_random_byte() {
                 .as_nanos() as u64
         });
     eprintln!("a_torn_write_at_a_seeded_random_byte: GREGOR_TORN_SEED={seed}");
-    let _guard = SeedGuard(seed);
-    let mut rng = Rng(seed);
+    let _guard = common::SeedGuard {
+        test: "a_torn_write_at_a_seeded_random_byte",
+        var: "GREGOR_TORN_SEED",
+        seed,
+    };
+    let mut rng = common::Rng(seed);
 
     // How many records decides how many batches the active segment holds (librdkafka's
     // batching is not seeded, so a replay may cut a batch of slightly different bounds).

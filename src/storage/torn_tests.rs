@@ -15,23 +15,7 @@ use crate::client::batch::{encode_batch, ProducerRecord};
 use crate::config::{Config, LogConfig};
 use crate::record::{self, BatchHeader};
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
+use crate::fuzz::Rng;
 
 /// Prints how to replay the run if an iteration fails.
 struct SeedGuard {
@@ -76,12 +60,12 @@ fn random_batch(rng: &mut Rng, ts: i64) -> Vec<u8> {
     let records: Vec<ProducerRecord> = (0..n)
         .map(|_| {
             let len = rng.between(0, 700) as usize;
-            let value: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let value: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             ProducerRecord {
                 key: rng
-                    .next()
+                    .next_u64()
                     .is_multiple_of(2)
-                    .then(|| Bytes::from(format!("k{}", rng.next() % 100))),
+                    .then(|| Bytes::from(format!("k{}", rng.next_u64() % 100))),
                 value: Some(Bytes::from(value)),
                 headers: Vec::new(),
             }
@@ -134,7 +118,9 @@ fn tear(file: &mut Vec<u8>, at: usize, how: Tear, rng: &mut Rng) -> usize {
     match how {
         Tear::Truncate => file.truncate(at),
         Tear::Zero => file[at..].fill(0),
-        Tear::Random => file[at..].iter_mut().for_each(|b| *b = rng.next() as u8),
+        Tear::Random => file[at..]
+            .iter_mut()
+            .for_each(|b| *b = rng.next_u64() as u8),
     }
     (at..before.len())
         .find(|&i| file.get(i) != Some(&before[i]))
@@ -148,7 +134,7 @@ async fn one_iteration(dir: &Path, rng: &mut Rng, guard: &mut SeedGuard) {
     let mut stored = Vec::new();
     for i in 0..batches {
         stored.push(append(&log, random_batch(rng, 10_000 + 10 * i as i64)));
-        if rng.next().is_multiple_of(4) {
+        if rng.next_u64().is_multiple_of(4) {
             log.wait_written(log.log_end_offset()).await.unwrap();
         }
     }
@@ -269,7 +255,7 @@ fn a_torn_write_at_a_random_byte_of_the_active_segment() {
         .make()
         .unwrap()
         .run(async move {
-            let mut rng = Rng(seed);
+            let mut rng = Rng::new(seed);
             let mut guard = SeedGuard {
                 seed,
                 iteration: 0,

@@ -696,3 +696,35 @@ pub fn produce_request(
                 .with_index(partition)
                 .with_records(Some(batch))])])
 }
+
+/// splitmix64: the seeded generator of the randomized tests (a seed replays a run).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Prints `<test> FAILED with <VAR>=<seed>` if the test panics anywhere while it lives.
+pub struct SeedGuard {
+    pub test: &'static str,
+    pub var: &'static str,
+    pub seed: u64,
+}
+
+impl Drop for SeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{} FAILED with {}={}", self.test, self.var, self.seed);
+        }
+    }
+}

@@ -90,16 +90,7 @@ fn check_recovered(broker: &mut Broker, recs: &[TestRecord], delivered: &[(i32, 
     );
     assert_same(recs, delivered, &got);
 
-    let more = records("after", 5, common::now_ms());
-    let mut cfg = broker.producer_config();
-    cfg.set("acks", "all");
-    let more_at = produce(&cfg, TOPIC, &more);
-    let offsets: Vec<i64> = more_at.iter().map(|(_, o)| *o).collect();
-    assert_eq!(
-        offsets,
-        (end..end + 5).collect::<Vec<_>>(),
-        "offsets after recovery"
-    );
+    let _ = produce_five_at(broker, end);
 
     broker.stop();
     assert_segments_exact(broker, end + 5);
@@ -326,16 +317,7 @@ fn a_torn_write_at_a_seeded_random_byte() {
     assert!(got.iter().all(|g| g.offset < end), "nothing past the tear");
 
     // Producing resumes at the recovered end; what is read there is the new records.
-    let more = records("after", 5, common::now_ms());
-    let mut cfg = broker.producer_config();
-    cfg.set("acks", "all");
-    let more_at = produce(&cfg, TOPIC, &more);
-    let offsets: Vec<i64> = more_at.iter().map(|(_, o)| *o).collect();
-    assert_eq!(
-        offsets,
-        (end..end + 5).collect::<Vec<_>>(),
-        "offsets after recovery"
-    );
+    let (more, more_at) = produce_five_at(&broker, end);
     let c = consumer(&broker.consumer_config());
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(TOPIC, 0, Offset::Offset(end))
@@ -346,4 +328,22 @@ fn a_torn_write_at_a_seeded_random_byte() {
 
     broker.stop();
     assert_segments_exact(&broker, end + 5);
+}
+
+/// Produces 5 records with acks=all and checks they take offsets `end..end + 5`; returns them.
+fn produce_five_at(
+    broker: &Broker,
+    end: i64,
+) -> (Vec<common::clients::TestRecord>, Vec<(i32, i64)>) {
+    let more = records("after", 5, common::now_ms());
+    let mut cfg = broker.producer_config();
+    cfg.set("acks", "all");
+    let more_at = produce(&cfg, TOPIC, &more);
+    let offsets: Vec<i64> = more_at.iter().map(|(_, o)| *o).collect();
+    assert_eq!(
+        offsets,
+        (end..end + 5).collect::<Vec<_>>(),
+        "offsets after recovery"
+    );
+    (more, more_at)
 }

@@ -59,9 +59,29 @@ pub fn spawn_serve(
         .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", gregor_bin()))
 }
 
+/// A port for a broker to listen on. Taken below the kernel's ephemeral range (32768 and up
+/// here), where neither a `bind(0)` nor an outgoing connection can take it between this call
+/// and the broker's bind (a port from `bind(0)` could be, and a cluster test once failed with
+/// "address already in use"). Each port is handed out once per test process, from an offset
+/// that differs between processes, and only if it binds now.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {}", LOW + SPAN);
 }
 
 /// A running `gregor serve` process.

@@ -47,6 +47,7 @@ pub mod producer;
 pub mod protocol;
 pub mod record;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod storage;

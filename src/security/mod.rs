@@ -1,0 +1,2 @@
+//! Kafka's security model: listeners with security protocols, TLS, SASL authentication and
+//! the authorizer. Pure logic lives here; the connection edge (`server::connection`) drives it.

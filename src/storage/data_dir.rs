@@ -116,11 +116,15 @@ pub fn is_partition_dir_name(name: &str) -> bool {
 /// Where the log of the partition directory `name` lives: the log directory that already
 /// holds it, or else the one holding the fewest partitions, the earlier on a tie (Kafka's
 /// LogManager.nextLogDirs). Counting reads the directories: partitions are created rarely,
-/// and a directory is the one record of placement that survives a crash.
+/// and a directory is the one record of placement that survives a crash. A new partition's
+/// directory is made here, under a process-wide lock, so shards placing partitions at the same
+/// moment each count the others' (without it two shards could both pick the same directory).
 pub fn partition_dir(dirs: &[PathBuf], name: &str) -> PathBuf {
     if let [only] = dirs {
         return only.join(name);
     }
+    static PLACING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _placing = PLACING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(existing) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_dir()) {
         return existing;
     }
@@ -140,7 +144,10 @@ pub fn partition_dir(dirs: &[PathBuf], name: &str) -> PathBuf {
         .enumerate()
         .min_by_key(|(i, d)| (partitions(d), *i))
         .map_or(&dirs[0], |(_, d)| d);
-    fewest.join(name)
+    let chosen = fewest.join(name);
+    // If this fails (a full or failed device), opening the log reports it.
+    let _ = std::fs::create_dir(&chosen);
+    chosen
 }
 
 /// "process 1234", from the pid the holder wrote into the lock file.
@@ -189,11 +196,11 @@ mod tests {
         // A tie goes to the first; the metadata log and other files are not partitions.
         std::fs::create_dir(a.join("__cluster_metadata-0")).unwrap();
         std::fs::write(b.join("t-0"), b"a file").unwrap();
+        // The chosen directory is made at once, so the next placement counts it.
         assert_eq!(partition_dir(&dirs, "t-0"), a.join("t-0"));
-        std::fs::create_dir(a.join("t-0")).unwrap();
+        assert!(a.join("t-0").is_dir());
         assert_eq!(partition_dir(&dirs, "t-0"), a.join("t-0"), "where it is");
         assert_eq!(partition_dir(&dirs, "t-1"), b.join("t-1"), "fewest");
-        std::fs::create_dir(b.join("t-1")).unwrap();
         std::fs::create_dir(b.join("u-0")).unwrap();
         assert_eq!(partition_dir(&dirs, "t-2"), a.join("t-2"));
         assert_eq!(partition_dir(&dirs, "u-0"), b.join("u-0"));

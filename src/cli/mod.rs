@@ -14,6 +14,7 @@ mod produce;
 mod status;
 mod topics;
 mod transactions;
+mod users;
 
 use anyhow::{anyhow, Context};
 
@@ -74,6 +75,9 @@ pub enum ClientCommand {
     /// List and describe transactions, describe a partition's producers, find and abort
     /// hanging transactions (like kafka-transactions.sh).
     Transactions(transactions::TransactionsArgs),
+    /// Add, delete and describe users' SCRAM credentials (like kafka-configs.sh
+    /// --entity-type users): `gregor users add alice --mechanism SCRAM-SHA-512 --password ...`.
+    Users(users::UsersArgs),
 }
 
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
@@ -87,6 +91,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Cluster(args) => status::run(args),
         ClientCommand::Configs(args) => configs::run(args),
         ClientCommand::DeleteRecords(args) => delete_records::run(args),
+        ClientCommand::Users(args) => users::run(args),
     }
 }
 

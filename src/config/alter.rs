@@ -183,6 +183,7 @@ pub mod config_type {
     pub const LONG: i8 = 5;
     pub const DOUBLE: i8 = 6;
     pub const LIST: i8 = 7;
+    pub const PASSWORD: i8 = 9;
 }
 
 /// The type and a short documentation of a topic config.
@@ -292,6 +293,19 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
             LONG,
             "How long a client may leave more than connections.max.unsent.bytes unread.",
         ),
+        "listener.security.protocol.map" => (STRING, "The security protocol of each listener, as LISTENER:PROTOCOL pairs."),
+        "inter.broker.listener.name" => (STRING, "The listener other brokers reach this one on (PLAINTEXT)."),
+        "ssl.keystore.type" => (STRING, "The format of the key store: PEM."),
+        "ssl.keystore.location" => (STRING, "A PEM file holding the private key and its certificate chain."),
+        "ssl.key.password" => (PASSWORD, "The password of an encrypted private key."),
+        "ssl.truststore.type" => (STRING, "The format of the trust store: PEM."),
+        "ssl.truststore.location" => (STRING, "A PEM file of the certificates client certificates are checked against."),
+        "ssl.client.auth" => (STRING, "Whether clients present certificates: none, requested or required."),
+        "ssl.principal.mapping.rules" => (STRING, "How a client certificate's subject becomes a user name: DEFAULT."),
+        "ssl.enabled.protocols" => (LIST, "The TLS versions offered."),
+        "sasl.enabled.mechanisms" => (LIST, "The SASL mechanisms offered: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512."),
+        "connection.failed.authentication.delay.ms" => (INT, "How long a failed authentication waits before its answer and the close."),
+        "connections.max.reauth.ms" => (LONG, "How long an authenticated session lasts before the client must authenticate again (0: forever)."),
         "log.segment.allocate.ahead.bytes" => (
             LONG,
             "How far ahead of the writer the active segment's file is allocated and sized (0: off).",

@@ -18,11 +18,13 @@ pub mod bounds;
 mod cleaner;
 mod cluster;
 mod connections;
+pub mod security;
 mod topic;
 mod transactions;
 pub use cleaner::CleanerConfig;
 pub use cluster::{ClusterConfig, CLUSTER_CONFIGS};
 pub use connections::{ConnectionConfig, CONNECTION_CONFIGS};
+pub use security::{SecurityConfig, SecurityProtocol, SECURITY_CONFIGS};
 pub use topic::{CompressionType, LogConfig, TimestampType, TOPIC_CONFIGS};
 pub use transactions::{TxnConfig, TXN_CONFIGS};
 
@@ -60,12 +62,12 @@ impl ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub node_id: i32,
-    /// The client (and inter-broker) listener: the first in `listeners` that is not a
-    /// controller listener.
+    /// The inter-broker listener: the one named by `inter.broker.listener.name`, else the
+    /// first in `listeners` that is not a controller listener. Clients may use it too.
     pub listener: SocketAddr,
     /// The controller listener, when `listeners` names one.
     pub controller_listener: Option<SocketAddr>,
-    /// Host and port written into Metadata responses.
+    /// The inter-broker listener's advertised host and port: what this broker registers.
     pub advertised_listener: (String, u16),
     /// `listeners` as given: (name, host, port); resolved against controller.listener.names.
     listeners_raw: Vec<(String, String, u16)>,
@@ -98,11 +100,22 @@ pub struct Config {
     pub groups: GroupConfig,
     pub cleaner: CleanerConfig,
     pub connections: ConnectionConfig,
+    pub security: SecurityConfig,
     pub txn: TxnConfig,
     pub log: LogConfig,
     /// The names set from the file or the command line (STATIC_BROKER_CONFIG in
     /// DescribeConfigs; the others are DEFAULT_CONFIG).
     pub explicit: std::collections::BTreeSet<String>,
+}
+
+/// A listener clients connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientListener {
+    /// Upper case, as Kafka compares listener names.
+    pub name: String,
+    pub addr: SocketAddr,
+    pub protocol: SecurityProtocol,
+    pub advertised: (String, u16),
 }
 
 /// `log.format`: human-readable lines, or one JSON object per line for log collectors.
@@ -184,6 +197,7 @@ impl Default for Config {
             groups: GroupConfig::default(),
             cleaner: CleanerConfig::default(),
             connections: ConnectionConfig::default(),
+            security: SecurityConfig::default(),
             txn: TxnConfig::default(),
             log: LogConfig::default(),
             explicit: Default::default(),
@@ -340,6 +354,19 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "connections.max.idle.ms",
     "connections.max.unsent.bytes",
     "connections.max.unsent.ms",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.key.password",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.client.auth",
+    "ssl.principal.mapping.rules",
+    "ssl.enabled.protocols",
+    "sasl.enabled.mechanisms",
+    "connections.max.reauth.ms",
+    "connection.failed.authentication.delay.ms",
     "producer.state.max.producers.per.partition",
     "group.max.size",
 ];
@@ -454,6 +481,11 @@ impl Config {
                 self.cluster.set(name, value)?;
                 self.resolve_listeners(name, value)?;
             }
+            "inter.broker.listener.name" => {
+                self.security.set(name, value)?;
+                self.resolve_listeners(name, value)?;
+            }
+            _ if self.security.set(name, value)? => {}
             _ if self.cluster.set(name, value)? => {}
             _ if self.cleaner.set(name, value)? => {}
             _ if self.connections.set(name, value)? => {}
@@ -514,6 +546,7 @@ impl Config {
                     .get(name)
                     .or_else(|| self.cleaner.get(name))
                     .or_else(|| self.connections.get(name))
+                    .or_else(|| self.security.get(name))
                     .or_else(|| self.txn.get(name))
                     .or_else(|| self.log.bounds.get(name))
                     .or_else(|| self.get_group(name))
@@ -525,10 +558,13 @@ impl Config {
     /// the advertised client address.
     fn resolve_listeners(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         let is_controller = |l: &str| self.cluster.is_controller_listener(l);
+        let inter_broker = self.security.inter_broker_listener_name.as_deref();
         let client = self
             .listeners_raw
             .iter()
-            .find(|(l, _, _)| !is_controller(l))
+            .find(|(l, _, _)| {
+                !is_controller(l) && inter_broker.is_none_or(|n| l.eq_ignore_ascii_case(n))
+            })
             .cloned();
         let controller = self
             .listeners_raw
@@ -544,19 +580,49 @@ impl Config {
         if let Some(c) = &client {
             self.listener = to_addr(c)?;
         }
-        let advertised = self
-            .advertised_raw
-            .as_ref()
-            .and_then(|a| a.iter().find(|(l, _, _)| !is_controller(l)).cloned())
-            .or(client);
-        if let Some((_, host, port)) = advertised {
-            self.advertised_listener = if host == "0.0.0.0" {
-                (self.advertised_listener.0.clone(), port)
-            } else {
-                (host, port)
-            };
+        if let Some((name, host, port)) = client {
+            self.advertised_listener = self.advertised_of(&name, &host, port);
         }
         Ok(())
+    }
+
+    /// Where clients are told to reach listener `name` (bound to `host:port`): its entry in
+    /// `advertised.listeners`, else its own address (a wildcard host becomes 127.0.0.1).
+    fn advertised_of(&self, name: &str, host: &str, port: u16) -> (String, u16) {
+        let (host, port) = self
+            .advertised_raw
+            .as_ref()
+            .and_then(|a| a.iter().find(|(l, _, _)| l.eq_ignore_ascii_case(name)))
+            .map_or((host, port), |(_, h, p)| (h.as_str(), *p));
+        if host == "0.0.0.0" || host == "::" {
+            ("127.0.0.1".to_string(), port)
+        } else {
+            (host.to_string(), port)
+        }
+    }
+
+    /// Every listener that serves clients (all but the controller listener), with its
+    /// security protocol and advertised address, the inter-broker listener first.
+    pub fn client_listeners(&self) -> Vec<ClientListener> {
+        let mut out: Vec<ClientListener> = self
+            .listeners_raw
+            .iter()
+            .filter(|(l, _, _)| !self.cluster.is_controller_listener(l))
+            .filter_map(|(name, host, port)| {
+                let addr = format!("{host}:{port}").parse().ok()?;
+                Some(ClientListener {
+                    name: name.to_ascii_uppercase(),
+                    addr,
+                    protocol: self.security.protocol_of(name)?,
+                    advertised: self.advertised_of(name, host, *port),
+                })
+            })
+            .collect();
+        if let Some(i) = out.iter().position(|l| l.addr == self.listener) {
+            let first = out.remove(i);
+            out.insert(0, first);
+        }
+        out
     }
 
     fn set_group(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
@@ -681,8 +747,109 @@ impl Config {
                 "a broker-only node must be told where the controllers are",
             ));
         }
+        self.check_listeners()?;
         self.connections.check()?;
         self.log.check()
+    }
+}
+
+impl Config {
+    /// Every listener has a security protocol; the inter-broker listener exists and is
+    /// PLAINTEXT (gregor's own connections to other brokers speak neither TLS nor SASL yet);
+    /// TLS listeners have key material; SASL listeners have mechanisms.
+    fn check_listeners(&self) -> Result<(), ConfigError> {
+        let shown = show_listeners(&self.listeners_raw);
+        let mut names = std::collections::BTreeSet::new();
+        for (name, _, _) in &self.listeners_raw {
+            if !names.insert(name.to_ascii_uppercase()) {
+                return Err(invalid(
+                    "listeners",
+                    &shown,
+                    format!("listener {name} is named twice"),
+                ));
+            }
+            if self.security.protocol_of(name).is_none() {
+                return Err(invalid(
+                    "listener.security.protocol.map",
+                    &self
+                        .security
+                        .get("listener.security.protocol.map")
+                        .unwrap_or_default(),
+                    format!("no security protocol for listener {name}"),
+                ));
+            }
+        }
+        let listeners = self.client_listeners();
+        if let Some(name) = &self.security.inter_broker_listener_name {
+            if !listeners.iter().any(|l| &l.name == name) {
+                return Err(invalid(
+                    "inter.broker.listener.name",
+                    name,
+                    format!("no such listener in listeners ({shown})"),
+                ));
+            }
+        }
+        let Some(inter) = listeners.first() else {
+            return Err(invalid("listeners", &shown, "no listener for clients"));
+        };
+        if inter.protocol != SecurityProtocol::Plaintext {
+            return Err(invalid(
+                "inter.broker.listener.name",
+                &inter.name,
+                format!(
+                    "the inter-broker listener must be PLAINTEXT (gregor's connections between \
+                     brokers speak neither TLS nor SASL yet); {} is {}: add a PLAINTEXT listener \
+                     on an internal address and name it here",
+                    inter.name,
+                    inter.protocol.name()
+                ),
+            ));
+        }
+        for (name, _, _) in &self.listeners_raw {
+            if self.cluster.is_controller_listener(name)
+                && self.security.protocol_of(name) != Some(SecurityProtocol::Plaintext)
+            {
+                return Err(invalid(
+                    "listener.security.protocol.map",
+                    &self
+                        .security
+                        .get("listener.security.protocol.map")
+                        .unwrap_or_default(),
+                    format!("the controller listener {name} must be PLAINTEXT"),
+                ));
+            }
+        }
+        for l in &listeners {
+            if l.protocol.is_tls()
+                && self
+                    .security
+                    .value(Some(&l.name), "ssl.keystore.location")
+                    .is_none()
+            {
+                return Err(invalid(
+                    "ssl.keystore.location",
+                    "",
+                    format!(
+                        "listener {} is {} and needs a PEM key and certificate chain",
+                        l.name,
+                        l.protocol.name()
+                    ),
+                ));
+            }
+            if l.protocol.is_sasl() && self.security.sasl_mechanisms(&l.name).is_empty() {
+                return Err(invalid(
+                    "sasl.enabled.mechanisms",
+                    "",
+                    format!(
+                        "listener {} is {} and offers no mechanism",
+                        l.name,
+                        l.protocol.name()
+                    ),
+                ));
+            }
+            self.security.plain_users(&l.name)?;
+        }
+        Ok(())
     }
 }
 

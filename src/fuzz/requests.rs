@@ -70,6 +70,14 @@ macro_rules! with_body_type {
             ApiKey::TxnOffsetCommit => $f::<TxnOffsetCommitRequest>($($arg),*),
             ApiKey::DescribeTransactions => $f::<DescribeTransactionsRequest>($($arg),*),
             ApiKey::ListTransactions => $f::<ListTransactionsRequest>($($arg),*),
+            ApiKey::SaslHandshake => $f::<SaslHandshakeRequest>($($arg),*),
+            ApiKey::SaslAuthenticate => $f::<SaslAuthenticateRequest>($($arg),*),
+            ApiKey::DescribeUserScramCredentials => {
+                $f::<DescribeUserScramCredentialsRequest>($($arg),*)
+            }
+            ApiKey::AlterUserScramCredentials => {
+                $f::<AlterUserScramCredentialsRequest>($($arg),*)
+            }
             _ => $none,
         }
     };

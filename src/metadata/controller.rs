@@ -13,10 +13,13 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::image::{ConfigResource, PartitionMeta, Record, Snapshot, TopicMeta, NO_LEADER};
+use super::image::{
+    ConfigResource, Endpoint, PartitionMeta, Record, Snapshot, TopicMeta, NO_LEADER,
+};
 use super::{validate_topic_name, MetadataError};
 use crate::config::alter::{self, ConfigChange};
 use crate::config::{ConfigError, LogConfig, TOPIC_CONFIGS};
+use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::types::NodeId;
 
 /// Producer ids are handed to brokers a block at a time (Kafka's block size).
@@ -63,6 +66,9 @@ pub enum Command {
         port: u16,
         incarnation: Uuid,
         rack: Option<String>,
+        /// Every client listener's advertised address.
+        #[serde(default)]
+        endpoints: Vec<Endpoint>,
     },
     FenceBroker {
         node: NodeId,
@@ -92,6 +98,12 @@ pub enum Command {
         changes: Vec<ConfigChange>,
         replace: bool,
         validate_only: bool,
+    },
+    /// Sets and removes SCRAM credentials (Kafka's AlterUserScramCredentials, checked by the
+    /// broker that took the request); removing one that is not there does nothing.
+    AlterScramCredentials {
+        set: Vec<(String, ScramMechanism, ScramCredential)>,
+        remove: Vec<(String, ScramMechanism)>,
     },
 }
 
@@ -184,8 +196,15 @@ pub fn plan(
             port,
             incarnation,
             rack,
+            endpoints,
         } => Ok((
-            register_broker(image, *node, host, *port, *incarnation, rack.clone()),
+            register_broker(
+                image,
+                *node,
+                (host, *port, endpoints),
+                *incarnation,
+                rack.clone(),
+            ),
             Reply::Done,
         )),
         Command::FenceBroker { node } => Ok((fence_broker(image, *node), Reply::Done)),
@@ -215,6 +234,27 @@ pub fn plan(
             replace,
             validate_only,
         } => alter_configs(image, resource, changes, *replace, *validate_only, settings),
+        Command::AlterScramCredentials { set, remove } => {
+            let mut records: Vec<Record> = remove
+                .iter()
+                .filter(|(user, m)| {
+                    image
+                        .scram_credentials
+                        .get(user)
+                        .is_some_and(|c| c.contains_key(m))
+                })
+                .map(|(user, m)| Record::ScramCredentialRemoved {
+                    user: user.clone(),
+                    mechanism: *m,
+                })
+                .collect();
+            records.extend(set.iter().map(|(user, m, c)| Record::ScramCredentialSet {
+                user: user.clone(),
+                mechanism: *m,
+                credential: c.clone(),
+            }));
+            Ok((records, Reply::Done))
+        }
     }
 }
 
@@ -552,8 +592,7 @@ fn fence_broker(image: &Snapshot, node: NodeId) -> Vec<Record> {
 fn register_broker(
     image: &Snapshot,
     node: NodeId,
-    host: &str,
-    port: u16,
+    (host, port, endpoints): (&str, u16, &[Endpoint]),
     incarnation: Uuid,
     rack: Option<String>,
 ) -> Vec<Record> {
@@ -576,6 +615,7 @@ fn register_broker(
         port,
         incarnation,
         rack,
+        endpoints: endpoints.to_vec(),
     };
     records.push(registered);
     records.push(Record::BrokerFenced { node });

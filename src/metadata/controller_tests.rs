@@ -30,6 +30,7 @@ fn cluster(nodes: &[NodeId]) -> Snapshot {
                 port: 9000 + *n as u16,
                 incarnation,
                 rack: None,
+                endpoints: Vec::new(),
             },
         )
         .unwrap();
@@ -55,6 +56,7 @@ fn rejoin(s: &mut Snapshot, node: NodeId) {
         port: 1,
         incarnation,
         rack: None,
+        endpoints: Vec::new(),
     };
     run(s, register).unwrap();
     run(s, Command::UnfenceBroker { node, incarnation }).unwrap();
@@ -142,6 +144,7 @@ fn a_restart_with_a_new_incarnation_fences_the_old_one_first() {
         port: 9000 + leader as u16,
         incarnation: inc,
         rack: None,
+        endpoints: Vec::new(),
     };
     run(&mut s, same).unwrap();
     assert_eq!(s.version, v);
@@ -152,6 +155,7 @@ fn a_restart_with_a_new_incarnation_fences_the_old_one_first() {
         port: 9000 + leader as u16,
         incarnation: new_inc,
         rack: None,
+        endpoints: Vec::new(),
     };
     run(&mut s, restarted).unwrap();
     let after = part(&s, "t", 0);
@@ -198,6 +202,7 @@ fn a_leaderless_partition_waits_for_its_replica_to_serve() {
             port: 9001,
             incarnation: inc,
             rack: None,
+            endpoints: Vec::new(),
         },
     )
     .unwrap();

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::LogConfig;
+use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::types::NodeId;
 
 /// No leader: every replica in the ISR is fenced (Kafka's -1).
@@ -51,6 +52,9 @@ pub enum Record {
         incarnation: Uuid,
         #[serde(default)]
         rack: Option<String>,
+        /// Every client listener's advertised address, by listener name.
+        #[serde(default)]
+        endpoints: Vec<Endpoint>,
     },
     BrokerFenced {
         node: NodeId,
@@ -95,6 +99,25 @@ pub enum Record {
         resource: ConfigResource,
         changes: BTreeMap<String, Option<String>>,
     },
+    /// A user's SCRAM credential for one mechanism (Kafka's UserScramCredentialRecord): the
+    /// salt and derived keys, never the password.
+    ScramCredentialSet {
+        user: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    ScramCredentialRemoved {
+        user: String,
+        mechanism: ScramMechanism,
+    },
+}
+
+/// A listener's advertised address, as a broker registers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: u16,
 }
 
 /// One partition's replication state.
@@ -157,6 +180,21 @@ pub struct BrokerMeta {
     pub fenced: bool,
     #[serde(default)]
     pub rack: Option<String>,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl BrokerMeta {
+    /// Where clients of `listener` reach this broker: that listener's endpoint, else the
+    /// inter-broker address (a broker registered before it knew its endpoints).
+    pub fn address_for(&self, listener: &str) -> (&str, u16) {
+        self.endpoints
+            .iter()
+            .find(|e| e.listener.eq_ignore_ascii_case(listener))
+            .map_or((self.host.as_str(), self.port), |e| {
+                (e.host.as_str(), e.port)
+            })
+    }
 }
 
 /// An immutable view of the metadata, published to every shard after each change.
@@ -180,6 +218,9 @@ pub struct Snapshot {
     /// id, or by the empty string for the cluster-wide default.
     #[serde(default)]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// SCRAM credentials by user, then mechanism.
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
     /// The node this image is resolved for: its per-broker dynamic configs feed the defaults
     /// of its topics' `log_config`. Not part of the log.
     #[serde(skip, default)]
@@ -291,6 +332,7 @@ impl Snapshot {
                 port,
                 incarnation,
                 rack,
+                endpoints,
             } => {
                 let meta = BrokerMeta {
                     node,
@@ -299,8 +341,27 @@ impl Snapshot {
                     incarnation,
                     fenced: false,
                     rack,
+                    endpoints,
                 };
                 self.brokers.insert(node, meta);
+            }
+            Record::ScramCredentialSet {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.scram_credentials
+                    .entry(user)
+                    .or_default()
+                    .insert(mechanism, credential);
+            }
+            Record::ScramCredentialRemoved { user, mechanism } => {
+                if let Some(creds) = self.scram_credentials.get_mut(&user) {
+                    creds.remove(&mechanism);
+                    if creds.is_empty() {
+                        self.scram_credentials.remove(&user);
+                    }
+                }
             }
             Record::BrokerFenced { node } => self.broker_mut(node)?.fenced = true,
             Record::BrokerUnfenced { node } => self.broker_mut(node)?.fenced = false,
@@ -448,6 +509,7 @@ mod tests {
                     port: 9000 + node as u16,
                     incarnation: Uuid::new_v4(),
                     rack: None,
+                    endpoints: Vec::new(),
                 },
                 &d,
             );

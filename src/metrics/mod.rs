@@ -115,6 +115,11 @@ pub struct Counters {
     pub log_out_of_space: u64,
     /// Producers forgotten over producer.state.max.producers.per.partition.
     pub producers_evicted: u64,
+    /// SASL authentications that succeeded and failed (Kafka: successful-authentication-total,
+    /// failed-authentication-total); TLS handshakes that failed.
+    pub authentications_ok: u64,
+    pub authentications_failed: u64,
+    pub tls_handshakes_failed: u64,
 }
 
 impl Counters {
@@ -133,6 +138,9 @@ impl Counters {
         self.fsyncs += o.fsyncs;
         self.log_failures += o.log_failures;
         self.log_out_of_space += o.log_out_of_space;
+        self.authentications_ok += o.authentications_ok;
+        self.authentications_failed += o.authentications_failed;
+        self.tls_handshakes_failed += o.tls_handshakes_failed;
         self.producers_evicted += o.producers_evicted;
     }
 }

@@ -207,6 +207,7 @@ async fn boot(shard: &Rc<Shard>, quorum: &Rc<Quorum>, incarnation: Uuid) {
             port,
             incarnation,
             rack: None,
+            endpoints: endpoints(config),
         };
         until_done(quorum, "registering this broker", register).await;
         // Serve only from an image that has this registration in it: what the controller
@@ -352,6 +353,7 @@ async fn heartbeat_loop(shard: Rc<Shard>, quorum: Rc<Quorum>, incarnation: Uuid)
                     port,
                     incarnation,
                     rack: None,
+                    endpoints: endpoints(&config),
                 };
                 if let Err(e) = quorum.execute(cmd).await {
                     tracing::warn!(error = %e, "registering again failed");
@@ -420,4 +422,17 @@ fn remove_stray_partition_dirs(config: &Config, snap: &Snapshot) {
             }
         }
     }
+}
+
+/// Every client listener's advertised address, as this broker registers them.
+fn endpoints(config: &Config) -> Vec<crate::metadata::image::Endpoint> {
+    config
+        .client_listeners()
+        .into_iter()
+        .map(|l| crate::metadata::image::Endpoint {
+            listener: l.name,
+            host: l.advertised.0,
+            port: l.advertised.1,
+        })
+        .collect()
 }

@@ -108,13 +108,27 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// moment ago leaves behind while the kernel tears its io_uring and sockets down.
 const PORT_WAIT: Duration = Duration::from_secs(5);
 
+/// Loads every TLS listener's key material now, so a bad file stops the start naming it.
+fn check_tls(config: &Config) -> Result<(), StartError> {
+    for l in config.client_listeners() {
+        if l.protocol.is_tls() {
+            crate::security::tls::server_config(&config.security, &l.name)
+                .map_err(|e| StartError::Environment(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Refuses to share the port with another broker: SO_REUSEPORT would let two processes bind it
 /// and split the connections between them.
 fn check_port_free(config: &Config) -> Result<(), StartError> {
     if let Some(c) = config.controller_listener {
         check_addr_free(c)?;
     }
-    check_addr_free(config.listener)
+    for l in config.client_listeners() {
+        check_addr_free(l.addr)?;
+    }
+    Ok(())
 }
 
 /// The admin listener binds with SO_REUSEPORT too, so a second broker would share it
@@ -198,6 +212,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // Held until this function returns: no second broker may open the directory meanwhile.
     let _data_dirs = crate::storage::data_dir::open_all(&config.log_dirs)
         .map_err(|e| StartError::Io(e.to_string()))?;
+    check_tls(&config)?;
     check_port_free(&config)?;
     let mut config = config;
     check_admin_free(&mut config)?;

@@ -282,7 +282,24 @@ fn broker(page: &mut Page, t: &Sample, shards: &[ShardReport]) {
         "Client connections open (Kafka: socket-server-metrics connection-count).",
         open as f64,
     );
-    let counters: [(&str, &str, u64); 14] = [
+    let counters: [(&str, &str, u64); 17] = [
+        (
+            "gregor_authentications_total",
+            "SASL authentications that succeeded (Kafka: successful-authentication-total).",
+            c.authentications_ok,
+        ),
+        (
+            "gregor_authentication_failures_total",
+            "SASL authentications that failed; each connection is closed (Kafka: \
+             failed-authentication-total).",
+            c.authentications_failed,
+        ),
+        (
+            "gregor_tls_handshake_failures_total",
+            "TLS handshakes on SSL and SASL_SSL listeners that failed (a plaintext client, an \
+             untrusted or expired certificate).",
+            c.tls_handshakes_failed,
+        ),
         (
             "gregor_connections_opened_total",
             "Client connections accepted (Kafka: connection-creation-total).",

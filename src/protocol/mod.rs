@@ -4,6 +4,8 @@
 //! Nothing here trusts the peer: header parsing fails cleanly on short or unknown input, and the
 //! caller closes the connection, as Kafka does.
 
+use std::sync::{Arc, LazyLock};
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -54,6 +56,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The range a request of this key must fall in to be handled, if the key is implemented.
@@ -126,8 +132,20 @@ pub struct Request {
     pub client_id: Option<String>,
     /// The peer as Kafka reports it to group tools (`/127.0.0.1`); set by the connection.
     pub client_host: String,
+    /// The listener the request came in on (upper case), and who sent it (`User:alice`,
+    /// `User:ANONYMOUS` when the listener does not authenticate); set by the connection.
+    pub listener: Arc<str>,
+    pub principal: Arc<str>,
     pub body: Bytes,
 }
+
+/// The principal of a connection that did not authenticate (Kafka's KafkaPrincipal.ANONYMOUS).
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// A request's listener and principal until its connection sets them, shared (no allocation
+/// per request).
+static UNSET: LazyLock<(Arc<str>, Arc<str>)> =
+    LazyLock::new(|| (Arc::from("PLAINTEXT"), Arc::from(ANONYMOUS)));
 
 /// Reads the fixed start of a header without trusting the rest.
 pub fn peek_key_version(frame: &[u8]) -> Result<(i16, i16, i32), ProtocolError> {
@@ -169,6 +187,8 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, ProtocolError> {
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
         client_host: String::new(),
+        listener: UNSET.0.clone(),
+        principal: UNSET.1.clone(),
         body: frame,
     })
 }

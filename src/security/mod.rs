@@ -1,2 +1,6 @@
 //! Kafka's security model: listeners with security protocols, TLS, SASL authentication and
 //! the authorizer. Pure logic lives here; the connection edge (`server::connection`) drives it.
+
+pub mod sasl;
+pub mod scram;
+pub mod tls;

@@ -28,21 +28,30 @@ pub fn api_versions(req: &Request) -> LocalBoxFuture<'static, Outcome> {
 
 /// The brokers clients may connect to: registered and not fenced. Before this node's own
 /// registration reaches it (the first moments of a start), itself.
-fn live_brokers(shard: &Shard, snap: &Snapshot) -> Vec<(i32, StrBytes, i32, Option<StrBytes>)> {
+fn live_brokers(
+    shard: &Shard,
+    snap: &Snapshot,
+    listener: &str,
+) -> Vec<(i32, StrBytes, i32, Option<StrBytes>)> {
     let mut out: Vec<_> = snap
         .live_brokers()
         .map(|b| {
             let rack = b.rack.clone().map(StrBytes::from_string);
+            let (host, port) = b.address_for(listener);
             (
                 b.node,
-                StrBytes::from_string(b.host.clone()),
-                b.port as i32,
+                StrBytes::from_string(host.to_string()),
+                port as i32,
                 rack,
             )
         })
         .collect();
     if out.is_empty() {
-        let (host, port) = &shard.config.advertised_listener;
+        let own = shard.config.client_listeners();
+        let (host, port) = own
+            .iter()
+            .find(|l| l.name == listener)
+            .map_or(&shard.config.advertised_listener, |l| &l.advertised);
         out.push((
             shard.config.node_id,
             StrBytes::from_string(host.clone()),
@@ -108,7 +117,7 @@ pub fn metadata(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         };
         let resp = MetadataResponse::default()
             .with_brokers(
-                live_brokers(&shard, &snap)
+                live_brokers(&shard, &snap, &req.listener)
                     .into_iter()
                     .map(|(id, host, port, rack)| {
                         MetadataResponseBroker::default()
@@ -214,16 +223,17 @@ pub fn describe_cluster(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
         snap.brokers
             .values()
             .map(|b| {
+                let (host, port) = b.address_for(&req.listener);
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(b.node))
-                    .with_host(StrBytes::from_string(b.host.clone()))
-                    .with_port(b.port as i32)
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(port as i32)
                     .with_rack(b.rack.clone().map(StrBytes::from_string))
                     .with_is_fenced(b.fenced)
             })
             .collect()
     } else {
-        live_brokers(shard, &snap)
+        live_brokers(shard, &snap, &req.listener)
             .into_iter()
             .map(|(id, host, port, rack)| {
                 DescribeClusterBroker::default()

@@ -398,10 +398,14 @@ fn entry(
     body: &DescribeConfigsRequest,
 ) -> DescribeConfigsResourceResult {
     let source = d.synonyms.first().map_or(SOURCE_DEFAULT, |s| s.2);
+    // Passwords and JAAS configs are never shown, as Kafka hides its PASSWORD configs.
+    let sensitive = crate::config::security::is_sensitive(&d.name);
+    let shown = |v: String| (!sensitive).then(|| StrBytes::from_string(v));
     let mut e = DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_string(d.name))
-        .with_value(Some(StrBytes::from_string(d.value)))
+        .with_value(shown(d.value))
         .with_read_only(d.read_only)
+        .with_is_sensitive(sensitive)
         .with_config_source(source);
     if body.include_synonyms {
         e = e.with_synonyms(
@@ -410,7 +414,7 @@ fn entry(
                 .map(|(name, value, source)| {
                     DescribeConfigsSynonym::default()
                         .with_name(StrBytes::from_string(name))
-                        .with_value(Some(StrBytes::from_string(value)))
+                        .with_value(shown(value))
                         .with_source(source)
                 })
                 .collect(),

@@ -15,16 +15,27 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures::FutureExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 
-use super::framing::{set_nonblocking, write_chunks, FrameReader};
+use super::framing::{set_nonblocking, write_chunks, write_chunks_through, FrameReader};
 use super::limits::{self, Activity, Admission};
 use super::Outcome;
+use crate::config::{ClientListener, Config};
 use crate::metrics::{self, Phase};
-use crate::protocol::{self, ProtocolError};
+use crate::protocol::{self, ProtocolError, ANONYMOUS};
+use crate::security::sasl::{Authenticator, SaslError, SaslSettings, Step};
+use crate::security::tls;
 use crate::shard::Shard;
 use crate::storage::Chunk;
 
@@ -98,12 +109,56 @@ impl InFlight {
     }
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, admission: Admission) {
+/// A client listener as its connections see it: its name, TLS acceptor and SASL offer.
+pub struct Listener {
+    name: Arc<str>,
+    tls: Option<futures_rustls::TlsAcceptor>,
+    sasl: Option<Arc<SaslSettings>>,
+    /// `connections.max.reauth.ms`, 0 for sessions that never expire.
+    reauth_ms: i64,
+    failed_auth_delay: Duration,
+}
+
+/// How long a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Listener {
+    pub fn new(config: &Config, spec: ClientListener) -> Result<Listener, String> {
+        let security = &config.security;
+        let tls = if spec.protocol.is_tls() {
+            let server = tls::server_config(security, &spec.name).map_err(|e| e.to_string())?;
+            Some(futures_rustls::TlsAcceptor::from(server))
+        } else {
+            None
+        };
+        let sasl = if spec.protocol.is_sasl() {
+            Some(Arc::new(SaslSettings {
+                mechanisms: security.sasl_mechanisms(&spec.name),
+                plain_users: security
+                    .plain_users(&spec.name)
+                    .map_err(|e| e.to_string())?,
+            }))
+        } else {
+            None
+        };
+        Ok(Listener {
+            name: Arc::from(spec.name.as_str()),
+            tls,
+            sasl,
+            reauth_ms: security.connections_max_reauth_ms,
+            failed_auth_delay: Duration::from_millis(security.failed_authentication_delay_ms),
+        })
+    }
+}
+
+pub async fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    admission: Admission,
+    listener: Rc<Listener>,
+) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
-    let client_host = peer_addr
-        .map(|a| format!("/{}", a.ip()))
-        .unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     if let Err(e) = set_nonblocking(fd) {
@@ -111,87 +166,406 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, admission: Admission) {
         return;
     }
     metrics::count(|c| c.connections_opened += 1);
-    let (reader, writer) = stream.split();
-    let activity = Activity::new();
-    let rules = limits::Rules::new(&shard.config.connections);
-    let watchdog = glommio::spawn_local(limits::watch(fd, activity.clone(), rules, peer.clone()));
-    let (tx, rx) = local_channel::new_bounded::<InFlight>(IN_FLIGHT_MAX);
-    let writer_task = glommio::spawn_local(write_responses(
-        writer,
+    let conn = Conn {
+        shard,
+        peer,
+        client_host: peer_addr
+            .map(|a| format!("/{}", a.ip()))
+            .unwrap_or_default(),
+        activity: Activity::new(),
+    };
+    let rules = limits::Rules::new(&conn.shard.config.connections);
+    let watchdog = glommio::spawn_local(limits::watch(
         fd,
-        rx,
-        peer.clone(),
-        activity.clone(),
+        conn.activity.clone(),
+        rules,
+        conn.peer.clone(),
     ));
-    if let Err(why) = read_requests(&shard, reader, &tx, &client_host, &activity).await {
-        // The writer logs the close when it reaches it, after the responses before it.
-        let _ = tx.send(InFlight::untimed(Outcome::Close(why))).await;
+    match &listener.tls {
+        None => {
+            let (reader, writer) = stream.split();
+            let session = Session::new(&listener, Arc::from(ANONYMOUS));
+            conn.run(reader, writer, Some(fd), session).await;
+        }
+        Some(acceptor) => {
+            let handshake = acceptor.accept(stream);
+            let timeout = glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT);
+            let tls = match futures::future::select(handshake, Box::pin(timeout)).await {
+                futures::future::Either::Left((Ok(tls), _)) => Some(tls),
+                futures::future::Either::Left((Err(e), _)) => {
+                    tracing::info!(peer = %conn.peer, listener = %listener.name, error = %e, "TLS handshake failed");
+                    None
+                }
+                futures::future::Either::Right(_) => {
+                    tracing::info!(peer = %conn.peer, listener = %listener.name, "TLS handshake timed out");
+                    None
+                }
+            };
+            match tls {
+                Some(tls) => {
+                    let principal = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|cert| tls::certificate_principal(cert))
+                        .map_or_else(
+                            || Arc::from(ANONYMOUS),
+                            |dn| Arc::from(format!("User:{dn}")),
+                        );
+                    let (reader, writer) = tls.split();
+                    let session = Session::new(&listener, principal);
+                    conn.run(reader, writer, None, session).await;
+                }
+                None => metrics::count(|c| c.tls_handshakes_failed += 1),
+            }
+        }
     }
-    drop(tx);
-    writer_task.await;
     metrics::count(|c| c.connections_closed += 1);
     drop(watchdog);
     drop(admission);
 }
 
-/// Reads frames until EOF or a protocol error; returns why it stopped if it was an error.
-async fn read_requests(
-    shard: &Rc<Shard>,
-    reader: futures::io::ReadHalf<TcpStream>,
-    tx: &local_channel::LocalSender<InFlight>,
-    client_host: &str,
-    activity: &Activity,
-) -> Result<(), String> {
-    let mut frames = FrameReader::new(reader, shard.config.socket_request_max_bytes);
-    let share = shard.request_share();
-    while let Some(frame) = frames.next_frame().await.map_err(|e| e.to_string())? {
-        let read_at = Instant::now();
-        activity.read();
-        let task = match protocol::parse_request(frame.clone()) {
-            Ok(mut req) => {
-                req.client_host = client_host.to_string();
-                let (api, version) = (req.api_key as i16, req.api_version);
-                // A request larger than the whole share still goes, alone.
-                let cost = (frame.len() as u64).clamp(1, share);
-                let held = shard
-                    .request_bytes
-                    .acquire_static_permit(cost)
+/// What a connection's reader and writer share.
+struct Conn {
+    shard: Rc<Shard>,
+    peer: String,
+    client_host: String,
+    activity: Rc<Activity>,
+}
+
+impl Conn {
+    /// Serves the connection until it ends. `direct` is the socket's descriptor when responses
+    /// may be written to it directly (sendmsg, sendfile): not under TLS.
+    async fn run<R, W>(&self, reader: R, writer: W, direct: Option<RawFd>, mut session: Session)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + 'static,
+    {
+        let (tx, rx) = local_channel::new_bounded::<InFlight>(IN_FLIGHT_MAX);
+        let writer_task = glommio::spawn_local(write_responses(
+            writer,
+            direct,
+            rx,
+            self.peer.clone(),
+            self.activity.clone(),
+        ));
+        if let Err(why) = self.read_requests(reader, &tx, &mut session).await {
+            // The writer logs the close when it reaches it, after the responses before it.
+            let _ = tx.send(InFlight::untimed(Outcome::Close(why))).await;
+        }
+        drop(tx);
+        writer_task.await;
+    }
+
+    /// Reads frames until EOF or a protocol error; returns why it stopped if it was an error.
+    async fn read_requests<R: AsyncRead + Unpin>(
+        &self,
+        reader: R,
+        tx: &local_channel::LocalSender<InFlight>,
+        session: &mut Session,
+    ) -> Result<(), String> {
+        let shard = &self.shard;
+        let mut frames = FrameReader::new(reader, shard.config.socket_request_max_bytes);
+        let share = shard.request_share();
+        while let Some(frame) = frames.next_frame().await.map_err(|e| e.to_string())? {
+            let read_at = Instant::now();
+            self.activity.read();
+            if std::mem::take(&mut session.legacy_tokens) {
+                // A bare token answers with a bare token; a failure closes without one, as
+                // Kafka does for SaslHandshake v0 clients.
+                let (reply, more) = session
+                    .exchange(shard, &frame, &self.peer)
                     .await
-                    .map_err(|e| e.to_string())?;
-                let started = Instant::now();
-                let remote = Rc::new(Cell::new(Duration::ZERO));
-                let handling = super::dispatch(shard, req, &remote);
-                let handling = glommio::spawn_local(async move {
-                    let outcome = handling.await;
-                    drop(held);
-                    Handled {
-                        outcome,
-                        started,
-                        done: Instant::now(),
-                        remote: remote.get(),
-                    }
-                });
-                InFlight {
-                    api,
-                    version,
-                    read_at,
-                    handling,
-                }
-            }
-            Err(e) => {
-                let outcome = answer_unparsed(e, &frame);
-                let close = matches!(outcome, Outcome::Close(_));
-                let t = InFlight::untimed(outcome);
-                tx.send(t).await.map_err(|_| "writer gone".to_string())?;
-                if close {
-                    return Ok(());
-                }
+                    .map_err(|(_, why)| why)?;
+                session.legacy_tokens = more;
+                let mut framed = bytes::BytesMut::with_capacity(4 + reply.len());
+                framed.extend_from_slice(&(reply.len() as u32).to_be_bytes());
+                framed.extend_from_slice(&reply);
+                tx.send(InFlight::untimed(Outcome::Reply(framed.freeze())))
+                    .await
+                    .map_err(|_| "writer gone".to_string())?;
                 continue;
             }
-        };
-        tx.send(task).await.map_err(|_| "writer gone".to_string())?;
+            let task = match protocol::parse_request(frame.clone()) {
+                Ok(mut req) => {
+                    req.client_host = self.client_host.clone();
+                    req.listener = session.listener.name.clone();
+                    req.principal = session.principal.clone();
+                    match session.gate(&req, Instant::now()) {
+                        Gate::Dispatch => {}
+                        Gate::Close(why) => return Err(why),
+                        Gate::Sasl => {
+                            let (outcome, close) = session.step(shard, &req, &self.peer).await;
+                            tx.send(InFlight::untimed(outcome))
+                                .await
+                                .map_err(|_| "writer gone".to_string())?;
+                            if let Some(why) = close {
+                                return Err(why);
+                            }
+                            continue;
+                        }
+                    }
+                    let (api, version) = (req.api_key as i16, req.api_version);
+                    // A request larger than the whole share still goes, alone.
+                    let cost = (frame.len() as u64).clamp(1, share);
+                    let held = shard
+                        .request_bytes
+                        .acquire_static_permit(cost)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let started = Instant::now();
+                    let remote = Rc::new(Cell::new(Duration::ZERO));
+                    let handling = super::dispatch(shard, req, &remote);
+                    let handling = glommio::spawn_local(async move {
+                        let outcome = handling.await;
+                        drop(held);
+                        Handled {
+                            outcome,
+                            started,
+                            done: Instant::now(),
+                            remote: remote.get(),
+                        }
+                    });
+                    InFlight {
+                        api,
+                        version,
+                        read_at,
+                        handling,
+                    }
+                }
+                Err(e) => {
+                    let outcome = answer_unparsed(e, &frame);
+                    let close = matches!(outcome, Outcome::Close(_));
+                    let t = InFlight::untimed(outcome);
+                    tx.send(t).await.map_err(|_| "writer gone".to_string())?;
+                    if close {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            tx.send(task).await.map_err(|_| "writer gone".to_string())?;
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// What a connection may do with a request, given its authentication.
+enum Gate {
+    Dispatch,
+    /// A SASL request this connection's authenticator answers.
+    Sasl,
+    Close(String),
+}
+
+/// A connection's identity: who it is (its principal) and, on a SASL listener, where its
+/// authentication stands.
+struct Session {
+    listener: Rc<Listener>,
+    principal: Arc<str>,
+    sasl: Option<Authenticator>,
+    authenticated: bool,
+    /// When a SASL session ends (KIP-368), if it does.
+    expires: Option<Instant>,
+    /// The next frame is a bare SASL token, not a request (after SaslHandshake v0).
+    legacy_tokens: bool,
+}
+
+impl Session {
+    fn new(listener: &Rc<Listener>, principal: Arc<str>) -> Session {
+        Session {
+            listener: listener.clone(),
+            principal,
+            sasl: listener.sasl.clone().map(Authenticator::new),
+            authenticated: listener.sasl.is_none(),
+            expires: None,
+            legacy_tokens: false,
+        }
+    }
+
+    fn gate(&self, req: &protocol::Request, now: Instant) -> Gate {
+        let sasl_api = matches!(
+            req.api_key,
+            ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        );
+        if self.sasl.is_none() {
+            // Not a SASL listener: Kafka answers these with ILLEGAL_SASL_STATE.
+            return if sasl_api { Gate::Sasl } else { Gate::Dispatch };
+        }
+        if sasl_api {
+            return Gate::Sasl;
+        }
+        if !self.authenticated {
+            return if req.api_key == ApiKey::ApiVersions {
+                Gate::Dispatch
+            } else {
+                Gate::Close(format!(
+                    "unexpected {:?} request before SASL authentication",
+                    req.api_key
+                ))
+            };
+        }
+        match self.expires {
+            Some(at) if now >= at && req.api_key != ApiKey::ApiVersions => Gate::Close(format!(
+                "the SASL session of {} expired (connections.max.reauth.ms) and the client did not re-authenticate",
+                self.principal
+            )),
+            _ => Gate::Dispatch,
+        }
+    }
+
+    /// Answers SaslHandshake or SaslAuthenticate; the second value says to close after it.
+    async fn step(
+        &mut self,
+        shard: &Shard,
+        req: &protocol::Request,
+        peer: &str,
+    ) -> (Outcome, Option<String>) {
+        let reauth_allowed = self.listener.reauth_ms > 0;
+        let offered = self
+            .sasl
+            .as_ref()
+            .map(|a| a.mechanisms().to_vec())
+            .unwrap_or_default();
+        let answerable = self.sasl.is_some()
+            && (!self.authenticated
+                || reauth_allowed
+                || self.sasl.as_ref().is_some_and(Authenticator::in_exchange));
+        match req.api_key {
+            ApiKey::SaslHandshake => {
+                let body: SaslHandshakeRequest = match protocol::decode_body(req) {
+                    Ok(b) => b,
+                    Err(e) => return (Outcome::Close(e.to_string()), None),
+                };
+                let mechanisms = offered
+                    .iter()
+                    .map(|m| StrBytes::from_string(m.clone()))
+                    .collect();
+                let answer = |code: i16| {
+                    super::reply(
+                        req,
+                        &SaslHandshakeResponse::default()
+                            .with_error_code(code)
+                            .with_mechanisms(mechanisms),
+                    )
+                };
+                let Some(auth) = self.sasl.as_mut().filter(|_| answerable) else {
+                    return (answer(ResponseError::IllegalSaslState.code()), None);
+                };
+                match auth.handshake(body.mechanism.as_str()) {
+                    Ok(()) => {
+                        // SaslHandshake v0: the exchange follows as bare size-prefixed tokens.
+                        self.legacy_tokens = req.api_version == 0;
+                        (answer(0), None)
+                    }
+                    Err(e @ SaslError::UnsupportedMechanism(_)) => (
+                        answer(ResponseError::UnsupportedSaslMechanism.code()),
+                        Some(e.to_string()),
+                    ),
+                    Err(e) => (
+                        answer(ResponseError::IllegalSaslState.code()),
+                        Some(e.to_string()),
+                    ),
+                }
+            }
+            _ => {
+                let body: SaslAuthenticateRequest = match protocol::decode_body(req) {
+                    Ok(b) => b,
+                    Err(e) => return (Outcome::Close(e.to_string()), None),
+                };
+                let answer = |code: i16, message: Option<String>, bytes: Vec<u8>, lifetime: i64| {
+                    super::reply(
+                        req,
+                        &SaslAuthenticateResponse::default()
+                            .with_error_code(code)
+                            .with_error_message(message.map(StrBytes::from_string))
+                            .with_auth_bytes(bytes.into())
+                            .with_session_lifetime_ms(lifetime),
+                    )
+                };
+                if !answerable {
+                    let why = "SaslAuthenticate is not expected on this connection".to_string();
+                    return (
+                        answer(
+                            ResponseError::IllegalSaslState.code(),
+                            Some(why),
+                            Vec::new(),
+                            0,
+                        ),
+                        None,
+                    );
+                }
+                match self.exchange(shard, &body.auth_bytes, peer).await {
+                    Ok((bytes, _)) => (answer(0, None, bytes, self.lifetime_if_done()), None),
+                    Err((code, why)) => (
+                        answer(code.code(), Some(why.clone()), Vec::new(), 0),
+                        Some(why),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// The session lifetime to report once authenticated (0 while the exchange goes on).
+    fn lifetime_if_done(&self) -> i64 {
+        let exchanging = self.sasl.as_ref().is_some_and(Authenticator::in_exchange);
+        if exchanging {
+            0
+        } else {
+            self.listener.reauth_ms
+        }
+    }
+
+    /// Feeds one SASL message to the authenticator: the bytes to send back, and whether more
+    /// are expected; or the error to answer with (logged, counted, and delayed by
+    /// `connection.failed.authentication.delay.ms`), after which the connection closes.
+    async fn exchange(
+        &mut self,
+        shard: &Shard,
+        message: &[u8],
+        peer: &str,
+    ) -> Result<(Vec<u8>, bool), (ResponseError, String)> {
+        let Some(auth) = self.sasl.as_mut() else {
+            return Err((
+                ResponseError::IllegalSaslState,
+                "SASL is not enabled on this listener".to_string(),
+            ));
+        };
+        let snap = shard.snapshot();
+        let lookup = |user: &str, m| {
+            snap.scram_credentials
+                .get(user)
+                .and_then(|c| c.get(&m))
+                .cloned()
+        };
+        match auth.authenticate(message, lookup) {
+            Ok(Step::Challenge(bytes)) => Ok((bytes, true)),
+            Ok(Step::Done { user, reply }) => {
+                metrics::count(|c| c.authentications_ok += 1);
+                let lifetime = self.listener.reauth_ms;
+                self.expires =
+                    (lifetime > 0).then(|| Instant::now() + Duration::from_millis(lifetime as u64));
+                if !self.authenticated {
+                    tracing::debug!(%peer, %user, listener = %self.listener.name, "authenticated");
+                }
+                self.authenticated = true;
+                self.principal = Arc::from(format!("User:{user}"));
+                Ok((reply, false))
+            }
+            Err(e) => {
+                metrics::count(|c| c.authentications_failed += 1);
+                tracing::info!(%peer, listener = %self.listener.name, error = %e, "authentication failed");
+                glommio::timer::sleep(self.listener.failed_auth_delay).await;
+                let code = match e {
+                    SaslError::Failed(_) => ResponseError::SaslAuthenticationFailed,
+                    SaslError::UnsupportedMechanism(_) => ResponseError::UnsupportedSaslMechanism,
+                    SaslError::IllegalState(_) => ResponseError::IllegalSaslState,
+                };
+                Err((code, e.to_string()))
+            }
+        }
+    }
 }
 
 /// What to do with a request whose header we will not handle: ApiVersions of an unknown
@@ -207,9 +581,9 @@ fn answer_unparsed(e: ProtocolError, frame: &[u8]) -> Outcome {
     Outcome::Close(e.to_string())
 }
 
-async fn write_responses(
-    mut writer: futures::io::WriteHalf<TcpStream>,
-    fd: RawFd,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    direct: Option<RawFd>,
     rx: local_channel::LocalReceiver<InFlight>,
     peer: String,
     activity: Rc<Activity>,
@@ -237,7 +611,7 @@ async fn write_responses(
                 Outcome::Close(why) => {
                     metrics::count(|c| c.connections_closed_on_error += 1);
                     tracing::debug!(%peer, %why, "closing connection");
-                    let _ = write_chunks(&mut writer, fd, &mut ready, &activity.send).await;
+                    let _ = write_all(&mut writer, direct, &mut ready, &activity.send).await;
                     break 'conn;
                 }
             }
@@ -256,7 +630,7 @@ async fn write_responses(
                 }
             }
         }
-        if let Err(e) = write_chunks(&mut writer, fd, &mut ready, &activity.send).await {
+        if let Err(e) = write_all(&mut writer, direct, &mut ready, &activity.send).await {
             tracing::debug!(%peer, error = %e, "write failed");
             break;
         }
@@ -268,4 +642,18 @@ async fn write_responses(
     let _ = writer.close().await;
     // The socket closes when `writer` drops, just below: the watchdog must not use it after.
     activity.open.set(false);
+}
+
+/// Writes responses straight to the socket when it can (`direct`), else through the stream
+/// (TLS encrypts them: file ranges are read into memory first).
+async fn write_all<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    direct: Option<RawFd>,
+    chunks: &mut Vec<Chunk>,
+    progress: &super::framing::SendProgress,
+) -> std::io::Result<()> {
+    match direct {
+        Some(fd) => write_chunks(writer, fd, chunks, progress).await,
+        None => write_chunks_through(writer, chunks, progress).await,
+    }
 }

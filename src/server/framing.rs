@@ -348,6 +348,46 @@ pub async fn write_chunks<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Writes `chunks` through `writer` (a TLS stream, which must see every byte), and empties it:
+/// memory chunks as they are, file ranges read into memory a piece at a time.
+pub async fn write_chunks_through<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    chunks: &mut Vec<Chunk>,
+    progress: &SendProgress,
+) -> std::io::Result<()> {
+    progress
+        .unsent_bytes
+        .set(chunks.iter().map(Chunk::len).sum::<usize>());
+    progress.last_progress.set(std::time::Instant::now());
+    for chunk in chunks.drain(..) {
+        match chunk {
+            Chunk::Mem(b) => {
+                writer.write_all(&b).await?;
+                progress.sent(b.len());
+            }
+            Chunk::File(r) => {
+                let mut done = 0;
+                while done < r.len {
+                    let piece = FileRange {
+                        file: r.file.clone(),
+                        position: r.position + done as u64,
+                        len: (r.len - done).min(THROUGH_PIECE_BYTES),
+                    };
+                    writer.write_all(&piece.read_all()?).await?;
+                    progress.sent(piece.len);
+                    done += piece.len;
+                }
+            }
+        }
+    }
+    writer.flush().await?;
+    progress.unsent_bytes.set(0);
+    Ok(())
+}
+
+/// What [`write_chunks_through`] reads of a file range at a time.
+const THROUGH_PIECE_BYTES: usize = 256 << 10;
+
 /// Sends what it can of a file range from `skip` on: `sendfile` while the socket has room,
 /// else a small piece through memory once it has. Bytes sent (0 if interrupted).
 async fn send_file<W: AsyncWrite + Unpin>(

@@ -62,7 +62,8 @@ pub fn find_coordinator(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
                 .get(&leader)
                 .filter(|b| !b.fenced)
                 .ok_or(ResponseError::CoordinatorNotAvailable)?;
-            Ok((BrokerId(leader), b.host.clone(), b.port))
+            let (host, port) = b.address_for(&req.listener);
+            Ok((BrokerId(leader), host.to_string(), port))
         };
     let answer = |key: &StrBytes| -> Result<(BrokerId, String, u16), (i16, Option<String>)> {
         match body.key_type {

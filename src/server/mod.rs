@@ -23,6 +23,7 @@ mod producers;
 mod records;
 mod transactions;
 mod txn_markers;
+mod users;
 mod verifying;
 
 pub use txn_markers::sender as txn_marker_sender;
@@ -100,6 +101,8 @@ pub fn dispatch(
         ApiKey::TxnOffsetCommit => groups::txn_offset_commit(shard, req),
         ApiKey::DescribeTransactions => transactions::describe_transactions(shard, req),
         ApiKey::ListTransactions => transactions::list_transactions(shard, req),
+        ApiKey::DescribeUserScramCredentials => users::describe(shard, req),
+        ApiKey::AlterUserScramCredentials => users::alter(shard, req),
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
     }
 }
@@ -178,27 +181,31 @@ fn reply<T: kafka_protocol::protocol::Encodable>(req: &Request, body: &T) -> Out
     }
 }
 
-/// Binds this shard's listener (SO_REUSEPORT: every shard binds the same address and the
-/// kernel spreads connections) and starts accepting, plus the retention timer.
-/// Binds the client listener as soon as the shard exists, as Kafka binds its acceptors before
+/// Binds this shard's listeners (SO_REUSEPORT: every shard binds the same addresses and the
+/// kernel spreads connections) as soon as the shard exists, as Kafka binds its acceptors before
 /// it enables request processing: a client that connects while the broker is still starting
 /// (registered, opening its logs) waits in the backlog instead of being refused.
 pub fn bind_listener(shard: &Rc<Shard>) {
     if shard.serving.get() {
         return;
     }
-    let listener = bind(shard);
-    *shard.listener.borrow_mut() = Some(listener);
+    let listeners = bind(shard);
+    *shard.listener.borrow_mut() = listeners;
 }
 
-fn bind(shard: &Shard) -> glommio::net::TcpListener {
-    match glommio::net::TcpListener::bind(shard.config.listener) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("gregor: cannot listen on {}: {e}", shard.config.listener);
-            std::process::exit(1);
-        }
-    }
+fn bind(shard: &Shard) -> Vec<glommio::net::TcpListener> {
+    shard
+        .config
+        .client_listeners()
+        .iter()
+        .map(|l| match glommio::net::TcpListener::bind(l.addr) {
+            Ok(bound) => bound,
+            Err(e) => {
+                eprintln!("gregor: cannot listen on {} ({}): {e}", l.addr, l.name);
+                std::process::exit(1);
+            }
+        })
+        .collect()
 }
 
 /// Counts a new connection, or closes it (by dropping it) if its address is over its limit.
@@ -221,39 +228,56 @@ async fn admit(
     }
 }
 
+/// Starts accepting on every client listener, with each listener's security: a listener whose
+/// TLS material cannot be loaded stops the broker, naming the setting.
 pub fn start_listener(shard: &Rc<Shard>) {
     shard.serving.set(true);
-    let bound = shard.listener.borrow_mut().take();
-    let listener = bound.unwrap_or_else(|| bind(shard));
-    let accept_shard = shard.clone();
+    let mut bound = std::mem::take(&mut *shard.listener.borrow_mut());
+    if bound.is_empty() {
+        bound = bind(shard);
+    }
     let quotas = limits::broker_quotas(&shard.config.connections);
-    let accept = glommio::spawn_local(async move {
-        loop {
-            match listener.accept().await {
-                Ok(stream) => {
-                    let Some(admission) = admit(&quotas, &stream).await else {
-                        continue;
-                    };
-                    let s = accept_shard.clone();
-                    glommio::spawn_local(connection::serve(s, stream, admission)).detach();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
+    let mut accepts = Vec::new();
+    for (spec, listener) in shard.config.client_listeners().into_iter().zip(bound) {
+        let edge = match connection::Listener::new(&shard.config, spec) {
+            Ok(edge) => Rc::new(edge),
+            Err(e) => {
+                eprintln!("gregor: {e}");
+                std::process::exit(1);
+            }
+        };
+        let (accept_shard, quotas) = (shard.clone(), quotas.clone());
+        accepts.push(glommio::spawn_local(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        let Some(admission) = admit(&quotas, &stream).await else {
+                            continue;
+                        };
+                        let s = accept_shard.clone();
+                        let edge = edge.clone();
+                        glommio::spawn_local(connection::serve(s, stream, admission, edge))
+                            .detach();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
                 }
             }
-        }
-    });
+        }));
+    }
     // Timers yield to request handling (see Shard::spawn_background).
     let retention = shard.spawn_background(retention_loop(shard.clone()));
     let flush = shard.spawn_background(flush_loop(shard.clone()));
     let groups = shard.spawn_background(crate::group::coordinator::run_timers(shard.clone()));
     let txns = shard.spawn_background(crate::txn::coordinator::run_timers(shard.clone()));
     let replicas = shard.spawn_background(crate::replication::roles::run_ticks(shard.clone()));
-    shard
-        .background
-        .borrow_mut()
-        .extend([accept, retention, flush, groups, txns, replicas]);
+    shard.background.borrow_mut().extend(
+        accepts
+            .into_iter()
+            .chain([retention, flush, groups, txns, replicas]),
+    );
     if shard.config.cleaner.enable {
         // The cleaner yields to request handling: a low share of the CPU when both want it.
         let queue = glommio::executor().create_task_queue(
@@ -270,7 +294,7 @@ pub fn start_listener(shard: &Rc<Shard>) {
 
 /// Stops accepting and stops background work; open connections end with the executor.
 pub fn stop_listener(shard: &Rc<Shard>) {
-    shard.listener.borrow_mut().take();
+    shard.listener.borrow_mut().clear();
     shard.background.borrow_mut().clear();
 }
 

@@ -63,8 +63,8 @@ pub struct Shard {
     on_snapshot: RefCell<Option<SnapshotHook>>,
     /// Long-running tasks of this shard (listener, retention); dropping them cancels them.
     pub(crate) background: RefCell<Vec<glommio::Task<()>>>,
-    /// The client listener, bound at start-up and accepting once the shard serves.
-    pub(crate) listener: RefCell<Option<glommio::net::TcpListener>>,
+    /// Each client listener, bound ahead of serving (see `server::bind_listener`).
+    pub(crate) listener: RefCell<Vec<glommio::net::TcpListener>>,
     /// Set once the shard accepts clients.
     pub(crate) serving: std::cell::Cell<bool>,
     clock: SystemClock,
@@ -124,7 +124,7 @@ impl Shard {
             services: RefCell::new(Vec::new()),
             on_snapshot: RefCell::new(None),
             background: RefCell::new(Vec::new()),
-            listener: RefCell::new(None),
+            listener: RefCell::new(Vec::new()),
             serving: std::cell::Cell::new(false),
             clock: Default::default(),
             background_queue: Cell::new(None),

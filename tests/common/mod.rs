@@ -119,6 +119,15 @@ impl Broker {
         Broker::start_inner(None, extra)
     }
 
+    /// A broker listening on PLAINTEXT (its `port`, which start-up waits for) and on
+    /// `more_listeners` too (`NAME://127.0.0.1:PORT,...`).
+    pub fn start_with_listeners(more_listeners: &str, extra: &[(&str, &str)]) -> Broker {
+        let listeners = format!("PLAINTEXT://127.0.0.1:{},{more_listeners}", "{port}");
+        let mut all = vec![("listeners", listeners.as_str())];
+        all.extend_from_slice(extra);
+        Broker::start_inner(None, &all)
+    }
+
     fn start_inner(config_file: Option<PathBuf>, extra: &[(&str, &str)]) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("gregor-test-")
@@ -134,7 +143,7 @@ impl Broker {
             ("log.dirs".to_string(), data.display().to_string()),
         ];
         for (k, v) in extra {
-            settings.push((k.to_string(), v.to_string()));
+            settings.push((k.to_string(), v.replace("{port}", &port.to_string())));
         }
         let stderr_path = dir.path().join("broker.stderr");
         let mut b = Broker {

@@ -205,6 +205,21 @@ mod tests {
                 "read_committed",
             ],
             &["dump-log", "x.log", "--print-data-log"],
+            &["users", "add", "alice", "--password", "pw"],
+            &[
+                "users",
+                "add",
+                "alice",
+                "--mechanism",
+                "SCRAM-SHA-256",
+                "--password",
+                "pw",
+                "--iterations",
+                "4096",
+            ],
+            &["users", "delete", "alice", "--mechanism", "SCRAM-SHA-256"],
+            &["users", "describe"],
+            &["users", "describe", "alice", "bob"],
             &[
                 "configs",
                 "--describe",
@@ -228,6 +243,8 @@ mod tests {
             assert!(matches!(parsed, Ok(Top::Client(_))), "{args:?}: {parsed:?}");
         }
         let bad: &[&[&str]] = &[
+            &["users", "add", "alice"],
+            &["users", "delete"],
             &[
                 "consume",
                 "--topic",

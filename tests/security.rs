@@ -66,6 +66,7 @@ impl Pki {
                       expired: bool| {
             let key = KeyPair::generate().unwrap();
             let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name = rcgen::DistinguishedName::new();
             p.distinguished_name
                 .push(DnType::OrganizationName, "gregor tests");
             p.distinguished_name.push(DnType::CommonName, cn);
@@ -80,6 +81,7 @@ impl Pki {
         client("alice", "alice", &ca, &ca_key, false);
         client("mallory", "mallory", &other_ca, &other_key, false);
         client("old", "old", &ca, &ca_key, true);
+        client("carol", "carol", &ca, &ca_key, false);
         Pki { dir }
     }
 
@@ -136,6 +138,11 @@ fn start_secure(extra: &[(&str, &str)]) -> Secure {
         ("ssl.keystore.location", &keystore),
         ("ssl.truststore.location", &truststore),
         ("listener.name.mtls.ssl.client.auth", "required"),
+        // alice's subject maps to a user name; carol's, as trusted, matches no rule.
+        (
+            "listener.name.mtls.ssl.principal.mapping.rules",
+            "RULE:^CN=(alice),O=gregor tests$/$1/U",
+        ),
         ("listener.name.sasl_ssl.plain.sasl.jaas.config", JAAS),
         ("listener.name.sasl_plaintext.plain.sasl.jaas.config", JAAS),
         ("connection.failed.authentication.delay.ms", "20"),
@@ -343,6 +350,10 @@ fn bad_credentials_and_certificates_fail_cleanly() {
         ),
         ("a certificate from an untrusted CA", cert("mallory")),
         ("an expired certificate", cert("old")),
+        (
+            "a certificate no ssl.principal.mapping.rules rule applies to",
+            cert("carol"),
+        ),
         (
             "a plaintext client on the SSL port",
             client(&s, s.ssl, "plaintext", &[]),
@@ -875,6 +886,8 @@ fn insecure_or_incomplete_security_settings_stop_the_start() {
         err.contains("no security protocol for listener INTERNAL"),
         "{err}"
     );
+    let err = refused(&[("ssl.principal.mapping.rules", "RULE:^CN=(.*)$")]);
+    assert!(err.contains("ssl.principal.mapping.rules"), "{err}");
     let err = refused(&[("sasl.enabled.mechanisms", "GSSAPI")]);
     assert!(err.contains("GSSAPI"), "{err}");
     let _: PathBuf = pki.dir.path().to_path_buf();

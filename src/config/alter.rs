@@ -301,7 +301,7 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
         "ssl.truststore.type" => (STRING, "The format of the trust store: PEM."),
         "ssl.truststore.location" => (STRING, "A PEM file of the certificates client certificates are checked against."),
         "ssl.client.auth" => (STRING, "Whether clients present certificates: none, requested or required."),
-        "ssl.principal.mapping.rules" => (STRING, "How a client certificate's subject becomes a user name: DEFAULT."),
+        "ssl.principal.mapping.rules" => (STRING, "How a client certificate's subject becomes a user name: DEFAULT, or RULE:pattern/replacement/[L|U] rules."),
         "ssl.enabled.protocols" => (LIST, "The TLS versions offered."),
         "sasl.enabled.mechanisms" => (LIST, "The SASL mechanisms offered: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512."),
         "connection.failed.authentication.delay.ms" => (INT, "How long a failed authentication waits before its answer and the close."),

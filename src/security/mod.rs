@@ -2,6 +2,7 @@
 //! the authorizer. Pure logic lives here; the connection edge (`server::connection`) drives it.
 
 pub mod acl;
+pub mod principal;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -133,10 +133,10 @@ fn protocol_versions(enabled: &str) -> Vec<&'static rustls::SupportedProtocolVer
     out
 }
 
-/// The principal of a client certificate under `ssl.principal.mapping.rules=DEFAULT`: its
-/// subject as Java's X500Principal.getName() prints it (RFC 2253: the last RDN first, joined
-/// with commas, special characters escaped), e.g. `CN=alice,OU=eng,O=example`.
-pub fn certificate_principal(cert: &[u8]) -> Option<String> {
+/// A client certificate's subject as Java's X500Principal.getName() prints it (RFC 2253: the
+/// last RDN first, joined with commas, special characters escaped), e.g.
+/// `CN=alice,OU=eng,O=example`: what `ssl.principal.mapping.rules` maps to a user name.
+pub fn certificate_subject(cert: &[u8]) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
     let rdns: Vec<String> = parsed
         .subject()
@@ -211,10 +211,10 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(
-            certificate_principal(cert.der()).unwrap(),
+            certificate_subject(cert.der()).unwrap(),
             "CN=alice,O=Example\\, Inc,C=US"
         );
-        assert_eq!(certificate_principal(b"garbage"), None);
+        assert_eq!(certificate_subject(b"garbage"), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ use super::Outcome;
 use crate::config::{ClientListener, Config};
 use crate::metrics::{self, Phase};
 use crate::protocol::{self, ProtocolError, ANONYMOUS};
+use crate::security::principal::PrincipalMapper;
 use crate::security::sasl::{Authenticator, SaslError, SaslSettings, Step};
 use crate::security::tls;
 use crate::shard::Shard;
@@ -113,6 +114,8 @@ impl InFlight {
 pub struct Listener {
     name: Arc<str>,
     tls: Option<futures_rustls::TlsAcceptor>,
+    /// How a client certificate's subject becomes its user name.
+    principals: PrincipalMapper,
     sasl: Option<Arc<SaslSettings>>,
     /// `connections.max.reauth.ms`, 0 for sessions that never expire.
     reauth_ms: i64,
@@ -141,9 +144,15 @@ impl Listener {
         } else {
             None
         };
+        let rules = security
+            .value(Some(&spec.name), "ssl.principal.mapping.rules")
+            .unwrap_or_default();
+        let principals = PrincipalMapper::parse(&rules)
+            .map_err(|e| format!("ssl.principal.mapping.rules of {}: {e}", spec.name))?;
         Ok(Listener {
             name: Arc::from(spec.name.as_str()),
             tls,
+            principals,
             sasl,
             reauth_ms: security.connections_max_reauth_ms,
             failed_auth_delay: Duration::from_millis(security.failed_authentication_delay_ms),
@@ -203,16 +212,24 @@ pub async fn serve(
             };
             match tls {
                 Some(tls) => {
-                    let principal = tls
+                    let subject = tls
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|chain| chain.first())
-                        .and_then(|cert| tls::certificate_principal(cert))
-                        .map_or_else(
-                            || Arc::from(ANONYMOUS),
-                            |dn| Arc::from(format!("User:{dn}")),
-                        );
+                        .and_then(|cert| tls::certificate_subject(cert));
+                    let principal: Arc<str> = match subject {
+                        None => Arc::from(ANONYMOUS),
+                        Some(dn) => match listener.principals.name(&dn) {
+                            Some(user) => Arc::from(format!("User:{user}")),
+                            None => {
+                                tracing::info!(peer = %conn.peer, listener = %listener.name, subject = %dn, "no ssl.principal.mapping.rules rule applies to the client certificate; closing");
+                                metrics::count(|c| c.authentications_failed += 1);
+                                metrics::count(|c| c.connections_closed += 1);
+                                return;
+                            }
+                        },
+                    };
                     let (reader, writer) = tls.split();
                     let session = Session::new(&listener, principal);
                     conn.run(reader, writer, None, session).await;

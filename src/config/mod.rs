@@ -769,14 +769,9 @@ impl Config {
                 ));
             }
             if self.security.protocol_of(name).is_none() {
-                return Err(invalid(
-                    "listener.security.protocol.map",
-                    &self
-                        .security
-                        .get("listener.security.protocol.map")
-                        .unwrap_or_default(),
-                    format!("no security protocol for listener {name}"),
-                ));
+                return Err(
+                    self.protocol_map_error(format!("no security protocol for listener {name}"))
+                );
             }
         }
         let listeners = self.client_listeners();
@@ -809,14 +804,9 @@ impl Config {
             if self.cluster.is_controller_listener(name)
                 && self.security.protocol_of(name) != Some(SecurityProtocol::Plaintext)
             {
-                return Err(invalid(
-                    "listener.security.protocol.map",
-                    &self
-                        .security
-                        .get("listener.security.protocol.map")
-                        .unwrap_or_default(),
-                    format!("the controller listener {name} must be PLAINTEXT"),
-                ));
+                return Err(self.protocol_map_error(format!(
+                    "the controller listener {name} must be PLAINTEXT"
+                )));
             }
         }
         for l in &listeners {
@@ -850,6 +840,16 @@ impl Config {
             self.security.plain_users(&l.name)?;
         }
         Ok(())
+    }
+}
+
+impl Config {
+    fn protocol_map_error(&self, why: String) -> ConfigError {
+        let map = self
+            .security
+            .get("listener.security.protocol.map")
+            .unwrap_or_default();
+        invalid("listener.security.protocol.map", &map, why)
     }
 }
 

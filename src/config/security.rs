@@ -294,9 +294,6 @@ fn check_value(name: &str, setting: &str, value: &str) -> Result<(), ConfigError
         "ssl.client.auth" if !["none", "requested", "required"].contains(&v) => {
             Err(invalid(name, value, "expected none, requested or required"))
         }
-        "ssl.principal.mapping.rules" => crate::security::principal::PrincipalMapper::parse(v)
-            .map(|_| ())
-            .map_err(|why| invalid(name, value, why)),
         "ssl.enabled.protocols" => {
             for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 if p != "TLSv1.2" && p != "TLSv1.3" {

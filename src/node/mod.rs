@@ -108,9 +108,20 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// moment ago leaves behind while the kernel tears its io_uring and sockets down.
 const PORT_WAIT: Duration = Duration::from_secs(5);
 
-/// Loads every TLS listener's key material now, so a bad file stops the start naming it.
+/// Loads every TLS listener's key material and parses its principal mapping rules now, so a
+/// bad file or rule stops the start naming it.
 fn check_tls(config: &Config) -> Result<(), StartError> {
     for l in config.client_listeners() {
+        let rules = config
+            .security
+            .value(Some(&l.name), "ssl.principal.mapping.rules")
+            .unwrap_or_default();
+        crate::security::principal::PrincipalMapper::parse(&rules).map_err(|e| {
+            StartError::Environment(format!(
+                "setting `ssl.principal.mapping.rules` of listener {}: {e}",
+                l.name
+            ))
+        })?;
         if l.protocol.is_tls() {
             crate::security::tls::server_config(&config.security, &l.name)
                 .map_err(|e| StartError::Environment(e.to_string()))?;

@@ -757,3 +757,21 @@ impl Drop for SeedGuard {
         }
     }
 }
+
+/// Whether Debian's kcat is installed; CI installs it (.ci/run), so there its absence fails the
+/// test, and elsewhere the caller is told to skip (false).
+pub fn kcat_or_skip() -> bool {
+    if std::process::Command::new("kcat")
+        .arg("-V")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "kcat is missing in CI; .ci/run installs it"
+    );
+    eprintln!("kcat not installed: skipped (CI runs it)");
+    false
+}

@@ -92,9 +92,11 @@ fn listener_setting(name: &str) -> Option<(&str, &str)> {
     name.strip_prefix("listener.name.")?.split_once('.')
 }
 
-/// Settings that may be given per listener, besides `<mechanism>.sasl.jaas.config`.
+/// Settings that may be given per listener with `listener.name.<l>.`: every `ssl.*` one,
+/// `sasl.enabled.mechanisms` and `<mechanism>.sasl.jaas.config`.
 fn per_listener(setting: &str) -> bool {
-    SECURITY_CONFIGS[2..SECURITY_CONFIGS.len() - 2].contains(&setting)
+    (SECURITY_CONFIGS.contains(&setting) && setting.starts_with("ssl."))
+        || setting == "sasl.enabled.mechanisms"
         || setting.ends_with(".sasl.jaas.config")
 }
 

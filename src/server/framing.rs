@@ -295,6 +295,13 @@ impl Default for SendProgress {
 }
 
 impl SendProgress {
+    /// A write of `chunks` begins: all their bytes are unsent, and the clock starts now.
+    fn starting(&self, chunks: &[Chunk]) {
+        self.unsent_bytes
+            .set(chunks.iter().map(Chunk::len).sum::<usize>());
+        self.last_progress.set(std::time::Instant::now());
+    }
+
     fn sent(&self, n: usize) {
         self.unsent_bytes
             .set(self.unsent_bytes.get().saturating_sub(n));
@@ -314,10 +321,7 @@ pub async fn write_chunks<W: AsyncWrite + Unpin>(
     chunks: &mut Vec<Chunk>,
     progress: &SendProgress,
 ) -> std::io::Result<()> {
-    progress
-        .unsent_bytes
-        .set(chunks.iter().map(Chunk::len).sum::<usize>());
-    progress.last_progress.set(std::time::Instant::now());
+    progress.starting(chunks);
     let mut at = Cursor { index: 0, skip: 0 };
     while at.index < chunks.len() {
         let n = match &chunks[at.index] {
@@ -355,10 +359,7 @@ pub async fn write_chunks_through<W: AsyncWrite + Unpin>(
     chunks: &mut Vec<Chunk>,
     progress: &SendProgress,
 ) -> std::io::Result<()> {
-    progress
-        .unsent_bytes
-        .set(chunks.iter().map(Chunk::len).sum::<usize>());
-    progress.last_progress.set(std::time::Instant::now());
+    progress.starting(chunks);
     for chunk in chunks.drain(..) {
         match chunk {
             Chunk::Mem(b) => {

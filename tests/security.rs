@@ -404,7 +404,7 @@ fn bad_credentials_and_certificates_fail_cleanly() {
 }
 
 #[test]
-fn kcat_over_sasl_ssl_and_mutual_tls() {
+fn kcat_over_ssl_sasl_ssl_and_mutual_tls() {
     if !common::kcat_or_skip() {
         return;
     }
@@ -414,6 +414,7 @@ fn kcat_over_sasl_ssl_and_mutual_tls() {
     let (crt, key) = (s.pki.path("alice.crt"), s.pki.path("alice.key"));
     let sasl_ssl = format!("127.0.0.1:{}", s.sasl_ssl);
     let mtls = format!("127.0.0.1:{}", s.mtls);
+    let ssl = format!("127.0.0.1:{}", s.ssl);
     let ways: Vec<(&str, Vec<String>)> = vec![
         (
             "kcat-scram",
@@ -428,6 +429,38 @@ fn kcat_over_sasl_ssl_and_mutual_tls() {
                 "sasl.username=bob",
                 "-X",
                 "sasl.password=bob-secret",
+                "-X",
+                &format!("ssl.ca.location={ca}"),
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "kcat-plain",
+            [
+                "-b",
+                &sasl_ssl,
+                "-X",
+                "security.protocol=SASL_SSL",
+                "-X",
+                "sasl.mechanisms=PLAIN",
+                "-X",
+                "sasl.username=alice",
+                "-X",
+                "sasl.password=alice-secret",
+                "-X",
+                &format!("ssl.ca.location={ca}"),
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "kcat-ssl",
+            [
+                "-b",
+                &ssl,
+                "-X",
+                "security.protocol=SSL",
                 "-X",
                 &format!("ssl.ca.location={ca}"),
             ]
@@ -503,6 +536,127 @@ fn kcat_over_sasl_ssl_and_mutual_tls() {
         !out.status.success(),
         "kcat -L with a wrong password: {out:?}"
     );
+}
+
+/// `gregor ARGS` with `--command-config` for one way in; (success, stdout, stderr).
+fn tool(
+    s: &Secure,
+    port: u16,
+    properties: &str,
+    args: &[&str],
+    stdin: &str,
+) -> (bool, String, String) {
+    let file = s
+        .pki
+        .path(&format!("client-{port}-{}.properties", properties.len()));
+    std::fs::write(&file, properties).unwrap();
+    let mut p = Command::new(gregor_bin())
+        .args(args)
+        .args(["--bootstrap-server", &format!("127.0.0.1:{port}")])
+        .args(["--command-config", &file])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_tools_connect_over_tls_and_sasl() {
+    let s = start_secure(&[]);
+    add_scram_user(&s, "bob", "SCRAM-SHA-512", "bob-secret");
+    let ca = s.pki.path("ca.pem");
+    let (crt, key) = (s.pki.path("alice.crt"), s.pki.path("alice.key"));
+    let ways = [
+        (
+            "tools-scram",
+            s.sasl_ssl,
+            format!(
+                "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n\
+                 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
+                 required username=\"bob\" password=\"bob-secret\";\n\
+                 ssl.truststore.location={ca}\n"
+            ),
+        ),
+        (
+            "tools-plain",
+            s.sasl_plaintext,
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanisms=PLAIN\nsasl.username=alice\n\
+             sasl.password=alice-secret\n"
+                .to_string(),
+        ),
+        (
+            "tools-ssl",
+            s.ssl,
+            format!("security.protocol=SSL\nssl.truststore.location={ca}\n"),
+        ),
+        (
+            "tools-mtls",
+            s.mtls,
+            format!(
+                "security.protocol=SSL\nssl.ca.location={ca}\nssl.certificate.location={crt}\n\
+                 ssl.key.location={key}\n"
+            ),
+        ),
+    ];
+    let lines: Vec<String> = (0..50).map(|i| format!("v-{i}")).collect();
+    let input = lines.join("\n") + "\n";
+    for (topic, port, props) in &ways {
+        let (ok, _, err) = tool(
+            &s,
+            *port,
+            props,
+            &["topics", "create", "--topic", topic, "--partitions", "2"],
+            "",
+        );
+        assert!(ok, "topics create over {topic}: {err}");
+        let (ok, _, err) = tool(&s, *port, props, &["produce", "--topic", topic], &input);
+        assert!(ok, "produce over {topic}: {err}");
+        let (ok, out, err) = tool(
+            &s,
+            *port,
+            props,
+            &[
+                "consume",
+                "--topic",
+                topic,
+                "--from-beginning",
+                "--max-messages",
+                "50",
+                "--timeout-ms",
+                "20000",
+            ],
+            "",
+        );
+        assert!(ok, "consume over {topic}: {err}");
+        let mut got: Vec<String> = out.lines().map(str::to_string).collect();
+        got.sort();
+        let mut want = lines.clone();
+        want.sort();
+        assert_eq!(got, want, "what gregor consume read over {topic}");
+        let (ok, out, err) = tool(&s, *port, props, &["groups", "list"], "");
+        assert!(ok, "groups list over {topic}: {err} {out}");
+    }
+    // A wrong password fails with Kafka's error, and says so.
+    let wrong = ways[0].2.replace("bob-secret", "wrong");
+    let (ok, _, err) = tool(&s, s.sasl_ssl, &wrong, &["topics", "list"], "");
+    assert!(!ok && err.contains("SASL_AUTHENTICATION_FAILED"), "{err}");
+    // TLS without a trust store is refused before connecting.
+    let (ok, _, err) = tool(
+        &s,
+        s.ssl,
+        "security.protocol=SSL\n",
+        &["topics", "list"],
+        "",
+    );
+    assert!(!ok && err.contains("ssl.truststore.location"), "{err}");
 }
 
 // ----- the SASL exchange, raw -----

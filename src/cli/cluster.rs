@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use anyhow::{anyhow, Context};
 use uuid::Uuid;
 
-use crate::client::{error_name, Client};
+use super::BrokerArgs;
+use crate::client::{error_name, Client, ClientSecurity};
 
 /// A topic's layout as the tools need it.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ impl TopicLayout {
 
 pub struct Cluster {
     bootstrap_addr: String,
+    /// TLS and SASL for every connection (from --command-config).
+    security: ClientSecurity,
     /// Connections by address; the bootstrap connection is one of them.
     clients: HashMap<String, Client>,
     /// Advertised address of each broker, from the last Metadata.
@@ -42,12 +45,15 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn connect(bootstrap: &str) -> anyhow::Result<Cluster> {
-        let client = Client::connect(bootstrap, super::CLIENT_ID)?;
+    pub fn connect(broker: &BrokerArgs) -> anyhow::Result<Cluster> {
+        let bootstrap = broker.bootstrap_server.as_str();
+        let security = broker.security()?;
+        let client = Client::connect_with(bootstrap, super::CLIENT_ID, &security)?;
         let mut clients = HashMap::new();
         clients.insert(bootstrap.to_string(), client);
         Ok(Cluster {
             bootstrap_addr: bootstrap.to_string(),
+            security,
             clients,
             brokers: HashMap::new(),
         })
@@ -74,12 +80,21 @@ impl Cluster {
     /// The connection to `addr`, opened on first use.
     pub fn client_at(&mut self, addr: &str) -> anyhow::Result<&mut Client> {
         if !self.clients.contains_key(addr) {
-            let client = Client::connect(addr, super::CLIENT_ID)?;
+            let client = self.connect_to(addr)?;
             self.clients.insert(addr.to_string(), client);
         }
         self.clients
             .get_mut(addr)
             .ok_or_else(|| anyhow!("connection to {addr} vanished"))
+    }
+
+    /// A new connection to `addr`, secured as the bootstrap one.
+    pub fn connect_to(&self, addr: &str) -> anyhow::Result<Client> {
+        Ok(Client::connect_with(
+            addr,
+            super::CLIENT_ID,
+            &self.security,
+        )?)
     }
 
     /// Looks up a topic's partitions and leaders, refreshing the broker addresses. With

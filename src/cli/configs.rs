@@ -126,7 +126,7 @@ pub fn run(args: ConfigsArgs) -> anyhow::Result<()> {
             _ => bail!("brokers need --entity-name ID or --entity-default"),
         },
     };
-    let mut cluster = Cluster::connect(&args.broker.bootstrap_server)?;
+    let mut cluster = Cluster::connect(&args.broker)?;
     let client = cluster.bootstrap()?;
     let mut out = std::io::stdout().lock();
     if args.describe {

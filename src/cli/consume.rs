@@ -277,7 +277,7 @@ impl Consumer {
 }
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let mut cluster = Cluster::connect(&args.broker.bootstrap_server)?;
+    let mut cluster = Cluster::connect(&args.broker)?;
     let layout = cluster.topic(&args.topic, false)?;
     let partitions: Vec<i32> = match args.partition {
         Some(p) => {

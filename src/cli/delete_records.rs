@@ -67,7 +67,7 @@ fn wanted(args: &DeleteRecordsArgs) -> anyhow::Result<Vec<(String, i32, i64)>> {
 
 pub fn run(args: DeleteRecordsArgs) -> anyhow::Result<()> {
     let wanted = wanted(&args)?;
-    let mut cluster = Cluster::connect(&args.broker.bootstrap_server)?;
+    let mut cluster = Cluster::connect(&args.broker)?;
     // Grouped by topic and leader: one request per leader and topic.
     let mut by_leader: BTreeMap<(String, i32), Vec<(i32, i64)>> = BTreeMap::new();
     for (topic, partition, offset) in wanted {

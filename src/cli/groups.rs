@@ -124,7 +124,7 @@ impl ResetArgs {
 }
 
 pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
-    let mut cluster = Cluster::connect(&args.broker.bootstrap_server)?;
+    let mut cluster = Cluster::connect(&args.broker)?;
     match args.cmd {
         GroupsCommand::List { state } => list(&mut cluster, state),
         GroupsCommand::Describe { group } => describe(&mut cluster, &group),
@@ -143,22 +143,23 @@ pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
 /// A connection to `group`'s coordinator.
 fn coordinator(cluster: &mut Cluster, group: &str) -> anyhow::Result<(Client, CoordinatorAddr)> {
     let addr = cluster.bootstrap()?.find_coordinator(group)?;
-    let client = Client::connect(&addr.addr(), super::CLIENT_ID)
+    let client = cluster
+        .connect_to(&addr.addr())
         .with_context(|| format!("connecting to the coordinator of {group}"))?;
     Ok((client, addr))
 }
 
 /// Groups of every broker in the cluster (each broker lists the groups it coordinates).
 fn list(cluster: &mut Cluster, with_state: bool) -> anyhow::Result<()> {
-    let bootstrap = cluster.bootstrap()?;
-    let brokers = bootstrap.metadata(Some(&[]))?.brokers;
+    let brokers = cluster.bootstrap()?.metadata(Some(&[]))?.brokers;
     let mut groups = BTreeMap::new();
     for b in &brokers {
         let addr = format!("{}:{}", b.host.as_str(), b.port);
+        let bootstrap = cluster.bootstrap()?;
         let listed = if addr == bootstrap.addr() || brokers.len() == 1 {
             bootstrap.list_groups()?
         } else {
-            Client::connect(&addr, super::CLIENT_ID)?.list_groups()?
+            cluster.connect_to(&addr)?.list_groups()?
         };
         for g in listed {
             groups.insert(g.group_id, g.state);

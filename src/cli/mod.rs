@@ -4,6 +4,7 @@
 //! carries the Kafka error name (`TOPIC_ALREADY_EXISTS`) in its message, and `main` turns any
 //! `Err` into a non-zero exit.
 
+mod acls;
 mod cluster;
 mod configs;
 mod consume;
@@ -29,6 +30,32 @@ pub struct BrokerArgs {
     /// Broker to connect to first (host:port); partition leaders are found from its metadata.
     #[arg(long, default_value = BOOTSTRAP_DEFAULT, global = true)]
     pub bootstrap_server: String,
+    /// Client properties for a secured listener, as Kafka's tools read them:
+    /// security.protocol, sasl.mechanism, sasl.jaas.config (or sasl.username and
+    /// sasl.password), ssl.truststore.location (PEM), ssl.keystore.location (PEM key and
+    /// certificates) or ssl.certificate.location with ssl.key.location.
+    #[arg(long, global = true)]
+    pub command_config: Option<String>,
+}
+
+impl BrokerArgs {
+    /// How to reach the brokers: plaintext, or what --command-config says.
+    pub fn security(&self) -> anyhow::Result<crate::client::ClientSecurity> {
+        match &self.command_config {
+            None => Ok(crate::client::ClientSecurity::plaintext()),
+            Some(path) => crate::client::ClientSecurity::from_file(path)
+                .map_err(|e| anyhow!("--command-config {e}")),
+        }
+    }
+
+    /// A connection to the bootstrap broker.
+    pub fn connect(&self, client_id: &str) -> anyhow::Result<crate::client::Client> {
+        Ok(crate::client::Client::connect_with(
+            &self.bootstrap_server,
+            client_id,
+            &self.security()?,
+        )?)
+    }
 }
 
 /// The client subcommands of the `gregor` binary.
@@ -78,6 +105,9 @@ pub enum ClientCommand {
     /// Add, delete and describe users' SCRAM credentials (like kafka-configs.sh
     /// --entity-type users): `gregor users add alice --mechanism SCRAM-SHA-512 --password ...`.
     Users(users::UsersArgs),
+    /// Add, remove and list ACLs (like kafka-acls.sh): `gregor acls --add --allow-principal
+    /// User:alice --operation Write --topic orders`, `--list`, `--remove ...`.
+    Acls(Box<acls::AclsArgs>),
 }
 
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
@@ -92,6 +122,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Configs(args) => configs::run(args),
         ClientCommand::DeleteRecords(args) => delete_records::run(args),
         ClientCommand::Users(args) => users::run(args),
+        ClientCommand::Acls(args) => acls::run(*args),
     }
 }
 
@@ -220,6 +251,32 @@ mod tests {
             &["users", "delete", "alice", "--mechanism", "SCRAM-SHA-256"],
             &["users", "describe"],
             &["users", "describe", "alice", "bob"],
+            &[
+                "acls",
+                "--add",
+                "--allow-principal",
+                "User:alice",
+                "--operation",
+                "Write",
+                "--operation",
+                "Describe",
+                "--topic",
+                "orders",
+                "--resource-pattern-type",
+                "prefixed",
+            ],
+            &[
+                "acls",
+                "--add",
+                "--producer",
+                "--idempotent",
+                "--allow-principal",
+                "User:a",
+                "--topic",
+                "t",
+            ],
+            &["acls", "--list"],
+            &["acls", "--remove", "--topic", "orders", "--force"],
             &[
                 "configs",
                 "--describe",

@@ -264,7 +264,7 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut cluster = Cluster::connect(&args.broker.bootstrap_server)?;
+    let mut cluster = Cluster::connect(&args.broker)?;
     let layout = cluster.topic(&args.topic, true)?;
     if let Some(p) = args.partition {
         layout.leader_of(p)?;

@@ -8,7 +8,7 @@ use std::io::Write;
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeQuorumRequest};
 
 use super::BrokerArgs;
-use crate::client::{error_name, Client};
+use crate::client::error_name;
 
 #[derive(clap::Args, Debug)]
 pub struct ClusterArgs {
@@ -27,12 +27,12 @@ enum ClusterCommand {
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     match args.command {
-        ClusterCommand::Status { broker } => status(&broker.bootstrap_server),
+        ClusterCommand::Status { broker } => status(&broker),
     }
 }
 
-fn status(bootstrap: &str) -> anyhow::Result<()> {
-    let mut client = Client::connect(bootstrap, super::CLIENT_ID)?;
+fn status(broker: &super::BrokerArgs) -> anyhow::Result<()> {
+    let mut client = broker.connect(super::CLIENT_ID)?;
     let cluster =
         client.send(&DescribeClusterRequest::default().with_include_fenced_brokers(true))?;
     if cluster.error_code != 0 {

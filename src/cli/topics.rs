@@ -65,7 +65,7 @@ enum TopicsCommand {
 }
 
 pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
-    let mut cluster = Cluster::connect(&args.broker.bootstrap_server)?;
+    let mut cluster = Cluster::connect(&args.broker)?;
     let client = cluster.bootstrap()?;
     match args.cmd {
         TopicsCommand::Create {

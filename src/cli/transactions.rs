@@ -59,7 +59,7 @@ enum TxnCommand {
 }
 
 pub fn run(args: TransactionsArgs) -> anyhow::Result<()> {
-    let mut cluster = Cluster::connect(&args.broker.bootstrap_server)?;
+    let mut cluster = Cluster::connect(&args.broker)?;
     let mut out = std::io::stdout().lock();
     match args.command {
         TxnCommand::List => list(&mut cluster, &mut out),

@@ -53,7 +53,7 @@ enum UsersAction {
 }
 
 pub fn run(args: UsersArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.broker.bootstrap_server, "gregor-users")?;
+    let mut client = args.broker.connect("gregor-users")?;
     let mut out = std::io::stdout().lock();
     match args.action {
         UsersAction::Add {

@@ -18,6 +18,7 @@ pub mod frame;
 pub mod groups;
 pub mod ops;
 pub mod partitioner;
+pub mod security;
 pub mod transactions;
 pub mod versions;
 
@@ -26,10 +27,13 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 
 pub use error::{error_name, ClientError};
+pub use security::ClientSecurity;
 pub use versions::BrokerVersions;
 
 /// How long a blocking read may wait for a response before the call fails.
@@ -38,10 +42,50 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// ApiVersions answers UNSUPPORTED_VERSION with a v0 body listing what it does support.
 const UNSUPPORTED_VERSION: i16 = 35;
 
+/// A connection's byte stream: TCP, or TLS over TCP.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// One blocking connection to one broker.
 pub struct Client {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     client_id: String,
     next_correlation_id: i32,
     versions: BrokerVersions,
@@ -50,7 +94,29 @@ pub struct Client {
 impl Client {
     /// Connects to `addr` (`host:port`) and negotiates API versions.
     pub fn connect(addr: &str, client_id: &str) -> Result<Client, ClientError> {
-        let stream = connect_stream(addr)?;
+        Client::connect_with(addr, client_id, &ClientSecurity::plaintext())
+    }
+
+    /// Connects to `addr` with TLS and SASL as `security` says, then negotiates API versions
+    /// and authenticates (SaslHandshake v1, SaslAuthenticate).
+    pub fn connect_with(
+        addr: &str,
+        client_id: &str,
+        security: &ClientSecurity,
+    ) -> Result<Client, ClientError> {
+        let tcp = connect_stream(addr)?;
+        let stream = match &security.tls {
+            None => Stream::Plain(tcp),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| ClientError::Unexpected(format!("TLS server name {host}: {e}")))?;
+                let conn = rustls::ClientConnection::new(config.clone(), name)
+                    .map_err(|e| ClientError::Unexpected(format!("TLS to {addr}: {e}")))?;
+                Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+            }
+        };
         let mut client = Client {
             addr: addr.to_string(),
             stream,
@@ -59,7 +125,61 @@ impl Client {
             versions: BrokerVersions::default(),
         };
         client.versions = client.negotiate()?;
+        if let Some(login) = &security.sasl {
+            client.authenticate(login)?;
+        }
         Ok(client)
+    }
+
+    /// SASL: the handshake names the mechanism, then the exchange runs over SaslAuthenticate.
+    fn authenticate(&mut self, login: &security::SaslLogin) -> Result<(), ClientError> {
+        let mechanism = StrBytes::from_string(login.mechanism.clone());
+        let h = self.send_version(
+            &SaslHandshakeRequest::default().with_mechanism(mechanism),
+            1,
+        )?;
+        error::check_code(h.error_code, None, || {
+            format!(
+                "SaslHandshake {} (broker offers {:?})",
+                login.mechanism, h.mechanisms
+            )
+        })?;
+        let mut exchange = |bytes: Vec<u8>| -> Result<Bytes, ClientError> {
+            let r = self.send_version(
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes)),
+                1,
+            )?;
+            error::check_code(r.error_code, r.error_message.as_deref(), || {
+                format!(
+                    "SASL {} authentication as {}",
+                    login.mechanism, login.username
+                )
+            })?;
+            Ok(r.auth_bytes)
+        };
+        match crate::security::scram::ScramMechanism::from_name(&login.mechanism) {
+            None => {
+                let token = format!("\0{}\0{}", login.username, login.password);
+                exchange(token.into_bytes())?;
+            }
+            Some(m) => {
+                let nonce = crate::security::scram::nonce();
+                let mut scram = crate::security::scram::ScramClient::new(
+                    m,
+                    &login.username,
+                    &login.password,
+                    nonce,
+                );
+                let server_first = exchange(scram.client_first())?;
+                let fail = |e: crate::security::scram::ScramError| {
+                    ClientError::Unexpected(format!("{} exchange: {e}", login.mechanism))
+                };
+                let client_final = scram.client_final(&server_first).map_err(fail)?;
+                let server_final = exchange(client_final)?;
+                scram.verify_server_final(&server_final).map_err(fail)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn addr(&self) -> &str {
@@ -79,6 +199,7 @@ impl Client {
     /// Changes how long a read may block (long-poll fetches need more than their max wait).
     pub fn set_read_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
         self.stream
+            .tcp()
             .set_read_timeout(Some(timeout))
             .map_err(|source| self.io_err(source))
     }

@@ -184,6 +184,7 @@ pub mod config_type {
     pub const DOUBLE: i8 = 6;
     pub const LIST: i8 = 7;
     pub const PASSWORD: i8 = 9;
+    pub const CLASS: i8 = 8;
 }
 
 /// The type and a short documentation of a topic config.
@@ -305,6 +306,9 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
         "ssl.enabled.protocols" => (LIST, "The TLS versions offered."),
         "sasl.enabled.mechanisms" => (LIST, "The SASL mechanisms offered: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512."),
         "connection.failed.authentication.delay.ms" => (INT, "How long a failed authentication waits before its answer and the close."),
+        "authorizer.class.name" => (CLASS, "The authorizer that enforces ACLs (org.apache.kafka.metadata.authorizer.StandardAuthorizer), or empty for none."),
+        "super.users" => (STRING, "Principals allowed everything, separated by semicolons."),
+        "allow.everyone.if.no.acl.found" => (BOOLEAN, "Whether a resource with no ACLs is open to everyone."),
         "connections.max.reauth.ms" => (LONG, "How long an authenticated session lasts before the client must authenticate again (0: forever)."),
         "log.segment.allocate.ahead.bytes" => (
             LONG,

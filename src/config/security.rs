@@ -76,7 +76,13 @@ pub const SECURITY_CONFIGS: &[&str] = &[
     "sasl.enabled.mechanisms",
     "connections.max.reauth.ms",
     "connection.failed.authentication.delay.ms",
+    "authorizer.class.name",
+    "super.users",
+    "allow.everyone.if.no.acl.found",
 ];
+
+/// The authorizer Kafka 4 ships (KRaft's StandardAuthorizer); gregor's is the same model.
+pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
 /// Settings whose values DescribeConfigs never shows (Kafka's PASSWORD type).
 pub fn is_sensitive(name: &str) -> bool {
@@ -248,6 +254,29 @@ impl SecurityConfig {
             .collect()
     }
 
+    /// Whether `authorizer.class.name` names the authorizer: ACLs are then enforced.
+    pub fn authorizer_enabled(&self) -> bool {
+        self.value(None, "authorizer.class.name")
+            .is_some_and(|v| !v.is_empty())
+    }
+
+    /// `super.users`: principals separated by semicolons, as Kafka writes them.
+    pub fn super_users(&self) -> Vec<String> {
+        self.value(None, "super.users")
+            .unwrap_or_default()
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn allow_everyone_if_no_acl_found(&self) -> bool {
+        self.value(None, "allow.everyone.if.no.acl.found")
+            .as_deref()
+            == Some("true")
+    }
+
     /// The PLAIN users of `listener` from its JAAS config: `user_<name>="<password>"` options
     /// of Kafka's PlainLoginModule.
     pub fn plain_users(&self, listener: &str) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -313,6 +342,29 @@ fn check_value(name: &str, setting: &str, value: &str) -> Result<(), ConfigError
                         format!(
                             "mechanism {m} is not supported: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"
                         ),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        "authorizer.class.name" if !v.is_empty() && v != STANDARD_AUTHORIZER => Err(invalid(
+            name,
+            value,
+            format!("the only authorizer is {STANDARD_AUTHORIZER}"),
+        )),
+        "allow.everyone.if.no.acl.found" if v != "true" && v != "false" => {
+            Err(invalid(name, value, "expected true or false"))
+        }
+        "super.users" => {
+            for p in v.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+                if !p
+                    .split_once(':')
+                    .is_some_and(|(t, n)| !t.is_empty() && !n.is_empty())
+                {
+                    return Err(invalid(
+                        name,
+                        value,
+                        format!("{p} is not a principal: expected Type:name, e.g. User:admin"),
                     ));
                 }
             }
@@ -414,6 +466,31 @@ mod tests {
         ));
         assert!(is_sensitive("ssl.key.password"));
         assert!(!is_sensitive("ssl.keystore.location"));
+    }
+
+    #[test]
+    fn authorizer_settings() {
+        let mut c = SecurityConfig::default();
+        assert!(!c.authorizer_enabled());
+        assert!(c.super_users().is_empty());
+        assert!(!c.allow_everyone_if_no_acl_found());
+        c.set("authorizer.class.name", STANDARD_AUTHORIZER).unwrap();
+        c.set("super.users", "User:admin; User:CN=broker,O=x")
+            .unwrap();
+        c.set("allow.everyone.if.no.acl.found", "true").unwrap();
+        assert!(c.authorizer_enabled());
+        assert_eq!(c.super_users(), vec!["User:admin", "User:CN=broker,O=x"]);
+        assert!(c.allow_everyone_if_no_acl_found());
+        assert!(c
+            .set(
+                "authorizer.class.name",
+                "kafka.security.authorizer.AclAuthorizer"
+            )
+            .is_err());
+        assert!(c.set("super.users", "admin").is_err());
+        assert!(c.set("allow.everyone.if.no.acl.found", "yes").is_err());
+        c.set("authorizer.class.name", "").unwrap();
+        assert!(!c.authorizer_enabled());
     }
 
     #[test]

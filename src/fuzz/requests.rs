@@ -78,6 +78,9 @@ macro_rules! with_body_type {
             ApiKey::AlterUserScramCredentials => {
                 $f::<AlterUserScramCredentialsRequest>($($arg),*)
             }
+            ApiKey::DescribeAcls => $f::<DescribeAclsRequest>($($arg),*),
+            ApiKey::CreateAcls => $f::<CreateAclsRequest>($($arg),*),
+            ApiKey::DeleteAcls => $f::<DeleteAclsRequest>($($arg),*),
             _ => $none,
         }
     };

@@ -19,6 +19,7 @@ use super::image::{
 use super::{validate_topic_name, MetadataError};
 use crate::config::alter::{self, ConfigChange};
 use crate::config::{ConfigError, LogConfig, TOPIC_CONFIGS};
+use crate::security::acl::{AclBinding, AclBindingFilter};
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::types::NodeId;
 
@@ -105,6 +106,15 @@ pub enum Command {
         set: Vec<(String, ScramMechanism, ScramCredential)>,
         remove: Vec<(String, ScramMechanism)>,
     },
+    /// Adds ACL bindings (checked by the broker that took the request); one that exists
+    /// already is left as it is.
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Removes the bindings each filter matches; answers them, filter by filter.
+    DeleteAcls {
+        filters: Vec<AclBindingFilter>,
+    },
 }
 
 /// What a command answers once its records are committed.
@@ -127,6 +137,8 @@ pub enum Reply {
         isr: Vec<NodeId>,
         partition_epoch: i32,
     },
+    /// The bindings DeleteAcls removed, one list per filter.
+    AclsDeleted(Vec<Vec<AclBinding>>),
 }
 
 /// The settings the controller decides with.
@@ -254,6 +266,29 @@ pub fn plan(
                 credential: c.clone(),
             }));
             Ok((records, Reply::Done))
+        }
+        Command::CreateAcls { bindings } => {
+            let mut added = std::collections::BTreeSet::new();
+            let records = bindings
+                .iter()
+                .filter(|b| !image.acls.contains(b) && added.insert(*b))
+                .map(|b| Record::AclCreated { binding: b.clone() })
+                .collect();
+            Ok((records, Reply::Done))
+        }
+        Command::DeleteAcls { filters } => {
+            // A binding two filters match is removed once and reported for both, as Kafka does.
+            let matched: Vec<Vec<AclBinding>> = filters
+                .iter()
+                .map(|f| image.acls.filter(f).cloned().collect())
+                .collect();
+            let doomed: std::collections::BTreeSet<&AclBinding> =
+                matched.iter().flatten().collect();
+            let records = doomed
+                .into_iter()
+                .map(|b| Record::AclRemoved { binding: b.clone() })
+                .collect();
+            Ok((records, Reply::AclsDeleted(matched)))
         }
     }
 }

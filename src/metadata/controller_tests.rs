@@ -654,3 +654,57 @@ fn dynamic_broker_defaults_reach_topics_without_overrides() {
         "{e}"
     );
 }
+
+#[test]
+fn acls_are_created_once_and_deleted_by_filter() {
+    use crate::security::acl::{
+        AclBinding, AclBindingFilter, AclOperation, AclPermissionType, PatternType, ResourceType,
+    };
+    let acl = |name: &str, principal: &str, op: AclOperation| AclBinding {
+        resource_type: ResourceType::Topic,
+        resource_name: name.to_string(),
+        pattern_type: PatternType::Literal,
+        principal: principal.to_string(),
+        host: "*".to_string(),
+        operation: op,
+        permission: AclPermissionType::Allow,
+    };
+    let mut s = cluster(&[1]);
+    let a = acl("orders", "User:alice", AclOperation::Write);
+    let b = acl("orders", "User:bob", AclOperation::Read);
+    let bindings = vec![a.clone(), a.clone(), b.clone()];
+    assert_eq!(
+        run(&mut s, Command::CreateAcls { bindings }).unwrap(),
+        Reply::Done
+    );
+    assert_eq!(s.acls.len(), 2);
+    // Again: nothing new.
+    let bindings = vec![a.clone()];
+    assert_eq!(
+        run(&mut s, Command::CreateAcls { bindings }).unwrap(),
+        Reply::Done
+    );
+    assert_eq!(s.acls.len(), 2);
+    // Two filters matching alice's ACL both report it; it is removed once.
+    let alice = AclBindingFilter {
+        principal: Some("User:alice".to_string()),
+        ..AclBindingFilter::any()
+    };
+    let writes = AclBindingFilter {
+        operation: AclOperation::Write,
+        ..AclBindingFilter::any()
+    };
+    let nobody = AclBindingFilter {
+        principal: Some("User:carol".to_string()),
+        ..AclBindingFilter::any()
+    };
+    let filters = vec![alice, writes, nobody];
+    assert_eq!(
+        run(&mut s, Command::DeleteAcls { filters }).unwrap(),
+        Reply::AclsDeleted(vec![vec![a.clone()], vec![a], vec![]])
+    );
+    assert_eq!(s.acls.iter().collect::<Vec<_>>(), vec![&b]);
+    // The image round-trips through its snapshot form with its ACLs.
+    let back = Snapshot::restore(&s.to_bytes(), &LogConfig::default(), Some(1)).unwrap();
+    assert_eq!(back.acls.iter().collect::<Vec<_>>(), vec![&b]);
+}

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::LogConfig;
+use crate::security::acl::{AclBinding, Acls};
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::types::NodeId;
 
@@ -109,6 +110,13 @@ pub enum Record {
     ScramCredentialRemoved {
         user: String,
         mechanism: ScramMechanism,
+    },
+    /// An ACL binding (Kafka's AccessControlEntryRecord).
+    AclCreated {
+        binding: AclBinding,
+    },
+    AclRemoved {
+        binding: AclBinding,
     },
 }
 
@@ -221,6 +229,9 @@ pub struct Snapshot {
     /// SCRAM credentials by user, then mechanism.
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// The ACLs the authorizer enforces.
+    #[serde(default)]
+    pub acls: Acls,
     /// The node this image is resolved for: its per-broker dynamic configs feed the defaults
     /// of its topics' `log_config`. Not part of the log.
     #[serde(skip, default)]
@@ -362,6 +373,12 @@ impl Snapshot {
                         self.scram_credentials.remove(&user);
                     }
                 }
+            }
+            Record::AclCreated { binding } => {
+                self.acls.add(binding);
+            }
+            Record::AclRemoved { binding } => {
+                self.acls.remove(&binding);
             }
             Record::BrokerFenced { node } => self.broker_mut(node)?.fenced = true,
             Record::BrokerUnfenced { node } => self.broker_mut(node)?.fenced = false,

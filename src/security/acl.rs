@@ -356,7 +356,8 @@ type ByName = BTreeMap<String, BTreeSet<AclBinding>>;
 /// The set of ACL bindings, indexed so an authorization looks only at the ACLs whose pattern
 /// can cover the resource: literal ACLs by exact name (and `*`), prefixed ACLs by each prefix
 /// of the resource name.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "Vec<AclBinding>", into = "Vec<AclBinding>")]
 pub struct Acls {
     all: BTreeSet<AclBinding>,
     literal: HashMap<ResourceType, ByName>,
@@ -462,6 +463,23 @@ impl Acls {
     }
 }
 
+/// Stored in the metadata image as the list of bindings; the indexes are rebuilt.
+impl From<Vec<AclBinding>> for Acls {
+    fn from(bindings: Vec<AclBinding>) -> Acls {
+        let mut acls = Acls::new();
+        for b in bindings {
+            acls.add(b);
+        }
+        acls
+    }
+}
+
+impl From<Acls> for Vec<AclBinding> {
+    fn from(acls: Acls) -> Vec<AclBinding> {
+        acls.all.into_iter().collect()
+    }
+}
+
 /// Byte offsets at which `name` can be cut into a prefix: 0, every char boundary, and the end.
 fn prefix_ends(name: &str) -> impl Iterator<Item = usize> + '_ {
     name.char_indices()
@@ -536,12 +554,15 @@ impl fmt::Display for Decision {
     }
 }
 
+/// The principal and host an ACL's entry names match the request's (wildcards included).
+fn entry_applies(acl: &AclBinding, principal: &str, host: &str) -> bool {
+    (acl.principal == principal || acl.principal == WILDCARD_PRINCIPAL)
+        && (acl.host == WILDCARD || acl.host == host)
+}
+
 /// What one ACL says about a request whose resource it covers.
 fn acl_verdict(acl: &AclBinding, ctx: &Authorization<'_>) -> Option<AclPermissionType> {
-    if acl.principal != ctx.principal && acl.principal != WILDCARD_PRINCIPAL {
-        return None;
-    }
-    if acl.host != WILDCARD && acl.host != ctx.host {
+    if !entry_applies(acl, ctx.principal, ctx.host) {
         return None;
     }
     let operation_matches = match acl.permission {
@@ -554,10 +575,10 @@ fn acl_verdict(acl: &AclBinding, ctx: &Authorization<'_>) -> Option<AclPermissio
     operation_matches.then_some(acl.permission)
 }
 
-/// StandardAuthorizer: the ACLs plus `super.users` and `allow.everyone.if.no.acl.found`.
+/// StandardAuthorizer's policy: `super.users` and `allow.everyone.if.no.acl.found`, applied
+/// to the ACLs of the metadata image the request is checked against.
 #[derive(Debug, Clone, Default)]
 pub struct Authorizer {
-    pub acls: Acls,
     /// Principals (`User:admin`) allowed everything.
     pub super_users: Vec<String>,
     pub allow_everyone_if_no_acl_found: bool,
@@ -566,7 +587,6 @@ pub struct Authorizer {
 impl Authorizer {
     pub fn new(super_users: Vec<String>, allow_everyone_if_no_acl_found: bool) -> Authorizer {
         Authorizer {
-            acls: Acls::new(),
             super_users,
             allow_everyone_if_no_acl_found,
         }
@@ -575,7 +595,7 @@ impl Authorizer {
     /// Kafka's rules: super users may do anything; otherwise a matching DENY wins, then a
     /// matching ALLOW; a resource with no ACLs at all falls back to
     /// `allow.everyone.if.no.acl.found`, one with ACLs but no match is denied.
-    pub fn authorize(&self, ctx: &Authorization<'_>) -> Decision {
+    pub fn authorize(&self, acls: &Acls, ctx: &Authorization<'_>) -> Decision {
         if self.super_users.iter().any(|s| s == ctx.principal) {
             return Decision {
                 allowed: true,
@@ -584,7 +604,7 @@ impl Authorizer {
         }
         let mut has_resource_acls = false;
         let mut allow = None;
-        for acl in self.acls.covering(ctx.resource_type, ctx.resource_name) {
+        for acl in acls.covering(ctx.resource_type, ctx.resource_name) {
             has_resource_acls = true;
             match acl_verdict(acl, ctx) {
                 Some(AclPermissionType::Deny) => {
@@ -611,6 +631,55 @@ impl Authorizer {
                 reason: DecisionReason::NoMatchingAllow,
             },
         }
+    }
+
+    /// Kafka's authorizeByResourceType: may the principal do `operation` on some resource of
+    /// this type? True for super users, and when an ALLOW (of the operation or All) names a
+    /// literal or prefixed pattern that no DENY for the principal covers (a DENY on the
+    /// literal name, on `*`, or on a prefix of it). With no ACL of the type at all,
+    /// `allow.everyone.if.no.acl.found` decides.
+    pub fn authorize_any(
+        &self,
+        acls: &Acls,
+        principal: &str,
+        host: &str,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        if self.super_users.iter().any(|s| s == principal) {
+            return true;
+        }
+        let of_type: Vec<&AclBinding> = acls
+            .iter()
+            .filter(|a| a.resource_type == resource_type)
+            .collect();
+        if of_type.is_empty() {
+            return self.allow_everyone_if_no_acl_found;
+        }
+        let applies = |a: &&&AclBinding, permission: AclPermissionType| {
+            a.permission == permission
+                && (a.operation == operation || a.operation == AclOperation::All)
+                && entry_applies(a, principal, host)
+        };
+        let denies: Vec<&AclBinding> = of_type
+            .iter()
+            .filter(|a| applies(a, AclPermissionType::Deny))
+            .copied()
+            .collect();
+        let denied = |pattern: PatternType, name: &str| {
+            denies.iter().any(|d| match d.pattern_type {
+                PatternType::Literal => {
+                    d.resource_name == WILDCARD
+                        || (pattern == PatternType::Literal && d.resource_name == name)
+                }
+                PatternType::Prefixed => name.starts_with(d.resource_name.as_str()),
+                _ => false,
+            })
+        };
+        of_type
+            .iter()
+            .filter(|a| applies(a, AclPermissionType::Allow))
+            .any(|a| !denied(a.pattern_type, &a.resource_name))
     }
 }
 
@@ -672,15 +741,34 @@ mod tests {
         )
     }
 
-    fn authorizer(acls: Vec<AclBinding>) -> Authorizer {
-        let mut a = Authorizer::new(vec!["User:admin".to_string()], false);
+    /// A policy with the ACLs it is asked about.
+    struct Fixture {
+        policy: Authorizer,
+        acls: Acls,
+    }
+
+    impl Fixture {
+        fn new(super_users: Vec<String>, allow_everyone_if_no_acl_found: bool) -> Fixture {
+            Fixture {
+                policy: Authorizer::new(super_users, allow_everyone_if_no_acl_found),
+                acls: Acls::new(),
+            }
+        }
+
+        fn authorize(&self, ctx: &Authorization<'_>) -> Decision {
+            self.policy.authorize(&self.acls, ctx)
+        }
+    }
+
+    fn authorizer(acls: Vec<AclBinding>) -> Fixture {
+        let mut a = Fixture::new(vec!["User:admin".to_string()], false);
         for b in acls {
             assert!(a.acls.add(b));
         }
         a
     }
 
-    fn ask(a: &Authorizer, principal: &str, host: &str, op: AclOperation, topic: &str) -> bool {
+    fn ask(a: &Fixture, principal: &str, host: &str, op: AclOperation, topic: &str) -> bool {
         a.authorize(&Authorization {
             principal,
             host,
@@ -868,7 +956,7 @@ mod tests {
             (false, DecisionReason::NoAclFound)
         );
         assert_eq!(d.to_string(), "DefaultDeny");
-        a.allow_everyone_if_no_acl_found = true;
+        a.policy.allow_everyone_if_no_acl_found = true;
         let d = a.authorize(&ctx);
         assert_eq!(
             (d.allowed, d.reason.clone()),
@@ -884,11 +972,11 @@ mod tests {
             (false, DecisionReason::NoMatchingAllow)
         );
         // So does a prefixed or wildcard ACL that covers it.
-        let mut b = Authorizer::new(vec![], true);
+        let mut b = Fixture::new(vec![], true);
         b.acls
             .add(topic_allow("t", Prefixed, "User:alice", Op::Write));
         assert!(!b.authorize(&ctx).allowed);
-        let mut c = Authorizer::new(vec![], true);
+        let mut c = Fixture::new(vec![], true);
         c.acls
             .add(topic_allow("*", Literal, "User:alice", Op::Write));
         assert!(!c.authorize(&ctx).allowed);
@@ -1230,5 +1318,66 @@ mod tests {
         let mut v = vec![b.clone(), a.clone()];
         v.sort();
         assert_eq!(v, vec![a, b]);
+    }
+
+    #[test]
+    fn authorize_any_finds_an_allow_no_deny_covers() {
+        let alice = |a: &Fixture| {
+            a.policy
+                .authorize_any(&a.acls, "User:alice", "h", Op::Write, ResourceType::Topic)
+        };
+        let none = Fixture::new(vec![], false);
+        assert!(!alice(&none));
+        let open = Fixture::new(vec![], true);
+        assert!(alice(&open));
+        let a = authorizer(vec![topic_allow(
+            "orders",
+            Literal,
+            "User:alice",
+            Op::Write,
+        )]);
+        assert!(alice(&a));
+        let a = authorizer(vec![topic_allow("orders", Literal, "User:alice", Op::Read)]);
+        assert!(!alice(&a));
+        let a = authorizer(vec![
+            topic_allow("orders", Literal, "User:alice", Op::Write),
+            topic_deny("ord", Prefixed, "User:alice", Op::Write),
+        ]);
+        assert!(!alice(&a));
+        let a = authorizer(vec![
+            topic_allow("orders", Prefixed, "User:alice", Op::All),
+            topic_deny("orders", Literal, "User:alice", Op::Write),
+        ]);
+        // The literal deny does not cover every topic the prefix allows.
+        assert!(alice(&a));
+        let a = authorizer(vec![
+            topic_allow("orders", Prefixed, "User:*", Op::Write),
+            topic_deny("*", Literal, "User:alice", Op::Write),
+        ]);
+        assert!(!alice(&a));
+        assert!(a
+            .policy
+            .authorize_any(&a.acls, "User:bob", "h", Op::Write, ResourceType::Topic));
+    }
+
+    #[test]
+    fn acls_round_trip_through_their_stored_form() {
+        let a = authorizer(vec![
+            topic_allow("orders", Literal, "User:alice", Op::Write),
+            topic_deny("ord", Prefixed, "User:*", Op::Read),
+        ]);
+        let json = serde_json::to_string(&a.acls).unwrap();
+        let back: Acls = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.iter().collect::<Vec<_>>(),
+            a.acls.iter().collect::<Vec<_>>()
+        );
+        assert!(!back.is_empty());
+        let f = Fixture {
+            policy: a.policy.clone(),
+            acls: back,
+        };
+        assert!(ask(&f, "User:alice", "h", Op::Write, "orders"));
+        assert!(!ask(&f, "User:bob", "h", Op::Read, "orders"));
     }
 }

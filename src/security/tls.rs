@@ -73,6 +73,40 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// A client's rustls configuration (the command-line tools): the CA certificates to trust
+/// (`ca`, PEM), and optionally a PEM file holding the client's own key and certificate chain
+/// (for brokers with `ssl.client.auth`), its key opened with `key_password` if encrypted.
+pub fn client_config(
+    ca: &str,
+    identity: Option<(&str, &str)>,
+    key_password: Option<&str>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = trust_roots(&Some(ca.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((certificates, key)) => {
+            let read = |path: &str| std::fs::read(path).map_err(|e| format!("{path}: {e}"));
+            let pem = read(certificates)?;
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{certificates}: {e}"))?;
+            if chain.is_empty() {
+                return Err(format!("{certificates}: no CERTIFICATE in the file"));
+            }
+            let key = private_key(&read(key)?, key_password).map_err(|e| format!("{key}: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| e.to_string())?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
 /// The private key in a PEM file: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), or an encrypted PKCS#8 key
 /// opened with `password` (`ssl.key.password`).
 fn private_key(pem: &[u8], password: Option<&str>) -> Result<PrivateKeyDer<'static>, String> {

@@ -23,10 +23,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::access::Access;
 use super::{errors, reply, Outcome};
 use crate::config::{Config, TOPIC_CONFIGS};
 use crate::metadata::{Command, CreateTopic, MetadataError, Reply, TopicMeta};
 use crate::protocol::{decode_body, Request};
+use crate::security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use crate::shard::Shard;
 
 /// A failed admin operation: the Kafka error code and a message for the client.
@@ -166,6 +168,9 @@ pub fn create_topics(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
         Ok(b) => b,
         Err(e) => return super::ready(Outcome::Close(e.to_string())),
     };
+    // Kafka's check: CREATE on the cluster, or on the topic.
+    let access = Access::of(shard, &req);
+    let create_any = access.shows(AclOperation::Create, ResourceType::Cluster, CLUSTER_NAME);
     let shard = shard.clone();
     Box::pin(async move {
         let mut seen = HashSet::new();
@@ -184,6 +189,8 @@ pub fn create_topics(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
                     ResponseError::InvalidRequest.code(),
                     "topic named more than once".to_string(),
                 ))
+            } else if !create_any && !access.topic(AclOperation::Create, t.name.as_str()) {
+                Err(unauthorized())
             } else {
                 creatable(t, &shard.config)
             };
@@ -242,6 +249,12 @@ fn create_result(
     }
 }
 
+/// A topic the principal may not act on, as Kafka answers it.
+fn unauthorized() -> AdminError {
+    let e = ResponseError::TopicAuthorizationFailed;
+    (e.code(), e.to_string())
+}
+
 pub fn delete_topics(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body: DeleteTopicsRequest = match decode_body(&req) {
         Ok(b) => b,
@@ -259,9 +272,10 @@ pub fn delete_topics(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
             .map(|n| (Some(n.to_string()), Uuid::nil()))
             .collect()
     };
+    let access = Access::of(shard, &req);
     let shard = shard.clone();
     Box::pin(async move {
-        let results = delete_on_controller(shard, targets).await;
+        let results = delete_on_controller(shard, targets, access).await;
         let responses = results
             .into_iter()
             .map(|(name, id, err)| {
@@ -286,9 +300,11 @@ pub fn delete_topics(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
 
 type DeleteResult = (Option<String>, Uuid, Option<AdminError>);
 
+/// Deletes each topic in turn; one the principal may not DELETE is refused (Kafka's check).
 async fn delete_on_controller(
     s: Rc<Shard>,
     targets: Vec<(Option<String>, Uuid)>,
+    access: Access,
 ) -> Vec<DeleteResult> {
     let mut out = Vec::with_capacity(targets.len());
     for (asked, id) in targets {
@@ -301,6 +317,10 @@ async fn delete_on_controller(
                 .ok_or(MetadataError::UnknownTopicId(id)),
         };
         if let Ok(n) = &name {
+            if !access.topic(AclOperation::Delete, n) {
+                out.push((asked, id, Some(unauthorized())));
+                continue;
+            }
             if crate::group::is_internal_topic(n) {
                 let e = ResponseError::InvalidTopicException;
                 out.push((
@@ -336,10 +356,15 @@ pub fn create_partitions(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
         .map(|t| (t.name.to_string(), t.count))
         .collect();
     let validate_only = body.validate_only;
+    let access = Access::of(shard, &req);
     let shard = shard.clone();
     Box::pin(async move {
         let mut results = Vec::with_capacity(asks.len());
         for (name, total) in asks {
+            if !access.topic(AclOperation::Alter, &name) {
+                results.push(Some(unauthorized()));
+                continue;
+            }
             let cmd = Command::CreatePartitions {
                 name,
                 total,

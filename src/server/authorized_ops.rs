@@ -1,24 +1,9 @@
-//! The "authorized operations" bit fields of Metadata, DescribeCluster and DescribeGroups.
-//!
-//! There is no authorizer yet, so every principal may do everything a resource type supports;
-//! Kafka without an authorizer reports exactly that set (`AclEntry.supportedOperations`). When
-//! ACLs exist, these become the principal's real set.
+//! The "authorized operations" bit fields of Metadata, DescribeCluster and DescribeGroups: the
+//! operations a resource type supports (Kafka's `AclEntry.supportedOperations`) that the
+//! principal may do. Without an authorizer that is every supported one, as Kafka reports.
 
-/// Kafka's AclOperation codes.
-#[derive(Debug, Clone, Copy)]
-#[repr(u8)]
-enum AclOperation {
-    Read = 3,
-    Write = 4,
-    Create = 5,
-    Delete = 6,
-    Alter = 7,
-    Describe = 8,
-    ClusterAction = 9,
-    DescribeConfigs = 10,
-    AlterConfigs = 11,
-    IdempotentWrite = 12,
-}
+use super::access::Access;
+use crate::security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
 use AclOperation::*;
 
@@ -46,32 +31,36 @@ const GROUP: &[AclOperation] = &[Read, Describe, Delete, DescribeConfigs, AlterC
 /// What the schema holds when the client did not ask (Kafka's Int.MinValue default).
 pub const NOT_REQUESTED: i32 = i32::MIN;
 
-fn bits(ops: &[AclOperation]) -> i32 {
-    ops.iter().fold(0, |acc, op| acc | (1 << *op as u8))
-}
-
-pub fn topic(requested: bool) -> i32 {
+fn field(
+    requested: bool,
+    access: &Access,
+    resource_type: ResourceType,
+    name: &str,
+    supported: &[AclOperation],
+) -> i32 {
     if requested {
-        bits(TOPIC)
+        access.operations(resource_type, name, supported)
     } else {
         NOT_REQUESTED
     }
 }
 
-pub fn cluster(requested: bool) -> i32 {
-    if requested {
-        bits(CLUSTER)
-    } else {
-        NOT_REQUESTED
-    }
+pub fn topic(requested: bool, access: &Access, name: &str) -> i32 {
+    field(requested, access, ResourceType::Topic, name, TOPIC)
 }
 
-pub fn group(requested: bool) -> i32 {
-    if requested {
-        bits(GROUP)
-    } else {
-        NOT_REQUESTED
-    }
+pub fn cluster(requested: bool, access: &Access) -> i32 {
+    field(
+        requested,
+        access,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+        CLUSTER,
+    )
+}
+
+pub fn group(requested: bool, access: &Access, name: &str) -> i32 {
+    field(requested, access, ResourceType::Group, name, GROUP)
 }
 
 #[cfg(test)]
@@ -80,10 +69,11 @@ mod tests {
 
     #[test]
     fn bit_fields_match_kafkas_codes() {
+        let open = Access::open();
         // READ..ALTER_CONFIGS without CREATE_TOKENS: bits 3-8, 10, 11.
-        assert_eq!(topic(true), 0b1101_1111_1000);
-        assert_eq!(cluster(true), 0b1_1111_1010_0000);
-        assert_eq!(group(true), 0b1101_0100_1000);
-        assert_eq!(topic(false), i32::MIN);
+        assert_eq!(topic(true, &open, "t"), 0b1101_1111_1000);
+        assert_eq!(cluster(true, &open), 0b1_1111_1010_0000);
+        assert_eq!(group(true, &open, "g"), 0b1101_0100_1000);
+        assert_eq!(topic(false, &open, "t"), i32::MIN);
     }
 }

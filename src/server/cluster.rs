@@ -16,9 +16,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::access::Access;
 use super::{authorized_ops, reply, Outcome};
 use crate::metadata::{validate_topic_name, CreateTopic, Snapshot};
 use crate::protocol::{self, decode_body, Request};
+use crate::security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use crate::shard::Shard;
 
 pub fn api_versions(req: &Request) -> LocalBoxFuture<'static, Outcome> {
@@ -91,29 +93,55 @@ pub fn metadata(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
                     .collect(),
             ),
         };
-        let allow_create = req.api_version < 4 || body.allow_auto_topic_creation;
-        if let (Some(names), true) = (
-            &names,
-            allow_create && shard.config.auto_create_topics_enable,
-        ) {
-            auto_create(&shard, names).await;
+        // Kafka's checks: a topic is listed only if the principal may DESCRIBE it (named
+        // ones it may not are answered TOPIC_AUTHORIZATION_FAILED); a missing one is created
+        // only with CREATE on the cluster or the topic.
+        let access = Access::of(&shard, &req);
+        let allow_create = (req.api_version < 4 || body.allow_auto_topic_creation)
+            && shard.config.auto_create_topics_enable;
+        let mut refused: std::collections::HashSet<String> = Default::default();
+        if let Some(names) = &names {
+            let snap = shard.snapshot();
+            let create_any = allow_create
+                && access.shows(AclOperation::Create, ResourceType::Cluster, CLUSTER_NAME);
+            let mut creatable = Vec::new();
+            for n in names {
+                if !access.topic(AclOperation::Describe, n) {
+                    refused.insert(n.clone());
+                } else if allow_create && snap.topic(n).is_none() {
+                    if create_any || access.topic(AclOperation::Create, n) {
+                        creatable.push(n.clone());
+                    } else {
+                        refused.insert(n.clone());
+                    }
+                }
+            }
+            if !creatable.is_empty() {
+                auto_create(&shard, &creatable).await;
+            }
         }
         let snap = shard.snapshot();
-        let topic_ops =
-            authorized_ops::topic(req.api_version >= 8 && body.include_topic_authorized_operations);
+        let topic_ops = req.api_version >= 8 && body.include_topic_authorized_operations;
         let cluster_ops = authorized_ops::cluster(
             (8..=10).contains(&req.api_version) && body.include_cluster_authorized_operations,
+            &access,
         );
+        let describe = |n: &str| {
+            if refused.contains(n) {
+                return MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(n.to_string()))))
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+            }
+            topic_metadata(&snap, n, authorized_ops::topic(topic_ops, &access, n))
+        };
         let topics = match names {
             None => snap
                 .topics
                 .keys()
-                .map(|n| topic_metadata(&shard, &snap, n, topic_ops))
+                .filter(|n| access.shows(AclOperation::Describe, ResourceType::Topic, n))
+                .map(|n| describe(n))
                 .collect(),
-            Some(names) => names
-                .iter()
-                .map(|n| topic_metadata(&shard, &snap, n, topic_ops))
-                .collect(),
+            Some(names) => names.iter().map(|n| describe(n)).collect(),
         };
         let resp = MetadataResponse::default()
             .with_brokers(
@@ -163,7 +191,6 @@ async fn auto_create(shard: &Rc<Shard>, names: &[String]) {
 }
 
 fn topic_metadata(
-    shard: &Shard,
     snap: &Snapshot,
     name: &str,
     authorized_operations: i32,
@@ -205,7 +232,6 @@ fn topic_metadata(
                 .with_offline_replicas(ids(&offline))
         })
         .collect();
-    let _ = shard;
     base.with_topic_id(t.id)
         .with_topic_authorized_operations(authorized_operations)
         .with_is_internal(crate::group::is_internal_topic(&t.name))
@@ -217,6 +243,16 @@ pub fn describe_cluster(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
         Ok(b) => b,
         Err(e) => return super::ready(Outcome::Close(e.to_string())),
     };
+    let access = Access::of(shard, req);
+    if !access.cluster(AclOperation::Describe) {
+        let e = ResponseError::ClusterAuthorizationFailed;
+        return super::ready(reply(
+            req,
+            &DescribeClusterResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+        ));
+    }
     let snap = shard.snapshot();
     let brokers: Vec<DescribeClusterBroker> = if req.api_version >= 2 && body.include_fenced_brokers
     {
@@ -249,6 +285,7 @@ pub fn describe_cluster(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
         .with_controller_id(BrokerId(controller_id(shard, &snap)))
         .with_cluster_authorized_operations(authorized_ops::cluster(
             body.include_cluster_authorized_operations,
+            &access,
         ))
         .with_brokers(brokers);
     super::ready(reply(req, &resp))
@@ -263,6 +300,15 @@ pub fn describe_quorum(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'stati
     use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
     if let Err(e) = decode_body::<DescribeQuorumRequest>(&req) {
         return super::ready(Outcome::Close(e.to_string()));
+    }
+    if !Access::of(shard, &req).cluster(AclOperation::Describe) {
+        let e = ResponseError::ClusterAuthorizationFailed;
+        return super::ready(reply(
+            &req,
+            &DescribeQuorumResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+        ));
     }
     let core = shard.metadata_core();
     let call = shard.invoke_on(core, |s| async move {

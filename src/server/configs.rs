@@ -21,11 +21,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::access::Access;
 use super::{errors, reply, Outcome};
 use crate::config::alter::{self, AlterOp, ConfigChange};
 use crate::config::{Config, LogConfig, BROKER_CONFIGS, TOPIC_CONFIGS};
 use crate::metadata::{Command, ConfigResource, Snapshot};
 use crate::protocol::{decode_body, Request};
+use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -42,6 +44,29 @@ type Refusal = (ResponseError, String);
 
 fn refuse(e: ResponseError, msg: impl Into<String>) -> Refusal {
     (e, msg.into())
+}
+
+/// Broker loggers are configured under the cluster's authority too.
+const RESOURCE_BROKER_LOGGER: i8 = 8;
+
+/// Kafka's checks: `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on the topic, or on the
+/// cluster for a broker or broker-logger resource.
+fn config_refusal(
+    access: &Access,
+    operation: AclOperation,
+    kind: i8,
+    name: &str,
+) -> Option<Refusal> {
+    let refused = |e: ResponseError| Some(refuse(e, e.to_string()));
+    match kind {
+        RESOURCE_TOPIC if !access.topic(operation, name) => {
+            refused(ResponseError::TopicAuthorizationFailed)
+        }
+        RESOURCE_BROKER | RESOURCE_BROKER_LOGGER if !access.cluster(operation) => {
+            refused(ResponseError::ClusterAuthorizationFailed)
+        }
+        _ => None,
+    }
 }
 
 /// The resource a request entry names, as the controller knows it. A broker resource must be
@@ -101,6 +126,7 @@ async fn alter_one(
 /// is refused (Kafka refuses all of them).
 fn targets<'a>(
     config: &Config,
+    access: &Access,
     names: impl Iterator<Item = (i8, &'a str)> + Clone,
 ) -> Vec<Result<ConfigResource, Refusal>> {
     let mut count: HashMap<(i8, &str), usize> = HashMap::new();
@@ -109,7 +135,9 @@ fn targets<'a>(
     }
     names
         .map(|(kind, name)| {
-            if count[&(kind, name)] > 1 {
+            if let Some(refused) = config_refusal(access, AclOperation::AlterConfigs, kind, name) {
+                Err(refused)
+            } else if count[&(kind, name)] > 1 {
                 Err(refuse(
                     ResponseError::InvalidRequest,
                     "Error due to duplicate resource in the request",
@@ -129,10 +157,12 @@ pub fn incremental_alter_configs(
         Ok(b) => b,
         Err(e) => return super::ready(Outcome::Close(e.to_string())),
     };
+    let access = Access::of(shard, &req);
     let shard = shard.clone();
     Box::pin(async move {
         let targets = targets(
             &shard.config,
+            &access,
             body.resources
                 .iter()
                 .map(|r| (r.resource_type, r.resource_name.as_str())),
@@ -182,10 +212,12 @@ pub fn alter_configs(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
         Ok(b) => b,
         Err(e) => return super::ready(Outcome::Close(e.to_string())),
     };
+    let access = Access::of(shard, &req);
     let shard = shard.clone();
     Box::pin(async move {
         let targets = targets(
             &shard.config,
+            &access,
             body.resources
                 .iter()
                 .map(|r| (r.resource_type, r.resource_name.as_str())),
@@ -352,6 +384,7 @@ pub fn describe_configs(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
     let config = &shard.config;
     let builtin = Config::default();
     let version = req.api_version;
+    let access = Access::of(shard, req);
     let results = body
         .resources
         .iter()
@@ -365,10 +398,17 @@ pub fn describe_configs(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let name = r.resource_name.as_str();
-            let described = match r.resource_type {
-                RESOURCE_TOPIC => describe_topic(&snap, config, &builtin, name, &wanted),
-                RESOURCE_BROKER => describe_broker(&snap, config, &builtin, name, &wanted),
-                other => Err(refuse(
+            let refused = config_refusal(
+                &access,
+                AclOperation::DescribeConfigs,
+                r.resource_type,
+                name,
+            );
+            let described = match (refused, r.resource_type) {
+                (Some(refused), _) => Err(refused),
+                (None, RESOURCE_TOPIC) => describe_topic(&snap, config, &builtin, name, &wanted),
+                (None, RESOURCE_BROKER) => describe_broker(&snap, config, &builtin, name, &wanted),
+                (None, other) => Err(refuse(
                     ResponseError::InvalidRequest,
                     format!("Unsupported resource type {other}"),
                 )),

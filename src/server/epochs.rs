@@ -14,6 +14,7 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 
 use super::{errors, reply, Outcome};
 use crate::protocol::{decode_body, Request};
+use crate::security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use crate::shard::Shard;
 use crate::types::{ShardId, TopicPartition};
 
@@ -28,10 +29,25 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     let snap = shard.snapshot();
     let mut answers: BTreeMap<(usize, usize), EpochEndOffset> = BTreeMap::new();
     let mut by_owner: BTreeMap<ShardId, Vec<Ask>> = BTreeMap::new();
+    // Followers hold CLUSTER_ACTION; consumers checking for truncation need DESCRIBE on the
+    // topic (KIP-320), as in Kafka.
+    let access = super::access::Access::of(shard, &req);
+    let cluster_action = access.shows(
+        AclOperation::ClusterAction,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    );
     for (ti, t) in body.topics.iter().enumerate() {
         let meta = snap.topic(t.topic.as_str());
+        let allowed = cluster_action || access.topic(AclOperation::Describe, t.topic.as_str());
         for (pi, p) in t.partitions.iter().enumerate() {
             match meta {
+                _ if !allowed => {
+                    answers.insert(
+                        (ti, pi),
+                        failed(p.partition, ResponseError::TopicAuthorizationFailed),
+                    );
+                }
                 Some(m) if p.partition >= 0 && p.partition < m.partitions => {
                     let tp = TopicPartition::new(m.name.clone(), p.partition);
                     let owner = shard.owner_of(&tp.topic, tp.partition);

@@ -6,6 +6,8 @@
 //! has data so a consumer can make progress past a batch larger than its limits (as Kafka does).
 //! No fetch sessions are created (session id 0), so clients send full fetch requests.
 
+use super::access::Access;
+use crate::security::acl::AclOperation;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -86,7 +88,10 @@ type Plan = Vec<(
     Vec<(i32, Result<Want, ResponseError>)>,
 )>;
 
-fn plan(shard: &Shard, body: &FetchRequest, version: i16) -> Plan {
+/// Kafka's checks: a follower needs CLUSTER_ACTION, a consumer READ on each topic; a topic
+/// refused answers TOPIC_AUTHORIZATION_FAILED for its partitions (an unknown topic id stays
+/// UNKNOWN_TOPIC_ID: there is no name to check).
+fn plan(shard: &Shard, body: &FetchRequest, version: i16, access: &Access) -> Plan {
     let snap = shard.snapshot();
     let replica_id = if version >= 15 {
         body.replica_state.replica_id.0
@@ -94,6 +99,7 @@ fn plan(shard: &Shard, body: &FetchRequest, version: i16) -> Plan {
         body.replica_id.0
     };
     let replica = (replica_id >= 0).then_some(replica_id);
+    let follower_allowed = replica.is_some() && access.cluster(AclOperation::ClusterAction);
     body.topics
         .iter()
         .enumerate()
@@ -107,12 +113,20 @@ fn plan(shard: &Shard, body: &FetchRequest, version: i16) -> Plan {
                 )
             };
             let name = meta.map_or(t.topic.clone(), |m| TopicName(m.name.clone().into()));
+            let allowed = match replica {
+                Some(_) => follower_allowed,
+                None => {
+                    (version >= 13 && meta.is_none())
+                        || access.topic(AclOperation::Read, name.as_str())
+                }
+            };
             let parts = t
                 .partitions
                 .iter()
                 .enumerate()
                 .map(|(pi, p)| {
                     let want = match meta {
+                        _ if !allowed => Err(ResponseError::TopicAuthorizationFailed),
                         None => Err(missing),
                         Some(m) if p.partition < 0 || p.partition >= m.partitions => {
                             Err(ResponseError::UnknownTopicOrPartition)
@@ -163,7 +177,8 @@ pub fn handle(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture
                 .with_error_code(ResponseError::FetchSessionIdNotFound.code());
             return reply(&req, &resp);
         }
-        let plan = plan(&shard, &body, req.api_version);
+        let access = Access::of(&shard, &req);
+        let plan = plan(&shard, &body, req.api_version, &access);
         let by_owner = wants_by_owner(&shard, &plan);
         let deadline = shard.now_ms() + body.max_wait_ms.max(0) as i64;
         let min_bytes = body.min_bytes.max(0) as usize;

@@ -13,11 +13,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::access::Access;
 use super::{reply, Outcome};
 use crate::group::coordinator::{self, offsets_partition, Commit};
 use crate::group::state::JoinRequest;
 use crate::group::valid_group_id;
 use crate::protocol::{decode_body, Request};
+use crate::security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use crate::shard::Shard;
 use crate::types::ShardId;
 
@@ -37,6 +39,31 @@ fn code(e: Option<ResponseError>) -> i16 {
     e.map_or(0, |e| e.code())
 }
 
+/// Why a request on `group` is refused before it reaches the coordinator: no `operation` on
+/// the group (Kafka checks that first), or an invalid group id.
+fn refusal(
+    shard: &Shard,
+    req: &Request,
+    group: &str,
+    operation: AclOperation,
+) -> Option<ResponseError> {
+    if !Access::of(shard, req).group(operation, group) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else if !valid_group_id(group) {
+        Some(ResponseError::InvalidGroupId)
+    } else {
+        None
+    }
+}
+
+/// For each topic of a commit, whether the principal may READ it; the partitions of the
+/// others are answered TOPIC_AUTHORIZATION_FAILED and not committed (the rest are).
+fn readable<'a>(access: &Access, topics: impl Iterator<Item = &'a str>) -> Vec<bool> {
+    topics
+        .map(|t| access.topic(AclOperation::Read, t))
+        .collect()
+}
+
 macro_rules! body_or_close {
     ($req:expr, $t:ty) => {
         match decode_body::<$t>(&$req) {
@@ -49,6 +76,7 @@ macro_rules! body_or_close {
 pub fn find_coordinator(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, FindCoordinatorRequest);
     let snap = shard.snapshot();
+    let access = Access::of(shard, req);
     // The coordinator of a group is the leader of its __consumer_offsets partition, the one
     // of a transactional id the leader of its __transaction_state partition.
     let locate =
@@ -67,6 +95,13 @@ pub fn find_coordinator(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
         };
     let answer = |key: &StrBytes| -> Result<(BrokerId, String, u16), (i16, Option<String>)> {
         match body.key_type {
+            0 if !access.group(AclOperation::Describe, key.as_str()) => {
+                Err((ResponseError::GroupAuthorizationFailed.code(), None))
+            }
+            1 if !access.transactional_id(AclOperation::Describe, key.as_str()) => Err((
+                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                None,
+            )),
             0 if !valid_group_id(key.as_str()) => Err((
                 ResponseError::InvalidGroupId.code(),
                 Some("invalid group id".into()),
@@ -129,9 +164,9 @@ pub fn find_coordinator(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
 pub fn join_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, JoinGroupRequest);
     let group = body.group_id.to_string();
-    if !valid_group_id(&group) {
+    if let Some(e) = refusal(shard, &req, &group, AclOperation::Read) {
         let resp = JoinGroupResponse::default()
-            .with_error_code(ResponseError::InvalidGroupId.code())
+            .with_error_code(e.code())
             .with_generation_id(-1)
             .with_member_id(body.member_id.clone());
         return super::ready(reply(&req, &resp));
@@ -195,9 +230,8 @@ pub fn join_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Ou
 pub fn sync_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, SyncGroupRequest);
     let group = body.group_id.to_string();
-    if !valid_group_id(&group) {
-        let resp =
-            SyncGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+    if let Some(e) = refusal(shard, &req, &group, AclOperation::Read) {
+        let resp = SyncGroupResponse::default().with_error_code(e.code());
         return super::ready(reply(&req, &resp));
     }
     let member = body.member_id.to_string();
@@ -231,9 +265,8 @@ pub fn sync_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Ou
 pub fn heartbeat(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, HeartbeatRequest);
     let group = body.group_id.to_string();
-    if !valid_group_id(&group) {
-        let resp =
-            HeartbeatResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+    if let Some(e) = refusal(shard, &req, &group, AclOperation::Read) {
+        let resp = HeartbeatResponse::default().with_error_code(e.code());
         return super::ready(reply(&req, &resp));
     }
     let owner = coordinator_of(shard, &group);
@@ -260,9 +293,8 @@ pub fn heartbeat(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Out
 pub fn leave_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, LeaveGroupRequest);
     let group = body.group_id.to_string();
-    if !valid_group_id(&group) {
-        let resp =
-            LeaveGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+    if let Some(e) = refusal(shard, &req, &group, AclOperation::Read) {
+        let resp = LeaveGroupResponse::default().with_error_code(e.code());
         return super::ready(reply(&req, &resp));
     }
     let members: Vec<(String, Option<String>)> = if req.api_version >= 3 {
@@ -308,10 +340,17 @@ pub fn leave_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
 pub fn offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, OffsetCommitRequest);
     let group = body.group_id.to_string();
+    let refused = refusal(shard, &req, &group, AclOperation::Read);
+    let allowed = readable(
+        &Access::of(shard, &req),
+        body.topics.iter().map(|t| t.name.as_str()),
+    );
     let commits: Vec<Commit> = body
         .topics
         .iter()
-        .flat_map(|t| {
+        .zip(&allowed)
+        .filter(|(_, ok)| **ok)
+        .flat_map(|(t, _)| {
             t.partitions.iter().map(move |p| Commit {
                 topic: t.name.to_string(),
                 partition: p.partition_index,
@@ -326,7 +365,7 @@ pub fn offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
         })
         .collect();
     let n = commits.len();
-    let call = if valid_group_id(&group) {
+    let call = if refused.is_none() && n > 0 {
         let owner = coordinator_of(shard, &group);
         let generation = body.generation_id_or_member_epoch;
         let member = body.member_id.to_string();
@@ -339,7 +378,7 @@ pub fn offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
     };
     Box::pin(async move {
         let errors = match call {
-            None => vec![Some(ResponseError::InvalidGroupId); n],
+            None => vec![refused; n],
             Some(c) => c
                 .await
                 .unwrap_or_else(|_| vec![Some(ResponseError::CoordinatorNotAvailable); n]),
@@ -348,14 +387,20 @@ pub fn offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
         let topics = body
             .topics
             .iter()
-            .map(|t| {
+            .zip(&allowed)
+            .map(|(t, ok)| {
                 let partitions = t
                     .partitions
                     .iter()
                     .map(|p| {
+                        let e = match (refused, ok) {
+                            (Some(e), _) => Some(e),
+                            (None, false) => Some(ResponseError::TopicAuthorizationFailed),
+                            (None, true) => errors.next().flatten(),
+                        };
                         offset_commit_response::OffsetCommitResponsePartition::default()
                             .with_partition_index(p.partition_index)
-                            .with_error_code(code(errors.next().flatten()))
+                            .with_error_code(code(e))
                     })
                     .collect();
                 offset_commit_response::OffsetCommitResponseTopic::default()
@@ -371,10 +416,20 @@ pub fn offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
 pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, TxnOffsetCommitRequest);
     let group = body.group_id.to_string();
+    // Kafka's checks: WRITE on the transactional id, READ on the group, READ on each topic.
+    let access = Access::of(shard, &req);
+    let refused = if !access.transactional_id(AclOperation::Write, body.transactional_id.as_str()) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else {
+        refusal(shard, &req, &group, AclOperation::Read)
+    };
+    let allowed = readable(&access, body.topics.iter().map(|t| t.name.as_str()));
     let commits: Vec<Commit> = body
         .topics
         .iter()
-        .flat_map(|t| {
+        .zip(&allowed)
+        .filter(|(_, ok)| **ok)
+        .flat_map(|(t, _)| {
             t.partitions.iter().map(move |p| Commit {
                 topic: t.name.to_string(),
                 partition: p.partition_index,
@@ -396,7 +451,8 @@ pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
     // KIP-890: the offsets partition must be in the transaction (AddOffsetsToTxn) before
     // anything is written to it, or the offsets would wait for a marker that never comes.
     let txn_id = body.transactional_id.0.to_string();
-    let verify = valid_group_id(&group).then(|| {
+    let go = refused.is_none() && n > 0;
+    let verify = go.then(|| {
         let tp = offsets_partition(&shard.config, &group);
         super::transactions::verify_partition(
             shard,
@@ -409,7 +465,7 @@ pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
     let abortable_is_known = req.api_version >= 5;
     let shard = shard.clone();
     // Queued on the coordinator only once verified (invoke_on queues at once).
-    let call = valid_group_id(&group).then(|| {
+    let call = go.then(|| {
         let from = coordinator::TxnCommitter {
             producer_id: body.producer_id.0,
             producer_epoch: body.producer_epoch,
@@ -438,7 +494,7 @@ pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
             None => Ok(()),
         };
         let errors = match (call, verified) {
-            (None, _) => vec![Some(ResponseError::InvalidGroupId); n],
+            (None, _) => vec![refused; n],
             (Some(_), Err(ResponseError::TransactionAbortable)) if !abortable_is_known => {
                 vec![Some(ResponseError::InvalidTxnState); n]
             }
@@ -451,14 +507,20 @@ pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
         let topics = body
             .topics
             .iter()
-            .map(|t| {
+            .zip(&allowed)
+            .map(|(t, ok)| {
                 let partitions = t
                     .partitions
                     .iter()
                     .map(|p| {
+                        let e = match (refused, ok) {
+                            (Some(e), _) => Some(e),
+                            (None, false) => Some(ResponseError::TopicAuthorizationFailed),
+                            (None, true) => errors.next().flatten(),
+                        };
                         txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
                             .with_partition_index(p.partition_index)
-                            .with_error_code(code(errors.next().flatten()))
+                            .with_error_code(code(e))
                     })
                     .collect();
                 txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
@@ -476,22 +538,41 @@ pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
 type Fetched = Result<Vec<coordinator::FetchedOffset>, ResponseError>;
 
+/// One group's committed offsets (Kafka's checks: DESCRIBE on the group; of the topics, only
+/// those the principal may DESCRIBE: named ones it may not are TOPIC_AUTHORIZATION_FAILED,
+/// and a request for every topic leaves them out).
 fn fetch_group(
     shard: &Rc<Shard>,
+    req: &Request,
     group: String,
     wanted: Wanted,
     require_stable: bool,
 ) -> LocalBoxFuture<'static, Fetched> {
-    if !valid_group_id(&group) {
-        return Box::pin(std::future::ready(Err(ResponseError::InvalidGroupId)));
+    if let Some(e) = refusal(shard, req, &group, AclOperation::Describe) {
+        return Box::pin(std::future::ready(Err(e)));
     }
+    let access = Access::of(shard, req);
+    let all_topics = wanted.is_none();
     let owner = coordinator_of(shard, &group);
     let call = shard.invoke_on(owner, move |s| async move {
         coordinator::fetch_offsets(&s, &group, wanted, require_stable)
     });
     Box::pin(async move {
-        call.await
-            .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+        let rows = call
+            .await
+            .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(t, p, v)| {
+                if access.shows(AclOperation::Describe, ResourceType::Topic, &t) {
+                    Some((t, p, v))
+                } else if all_topics {
+                    None
+                } else {
+                    Some((t, p, Err(ResponseError::TopicAuthorizationFailed)))
+                }
+            })
+            .collect())
     })
 }
 
@@ -538,7 +619,7 @@ pub fn offset_fetch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, 
     };
     let calls: Vec<_> = groups
         .iter()
-        .map(|(g, w)| fetch_group(shard, g.clone(), w.clone(), body.require_stable))
+        .map(|(g, w)| fetch_group(shard, &req, g.clone(), w.clone(), body.require_stable))
         .collect();
     Box::pin(async move {
         let results = futures::future::join_all(calls).await;
@@ -627,20 +708,31 @@ fn fetch_group_response(
 
 pub fn describe_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, DescribeGroupsRequest);
+    let access = Access::of(shard, &req);
     let calls: Vec<_> = body
         .groups
         .iter()
         .map(|g| {
             let group = g.to_string();
+            let allowed = access.group(AclOperation::Describe, &group);
             let owner = coordinator_of(shard, &group);
-            shard.invoke_on(
-                owner,
-                move |s| async move { coordinator::describe(&s, &group) },
-            )
+            let call = allowed.then(|| {
+                shard.invoke_on(
+                    owner,
+                    move |s| async move { coordinator::describe(&s, &group) },
+                )
+            });
+            async move {
+                match call {
+                    None => Err(ResponseError::GroupAuthorizationFailed),
+                    Some(c) => c
+                        .await
+                        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable)),
+                }
+            }
         })
         .collect();
-    let group_ops =
-        super::authorized_ops::group(req.api_version >= 3 && body.include_authorized_operations);
+    let ops_requested = req.api_version >= 3 && body.include_authorized_operations;
     Box::pin(async move {
         let results = futures::future::join_all(calls).await;
         let groups = body
@@ -650,10 +742,14 @@ pub fn describe_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'stati
             .map(|(id, r)| {
                 let g =
                     describe_groups_response::DescribedGroup::default().with_group_id(id.clone());
-                match r.unwrap_or(Err(ResponseError::CoordinatorNotAvailable)) {
+                match r {
                     Err(e) => g.with_error_code(e.code()),
                     Ok(d) => g
-                        .with_authorized_operations(group_ops)
+                        .with_authorized_operations(super::authorized_ops::group(
+                            ops_requested,
+                            &access,
+                            id.as_str(),
+                        ))
                         .with_group_state(s(d.state))
                         .with_protocol_type(StrBytes::from_string(d.protocol_type))
                         .with_protocol_data(StrBytes::from_string(d.protocol))
@@ -684,6 +780,10 @@ pub fn describe_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'stati
 
 pub fn list_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, ListGroupsRequest);
+    // DESCRIBE on the cluster lists every group; otherwise only those the principal may
+    // DESCRIBE, as Kafka does.
+    let access = Access::of(shard, &req);
+    let every_group = access.shows(AclOperation::Describe, ResourceType::Cluster, CLUSTER_NAME);
     let shard = shard.clone();
     Box::pin(async move {
         let states: Vec<String> = body
@@ -706,6 +806,9 @@ pub fn list_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
             .flatten()
             .flatten()
             .filter(|_| classic_wanted)
+            .filter(|(id, _, _)| {
+                every_group || access.shows(AclOperation::Describe, ResourceType::Group, id)
+            })
             .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
             .map(|(id, ptype, state)| {
                 let g = list_groups_response::ListedGroup::default()
@@ -735,14 +838,17 @@ pub fn delete_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
         .map(|g| {
             let group = g.to_string();
             let owner = coordinator_of(shard, &group);
-            let valid = valid_group_id(&group);
-            let call = shard.invoke_on(owner, move |s| coordinator::delete_group(s, group));
+            let refused = refusal(shard, &req, &group, AclOperation::Delete);
+            let call = refused
+                .is_none()
+                .then(|| shard.invoke_on(owner, move |s| coordinator::delete_group(s, group)));
             async move {
-                if !valid {
-                    return Some(ResponseError::InvalidGroupId);
+                match call {
+                    None => refused,
+                    Some(c) => c
+                        .await
+                        .unwrap_or(Some(ResponseError::CoordinatorNotAvailable)),
                 }
-                call.await
-                    .unwrap_or(Some(ResponseError::CoordinatorNotAvailable))
             }
         })
         .collect();
@@ -765,31 +871,40 @@ pub fn delete_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
 pub fn offset_delete(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, OffsetDeleteRequest);
     let group = body.group_id.to_string();
-    let topics: Vec<(String, Vec<i32>)> = body
-        .topics
-        .iter()
-        .map(|t| {
-            (
-                t.name.to_string(),
-                t.partitions.iter().map(|p| p.partition_index).collect(),
-            )
-        })
-        .collect();
-    let valid = valid_group_id(&group);
+    // Kafka's checks: DELETE on the group, then READ on each topic.
+    let refused = refusal(shard, &req, &group, AclOperation::Delete);
+    let allowed = readable(
+        &Access::of(shard, &req),
+        body.topics.iter().map(|t| t.name.as_str()),
+    );
+    let mut unreadable = Vec::new();
+    let mut topics: Vec<(String, Vec<i32>)> = Vec::new();
+    for (t, ok) in body.topics.iter().zip(&allowed) {
+        let partitions = t.partitions.iter().map(|p| p.partition_index);
+        if *ok {
+            topics.push((t.name.to_string(), partitions.collect()));
+        } else {
+            let e = Some(ResponseError::TopicAuthorizationFailed);
+            unreadable.extend(partitions.map(|p| (t.name.to_string(), p, e)));
+        }
+    }
     let owner = coordinator_of(shard, &group);
-    let call = shard.invoke_on(owner, move |s| {
-        coordinator::delete_offsets(s, group, topics)
+    let call = refused.is_none().then(|| {
+        shard.invoke_on(owner, move |s| {
+            coordinator::delete_offsets(s, group, topics)
+        })
     });
     Box::pin(async move {
-        let result = if valid {
-            call.await
-                .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
-        } else {
-            Err(ResponseError::InvalidGroupId)
+        let result = match (call, refused) {
+            (Some(c), _) => c
+                .await
+                .unwrap_or(Err(ResponseError::CoordinatorNotAvailable)),
+            (None, e) => Err(e.unwrap_or(ResponseError::UnknownServerError)),
         };
         let resp = match result {
             Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
-            Ok(rows) => {
+            Ok(mut rows) => {
+                rows.extend(unreadable);
                 let mut topics: Vec<offset_delete_response::OffsetDeleteResponseTopic> = Vec::new();
                 for (t, p, e) in rows {
                     let part = offset_delete_response::OffsetDeleteResponsePartition::default()

@@ -6,10 +6,12 @@
 use std::rc::Rc;
 
 use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::{errors, reply, Outcome};
 use crate::protocol::{decode_body, Request};
+use crate::security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use crate::shard::Shard;
 
 pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
@@ -23,8 +25,24 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(epoch)
     };
+    // Kafka's checks: WRITE on the transactional id; an idempotent producer needs
+    // IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+    let access = super::access::Access::of(shard, &req);
     if let Some(id) = body.transactional_id.as_ref().map(|t| t.0.to_string()) {
+        if !access.transactional_id(AclOperation::Write, &id) {
+            let e = ResponseError::TransactionalIdAuthorizationFailed;
+            return super::ready(reply(&req, &answer(e.code(), -1, -1)));
+        }
         return super::transactions::init_producer_id(shard, &req, body, id);
+    }
+    if !access.shows(
+        AclOperation::IdempotentWrite,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    ) && !access.any(AclOperation::Write, ResourceType::Topic)
+    {
+        let e = ResponseError::ClusterAuthorizationFailed;
+        return super::ready(reply(&req, &answer(e.code(), -1, -1)));
     }
     // An existing producer bumping its epoch keeps its id while the epoch has room.
     let (id, epoch) = (body.producer_id.0, body.producer_epoch);

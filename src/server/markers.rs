@@ -48,6 +48,9 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     let snap = shard.snapshot();
     let mut codes: BTreeMap<Slot, i16> = BTreeMap::new();
     let mut by_owner: BTreeMap<ShardId, Vec<MarkerItem>> = BTreeMap::new();
+    // Only brokers (CLUSTER_ACTION) write markers.
+    let allowed = super::access::Access::of(shard, &req)
+        .cluster(crate::security::acl::AclOperation::ClusterAction);
     for (mi, m) in body.markers.iter().enumerate() {
         let marker = Marker {
             commit: m.transaction_result,
@@ -58,6 +61,9 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             for (pi, &p) in t.partition_indexes.iter().enumerate() {
                 let slot = (mi, ti, pi);
                 match meta {
+                    _ if !allowed => {
+                        codes.insert(slot, ResponseError::ClusterAuthorizationFailed.code());
+                    }
                     Some(meta) if p >= 0 && p < meta.partitions => {
                         let tp = TopicPartition::new(meta.name.clone(), p);
                         let owner = shard.owner_of(&tp.topic, tp.partition);

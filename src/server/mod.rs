@@ -3,6 +3,8 @@
 //! Handlers translate kafka-protocol wire structs into domain calls on the shards and back;
 //! nothing below this module sees a wire struct. Error codes are chosen in [`errors`] only.
 
+mod access;
+mod acls;
 mod admin;
 mod authorized_ops;
 mod cluster;
@@ -103,6 +105,9 @@ pub fn dispatch(
         ApiKey::ListTransactions => transactions::list_transactions(shard, req),
         ApiKey::DescribeUserScramCredentials => users::describe(shard, req),
         ApiKey::AlterUserScramCredentials => users::alter(shard, req),
+        ApiKey::DescribeAcls => acls::describe(shard, &req),
+        ApiKey::CreateAcls => acls::create(shard, req),
+        ApiKey::DeleteAcls => acls::delete(shard, req),
         other => ready(Outcome::Close(format!("{other:?} is not handled"))),
     }
 }

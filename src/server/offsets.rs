@@ -15,6 +15,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{errors, reply, Outcome};
 use crate::protocol::{decode_body, Request};
+use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 use crate::types::{ShardId, TopicPartition};
 
@@ -60,10 +61,18 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     let snap = shard.snapshot();
     let mut found: BTreeMap<(usize, usize), Found> = BTreeMap::new();
     let mut by_owner: BTreeMap<ShardId, Vec<super::PartitionAsk>> = BTreeMap::new();
+    let access = super::access::Access::of(shard, &req);
     for (ti, t) in body.topics.iter().enumerate() {
         let meta = snap.topic(t.name.as_str());
+        let allowed = access.topic(AclOperation::Describe, t.name.as_str());
         for (pi, p) in t.partitions.iter().enumerate() {
             match meta {
+                _ if !allowed => {
+                    found.insert(
+                        (ti, pi),
+                        Found::err(ResponseError::TopicAuthorizationFailed),
+                    );
+                }
                 Some(m) if p.partition_index >= 0 && p.partition_index < m.partitions => {
                     let tp = TopicPartition::new(m.name.clone(), p.partition_index);
                     let owner = shard.owner_of(&tp.topic, tp.partition);

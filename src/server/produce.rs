@@ -20,6 +20,7 @@ use crate::metrics;
 use crate::producer::Check;
 use crate::protocol::{decode_body, legacy_produce, Request};
 use crate::record;
+use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 use crate::storage::AppendInfo;
 use crate::types::{ShardId, TopicPartition};
@@ -192,11 +193,22 @@ pub fn handle(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture
     let mut by_owner: BTreeMap<ShardId, Vec<AppendItem>> = BTreeMap::new();
     let snap = shard.snapshot();
     let now = shard.now_ms();
+    // Kafka's checks: WRITE on the transactional id, if any, then on each topic.
+    let access = super::access::Access::of(shard, &req);
+    let transactional_id_denied = transactional_id
+        .as_deref()
+        .is_some_and(|t| !access.transactional_id(AclOperation::Write, t));
     for (ti, topic) in body.topic_data.iter().enumerate() {
         let meta = snap.topic(topic.name.as_str());
+        let topic_denied =
+            !transactional_id_denied && !access.topic(AclOperation::Write, topic.name.as_str());
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for (pi, p) in topic.partition_data.iter().enumerate() {
-            let checked = if !matches!(acks, -1..=1) {
+            let checked = if transactional_id_denied {
+                Err(ResponseError::TransactionalIdAuthorizationFailed)
+            } else if topic_denied {
+                Err(ResponseError::TopicAuthorizationFailed)
+            } else if !matches!(acks, -1..=1) {
                 Err(ResponseError::InvalidRequiredAcks)
             } else {
                 match meta {

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 use super::{reply, Outcome};
 use crate::producer::ProducerView;
 use crate::protocol::{decode_body, Request};
+use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 use crate::types::{ShardId, TopicPartition};
 
@@ -27,10 +28,15 @@ pub fn handle(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     let snap = shard.snapshot();
     let mut found: BTreeMap<(usize, usize), Answer> = BTreeMap::new();
     let mut by_owner: BTreeMap<ShardId, Vec<super::PartitionAsk>> = BTreeMap::new();
+    let access = super::access::Access::of(shard, &req);
     for (ti, t) in body.topics.iter().enumerate() {
         let meta = snap.topic(t.name.as_str());
+        let allowed = access.topic(AclOperation::Read, t.name.as_str());
         for (pi, &p) in t.partition_indexes.iter().enumerate() {
             match meta {
+                _ if !allowed => {
+                    found.insert((ti, pi), Err(ResponseError::TopicAuthorizationFailed));
+                }
                 Some(m) if p >= 0 && p < m.partitions => {
                     let tp = TopicPartition::new(m.name.clone(), p);
                     let owner = shard.owner_of(&tp.topic, tp.partition);

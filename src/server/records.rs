@@ -14,6 +14,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::{errors, reply, Outcome};
 use crate::protocol::{decode_body, Request};
+use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 use crate::types::{ShardId, TopicPartition};
 
@@ -31,10 +32,13 @@ pub fn delete_records(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static
     let snap = shard.snapshot();
     let mut answers: BTreeMap<(usize, usize), (i64, i16)> = BTreeMap::new();
     let mut by_owner: BTreeMap<ShardId, Vec<super::PartitionAsk>> = BTreeMap::new();
+    let access = super::access::Access::of(shard, &req);
     for (ti, t) in body.topics.iter().enumerate() {
         let meta = snap.topic(t.name.as_str());
+        let allowed = access.topic(AclOperation::Delete, t.name.as_str());
         for (pi, p) in t.partitions.iter().enumerate() {
             let refused = match meta {
+                _ if !allowed => Some(ResponseError::TopicAuthorizationFailed),
                 Some(m) if crate::group::is_internal_topic(&m.name) => {
                     Some(ResponseError::InvalidTopicException)
                 }

@@ -21,8 +21,10 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::access::Access;
 use super::{errors, reply, Outcome};
 use crate::protocol::{decode_body, Request};
+use crate::security::acl::{AclOperation, ResourceType};
 use crate::shard::{Shard, ShardError};
 use crate::txn::coordinator::{self as txn, ListFilter};
 use crate::txn::state::{TxnError, TxnMetadata, TxnState};
@@ -131,12 +133,41 @@ fn topic_results(rows: Vec<(TopicPartition, i16)>) -> Vec<AddPartitionsToTxnTopi
 /// partitions; a code per partition.
 fn add_one(
     shard: &Rc<Shard>,
+    access: &Access,
     t: AddPartitionsToTxnTransaction,
     fenced_is_new: bool,
 ) -> LocalBoxFuture<'static, Vec<(TopicPartition, i16)>> {
     let parts = partitions_of(&t.topics);
     let id = t.transactional_id.0.to_string();
     let (pid, epoch) = (t.producer_id.0, t.producer_epoch);
+    // Kafka's checks: WRITE on the transactional id, else every partition is refused; WRITE
+    // on each topic, else its partitions are refused and the others not attempted.
+    if !access.transactional_id(AclOperation::Write, &id) {
+        let c = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return Box::pin(std::future::ready(
+            parts.into_iter().map(|tp| (tp, c)).collect(),
+        ));
+    }
+    let unwritable: Vec<&str> = t
+        .topics
+        .iter()
+        .map(|topic| topic.name.as_str())
+        .filter(|name| !access.topic(AclOperation::Write, name))
+        .collect();
+    if !unwritable.is_empty() {
+        let rows = parts
+            .into_iter()
+            .map(|tp| {
+                let e = if unwritable.contains(&tp.topic.as_str()) {
+                    ResponseError::TopicAuthorizationFailed
+                } else {
+                    ResponseError::OperationNotAttempted
+                };
+                (tp, e.code())
+            })
+            .collect();
+        return Box::pin(std::future::ready(rows));
+    }
     let snap = shard.snapshot();
     let unknown: Vec<TopicPartition> = parts
         .iter()
@@ -199,25 +230,32 @@ fn add_one(
 pub fn add_partitions_to_txn(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, AddPartitionsToTxnRequest);
     let fenced_is_new = req.api_version >= 2;
+    let access = Access::of(shard, &req);
     if req.api_version <= 3 {
         let t = AddPartitionsToTxnTransaction::default()
             .with_transactional_id(body.v3_and_below_transactional_id.clone())
             .with_producer_id(body.v3_and_below_producer_id)
             .with_producer_epoch(body.v3_and_below_producer_epoch)
             .with_topics(body.v3_and_below_topics.clone());
-        let call = add_one(shard, t, fenced_is_new);
+        let call = add_one(shard, &access, t, fenced_is_new);
         return Box::pin(async move {
             let resp = AddPartitionsToTxnResponse::default()
                 .with_results_by_topic_v3_and_below(topic_results(call.await));
             reply(&req, &resp)
         });
     }
+    // v4+ comes from partition leaders verifying a transaction (KIP-890): brokers only.
+    if !access.cluster(AclOperation::ClusterAction) {
+        let resp = AddPartitionsToTxnResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+        return super::ready(reply(&req, &resp));
+    }
     let calls: Vec<_> = body
         .transactions
         .into_iter()
         .map(|t| {
             let id = t.transactional_id.clone();
-            let call = add_one(shard, t, true);
+            let call = add_one(shard, &access, t, true);
             async move { (id, call.await) }
         })
         .collect();
@@ -241,6 +279,20 @@ pub fn add_offsets_to_txn(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'st
     let id = body.transactional_id.0.to_string();
     let group = body.group_id.0.to_string();
     let fenced_is_new = req.api_version >= 2;
+    let access = Access::of(shard, &req);
+    let refused = if !access.transactional_id(AclOperation::Write, &id) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !access.group(AclOperation::Read, &group) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(e) = refused {
+        return super::ready(reply(
+            &req,
+            &AddOffsetsToTxnResponse::default().with_error_code(e.code()),
+        ));
+    }
     let tp = crate::group::coordinator::offsets_partition(&shard.config, &group);
     let (pid, epoch) = (body.producer_id.0, body.producer_epoch);
     let call = shard.invoke_on(owner_of(shard, &id), move |s| {
@@ -262,9 +314,16 @@ pub fn end_txn(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outco
     // EndTxn v5 is transactions v2 (KIP-890): the epoch moves at the end of each transaction.
     let client_version = if req.api_version >= 5 { 2 } else { 0 };
     let (pid, epoch, commit) = (body.producer_id.0, body.producer_epoch, body.committed);
-    if id.is_empty() {
+    let refused = if !Access::of(shard, &req).transactional_id(AclOperation::Write, &id) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if id.is_empty() {
+        Some(ResponseError::InvalidRequest)
+    } else {
+        None
+    };
+    if let Some(e) = refused {
         let resp = EndTxnResponse::default()
-            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_code(e.code())
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
         return super::ready(reply(&req, &resp));
@@ -286,19 +345,24 @@ pub fn end_txn(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outco
     })
 }
 
+fn failed_state(id: StrBytes, code: i16) -> describe_transactions_response::TransactionState {
+    describe_transactions_response::TransactionState::default()
+        .with_transactional_id(TransactionalId(id))
+        .with_error_code(code)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+        .with_transaction_start_time_ms(-1)
+}
+
 fn describe_state(
     id: StrBytes,
     r: Result<TxnMetadata, TxnError>,
 ) -> describe_transactions_response::TransactionState {
     use describe_transactions_response::{TopicData, TransactionState as Described};
-    let base = Described::default().with_transactional_id(TransactionalId(id));
     match r {
-        Err(e) => base
-            .with_error_code(code(e, true))
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
-            .with_transaction_start_time_ms(-1),
+        Err(e) => failed_state(id, code(e, true)),
         Ok(m) => {
+            let base = Described::default().with_transactional_id(TransactionalId(id));
             let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
             for tp in &m.partitions {
                 topics
@@ -327,12 +391,14 @@ fn describe_state(
 
 pub fn describe_transactions(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, DescribeTransactionsRequest);
+    let access = Access::of(shard, &req);
     let calls: Vec<_> = body
         .transactional_ids
         .into_iter()
         .map(|raw| {
             let id = raw.0.to_string();
-            let call = (!id.is_empty()).then(|| {
+            let allowed = access.transactional_id(AclOperation::Describe, &id);
+            let call = (allowed && !id.is_empty()).then(|| {
                 let id = id.clone();
                 shard.invoke_on(owner_of(shard, &id), move |s| async move {
                     txn::describe(&s, &id)
@@ -340,6 +406,10 @@ pub fn describe_transactions(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<
             });
             async move {
                 let r = match call {
+                    None if !allowed => {
+                        let e = ResponseError::TransactionalIdAuthorizationFailed;
+                        return failed_state(raw.0, e.code());
+                    }
                     None => Err(TxnError::InvalidRequest),
                     Some(c) => flatten(c.await),
                 };
@@ -392,6 +462,8 @@ fn list_on(
     match_none: bool,
     req: Request,
 ) -> LocalBoxFuture<'static, Outcome> {
+    // Only the transactions the principal may DESCRIBE are listed.
+    let access = Access::of(shard, &req);
     let shard = shard.clone();
     Box::pin(async move {
         let results = shard
@@ -412,6 +484,11 @@ fn list_on(
                     || !pattern
                         .as_deref()
                         .is_none_or(|p| matches_regex(p, &m.transactional_id))
+                    || !access.shows(
+                        AclOperation::Describe,
+                        ResourceType::TransactionalId,
+                        &m.transactional_id,
+                    )
                 {
                     continue;
                 }

@@ -18,10 +18,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::access::Access;
 use super::{errors, reply, Outcome};
 use crate::metadata::controller::Command;
 use crate::metadata::image::Snapshot;
 use crate::protocol::{decode_body, Request};
+use crate::security::acl::AclOperation;
 use crate::security::scram::{ScramCredential, ScramMechanism, MAX_ITERATIONS};
 use crate::shard::Shard;
 
@@ -30,6 +32,15 @@ pub fn describe(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
         Ok(b) => b,
         Err(e) => return super::ready(Outcome::Close(e.to_string())),
     };
+    if !Access::of(shard, &req).cluster(AclOperation::Describe) {
+        let e = ResponseError::ClusterAuthorizationFailed;
+        return super::ready(reply(
+            &req,
+            &DescribeUserScramCredentialsResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+        ));
+    }
     let snap = shard.snapshot();
     let results = match &body.users {
         None => describe_all(&snap),
@@ -117,7 +128,17 @@ pub fn alter(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome
     };
     let snap = shard.snapshot();
     let mut by_user: BTreeMap<String, Checked> = BTreeMap::new();
+    // Without ALTER on the cluster every alteration is refused, and nothing changes.
+    let allowed = Access::of(shard, &req).cluster(AclOperation::Alter);
     let mut put = |user: &str, checked: Checked| {
+        let checked = if allowed {
+            checked
+        } else {
+            Err((
+                ResponseError::ClusterAuthorizationFailed,
+                "Cluster authorization failed.",
+            ))
+        };
         let duplicate = (
             ResponseError::DuplicateResource,
             "A user credential cannot be altered twice in the same request",

@@ -1,0 +1,285 @@
+//! CreateAcls, DescribeAcls and DeleteAcls: the ACLs kept in the metadata log. Creating and
+//! deleting need ALTER on the cluster, describing DESCRIBE; with no authorizer configured each
+//! answers SECURITY_DISABLED, as Kafka does.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_acls_response::AclCreationResult;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::delete_acls_response::{
+    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+};
+use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
+use kafka_protocol::messages::{
+    CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
+    DescribeAclsRequest, DescribeAclsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::access::Access;
+use super::{errors, reply, Outcome};
+use crate::metadata::controller::{Command, Reply};
+use crate::protocol::{decode_body, Request};
+use crate::security::acl::{
+    AclBinding, AclBindingFilter, AclOperation, AclPermissionType, PatternType, ResourceType,
+};
+use crate::shard::Shard;
+
+const NO_AUTHORIZER: &str = "No Authorizer is configured.";
+
+/// A refusal of the whole request: (error, message).
+type Refusal = (ResponseError, String);
+
+/// Why the request as a whole is refused, if it is: no authorizer, or no `operation` on the
+/// cluster.
+fn refused(access: &Access, operation: AclOperation) -> Option<Refusal> {
+    if !access.enabled() {
+        return Some((ResponseError::SecurityDisabled, NO_AUTHORIZER.to_string()));
+    }
+    (!access.cluster(operation)).then(|| {
+        (
+            ResponseError::ClusterAuthorizationFailed,
+            ResponseError::ClusterAuthorizationFailed.to_string(),
+        )
+    })
+}
+
+fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+pub fn create(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: CreateAclsRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let access = Access::of(shard, &req);
+    let failed = |(e, message): &Refusal| {
+        AclCreationResult::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(text(message)))
+    };
+    if let Some(refusal) = refused(&access, AclOperation::Alter) {
+        let results = body.creations.iter().map(|_| failed(&refusal)).collect();
+        return super::ready(reply(
+            &req,
+            &CreateAclsResponse::default().with_results(results),
+        ));
+    }
+    // Each creation checked on its own; the valid ones go to the controller together.
+    let checked: Vec<Result<AclBinding, Refusal>> = body
+        .creations
+        .iter()
+        .map(|c| {
+            let binding = AclBinding {
+                resource_type: ResourceType::from_code(c.resource_type),
+                resource_name: c.resource_name.to_string(),
+                pattern_type: PatternType::from_code(c.resource_pattern_type),
+                principal: c.principal.to_string(),
+                host: c.host.to_string(),
+                operation: AclOperation::from_code(c.operation),
+                permission: AclPermissionType::from_code(c.permission_type),
+            };
+            binding
+                .validate()
+                .map(|()| binding)
+                .map_err(|e| (ResponseError::InvalidRequest, e.to_string()))
+        })
+        .collect();
+    let bindings: Vec<AclBinding> = checked.iter().filter_map(|c| c.clone().ok()).collect();
+    let shard = shard.clone();
+    Box::pin(async move {
+        let outcome = if bindings.is_empty() {
+            Ok(())
+        } else {
+            for b in &bindings {
+                tracing::info!(principal = %req.principal, acl = %b, "creating ACL");
+            }
+            shard
+                .execute(Command::CreateAcls { bindings })
+                .await
+                .map(|_| ())
+                .map_err(|e| (errors::metadata(&e), e.to_string()))
+        };
+        let results = checked
+            .iter()
+            .map(|c| match (c, &outcome) {
+                (Err(refusal), _) | (Ok(_), Err(refusal)) => failed(refusal),
+                (Ok(_), Ok(())) => AclCreationResult::default(),
+            })
+            .collect();
+        reply(&req, &CreateAclsResponse::default().with_results(results))
+    })
+}
+
+/// A DescribeAcls or DeleteAcls filter from its wire fields.
+fn filter_of(
+    resource_type: i8,
+    resource_name: Option<&StrBytes>,
+    pattern_type: i8,
+    principal: Option<&StrBytes>,
+    host: Option<&StrBytes>,
+    operation: i8,
+    permission: i8,
+) -> AclBindingFilter {
+    AclBindingFilter {
+        resource_type: ResourceType::from_code(resource_type),
+        resource_name: resource_name.map(|s| s.to_string()),
+        pattern_type: PatternType::from_code(pattern_type),
+        principal: principal.map(|s| s.to_string()),
+        host: host.map(|s| s.to_string()),
+        operation: AclOperation::from_code(operation),
+        permission: AclPermissionType::from_code(permission),
+    }
+}
+
+pub fn describe(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: DescribeAclsRequest = match decode_body(req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let access = Access::of(shard, req);
+    let error = |(e, message): Refusal| {
+        DescribeAclsResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(text(&message)))
+    };
+    if let Some(refusal) = refused(&access, AclOperation::Describe) {
+        return super::ready(reply(req, &error(refusal)));
+    }
+    let filter = filter_of(
+        body.resource_type_filter,
+        body.resource_name_filter.as_ref(),
+        body.pattern_type_filter,
+        body.principal_filter.as_ref(),
+        body.host_filter.as_ref(),
+        body.operation,
+        body.permission_type,
+    );
+    if let Err(e) = filter.validate() {
+        return super::ready(reply(
+            req,
+            &error((ResponseError::InvalidRequest, e.to_string())),
+        ));
+    }
+    let image = shard.snapshot();
+    let mut by_resource: BTreeMap<(ResourceType, &str, PatternType), Vec<AclDescription>> =
+        BTreeMap::new();
+    for b in image.acls.filter(&filter) {
+        by_resource
+            .entry((b.resource_type, &b.resource_name, b.pattern_type))
+            .or_default()
+            .push(
+                AclDescription::default()
+                    .with_principal(text(&b.principal))
+                    .with_host(text(&b.host))
+                    .with_operation(b.operation.code())
+                    .with_permission_type(b.permission.code()),
+            );
+    }
+    let resources = by_resource
+        .into_iter()
+        .map(|((rt, name, pattern), acls)| {
+            DescribeAclsResource::default()
+                .with_resource_type(rt.code())
+                .with_resource_name(text(name))
+                .with_pattern_type(pattern.code())
+                .with_acls(acls)
+        })
+        .collect();
+    super::ready(reply(
+        req,
+        &DescribeAclsResponse::default().with_resources(resources),
+    ))
+}
+
+pub fn delete(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: DeleteAclsRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let access = Access::of(shard, &req);
+    let failed = |(e, message): &Refusal| {
+        DeleteAclsFilterResult::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(text(message)))
+    };
+    if let Some(refusal) = refused(&access, AclOperation::Alter) {
+        let results = body.filters.iter().map(|_| failed(&refusal)).collect();
+        return super::ready(reply(
+            &req,
+            &DeleteAclsResponse::default().with_filter_results(results),
+        ));
+    }
+    let checked: Vec<Result<AclBindingFilter, Refusal>> = body
+        .filters
+        .iter()
+        .map(|f: &DeleteAclsFilter| {
+            let filter = filter_of(
+                f.resource_type_filter,
+                f.resource_name_filter.as_ref(),
+                f.pattern_type_filter,
+                f.principal_filter.as_ref(),
+                f.host_filter.as_ref(),
+                f.operation,
+                f.permission_type,
+            );
+            filter
+                .validate()
+                .map(|()| filter)
+                .map_err(|e| (ResponseError::InvalidRequest, e.to_string()))
+        })
+        .collect();
+    let filters: Vec<AclBindingFilter> = checked.iter().filter_map(|c| c.clone().ok()).collect();
+    let shard = shard.clone();
+    Box::pin(async move {
+        let outcome = if filters.is_empty() {
+            Ok(Vec::new())
+        } else {
+            match shard.execute(Command::DeleteAcls { filters }).await {
+                Ok(Reply::AclsDeleted(matched)) => Ok(matched),
+                Ok(other) => Err((
+                    ResponseError::UnknownServerError,
+                    format!("unexpected controller reply {other:?}"),
+                )),
+                Err(e) => Err((errors::metadata(&e), e.to_string())),
+            }
+        };
+        let mut matched = match &outcome {
+            Ok(m) => m.clone().into_iter(),
+            Err(_) => Vec::new().into_iter(),
+        };
+        let results = checked
+            .iter()
+            .map(|c| match (c, &outcome) {
+                (Err(refusal), _) | (Ok(_), Err(refusal)) => failed(refusal),
+                (Ok(_), Ok(_)) => {
+                    let removed = matched.next().unwrap_or_default();
+                    for b in &removed {
+                        tracing::info!(principal = %req.principal, acl = %b, "deleted ACL");
+                    }
+                    DeleteAclsFilterResult::default()
+                        .with_matching_acls(removed.iter().map(matching).collect())
+                }
+            })
+            .collect();
+        reply(
+            &req,
+            &DeleteAclsResponse::default().with_filter_results(results),
+        )
+    })
+}
+
+fn matching(b: &AclBinding) -> DeleteAclsMatchingAcl {
+    DeleteAclsMatchingAcl::default()
+        .with_resource_type(b.resource_type.code())
+        .with_resource_name(text(&b.resource_name))
+        .with_pattern_type(b.pattern_type.code())
+        .with_principal(text(&b.principal))
+        .with_host(text(&b.host))
+        .with_operation(b.operation.code())
+        .with_permission_type(b.permission.code())
+}

@@ -199,7 +199,22 @@ fn one_record_batch() -> Bytes {
     .unwrap()
 }
 
+/// Produces one record (a transactional batch of producer 1 when `txn` is given); the
+/// partition's error code.
 fn produce_code(c: &mut RawClient, topic: &str, txn: Option<&str>) -> i16 {
+    let records = match txn {
+        None => one_record_batch(),
+        Some(_) => gregor::client::batch::encode_transactional_batch(
+            &[gregor::client::batch::ProducerRecord {
+                value: Some(Bytes::from_static(b"x")),
+                ..Default::default()
+            }],
+            common::now_ms(),
+            1,
+            0,
+        )
+        .unwrap(),
+    };
     let req = ProduceRequest::default()
         .with_transactional_id(txn.map(txn_id))
         .with_acks(-1)
@@ -209,7 +224,7 @@ fn produce_code(c: &mut RawClient, topic: &str, txn: Option<&str>) -> i16 {
             .with_partition_data(vec![
                 produce_request::PartitionProduceData::default()
                     .with_index(0)
-                    .with_records(Some(one_record_batch())),
+                    .with_records(Some(records)),
             ])]);
     let r = c.request(&req, 9);
     r.responses[0].partition_responses[0].error_code
@@ -711,12 +726,20 @@ fn refusals(c: &mut RawClient) -> Vec<(&'static str, i16, i16)> {
         TOPIC_AUTHORIZATION_FAILED,
     );
 
-    let r = c.request(&DescribeClusterRequest::default(), 0);
-    check(
-        "DescribeCluster",
-        r.error_code,
-        CLUSTER_AUTHORIZATION_FAILED,
+    // Kafka answers DescribeCluster to everyone, with no operations for those who may not
+    // describe the cluster.
+    let r = c.request(
+        &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+        0,
     );
+    let nothing = if r.cluster_authorized_operations == 0 {
+        0
+    } else {
+        -1
+    };
+    check("DescribeCluster's authorized operations", nothing, 0);
+    let r = c.request(&DescribeQuorumRequest::default(), 0);
+    check("DescribeQuorum", r.error_code, CLUSTER_AUTHORIZATION_FAILED);
     let r = c.request(
         &DescribeUserScramCredentialsRequest::default().with_users(None),
         0,

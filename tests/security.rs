@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::clients::{assert_same, consume_all, create_topic, produce, TestRecord};
+use common::cluster::Cluster;
 use common::{free_port, gregor_bin, Broker, RawClient};
 use kafka_protocol::messages::alter_user_scram_credentials_request::{
     ScramCredentialDeletion, ScramCredentialUpsertion,
@@ -659,6 +660,185 @@ fn the_tools_connect_over_tls_and_sasl() {
     assert!(!ok && err.contains("ssl.truststore.location"), "{err}");
 }
 
+// ----- between brokers -----
+
+/// A 3-node cluster whose brokers reach each other over a SASL_SSL listener (PLAIN, as the
+/// super user `broker`) and whose metadata quorum talks mutual TLS, with ACLs on: a client
+/// with ACLs for one topic produces with acks=all on the PLAINTEXT listener, the followers
+/// replicate over the secured one, and after the leader is killed the new leader (elected
+/// over the TLS quorum) serves every record. A peer without a certificate is refused by the
+/// controller listener.
+#[test]
+fn brokers_and_controllers_talk_over_sasl_ssl_and_mutual_tls() {
+    let pki = Pki::new();
+    let (keystore, truststore) = (pki.path("broker.pem"), pki.path("ca.pem"));
+    let jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required \
+        username=\"broker\" password=\"broker-secret\" user_broker=\"broker-secret\";";
+    let mut cl = Cluster::start(
+        3,
+        &[
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:{broker_port},INTERNAL://127.0.0.1:{extra_port},\
+                 CONTROLLER://127.0.0.1:{controller_port}",
+            ),
+            (
+                "advertised.listeners",
+                "PLAINTEXT://127.0.0.1:{advertised_port},INTERNAL://127.0.0.1:{extra_port}",
+            ),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,CONTROLLER:SSL",
+            ),
+            ("inter.broker.listener.name", "INTERNAL"),
+            ("sasl.mechanism.inter.broker.protocol", "PLAIN"),
+            ("listener.name.internal.plain.sasl.jaas.config", jaas),
+            ("ssl.keystore.location", &keystore),
+            ("ssl.truststore.location", &truststore),
+            (
+                "authorizer.class.name",
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            ),
+            ("super.users", "User:broker"),
+        ],
+    );
+    // The tools log in as the broker user on node 1's secured listener.
+    let properties = pki.path("broker-client.properties");
+    std::fs::write(
+        &properties,
+        format!(
+            "security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\nsasl.username=broker\n\
+             sasl.password=broker-secret\nssl.truststore.location={truststore}\n"
+        ),
+    )
+    .unwrap();
+    let internal = format!("127.0.0.1:{}", cl.node(1).extra_port);
+    let tool = |args: &[&str]| {
+        let out = Command::new(gregor_bin())
+            .args(args)
+            .args([
+                "--bootstrap-server",
+                &internal,
+                "--command-config",
+                &properties,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gregor {args:?}: {out:?}");
+    };
+    let topic = "secured";
+    tool(&[
+        "acls",
+        "--add",
+        "--allow-principal",
+        "User:ANONYMOUS",
+        "--operation",
+        "All",
+        "--topic",
+        topic,
+    ]);
+    tool(&[
+        "topics",
+        "create",
+        "--topic",
+        topic,
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+    ]);
+    let full_isr = |cl: &Cluster, n: usize| {
+        common::wait_until(Duration::from_secs(30), || {
+            (0..3).all(|p| {
+                cl.partition_view(topic, p)
+                    .is_some_and(|v| v.isr.len() == n)
+            })
+        })
+    };
+    assert!(full_isr(&cl, 3), "the followers never joined the ISR");
+
+    let mut cfg = cl.producer_config();
+    cfg.set("acks", "all");
+    let records: Vec<TestRecord> = (0..300)
+        .map(|i| TestRecord::value(format!("secured-{i}")).in_partition(i % 3))
+        .collect();
+    let delivered = produce(&cfg, topic, &records);
+    assert!(
+        full_isr(&cl, 3),
+        "followers fell out of the ISR while producing"
+    );
+    // Followers authenticated at their leaders: every leader but node 1 (where the tools
+    // logged in) counts SASL logins from followers alone.
+    let leaders: std::collections::BTreeSet<_> =
+        (0..3).filter_map(|p| cl.node_of_leader(topic, p)).collect();
+    let others: Vec<_> = leaders.into_iter().filter(|n| *n != 1).collect();
+    assert!(!others.is_empty(), "every partition is led by node 1");
+    for n in others {
+        let logins = authentications(cl.node(n).admin_port);
+        assert!(
+            logins >= 1.0,
+            "node {n} leads a partition but saw no SASL login"
+        );
+    }
+
+    // The followers hold everything: kill the leader of partition 0 and read it all back.
+    let leader = cl.node_of_leader(topic, 0).expect("a leader");
+    cl.kill(leader);
+    let new_leader = cl.wait_leader_moved(topic, 0, leader, Duration::from_secs(30));
+    assert_ne!(new_leader, leader);
+    let mut consumer = cl.consumer_config();
+    consumer.set("bootstrap.servers", cl.node(new_leader).advertised());
+    let got = consume_all(&consumer, topic, 3, records.len(), Duration::from_secs(60));
+    assert_same(&records, &delivered, &got);
+    // The controller listener wants a certificate: a TLS client without one is cut off.
+    let up = cl.up_nodes()[0];
+    assert!(
+        controller_refuses_anonymous_tls(cl.node(up).controller_port, &truststore),
+        "node {up}'s controller listener accepted a peer without a certificate"
+    );
+    for id in cl.up_nodes() {
+        let log = cl.stderr(id);
+        assert!(
+            !log.contains("authentication failed") && !log.contains("inter-broker security"),
+            "node {id} logged a failed authentication:\n{log}"
+        );
+    }
+}
+
+/// Whether a TLS client that trusts the CA but has no certificate of its own is refused by a
+/// controller listener (the handshake fails, or the connection ends before any answer).
+fn controller_refuses_anonymous_tls(port: u16, ca: &str) -> bool {
+    use std::io::Read;
+    let config = gregor::security::tls::client_config(ca, None, None).unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // A frame of an unknown kind: a peer that got in is dropped for it without a TLS alert;
+    // a peer refused gets the server's fatal alert (certificate required) instead.
+    let _ = tls.write_all(&[0, 0, 0, 1, 9]).and_then(|_| tls.flush());
+    let mut buf = [0u8; 1];
+    match tls.read_exact(&mut buf) {
+        Err(e) => e.to_string().contains("alert"),
+        Ok(()) => false,
+    }
+}
+
+/// `gregor_authentications_total` from a node's admin endpoint.
+fn authentications(admin_port: u16) -> f64 {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin_port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    page.lines()
+        .filter(|l| l.starts_with("gregor_authentications_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 // ----- the SASL exchange, raw -----
 
 fn raw_at(port: u16) -> RawClient {
@@ -994,9 +1174,25 @@ fn insecure_or_incomplete_security_settings_stop_the_start() {
     let p = free_port();
     let keystore = pki.path("broker.pem");
     let missing = Path::new("/nonexistent/broker.pem").display().to_string();
-    let err = refused(&[("listeners", &format!("SASL_SSL://127.0.0.1:{p}"))]);
+    // The inter-broker listener may be secured, if this broker can reach the others on it:
+    // a trust store for TLS, and a login of its own for SASL.
+    let sasl_ssl = format!("SASL_SSL://127.0.0.1:{p}");
+    let err = refused(&[
+        ("listeners", &sasl_ssl),
+        ("ssl.keystore.location", &keystore),
+    ]);
     assert!(
-        err.contains("inter-broker listener must be PLAINTEXT"),
+        err.contains("inter-broker listener SASL_SSL: ssl.truststore.location"),
+        "{err}"
+    );
+    let truststore = pki.path("ca.pem");
+    let err = refused(&[
+        ("listeners", &sasl_ssl),
+        ("ssl.keystore.location", &keystore),
+        ("ssl.truststore.location", &truststore),
+    ]);
+    assert!(
+        err.contains("plain.sasl.jaas.config has no username"),
         "{err}"
     );
     let two = format!("PLAINTEXT://127.0.0.1:{p},SSL://127.0.0.1:{}", free_port());

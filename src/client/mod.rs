@@ -108,10 +108,7 @@ impl Client {
         let stream = match &security.tls {
             None => Stream::Plain(tcp),
             Some(config) => {
-                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let name = rustls_pki_types::ServerName::try_from(host.to_string())
-                    .map_err(|e| ClientError::Unexpected(format!("TLS server name {host}: {e}")))?;
+                let name = security::server_name(addr).map_err(ClientError::Unexpected)?;
                 let conn = rustls::ClientConnection::new(config.clone(), name)
                     .map_err(|e| ClientError::Unexpected(format!("TLS to {addr}: {e}")))?;
                 Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
@@ -144,9 +141,10 @@ impl Client {
                 login.mechanism, h.mechanisms
             )
         })?;
-        let mut exchange = |bytes: Vec<u8>| -> Result<Bytes, ClientError> {
+        let (mut exchange, mut token) = login.start();
+        loop {
             let r = self.send_version(
-                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes)),
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
                 1,
             )?;
             error::check_code(r.error_code, r.error_message.as_deref(), || {
@@ -155,28 +153,15 @@ impl Client {
                     login.mechanism, login.username
                 )
             })?;
-            Ok(r.auth_bytes)
-        };
-        match crate::security::scram::ScramMechanism::from_name(&login.mechanism) {
-            None => {
-                let token = format!("\0{}\0{}", login.username, login.password);
-                exchange(token.into_bytes())?;
-            }
-            Some(m) => {
-                let nonce = crate::security::scram::nonce();
-                let mut scram = crate::security::scram::ScramClient::new(
-                    m,
-                    &login.username,
-                    &login.password,
-                    nonce,
-                );
-                let server_first = exchange(scram.client_first())?;
-                let fail = |e: crate::security::scram::ScramError| {
-                    ClientError::Unexpected(format!("{} exchange: {e}", login.mechanism))
-                };
-                let client_final = scram.client_final(&server_first).map_err(fail)?;
-                let server_final = exchange(client_final)?;
-                scram.verify_server_final(&server_final).map_err(fail)?;
+            match exchange.next(&r.auth_bytes) {
+                Ok(Some(next)) => token = next,
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(ClientError::Unexpected(format!(
+                        "{} exchange: {e}",
+                        login.mechanism
+                    )))
+                }
             }
         }
         Ok(())

@@ -31,6 +31,62 @@ impl std::fmt::Debug for SaslLogin {
     }
 }
 
+/// One SASL exchange as the client runs it: tokens to send in SaslAuthenticate requests, each
+/// answering the server's last reply, until the server's proof checks out (SCRAM) or the
+/// one token was accepted (PLAIN).
+pub enum SaslExchange {
+    Plain,
+    Scram(Box<crate::security::scram::ScramClient>, ScramStage),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ScramStage {
+    SentFirst,
+    SentFinal,
+}
+
+impl SaslLogin {
+    /// Starts the exchange: it and the first token.
+    pub fn start(&self) -> (SaslExchange, Vec<u8>) {
+        use crate::security::scram::{nonce, ScramClient, ScramMechanism};
+        match ScramMechanism::from_name(&self.mechanism) {
+            None => {
+                let token = format!("\0{}\0{}", self.username, self.password);
+                (SaslExchange::Plain, token.into_bytes())
+            }
+            Some(m) => {
+                let scram = ScramClient::new(m, &self.username, &self.password, nonce());
+                let first = scram.client_first();
+                (
+                    SaslExchange::Scram(Box::new(scram), ScramStage::SentFirst),
+                    first,
+                )
+            }
+        }
+    }
+}
+
+impl SaslExchange {
+    /// The server accepted the last token and answered `reply`: the next token to send, or
+    /// `None` when authentication is complete.
+    pub fn next(&mut self, reply: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            SaslExchange::Plain => Ok(None),
+            SaslExchange::Scram(scram, stage @ ScramStage::SentFirst) => {
+                let token = scram.client_final(reply).map_err(|e| e.to_string())?;
+                *stage = ScramStage::SentFinal;
+                Ok(Some(token))
+            }
+            SaslExchange::Scram(scram, ScramStage::SentFinal) => {
+                scram
+                    .verify_server_final(reply)
+                    .map_err(|e| e.to_string())?;
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// What a connection does before its first request: TLS, then SASL, as the protocol says.
 #[derive(Clone, Debug)]
 pub struct ClientSecurity {
@@ -131,8 +187,72 @@ impl ClientSecurity {
     }
 }
 
+impl ClientSecurity {
+    /// How this broker reaches the others: over the inter-broker listener's protocol, trusting
+    /// its trust store and presenting its own key store (for `ssl.client.auth`), and logging
+    /// in with `sasl.mechanism.inter.broker.protocol` as the `username`/`password` of that
+    /// mechanism's JAAS config on the listener (Kafka's settings for the same).
+    pub fn inter_broker(config: &crate::config::Config) -> Result<ClientSecurity, String> {
+        let Some(listener) = config.client_listeners().into_iter().next() else {
+            return Ok(ClientSecurity::plaintext());
+        };
+        let security = &config.security;
+        let name = listener.name.as_str();
+        let setting = |s: &str| security.value(Some(name), s);
+        let tls = if listener.protocol.is_tls() {
+            let ca = setting("ssl.truststore.location").ok_or_else(|| {
+                format!("inter-broker listener {name}: ssl.truststore.location is not set (brokers check each other's certificates against it)")
+            })?;
+            let keystore = setting("ssl.keystore.location");
+            let password = setting("ssl.key.password").filter(|p| !p.is_empty());
+            let identity = keystore.as_deref().map(|k| (k, k));
+            Some(
+                crate::security::tls::client_config(&ca, identity, password.as_deref())
+                    .map_err(|e| format!("inter-broker listener {name}: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let sasl = if listener.protocol.is_sasl() {
+            let mechanism = setting("sasl.mechanism.inter.broker.protocol")
+                .unwrap_or_else(|| "PLAIN".to_string())
+                .to_ascii_uppercase();
+            let jaas_setting = format!("{}.sasl.jaas.config", mechanism.to_ascii_lowercase());
+            let jaas = setting(&jaas_setting).unwrap_or_default();
+            let missing = |option: &str| {
+                format!(
+                    "inter-broker listener {name}: listener.name.{}.{jaas_setting} has no \
+                     {option}=\"...\" for this broker to log in with",
+                    name.to_ascii_lowercase()
+                )
+            };
+            Some(SaslLogin {
+                username: jaas_option(&jaas, "username").ok_or_else(|| missing("username"))?,
+                password: jaas_option(&jaas, "password").ok_or_else(|| missing("password"))?,
+                mechanism,
+            })
+        } else {
+            None
+        };
+        Ok(ClientSecurity {
+            protocol: listener.protocol,
+            tls,
+            sasl,
+        })
+    }
+}
+
+/// The name a TLS client checks the server's certificate against: the host of `addr`
+/// (`host:port`, an IPv6 host in brackets), an IP address or a DNS name.
+pub fn server_name(addr: &str) -> Result<rustls_pki_types::ServerName<'static>, String> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    rustls_pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("TLS server name {host}: {e}"))
+}
+
 /// The value of `name="value"` in a JAAS line (quotes required, backslash escapes the quote).
-fn jaas_option(jaas: &str, name: &str) -> Option<String> {
+pub fn jaas_option(jaas: &str, name: &str) -> Option<String> {
     let mut rest = jaas;
     while let Some(at) = rest.find(name) {
         let before_ok = at == 0 || rest[..at].ends_with(|c: char| c.is_whitespace());

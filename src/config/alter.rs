@@ -304,6 +304,7 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
         "ssl.client.auth" => (STRING, "Whether clients present certificates: none, requested or required."),
         "ssl.principal.mapping.rules" => (STRING, "How a client certificate's subject becomes a user name: DEFAULT, or RULE:pattern/replacement/[L|U] rules."),
         "ssl.enabled.protocols" => (LIST, "The TLS versions offered."),
+        "sasl.mechanism.inter.broker.protocol" => (STRING, "The SASL mechanism brokers log in to each other with: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."),
         "sasl.enabled.mechanisms" => (LIST, "The SASL mechanisms offered: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512."),
         "connection.failed.authentication.delay.ms" => (INT, "How long a failed authentication waits before its answer and the close."),
         "authorizer.class.name" => (CLASS, "The authorizer that enforces ACLs (org.apache.kafka.metadata.authorizer.StandardAuthorizer), or empty for none."),

@@ -754,9 +754,9 @@ impl Config {
 }
 
 impl Config {
-    /// Every listener has a security protocol; the inter-broker listener exists and is
-    /// PLAINTEXT (gregor's own connections to other brokers speak neither TLS nor SASL yet);
-    /// TLS listeners have key material; SASL listeners have mechanisms.
+    /// Every listener has a security protocol; the inter-broker listener exists; the
+    /// controller listener is PLAINTEXT or SSL (the metadata quorum's links do not speak
+    /// SASL); TLS listeners have key material; SASL listeners have mechanisms.
     fn check_listeners(&self) -> Result<(), ConfigError> {
         let shown = show_listeners(&self.listeners_raw);
         let mut names = std::collections::BTreeSet::new();
@@ -784,28 +784,14 @@ impl Config {
                 ));
             }
         }
-        let Some(inter) = listeners.first() else {
+        if listeners.is_empty() {
             return Err(invalid("listeners", &shown, "no listener for clients"));
-        };
-        if inter.protocol != SecurityProtocol::Plaintext {
-            return Err(invalid(
-                "inter.broker.listener.name",
-                &inter.name,
-                format!(
-                    "the inter-broker listener must be PLAINTEXT (gregor's connections between \
-                     brokers speak neither TLS nor SASL yet); {} is {}: add a PLAINTEXT listener \
-                     on an internal address and name it here",
-                    inter.name,
-                    inter.protocol.name()
-                ),
-            ));
         }
-        for (name, _, _) in &self.listeners_raw {
-            if self.cluster.is_controller_listener(name)
-                && self.security.protocol_of(name) != Some(SecurityProtocol::Plaintext)
-            {
+        for name in &self.cluster.controller_listener_names {
+            if self.security.protocol_of(name).is_some_and(|p| p.is_sasl()) {
                 return Err(self.protocol_map_error(format!(
-                    "the controller listener {name} must be PLAINTEXT"
+                    "the controller listener {name} must be PLAINTEXT or SSL (mutual TLS): the \
+                     metadata quorum's links do not speak SASL"
                 )));
             }
         }

@@ -74,6 +74,7 @@ pub const SECURITY_CONFIGS: &[&str] = &[
     "ssl.principal.mapping.rules",
     "ssl.enabled.protocols",
     "sasl.enabled.mechanisms",
+    "sasl.mechanism.inter.broker.protocol",
     "connections.max.reauth.ms",
     "connection.failed.authentication.delay.ms",
     "authorizer.class.name",
@@ -159,6 +160,7 @@ const DEFAULTS: &[(&str, &str)] = &[
         "sasl.enabled.mechanisms",
         "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
     ),
+    ("sasl.mechanism.inter.broker.protocol", "PLAIN"),
 ];
 
 impl SecurityConfig {
@@ -332,6 +334,15 @@ fn check_value(name: &str, setting: &str, value: &str) -> Result<(), ConfigError
                 }
             }
             Ok(())
+        }
+        "sasl.mechanism.inter.broker.protocol"
+            if !SASL_MECHANISMS.contains(&v.to_ascii_uppercase().as_str()) =>
+        {
+            Err(invalid(
+                name,
+                value,
+                "expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+            ))
         }
         "sasl.enabled.mechanisms" => {
             for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {

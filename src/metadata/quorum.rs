@@ -54,6 +54,8 @@ pub struct QuorumConfig {
     pub settings: Settings,
     pub session_timeout: Duration,
     pub heartbeat_interval: Duration,
+    /// Mutual TLS on the controller links (an SSL controller listener), or none.
+    pub tls: Option<super::raft::transport::LinkTls>,
 }
 
 /// What nodes ask the active controller.
@@ -207,7 +209,13 @@ impl Quorum {
     ) -> std::io::Result<Rc<Quorum>> {
         let (inbox_tx, inbox_rx) = local_channel::new_bounded::<Input>(INBOX_MAX);
         let (net_tx, net_rx) = local_channel::new_bounded::<Inbound<Request>>(INBOX_MAX);
-        let transport = Transport::start(config.node, listener, config.voters.clone(), net_tx);
+        let transport = Transport::start(
+            config.node,
+            listener,
+            config.voters.clone(),
+            net_tx,
+            config.tls.clone(),
+        );
         let (raw, image) = if config.controller {
             let (raw, image) = open_raft(&config, legacy)?;
             (Some(raw), image)

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::STOP_POLL;
 use crate::config::Config;
+use crate::metadata::raft::transport::LinkTls;
 use crate::metadata::{Command, MetadataError, Quorum, QuorumConfig, Settings, Snapshot};
 use crate::shard::mesh::{self, Job, Outboxes};
 use crate::shard::Shard;
@@ -162,6 +163,7 @@ fn start_quorum(shard: &Rc<Shard>) -> Rc<Quorum> {
         },
         session_timeout: Duration::from_millis(config.cluster.broker_session_timeout_ms),
         heartbeat_interval: Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
+        tls: controller_link_tls(config),
     };
     let publisher = shard.clone();
     let publish = Box::new(move |snap: Arc<Snapshot>| {
@@ -170,6 +172,18 @@ fn start_quorum(shard: &Rc<Shard>) -> Rc<Quorum> {
     });
     Quorum::start(qc, listener, publish, legacy)
         .unwrap_or_else(|e| fatal_start("opening the metadata log", e))
+}
+
+/// Mutual TLS for the controller links when the controller listener is SSL (checked at
+/// start-up).
+fn controller_link_tls(config: &Config) -> Option<LinkTls> {
+    let name = config.cluster.controller_listener_names.first()?;
+    if config.security.protocol_of(name) != Some(crate::config::SecurityProtocol::Ssl) {
+        return None;
+    }
+    let (server, client) = crate::security::tls::controller_links(&config.security, name)
+        .unwrap_or_else(|e| fatal_start("the controller listener's TLS", e));
+    Some(LinkTls { server, client })
 }
 
 /// Retries `cmd` until the active controller takes it (it may not be elected yet).

@@ -108,8 +108,9 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// moment ago leaves behind while the kernel tears its io_uring and sockets down.
 const PORT_WAIT: Duration = Duration::from_secs(5);
 
-/// Loads every TLS listener's key material and parses its principal mapping rules now, so a
-/// bad file or rule stops the start naming it.
+/// Loads every TLS listener's key material, parses its principal mapping rules and builds the
+/// inter-broker client's TLS and SASL settings now, so a bad file, rule or login stops the
+/// start naming it.
 fn check_tls(config: &Config) -> Result<(), StartError> {
     for l in config.client_listeners() {
         let rules = config
@@ -124,6 +125,14 @@ fn check_tls(config: &Config) -> Result<(), StartError> {
         })?;
         if l.protocol.is_tls() {
             crate::security::tls::server_config(&config.security, &l.name)
+                .map_err(|e| StartError::Environment(e.to_string()))?;
+        }
+    }
+    // How this broker will reach the others, so that missing credentials stop the start.
+    crate::client::ClientSecurity::inter_broker(config).map_err(StartError::Environment)?;
+    if let Some(name) = config.cluster.controller_listener_names.first() {
+        if config.security.protocol_of(name) == Some(crate::config::SecurityProtocol::Ssl) {
+            crate::security::tls::controller_links(&config.security, name)
                 .map_err(|e| StartError::Environment(e.to_string()))?;
         }
     }

@@ -127,7 +127,7 @@ async fn connect(shard: &Shard, leader: NodeId) -> Option<Link> {
     let b = snap.brokers.get(&leader)?;
     let addr = format!("{}:{}", b.host, b.port);
     let client_id = format!("gregor-replica-{}", shard.config.node_id);
-    match Link::connect(&addr, &client_id, CONNECT_TIMEOUT).await {
+    match Link::to_broker(shard, &addr, &client_id, CONNECT_TIMEOUT).await {
         Ok(l) => Some(l),
         Err(e) => {
             tracing::debug!(leader, %addr, error = %e, "cannot reach the leader");

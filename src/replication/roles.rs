@@ -109,7 +109,13 @@ fn lead(
     );
     log.set_hw_follows_written_end(meta.isr == [me]);
     set_role(shard, tp, Role::Leader(state));
-    tracing::debug!(partition = %tp, epoch = meta.leader_epoch, "leading");
+    tracing::info!(
+        partition = %tp,
+        epoch = meta.leader_epoch,
+        log_end = log.log_end_offset(),
+        high_watermark = log.high_watermark(),
+        "leading"
+    );
     Some(RoleChange::Leading(tp.clone()))
 }
 

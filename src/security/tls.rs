@@ -23,6 +23,37 @@ pub fn server_config(
     security: &SecurityConfig,
     listener: &str,
 ) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+    server_config_with(security, listener, security.client_auth(listener))
+}
+
+/// Mutual TLS for the links of an SSL controller listener: the server side requires a peer
+/// certificate whatever `ssl.client.auth` says (only other nodes of the cluster may connect),
+/// and the client side presents this node's key store and trusts its trust store.
+pub fn controller_links(
+    security: &SecurityConfig,
+    listener: &str,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), TlsConfigError> {
+    let server = server_config_with(security, listener, ClientAuth::Required)?;
+    let setting = |name: &str| security.value(Some(listener), name);
+    let fail = |what: String| TlsConfigError {
+        listener: listener.to_string(),
+        what,
+    };
+    let ca = setting("ssl.truststore.location")
+        .ok_or_else(|| fail("ssl.truststore.location is not set".into()))?;
+    let keystore = setting("ssl.keystore.location")
+        .ok_or_else(|| fail("ssl.keystore.location is not set".into()))?;
+    let password = setting("ssl.key.password").filter(|p| !p.is_empty());
+    let client =
+        client_config(&ca, Some((&keystore, &keystore)), password.as_deref()).map_err(fail)?;
+    Ok((server, client))
+}
+
+fn server_config_with(
+    security: &SecurityConfig,
+    listener: &str,
+    auth: ClientAuth,
+) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
     let fail = |what: String| TlsConfigError {
         listener: listener.to_string(),
         what,
@@ -49,7 +80,6 @@ pub fn server_config(
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| fail(format!("ssl.enabled.protocols: {e}")))?;
-    let auth = security.client_auth(listener);
     let builder = match auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Requested | ClientAuth::Required => {

@@ -56,11 +56,16 @@ fn refusal(
     }
 }
 
-/// For each topic of a commit, whether the principal may READ it; the partitions of the
-/// others are answered TOPIC_AUTHORIZATION_FAILED and not committed (the rest are).
-fn readable<'a>(access: &Access, topics: impl Iterator<Item = &'a str>) -> Vec<bool> {
+/// For each topic of a commit, whether it goes ahead: the request was not refused as a whole
+/// and the principal may READ the topic. The partitions of the others are answered with the
+/// refusal or TOPIC_AUTHORIZATION_FAILED and not committed (the rest are).
+fn readable<'a>(
+    access: &Access,
+    refused: Option<ResponseError>,
+    topics: impl Iterator<Item = &'a str>,
+) -> Vec<bool> {
     topics
-        .map(|t| access.topic(AclOperation::Read, t))
+        .map(|t| refused.is_none() && access.topic(AclOperation::Read, t))
         .collect()
 }
 
@@ -343,6 +348,7 @@ pub fn offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
     let refused = refusal(shard, &req, &group, AclOperation::Read);
     let allowed = readable(
         &Access::of(shard, &req),
+        refused,
         body.topics.iter().map(|t| t.name.as_str()),
     );
     let commits: Vec<Commit> = body
@@ -423,7 +429,11 @@ pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
     } else {
         refusal(shard, &req, &group, AclOperation::Read)
     };
-    let allowed = readable(&access, body.topics.iter().map(|t| t.name.as_str()));
+    let allowed = readable(
+        &access,
+        refused,
+        body.topics.iter().map(|t| t.name.as_str()),
+    );
     let commits: Vec<Commit> = body
         .topics
         .iter()
@@ -875,6 +885,7 @@ pub fn offset_delete(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
     let refused = refusal(shard, &req, &group, AclOperation::Delete);
     let allowed = readable(
         &Access::of(shard, &req),
+        refused,
         body.topics.iter().map(|t| t.name.as_str()),
     );
     let mut unreadable = Vec::new();

@@ -193,11 +193,14 @@ pub fn handle(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture
     let mut by_owner: BTreeMap<ShardId, Vec<AppendItem>> = BTreeMap::new();
     let snap = shard.snapshot();
     let now = shard.now_ms();
-    // Kafka's checks: WRITE on the transactional id, if any, then on each topic.
+    // Kafka's checks: a request carrying transactional batches needs WRITE on its
+    // transactional id (and one to check), then each topic WRITE.
     let access = super::access::Access::of(shard, &req);
-    let transactional_id_denied = transactional_id
-        .as_deref()
-        .is_some_and(|t| !access.transactional_id(AclOperation::Write, t));
+    let transactional_id_denied = access.enabled()
+        && has_transactional_batches(&body)
+        && !transactional_id
+            .as_deref()
+            .is_some_and(|t| access.transactional_id(AclOperation::Write, t));
     for (ti, topic) in body.topic_data.iter().enumerate() {
         let meta = snap.topic(topic.name.as_str());
         let topic_denied =
@@ -266,6 +269,16 @@ pub fn handle(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture
         }
         finish(&req, &body, results, acks)
     })
+}
+
+/// Whether the request carries transactional batches (Kafka looks at each partition's first
+/// batch header; records are not decoded).
+fn has_transactional_batches(body: &ProduceRequest) -> bool {
+    body.topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_ref())
+        .any(|r| record::BatchHeader::parse(r).is_ok_and(|h| h.is_transactional()))
 }
 
 /// Runs on the owner: appends every batch now (synchronously, so in arrival order), then
@@ -421,7 +434,22 @@ fn append_one(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> (Pending
         return (None, PartResult::err(ResponseError::CorruptMessage));
     };
     match log.producer_check(&header) {
-        Check::Reject(e) => (None, PartResult::err(errors::producer(&e))),
+        Check::Reject(e) => {
+            // Rare, and the clue to any idempotence trouble: what was refused, and where the
+            // log stood.
+            tracing::info!(
+                partition = %item.tp,
+                producer_id = header.producer_id,
+                producer_epoch = header.producer_epoch,
+                base_sequence = header.base_sequence,
+                records = header.record_count,
+                log_end = log.log_end_offset(),
+                leader_epoch = log.latest_epoch().unwrap_or(-1),
+                error = %e,
+                "produce refused by the producer state"
+            );
+            (None, PartResult::err(errors::producer(&e)))
+        }
         Check::Duplicate {
             base_offset,
             last_offset,

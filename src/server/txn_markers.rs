@@ -159,7 +159,7 @@ pub(super) async fn take_link(shard: &Shard, addr: &str) -> std::io::Result<Link
     let idle = shard.service::<LinkPool>().take(addr);
     match idle {
         Some(l) => Ok(l),
-        None => Link::connect(addr, "gregor-txn", CONNECT_TIMEOUT).await,
+        None => Link::to_broker(shard, addr, "gregor-txn", CONNECT_TIMEOUT).await,
     }
 }
 
@@ -187,7 +187,8 @@ async fn send_to(
     job: &MarkerJob,
     tps: &[TopicPartition],
 ) -> std::io::Result<Vec<(TopicPartition, MarkerAnswer)>> {
-    let mut link = Link::connect(addr, "gregor-txn-markers", CONNECT_TIMEOUT).await?;
+    let plaintext = crate::client::ClientSecurity::plaintext();
+    let mut link = Link::connect(addr, "gregor-txn-markers", CONNECT_TIMEOUT, &plaintext).await?;
     send_on(&mut link, job, tps).await
 }
 

@@ -350,6 +350,8 @@ pub struct Node {
     pub broker_port: u16,
     /// The real controller port.
     pub controller_port: u16,
+    /// A free port of this node's for a further listener (`{extra_port}` in settings).
+    pub extra_port: u16,
     /// The broker proxy's port: what the node advertises to clients and peers.
     pub advertised_port: u16,
     /// The admin HTTP port (`/metrics`, `/v1/ready`).
@@ -574,7 +576,10 @@ fn bind_local() -> TcpListener {
 
 impl Cluster {
     /// Starts `n` nodes (ids 1..=n) with the harness's settings plus `extra` (later wins), and
-    /// waits until every node's Metadata lists all of them.
+    /// waits until every node's Metadata lists all of them. In `extra` values, `{broker_port}`,
+    /// `{advertised_port}` and `{controller_port}` stand for the node's own ports, and
+    /// `{extra_port}` for one more free port of its own (for a further listener; see
+    /// `Node::extra_port`).
     pub fn start(n: usize, extra: &[(&str, &str)]) -> Cluster {
         assert!(n >= 1);
         let net = Arc::new(Net::default());
@@ -582,6 +587,7 @@ impl Cluster {
         let broker_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
         let controller_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
         let admin_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
+        let extra_ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
         let broker_proxies: Vec<Proxy> = ids
             .iter()
             .map(|&id| {
@@ -653,7 +659,12 @@ impl Cluster {
                 ),
             ];
             for (k, v) in extra {
-                settings.push((k.to_string(), v.to_string()));
+                let v = v
+                    .replace("{broker_port}", &broker_ports[i].to_string())
+                    .replace("{advertised_port}", &broker_proxies[i].port.to_string())
+                    .replace("{controller_port}", &controller_ports[i].to_string())
+                    .replace("{extra_port}", &extra_ports[i].to_string());
+                settings.push((k.to_string(), v));
             }
             nodes.push(Node {
                 id,
@@ -661,6 +672,7 @@ impl Cluster {
                 controller_port: controller_ports[i],
                 advertised_port: broker_proxies[i].port,
                 admin_port: admin_ports[i],
+                extra_port: extra_ports[i],
                 dir: Some(dir),
                 settings,
                 child: None,

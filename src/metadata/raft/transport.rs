@@ -7,15 +7,19 @@
 //! outbound connection per peer, redialled with backoff; a request travels on it and its
 //! response comes back on it. A raft message to a peer that is unreachable is dropped: raft
 //! sends again. Everything runs on the controller's executor, never on a shard's.
+//!
+//! On an SSL controller listener every link is mutual TLS: a node accepts only peers whose
+//! certificate its trust store vouches for, and presents its own when it dials.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
-use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use protobuf::Message as _;
@@ -33,6 +37,24 @@ const KIND_RESPONSE: u8 = 3;
 const PEER_QUEUE_MAX: usize = 4096;
 const REDIAL_MIN: Duration = Duration::from_millis(50);
 const REDIAL_MAX: Duration = Duration::from_secs(1);
+
+/// How long a TLS handshake on a controller link may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Mutual TLS for the controller links (an SSL controller listener).
+#[derive(Clone)]
+pub struct LinkTls {
+    /// What this node accepts with: its certificate, and peers' required.
+    pub server: Arc<rustls::ServerConfig>,
+    /// What it dials with: the trust store, and its certificate presented.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for LinkTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkTls")
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope<T> {
@@ -124,6 +146,7 @@ where
         listen: Option<TcpListener>,
         addresses: BTreeMap<NodeId, SocketAddr>,
         inbox: LocalSender<Inbound<Req>>,
+        tls: Option<LinkTls>,
     ) -> Rc<Transport<Req, Resp>> {
         let t = Rc::new(Transport {
             me,
@@ -135,7 +158,10 @@ where
         });
         let inbox = Rc::new(inbox);
         if let Some(listener) = listen {
-            glommio::spawn_local(accept_loop(listener, inbox.clone())).detach();
+            let acceptor = tls
+                .as_ref()
+                .map(|t| futures_rustls::TlsAcceptor::from(t.server.clone()));
+            glommio::spawn_local(accept_loop(listener, inbox.clone(), acceptor)).detach();
         }
         for (node, addr) in addresses {
             if node == me {
@@ -144,7 +170,10 @@ where
             let (tx, rx) = local_channel::new_bounded(PEER_QUEUE_MAX);
             t.peers.borrow_mut().insert(node, tx);
             let pending = t.pending.clone();
-            glommio::spawn_local(dial_loop::<Resp>(addr, rx, pending)).detach();
+            let connector = tls
+                .as_ref()
+                .map(|t| futures_rustls::TlsConnector::from(t.client.clone()));
+            glommio::spawn_local(dial_loop::<Resp>(addr, rx, pending, connector)).detach();
         }
         t
     }
@@ -189,14 +218,32 @@ where
     }
 }
 
-async fn accept_loop<Req>(listener: TcpListener, inbox: Rc<LocalSender<Inbound<Req>>>)
-where
+async fn accept_loop<Req>(
+    listener: TcpListener,
+    inbox: Rc<LocalSender<Inbound<Req>>>,
+    tls: Option<futures_rustls::TlsAcceptor>,
+) where
     Req: for<'de> Deserialize<'de> + 'static,
 {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(serve_inbound(stream, inbox.clone())).detach();
+                let _ = stream.set_nodelay(true);
+                let inbox = inbox.clone();
+                let Some(acceptor) = tls.clone() else {
+                    glommio::spawn_local(serve_inbound(stream, inbox)).detach();
+                    continue;
+                };
+                glommio::spawn_local(async move {
+                    match within(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Some(Ok(tls)) => serve_inbound(tls, inbox).await,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "controller link refused: TLS handshake failed")
+                        }
+                        None => tracing::warn!("controller link refused: TLS handshake timed out"),
+                    }
+                })
+                .detach();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "controller listener accept failed");
@@ -207,18 +254,18 @@ where
 }
 
 /// One link from a peer: raft messages and requests in, responses out.
-async fn serve_inbound<Req>(stream: TcpStream, inbox: Rc<LocalSender<Inbound<Req>>>)
+async fn serve_inbound<Req, S>(stream: S, inbox: Rc<LocalSender<Inbound<Req>>>)
 where
     Req: for<'de> Deserialize<'de> + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.split();
     let (out_tx, out_rx): (LocalSender<Vec<u8>>, LocalReceiver<Vec<u8>>) =
         local_channel::new_bounded(PEER_QUEUE_MAX);
     let out_tx = Rc::new(out_tx);
     let writer_task = glommio::spawn_local(async move {
         while let Some(f) = out_rx.recv().await {
-            if writer.write_all(&f).await.is_err() {
+            if writer.write_all(&f).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
         }
@@ -259,23 +306,68 @@ async fn dial_loop<Resp>(
     addr: SocketAddr,
     queue: LocalReceiver<Vec<u8>>,
     pending: Rc<RefCell<HashMap<u64, oneshot::Sender<Resp>>>>,
+    tls: Option<futures_rustls::TlsConnector>,
 ) where
     Resp: for<'de> Deserialize<'de> + 'static,
 {
     let mut backoff = REDIAL_MIN;
     loop {
-        let stream = match within(Duration::from_secs(2), TcpStream::connect(addr)).await {
-            Some(Ok(s)) => s,
-            _ => {
-                // Drop what piled up while the peer was away: raft resends what matters.
-                while queue.try_recv().is_some() {}
-                glommio::timer::sleep(backoff).await;
-                backoff = (backoff * 2).min(REDIAL_MAX);
-                continue;
+        let dialed = match within(Duration::from_secs(2), TcpStream::connect(addr)).await {
+            Some(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                match &tls {
+                    None => Some(Link::Plain(s)),
+                    Some(connector) => {
+                        let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+                        match within(HANDSHAKE_TIMEOUT, connector.connect(name, s)).await {
+                            Some(Ok(t)) => Some(Link::Tls(Box::new(t))),
+                            Some(Err(e)) => {
+                                tracing::warn!(%addr, error = %e, "controller link: TLS handshake failed");
+                                None
+                            }
+                            None => None,
+                        }
+                    }
+                }
             }
+            _ => None,
+        };
+        let Some(link) = dialed else {
+            // Drop what piled up while the peer was away: raft resends what matters.
+            while queue.try_recv().is_some() {}
+            glommio::timer::sleep(backoff).await;
+            backoff = (backoff * 2).min(REDIAL_MAX);
+            continue;
         };
         backoff = REDIAL_MIN;
-        let _ = stream.set_nodelay(true);
+        let ended = match link {
+            Link::Plain(s) => run_link(s, &queue, &pending).await,
+            Link::Tls(s) => run_link(*s, &queue, &pending).await,
+        };
+        if ended {
+            return;
+        }
+    }
+}
+
+/// A dialled connection, before its frames flow.
+enum Link {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Carries queued frames out and responses in until the connection fails (false) or the
+/// transport is dropped (true).
+async fn run_link<Resp, S>(
+    stream: S,
+    queue: &LocalReceiver<Vec<u8>>,
+    pending: &Rc<RefCell<HashMap<u64, oneshot::Sender<Resp>>>>,
+) -> bool
+where
+    Resp: for<'de> Deserialize<'de> + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    {
         let (mut reader, mut writer) = stream.split();
         let responses = pending.clone();
         let reader_task = glommio::spawn_local(async move {
@@ -293,14 +385,15 @@ async fn dial_loop<Resp>(
         // Write until the link fails; the reader ends with it.
         loop {
             let Some(f) = queue.recv().await else {
-                return;
+                return true;
             };
-            if writer.write_all(&f).await.is_err() {
+            if writer.write_all(&f).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
         }
         drop(reader_task);
     }
+    false
 }
 
 trait TryRecv<T> {

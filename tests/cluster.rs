@@ -81,14 +81,30 @@ type Acked = (i32, i64, Vec<u8>);
 struct Acks {
     acked: Mutex<Vec<Acked>>,
     failed: Mutex<Vec<(Vec<u8>, String)>>,
+    /// librdkafka's own log lines (its `eos` debug context: producer ids, epoch bumps and
+    /// the errors behind them), the newest `CLIENT_LOG_LINES`: shown when a check fails.
+    client_log: Mutex<std::collections::VecDeque<String>>,
 }
+
+const CLIENT_LOG_LINES: usize = 5000;
 
 struct AckContext {
     acks: Arc<Acks>,
     values: Arc<Mutex<HashMap<usize, Vec<u8>>>>,
 }
 
-impl ClientContext for AckContext {}
+impl ClientContext for AckContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        let mut lines = self.acks.client_log.lock().unwrap();
+        if lines.len() == CLIENT_LOG_LINES {
+            lines.pop_front();
+        }
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        lines.push_back(format!("{:.3} {level:?} {fac} {message}", at.as_secs_f64()));
+    }
+}
 
 impl ProducerContext for AckContext {
     type DeliveryOpaque = usize;
@@ -126,6 +142,7 @@ struct ProducerResult {
     failed: Vec<(Vec<u8>, String)>,
     sent: u64,
     send_errors: Vec<String>,
+    client_log: Vec<String>,
 }
 
 fn acks_all_config(cl: &Cluster) -> ClientConfig {
@@ -135,7 +152,8 @@ fn acks_all_config(cl: &Cluster) -> ClientConfig {
         .set("message.timeout.ms", "90000")
         .set("request.timeout.ms", "10000")
         .set("retry.backoff.ms", "100")
-        .set("retry.backoff.max.ms", "500");
+        .set("retry.backoff.max.ms", "500")
+        .set("debug", "eos");
     c
 }
 
@@ -231,6 +249,7 @@ impl ProducerRun {
             failed: std::mem::take(&mut *self.acks.failed.lock().unwrap()),
             sent: self.sent.load(Ordering::SeqCst),
             send_errors: std::mem::take(&mut *self.send_errors.lock().unwrap()),
+            client_log: std::mem::take(&mut *self.acks.client_log.lock().unwrap()).into(),
         }
     }
 }
@@ -996,6 +1015,13 @@ fn randomized_faults_with_seed() {
     summary("randomized_faults_with_seed", &r, &seen, &log);
     eprintln!("acknowledged while faults ran: {acked_during_faults}");
     let v = violations(topic, &acked, &seen, &log);
+    if !v.is_empty() {
+        eprintln!(
+            "----- librdkafka's eos log (last {} lines) -----\n{}\n----- end of librdkafka's log -----",
+            r.client_log.len(),
+            r.client_log.join("\n")
+        );
+    }
     assert_no_violations(&format!("GREGOR_FAULT_SEED={seed}"), &v);
     assert!(
         acked_during_faults > 0,

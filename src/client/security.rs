@@ -322,6 +322,46 @@ mod tests {
     }
 
     #[test]
+    fn sasl_exchanges_run_against_the_server_side() {
+        use crate::security::scram::{nonce, ScramCredential, ScramMechanism, ScramServer};
+        let login = |mechanism: &str, password: &str| SaslLogin {
+            mechanism: mechanism.to_string(),
+            username: "bob".to_string(),
+            password: password.to_string(),
+        };
+        let (mut plain, token) = login("PLAIN", "pw").start();
+        assert_eq!(token, b"\0bob\0pw");
+        assert_eq!(plain.next(b""), Ok(None));
+
+        let m = ScramMechanism::Sha512;
+        let credential = ScramCredential::from_password(m, "pw", b"salt-salt", 4096);
+        for (password, accepted) in [("pw", true), ("wrong", false)] {
+            let (mut client, first) = login("SCRAM-SHA-512", password).start();
+            let mut server = ScramServer::new(m, nonce());
+            let server_first = server
+                .client_first(&first, |user| (user == "bob").then(|| credential.clone()))
+                .unwrap();
+            let last = client.next(&server_first).unwrap().expect("client-final");
+            match server.client_final(&last) {
+                Ok((server_final, user)) => {
+                    assert!(accepted);
+                    assert_eq!(user, "bob");
+                    assert_eq!(client.next(&server_final), Ok(None));
+                }
+                Err(_) => assert!(!accepted, "the right password was refused"),
+            }
+        }
+        // A server that cannot prove it knows the credential is refused.
+        let (mut client, first) = login("SCRAM-SHA-512", "pw").start();
+        let mut server = ScramServer::new(m, nonce());
+        let server_first = server
+            .client_first(&first, |_| Some(credential.clone()))
+            .unwrap();
+        client.next(&server_first).unwrap();
+        assert!(client.next(b"v=AAAA").is_err());
+    }
+
+    #[test]
     fn jaas_options() {
         let jaas = "x.PlainLoginModule required username=\"alice\" password = \"s3=cr;t\";";
         assert_eq!(jaas_option(jaas, "username").as_deref(), Some("alice"));

@@ -86,7 +86,7 @@ pub fn create(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             binding
                 .validate()
                 .map(|()| binding)
-                .map_err(|e| (ResponseError::InvalidRequest, e.to_string()))
+                .map_err(|e| (errors::acl(&e), e.to_string()))
         })
         .collect();
     let bindings: Vec<AclBinding> = checked.iter().filter_map(|c| c.clone().ok()).collect();
@@ -160,10 +160,7 @@ pub fn describe(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Out
         body.permission_type,
     );
     if let Err(e) = filter.validate() {
-        return super::ready(reply(
-            req,
-            &error((ResponseError::InvalidRequest, e.to_string())),
-        ));
+        return super::ready(reply(req, &error((errors::acl(&e), e.to_string()))));
     }
     let image = shard.snapshot();
     let mut by_resource: BTreeMap<(ResourceType, &str, PatternType), Vec<AclDescription>> =
@@ -230,7 +227,7 @@ pub fn delete(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             filter
                 .validate()
                 .map(|()| filter)
-                .map_err(|e| (ResponseError::InvalidRequest, e.to_string()))
+                .map_err(|e| (errors::acl(&e), e.to_string()))
         })
         .collect();
     let filters: Vec<AclBindingFilter> = checked.iter().filter_map(|c| c.clone().ok()).collect();

@@ -6,6 +6,7 @@ use crate::compression::CodecError;
 use crate::metadata::MetadataError;
 use crate::producer::ProducerError;
 use crate::record::BatchError;
+use crate::security::acl::AclError;
 use crate::shard::ShardError;
 use crate::storage::StorageError;
 
@@ -50,6 +51,13 @@ pub fn codec(e: &CodecError) -> ResponseError {
         CodecError::Corrupt { .. } | CodecError::Unknown(_) => ResponseError::CorruptMessage,
         CodecError::TooLarge => ResponseError::InvalidRecord,
     }
+}
+
+/// A binding or filter CreateAcls/DescribeAcls/DeleteAcls refuses: Kafka answers every one
+/// with INVALID_REQUEST (its AclApis and the controller's validateNewAcl/validateFilter throw
+/// InvalidRequestException).
+pub fn acl(_: &AclError) -> ResponseError {
+    ResponseError::InvalidRequest
 }
 
 pub fn metadata(e: &MetadataError) -> ResponseError {

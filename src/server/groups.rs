@@ -41,13 +41,8 @@ fn code(e: Option<ResponseError>) -> i16 {
 
 /// Why a request on `group` is refused before it reaches the coordinator: no `operation` on
 /// the group (Kafka checks that first), or an invalid group id.
-fn refusal(
-    shard: &Shard,
-    req: &Request,
-    group: &str,
-    operation: AclOperation,
-) -> Option<ResponseError> {
-    if !Access::of(shard, req).group(operation, group) {
+fn refusal(access: &Access, group: &str, operation: AclOperation) -> Option<ResponseError> {
+    if !access.group(operation, group) {
         Some(ResponseError::GroupAuthorizationFailed)
     } else if !valid_group_id(group) {
         Some(ResponseError::InvalidGroupId)
@@ -169,7 +164,7 @@ pub fn find_coordinator(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
 pub fn join_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, JoinGroupRequest);
     let group = body.group_id.to_string();
-    if let Some(e) = refusal(shard, &req, &group, AclOperation::Read) {
+    if let Some(e) = refusal(&Access::of(shard, &req), &group, AclOperation::Read) {
         let resp = JoinGroupResponse::default()
             .with_error_code(e.code())
             .with_generation_id(-1)
@@ -235,7 +230,7 @@ pub fn join_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Ou
 pub fn sync_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, SyncGroupRequest);
     let group = body.group_id.to_string();
-    if let Some(e) = refusal(shard, &req, &group, AclOperation::Read) {
+    if let Some(e) = refusal(&Access::of(shard, &req), &group, AclOperation::Read) {
         let resp = SyncGroupResponse::default().with_error_code(e.code());
         return super::ready(reply(&req, &resp));
     }
@@ -270,7 +265,7 @@ pub fn sync_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Ou
 pub fn heartbeat(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, HeartbeatRequest);
     let group = body.group_id.to_string();
-    if let Some(e) = refusal(shard, &req, &group, AclOperation::Read) {
+    if let Some(e) = refusal(&Access::of(shard, &req), &group, AclOperation::Read) {
         let resp = HeartbeatResponse::default().with_error_code(e.code());
         return super::ready(reply(&req, &resp));
     }
@@ -298,7 +293,7 @@ pub fn heartbeat(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Out
 pub fn leave_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, LeaveGroupRequest);
     let group = body.group_id.to_string();
-    if let Some(e) = refusal(shard, &req, &group, AclOperation::Read) {
+    if let Some(e) = refusal(&Access::of(shard, &req), &group, AclOperation::Read) {
         let resp = LeaveGroupResponse::default().with_error_code(e.code());
         return super::ready(reply(&req, &resp));
     }
@@ -345,9 +340,10 @@ pub fn leave_group(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
 pub fn offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, OffsetCommitRequest);
     let group = body.group_id.to_string();
-    let refused = refusal(shard, &req, &group, AclOperation::Read);
+    let access = Access::of(shard, &req);
+    let refused = refusal(&access, &group, AclOperation::Read);
     let allowed = readable(
-        &Access::of(shard, &req),
+        &access,
         refused,
         body.topics.iter().map(|t| t.name.as_str()),
     );
@@ -427,7 +423,7 @@ pub fn txn_offset_commit(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'sta
     let refused = if !access.transactional_id(AclOperation::Write, body.transactional_id.as_str()) {
         Some(ResponseError::TransactionalIdAuthorizationFailed)
     } else {
-        refusal(shard, &req, &group, AclOperation::Read)
+        refusal(&access, &group, AclOperation::Read)
     };
     let allowed = readable(
         &access,
@@ -558,10 +554,10 @@ fn fetch_group(
     wanted: Wanted,
     require_stable: bool,
 ) -> LocalBoxFuture<'static, Fetched> {
-    if let Some(e) = refusal(shard, req, &group, AclOperation::Describe) {
+    let access = Access::of(shard, req);
+    if let Some(e) = refusal(&access, &group, AclOperation::Describe) {
         return Box::pin(std::future::ready(Err(e)));
     }
-    let access = Access::of(shard, req);
     let all_topics = wanted.is_none();
     let owner = coordinator_of(shard, &group);
     let call = shard.invoke_on(owner, move |s| async move {
@@ -842,13 +838,14 @@ pub fn list_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
 
 pub fn delete_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
     let body = body_or_close!(req, DeleteGroupsRequest);
+    let access = Access::of(shard, &req);
     let calls: Vec<_> = body
         .groups_names
         .iter()
         .map(|g| {
             let group = g.to_string();
             let owner = coordinator_of(shard, &group);
-            let refused = refusal(shard, &req, &group, AclOperation::Delete);
+            let refused = refusal(&access, &group, AclOperation::Delete);
             let call = refused
                 .is_none()
                 .then(|| shard.invoke_on(owner, move |s| coordinator::delete_group(s, group)));
@@ -882,9 +879,10 @@ pub fn offset_delete(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
     let body = body_or_close!(req, OffsetDeleteRequest);
     let group = body.group_id.to_string();
     // Kafka's checks: DELETE on the group, then READ on each topic.
-    let refused = refusal(shard, &req, &group, AclOperation::Delete);
+    let access = Access::of(shard, &req);
+    let refused = refusal(&access, &group, AclOperation::Delete);
     let allowed = readable(
-        &Access::of(shard, &req),
+        &access,
         refused,
         body.topics.iter().map(|t| t.name.as_str()),
     );

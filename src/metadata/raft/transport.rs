@@ -316,11 +316,11 @@ async fn dial_loop<Resp>(
             Some(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 match &tls {
-                    None => Some(Link::Plain(s)),
+                    None => Some(Dialed::Plain(s)),
                     Some(connector) => {
                         let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
                         match within(HANDSHAKE_TIMEOUT, connector.connect(name, s)).await {
-                            Some(Ok(t)) => Some(Link::Tls(Box::new(t))),
+                            Some(Ok(t)) => Some(Dialed::Tls(Box::new(t))),
                             Some(Err(e)) => {
                                 tracing::warn!(%addr, error = %e, "controller link: TLS handshake failed");
                                 None
@@ -341,8 +341,8 @@ async fn dial_loop<Resp>(
         };
         backoff = REDIAL_MIN;
         let ended = match link {
-            Link::Plain(s) => run_link(s, &queue, &pending).await,
-            Link::Tls(s) => run_link(*s, &queue, &pending).await,
+            Dialed::Plain(s) => run_link(s, &queue, &pending).await,
+            Dialed::Tls(s) => run_link(*s, &queue, &pending).await,
         };
         if ended {
             return;
@@ -351,7 +351,7 @@ async fn dial_loop<Resp>(
 }
 
 /// A dialled connection, before its frames flow.
-enum Link {
+enum Dialed {
     Plain(TcpStream),
     Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
 }

@@ -7,10 +7,7 @@
 use std::io::Write;
 
 use anyhow::{bail, Context};
-use kafka_protocol::messages::create_acls_request::AclCreation;
-use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
-use kafka_protocol::messages::{CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{CreateAclsRequest, DeleteAclsRequest};
 
 use super::BrokerArgs;
 use crate::client::error::error_name;
@@ -18,6 +15,7 @@ use crate::security::acl::{
     AclBinding, AclBindingFilter, AclOperation, AclPermissionType, PatternType, ResourceType,
     CLUSTER_NAME, WILDCARD,
 };
+use crate::security::acl_wire;
 
 #[derive(clap::Args, Debug)]
 pub struct AclsArgs {
@@ -270,10 +268,6 @@ impl AclsArgs {
     }
 }
 
-fn text(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
-}
-
 pub fn run(args: AclsArgs) -> anyhow::Result<()> {
     if [args.add, args.remove, args.list]
         .iter()
@@ -287,19 +281,7 @@ pub fn run(args: AclsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if args.add {
         let bindings = args.bindings()?;
-        let creations = bindings
-            .iter()
-            .map(|b| {
-                AclCreation::default()
-                    .with_resource_type(b.resource_type.code())
-                    .with_resource_name(text(&b.resource_name))
-                    .with_resource_pattern_type(b.pattern_type.code())
-                    .with_principal(text(&b.principal))
-                    .with_host(text(&b.host))
-                    .with_operation(b.operation.code())
-                    .with_permission_type(b.permission.code())
-            })
-            .collect();
+        let creations = bindings.iter().map(acl_wire::creation).collect();
         let resp = client.send(&CreateAclsRequest::default().with_creations(creations))?;
         let mut failed = 0;
         for (b, r) in bindings.iter().zip(&resp.results) {
@@ -320,19 +302,7 @@ pub fn run(args: AclsArgs) -> anyhow::Result<()> {
         }
     } else if args.remove {
         let filters = args.filters()?;
-        let wire = filters
-            .iter()
-            .map(|f| {
-                DeleteAclsFilter::default()
-                    .with_resource_type_filter(f.resource_type.code())
-                    .with_resource_name_filter(f.resource_name.as_deref().map(text))
-                    .with_pattern_type_filter(f.pattern_type.code())
-                    .with_principal_filter(f.principal.as_deref().map(text))
-                    .with_host_filter(f.host.as_deref().map(text))
-                    .with_operation(f.operation.code())
-                    .with_permission_type(f.permission.code())
-            })
-            .collect();
+        let wire = filters.iter().map(acl_wire::delete_filter).collect();
         let resp = client.send(&DeleteAclsRequest::default().with_filters(wire))?;
         let mut failed = 0;
         for r in &resp.filter_results {
@@ -347,15 +317,7 @@ pub fn run(args: AclsArgs) -> anyhow::Result<()> {
                 continue;
             }
             for m in &r.matching_acls {
-                let b = AclBinding {
-                    resource_type: ResourceType::from_code(m.resource_type),
-                    resource_name: m.resource_name.to_string(),
-                    pattern_type: PatternType::from_code(m.pattern_type),
-                    principal: m.principal.to_string(),
-                    host: m.host.to_string(),
-                    operation: AclOperation::from_code(m.operation),
-                    permission: AclPermissionType::from_code(m.permission_type),
-                };
+                let b = acl_wire::binding_of_matching(m);
                 writeln!(out, "Removing ACL {b}")?;
             }
         }
@@ -364,14 +326,7 @@ pub fn run(args: AclsArgs) -> anyhow::Result<()> {
         }
     } else {
         for f in args.filters()? {
-            let req = DescribeAclsRequest::default()
-                .with_resource_type_filter(f.resource_type.code())
-                .with_resource_name_filter(f.resource_name.as_deref().map(text))
-                .with_pattern_type_filter(f.pattern_type.code())
-                .with_principal_filter(f.principal.as_deref().map(text))
-                .with_host_filter(None)
-                .with_operation(f.operation.code())
-                .with_permission_type(f.permission.code());
+            let req = acl_wire::describe_request(&f);
             let resp = client.send(&req)?;
             if resp.error_code != 0 {
                 bail!(

@@ -8,10 +8,7 @@ use std::rc::Rc;
 use futures::future::LocalBoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
-use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
-use kafka_protocol::messages::delete_acls_response::{
-    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
-};
+use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::{
     CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
@@ -23,9 +20,8 @@ use super::access::Access;
 use super::{errors, reply, Outcome};
 use crate::metadata::controller::{Command, Reply};
 use crate::protocol::{decode_body, Request};
-use crate::security::acl::{
-    AclBinding, AclBindingFilter, AclOperation, AclPermissionType, PatternType, ResourceType,
-};
+use crate::security::acl::{AclBinding, AclBindingFilter, AclOperation, PatternType, ResourceType};
+use crate::security::acl_wire;
 use crate::shard::Shard;
 
 const NO_AUTHORIZER: &str = "No Authorizer is configured.";
@@ -74,15 +70,7 @@ pub fn create(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
         .creations
         .iter()
         .map(|c| {
-            let binding = AclBinding {
-                resource_type: ResourceType::from_code(c.resource_type),
-                resource_name: c.resource_name.to_string(),
-                pattern_type: PatternType::from_code(c.resource_pattern_type),
-                principal: c.principal.to_string(),
-                host: c.host.to_string(),
-                operation: AclOperation::from_code(c.operation),
-                permission: AclPermissionType::from_code(c.permission_type),
-            };
+            let binding = acl_wire::binding_of_creation(c);
             binding
                 .validate()
                 .map(|()| binding)
@@ -115,27 +103,6 @@ pub fn create(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     })
 }
 
-/// A DescribeAcls or DeleteAcls filter from its wire fields.
-fn filter_of(
-    resource_type: i8,
-    resource_name: Option<&StrBytes>,
-    pattern_type: i8,
-    principal: Option<&StrBytes>,
-    host: Option<&StrBytes>,
-    operation: i8,
-    permission: i8,
-) -> AclBindingFilter {
-    AclBindingFilter {
-        resource_type: ResourceType::from_code(resource_type),
-        resource_name: resource_name.map(|s| s.to_string()),
-        pattern_type: PatternType::from_code(pattern_type),
-        principal: principal.map(|s| s.to_string()),
-        host: host.map(|s| s.to_string()),
-        operation: AclOperation::from_code(operation),
-        permission: AclPermissionType::from_code(permission),
-    }
-}
-
 pub fn describe(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
     let body: DescribeAclsRequest = match decode_body(req) {
         Ok(b) => b,
@@ -150,15 +117,7 @@ pub fn describe(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Out
     if let Some(refusal) = refused(&access, AclOperation::Describe) {
         return super::ready(reply(req, &error(refusal)));
     }
-    let filter = filter_of(
-        body.resource_type_filter,
-        body.resource_name_filter.as_ref(),
-        body.pattern_type_filter,
-        body.principal_filter.as_ref(),
-        body.host_filter.as_ref(),
-        body.operation,
-        body.permission_type,
-    );
+    let filter = acl_wire::filter_of_describe(&body);
     if let Err(e) = filter.validate() {
         return super::ready(reply(req, &error((errors::acl(&e), e.to_string()))));
     }
@@ -214,16 +173,8 @@ pub fn delete(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
     let checked: Vec<Result<AclBindingFilter, Refusal>> = body
         .filters
         .iter()
-        .map(|f: &DeleteAclsFilter| {
-            let filter = filter_of(
-                f.resource_type_filter,
-                f.resource_name_filter.as_ref(),
-                f.pattern_type_filter,
-                f.principal_filter.as_ref(),
-                f.host_filter.as_ref(),
-                f.operation,
-                f.permission_type,
-            );
+        .map(|f| {
+            let filter = acl_wire::filter_of_delete(f);
             filter
                 .validate()
                 .map(|()| filter)
@@ -259,7 +210,7 @@ pub fn delete(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
                         tracing::info!(principal = %req.principal, acl = %b, "deleted ACL");
                     }
                     DeleteAclsFilterResult::default()
-                        .with_matching_acls(removed.iter().map(matching).collect())
+                        .with_matching_acls(removed.iter().map(acl_wire::matching).collect())
                 }
             })
             .collect();
@@ -268,15 +219,4 @@ pub fn delete(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcom
             &DeleteAclsResponse::default().with_filter_results(results),
         )
     })
-}
-
-fn matching(b: &AclBinding) -> DeleteAclsMatchingAcl {
-    DeleteAclsMatchingAcl::default()
-        .with_resource_type(b.resource_type.code())
-        .with_resource_name(text(&b.resource_name))
-        .with_pattern_type(b.pattern_type.code())
-        .with_principal(text(&b.principal))
-        .with_host(text(&b.host))
-        .with_operation(b.operation.code())
-        .with_permission_type(b.permission.code())
 }

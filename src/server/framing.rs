@@ -1,21 +1,27 @@
-//! Size-prefixed frames over a byte stream, with few syscalls.
+//! Size-prefixed frames over a byte stream, with few syscalls and no copies.
 //!
-//! Reading: one `recv` fills a scratch buffer with as many bytes as the socket has, and every
-//! whole frame in it is split off without another call; a client pipelining small requests
-//! costs one syscall per burst, not two per request. Writing: responses that are ready together
-//! leave in one `sendmsg`, their buffers handed to the kernel as they are, and records held in
-//! segment files go from the page cache to the socket with `sendfile`.
+//! Reading: one `recv` takes as many bytes as the socket has, and every whole frame among them
+//! is split off without another call; a client pipelining small requests costs one syscall per
+//! burst, not two per request. Writing: responses that are ready together leave in one
+//! `sendmsg`, their buffers handed to the kernel as they are, and records held in segment files
+//! go from the page cache to the socket with `sendfile`.
 //!
-//! Memory per connection does not depend on what the client claims. The scratch buffer is one
-//! per thread (per shard), borrowed only for the duration of a `recv` that completes at once
-//! (the reader waits for readiness without a buffer), so an idle connection holds none of it.
-//! What a connection keeps between reads is only the bytes it actually received and has not
-//! handed out: a length prefix is checked against `socket.request.max.bytes`, and a large
-//! frame's buffer grows as its bytes arrive (at most doubling, never past the frame); a partial
-//! frame left behind a burst is copied out of the burst's buffer, so a stalled client never
-//! pins a whole burst. The one exception keeps large requests to a single copy: a frame may
-//! have its whole buffer made at once, ahead of its bytes, while the shard's bytes so promised
-//! stay within [`RESERVE_AHEAD_MAX_BYTES`]; what prefixes claim beyond that is not reserved.
+//! A connection that holds nothing reads into its shard's receive arena ([`Arena`]): blocks
+//! shared by all the shard's connections, from which whole frames are handed out as they lie,
+//! with no copy. A frame that a read leaves incomplete gets a buffer of the connection's own,
+//! which the rest of its bytes are read straight into; only the part already received is
+//! copied. So a produced record reaches the log in the buffer the kernel wrote it to.
+//!
+//! Memory per connection does not depend on what the client claims. An idle connection holds no
+//! buffer (the arena is borrowed only for the duration of a `recv` that completes at once; the
+//! reader waits for readiness without one). What a connection keeps between reads is only the
+//! bytes it received and has not handed out, with room for the next read: a length prefix is
+//! checked against `socket.request.max.bytes`, and a large frame's buffer grows as its bytes
+//! arrive (at most doubling, never past the frame); a partial frame is always moved out of a
+//! buffer it shares, so a stalled client never pins an arena block or a burst. The one exception
+//! keeps large requests to a single buffer: a frame may have its whole buffer made at once, ahead
+//! of its bytes, while the shard's bytes so promised stay within [`RESERVE_AHEAD_MAX_BYTES`];
+//! what prefixes claim beyond that is not reserved.
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
@@ -27,8 +33,17 @@ use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::storage::{Chunk, FileRange};
 
-/// Bytes asked of the socket per read (the size of each thread's scratch buffer).
+/// Bytes of each receive arena block (and the most one read into the arena asks for).
 pub const READ_CHUNK_BYTES: usize = 256 << 10;
+
+/// A read into the arena wants at least this much room; a block with less is retired.
+const ARENA_MIN_READ_BYTES: usize = 64 << 10;
+
+/// Retired arena blocks kept for reuse once the frames cut from them are gone.
+const ARENA_RETIRED_MAX: usize = 8;
+
+/// The least a connection's own buffer grows by for a read.
+const MIN_GROW_BYTES: usize = 512;
 
 /// Buffer space a shard (thread) may hold for frames ahead of their bytes, so a large request
 /// is received into its final buffer without growing it. Above this, buffers grow as bytes
@@ -36,10 +51,52 @@ pub const READ_CHUNK_BYTES: usize = 256 << 10;
 pub const RESERVE_AHEAD_MAX_BYTES: usize = 64 << 20;
 
 thread_local! {
-    /// The scratch buffer of every connection on this thread, made on first use.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The receive arena of every connection on this thread.
+    static ARENA: RefCell<Arena> = RefCell::new(Arena::default());
     /// Bytes this thread's readers hold reserved ahead of their frames' bytes.
     static RESERVED_AHEAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A shard's receive arena. `free` is the unused rest of the current block, every byte of it
+/// initialized (blocks are zeroed when made): a read lands at its front and is split off, and
+/// the frames in it are handed out as slices of the block. A block with too little room left is
+/// retired; a retired block whose frames are all gone is taken back whole.
+#[derive(Default)]
+struct Arena {
+    free: BytesMut,
+    retired: Vec<BytesMut>,
+}
+
+impl Arena {
+    /// Room for the next read: at least [`ARENA_MIN_READ_BYTES`] initialized bytes.
+    fn room(&mut self) -> &mut BytesMut {
+        if self.free.len() < ARENA_MIN_READ_BYTES {
+            let mut old = std::mem::take(&mut self.free);
+            if old.capacity() > 0 {
+                old.clear();
+                if self.retired.len() == ARENA_RETIRED_MAX {
+                    self.retired.remove(0);
+                }
+                self.retired.push(old);
+            }
+            let reusable = self
+                .retired
+                .iter_mut()
+                .position(|b| b.try_reclaim(READ_CHUNK_BYTES));
+            self.free = match reusable {
+                Some(i) => {
+                    let mut block = self.retired.swap_remove(i);
+                    // SAFETY: the block was zeroed when it was made and only ever written
+                    // since, so all of its capacity (at least READ_CHUNK_BYTES, which
+                    // try_reclaim made sure of) holds initialized bytes.
+                    unsafe { block.set_len(READ_CHUNK_BYTES) };
+                    block
+                }
+                None => BytesMut::zeroed(READ_CHUNK_BYTES),
+            };
+        }
+        &mut self.free
+    }
 }
 
 /// Takes `n` bytes of this thread's reserve-ahead budget, if they are there.
@@ -95,14 +152,15 @@ impl std::fmt::Display for FrameError {
 
 pub struct FrameReader<R> {
     reader: R,
-    /// Bytes received and not yet handed out as frames: empty, with no buffer, between frames
-    /// that end with a read.
-    pending: BytesMut,
-    /// A frame was split off `pending` since the last read, so `pending` may be the tail of a
-    /// burst's buffer that the frames handed out share.
-    split_since_read: bool,
-    /// Bytes of `pending`'s buffer reserved for the front frame ahead of its bytes, counted in
-    /// the thread's [`RESERVE_AHEAD_MAX_BYTES`]; they count down as the bytes arrive.
+    /// Received bytes not yet handed out as frames (the first `filled`), then room for the next
+    /// read; every byte initialized. Empty, with no buffer, between frames that end a read.
+    buf: BytesMut,
+    filled: usize,
+    /// `buf` shares its allocation with frames handed out or with the arena, so what it holds
+    /// moves to a buffer of its own before more is read.
+    shared: bool,
+    /// Bytes of `buf` reserved for the front frame ahead of its bytes, counted in the thread's
+    /// [`RESERVE_AHEAD_MAX_BYTES`]; they count down as the bytes arrive.
     ahead: usize,
     max_bytes: u32,
 }
@@ -117,15 +175,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(reader: R, max_bytes: u32) -> Self {
         FrameReader {
             reader,
-            pending: BytesMut::new(),
-            split_since_read: false,
+            buf: BytesMut::new(),
+            filled: 0,
+            shared: false,
             ahead: 0,
             max_bytes,
         }
     }
 
     /// The next frame without its size prefix; `Ok(None)` when the peer closed between frames.
-    /// Cancel-safe: a read either completes into `pending` or leaves everything as it was.
+    /// Cancel-safe: a read either completes into the buffer or leaves everything as it was.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {
             if let Some(frame) = self.split_frame()? {
@@ -136,11 +195,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 .await
                 .map_err(|e| FrameError::Io(e.to_string()))?;
             if n == 0 {
-                if self.pending.is_empty() {
+                if self.filled == 0 {
                     return Ok(None);
                 }
                 return Err(FrameError::Truncated {
-                    have: self.pending.len(),
+                    have: self.filled,
                     need: self.needed(),
                 });
             }
@@ -150,68 +209,83 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Bytes held for frames not yet complete, and the buffer space they pin.
     #[cfg(test)]
     fn held_bytes(&self) -> (usize, usize) {
-        (self.pending.len(), self.pending.capacity())
+        (self.filled, self.buf.capacity())
     }
 
-    /// One read into the thread's scratch buffer, its bytes appended to `pending`. The buffer
-    /// is borrowed inside a single poll only: a reader that is not ready keeps nothing.
+    /// The bytes received and not yet handed out.
+    fn held(&self) -> &[u8] {
+        &self.buf[..self.filled]
+    }
+
+    /// One read: into the arena when nothing is held, else into the connection's own buffer
+    /// behind the partial frame.
     async fn fill(&mut self) -> std::io::Result<usize> {
-        let held = std::mem::take(&mut self.pending);
-        // A tail behind frames handed out shares their burst's buffer: it moves out.
-        let tail = self.split_since_read && !held.is_empty();
-        self.split_since_read = false;
-        let fits = if tail { 0 } else { held.capacity() };
-        self.pending = match self.room_ahead(&held, fits) {
-            Some(room) => {
-                let mut whole = BytesMut::with_capacity(room);
-                whole.extend_from_slice(&held);
-                whole
-            }
-            None if tail => BytesMut::from(&held[..]),
-            None => held,
-        };
+        if self.filled == 0 {
+            return self.fill_from_arena().await;
+        }
+        if self.shared || self.filled == self.buf.len() {
+            self.move_to_own();
+        }
+        let filled = self.filled;
+        let n = futures::future::poll_fn(|cx| {
+            Pin::new(&mut self.reader).poll_read(cx, &mut self.buf[filled..])
+        })
+        .await?;
+        self.filled += n;
+        let arrived = n.min(self.ahead);
+        self.ahead -= arrived;
+        give_back_ahead(arrived);
+        Ok(n)
+    }
+
+    /// A read into the shard's arena; what arrived becomes the held bytes, shared with it.
+    async fn fill_from_arena(&mut self) -> std::io::Result<usize> {
         futures::future::poll_fn(|cx| {
-            SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                if scratch.is_empty() {
-                    scratch.resize(READ_CHUNK_BYTES, 0);
-                }
-                let n = match Pin::new(&mut self.reader).poll_read(cx, &mut scratch[..]) {
+            ARENA.with(|arena| {
+                let mut arena = arena.borrow_mut();
+                let free = arena.room();
+                let n = match Pin::new(&mut self.reader).poll_read(cx, &mut free[..]) {
                     Poll::Ready(Ok(n)) => n,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
                 };
-                self.append(&scratch[..n]);
+                if n > 0 {
+                    self.buf = free.split_to(n);
+                    self.filled = n;
+                    self.shared = true;
+                }
                 Poll::Ready(Ok(n))
             })
         })
         .await
     }
 
-    /// Appends received bytes. While a frame is incomplete its buffer at most doubles per
-    /// growth and never grows past the frame (plus whatever else this read brought), so the
-    /// space a frame pins follows the bytes the peer really sent, not its length prefix.
-    fn append(&mut self, data: &[u8]) {
-        let arrived = data.len().min(self.ahead);
-        self.ahead -= arrived;
-        give_back_ahead(arrived);
-        let len = self.pending.len();
-        let want = len + data.len();
-        if want > self.pending.capacity() {
-            let front = self.front_total().unwrap_or(want);
-            let target = want.max(front.min(len.saturating_mul(2)));
-            self.pending.reserve(target - len);
-        }
-        self.pending.extend_from_slice(data);
+    /// Moves the held bytes into a buffer of the connection's own with room to read into: the
+    /// whole front frame, if the thread's reserve-ahead budget takes the bytes still to come;
+    /// else room for what is missing, at most as much again as is held (and at least
+    /// [`MIN_GROW_BYTES`]).
+    fn move_to_own(&mut self) {
+        let filled = self.filled;
+        let size = match self.room_ahead() {
+            Some(total) => total,
+            None => {
+                let missing = front_total(self.held(), self.max_bytes)
+                    .map_or(MIN_GROW_BYTES, |total| total.saturating_sub(filled));
+                filled + missing.min(filled.max(MIN_GROW_BYTES))
+            }
+        };
+        let mut own = BytesMut::zeroed(size.max(filled + 1));
+        own[..filled].copy_from_slice(self.held());
+        self.buf = own;
+        self.shared = false;
     }
 
-    /// The room to make at once for the incomplete frame at the front of `held`, whose buffer
-    /// has room for `fits` bytes: the whole frame, if it does not fit yet and the thread's
-    /// reserve-ahead budget takes the bytes still to come.
-    fn room_ahead(&mut self, held: &[u8], fits: usize) -> Option<usize> {
-        let total = front_total(held, self.max_bytes)?;
-        let missing = total.checked_sub(held.len()).filter(|m| *m > 0)?;
-        if self.ahead > 0 || fits >= total || !take_ahead(missing) {
+    /// The room to make at once for the incomplete frame at the front: the whole frame, if
+    /// the thread's reserve-ahead budget takes the bytes still to come.
+    fn room_ahead(&mut self) -> Option<usize> {
+        let total = front_total(self.held(), self.max_bytes)?;
+        let missing = total.checked_sub(self.filled).filter(|m| *m > 0)?;
+        if self.ahead > 0 || !take_ahead(missing) {
             return None;
         }
         self.ahead = missing;
@@ -220,12 +294,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The size prefix at the front, if it is all there.
     fn front_size(&self) -> Option<i32> {
-        front_size(&self.pending)
-    }
-
-    /// Bytes of the frame at the front, prefix included, once its prefix is known and valid.
-    fn front_total(&self) -> Option<usize> {
-        front_total(&self.pending, self.max_bytes)
+        front_size(self.held())
     }
 
     /// Bytes the frame at the front needs, prefix included (4 while the prefix is incomplete).
@@ -243,20 +312,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 max: self.max_bytes,
             });
         }
-        if self.pending.len() < 4 + size as usize {
+        if self.filled < 4 + size as usize {
             return Ok(None);
         }
         debug_assert_eq!(
             self.ahead, 0,
             "a whole frame still has bytes reserved ahead"
         );
-        self.pending.advance(4);
-        let frame = self.pending.split_to(size as usize).freeze();
-        if self.pending.is_empty() {
-            // Let go of the burst's buffer; the frames handed out keep it while they live.
-            self.pending = BytesMut::new();
+        self.buf.advance(4);
+        let frame = self.buf.split_to(size as usize).freeze();
+        self.filled -= 4 + size as usize;
+        if self.filled == 0 {
+            // Let go of the buffer; the frames handed out keep it while they live.
+            self.buf = BytesMut::new();
+            self.shared = false;
         } else {
-            self.split_since_read = true;
+            self.shared = true;
         }
         Ok(Some(frame))
     }
@@ -688,7 +759,44 @@ mod tests {
         // buffer, which would live as long as the stalled connection.
         let last = frames.last().unwrap();
         let burst_tail = last.as_ptr() as usize + last.len();
-        assert_ne!(held.pending.as_ptr() as usize, burst_tail);
+        assert_ne!(held.buf.as_ptr() as usize, burst_tail);
+    }
+
+    #[test]
+    fn whole_frames_are_handed_out_where_they_were_received() {
+        let round = || {
+            let mut burst = Vec::new();
+            for i in 0..100u8 {
+                burst.extend(frame(&[i; 1000]));
+            }
+            let (frames, r) = until_stall_reader(vec![burst]);
+            assert_eq!(frames.len(), 100);
+            assert_eq!(r.held_bytes(), (0, 0));
+            // No copy: each frame sits right behind the previous one and its prefix, in the
+            // block the read went into.
+            for pair in frames.windows(2) {
+                assert_eq!(pair[1].as_ptr() as usize, pair[0].as_ptr() as usize + 1004);
+            }
+            frames[0].as_ptr() as usize
+        };
+        let at: Vec<usize> = (0..5).map(|_| round()).collect();
+        assert_eq!(at[1], at[0] + 100 * 1004, "the same block, further on");
+        // The block is retired when a read finds too little room in it (here the stalled read
+        // behind the second round, whose frames still live), and taken back whole once its
+        // frames are all gone (at the read behind the fourth).
+        assert_eq!(at[4], at[0], "the first block is reused");
+        // A block with frames still alive is not.
+        let mut burst = Vec::new();
+        for _ in 0..100 {
+            burst.extend(frame(&[1; 1000]));
+        }
+        let (kept, _) = until_stall_reader(vec![burst]);
+        let kept_at = kept[0].as_ptr() as usize;
+        for _ in 0..4 {
+            let at = round();
+            assert!(at < kept_at - 100 * 1004 || at >= kept_at + 100 * 1004);
+        }
+        drop(kept);
     }
 
     #[test]

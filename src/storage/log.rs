@@ -99,7 +99,7 @@ pub(super) struct Inner {
 pub(super) struct Job {
     pub seq: u64,
     pub segment_base: i64,
-    pub data: Vec<u8>,
+    pub data: super::segment::JobData,
     /// The log end offset once this job is written.
     pub end_offset: i64,
     pub messages: u64,

@@ -392,14 +392,16 @@ impl Tail {
         }
     }
 
-    /// The tail after `data_len` more bytes are written through it.
-    pub(super) fn advanced(&self, data: &[u8], align: usize) -> Tail {
+    /// The tail after `data` is written through it.
+    pub(super) fn advanced(&self, data: &JobData, align: usize) -> Tail {
         let total = self.bytes.len() + data.len();
         let full = total / align * align;
         let bytes = if full == 0 {
-            [self.bytes.as_slice(), data].concat()
+            let mut b = self.bytes.clone();
+            b.extend_from_slice(&data.last(data.len()));
+            b
         } else {
-            data[full - self.bytes.len()..].to_vec()
+            data.last(total - full)
         };
         Tail {
             pos: self.pos + full as u64,
@@ -407,6 +409,67 @@ impl Tail {
             allocated: self.allocated,
             zeroed: self.zeroed,
         }
+    }
+}
+
+/// The bytes of one write: appended batches as they were handed over, kept as they are until
+/// the write copies them, once, into its direct-I/O buffer.
+#[derive(Debug, Default)]
+pub struct JobData {
+    pieces: Vec<Bytes>,
+    len: usize,
+}
+
+impl JobData {
+    pub fn push(&mut self, piece: Bytes) {
+        self.len += piece.len();
+        self.pieces.push(piece);
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies every byte into `out`, which is exactly as long.
+    pub fn copy_to(&self, out: &mut [u8]) {
+        assert_eq!(
+            out.len(),
+            self.len,
+            "copy of a job into a buffer of another size"
+        );
+        let mut at = 0;
+        for piece in &self.pieces {
+            out[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+    }
+
+    /// The last `n` bytes.
+    pub fn last(&self, n: usize) -> Vec<u8> {
+        assert!(n <= self.len, "last {n} of {} bytes", self.len);
+        let mut skip = self.len - n;
+        let mut out = Vec::with_capacity(n);
+        for piece in &self.pieces {
+            if skip >= piece.len() {
+                skip -= piece.len();
+                continue;
+            }
+            out.extend_from_slice(&piece[skip..]);
+            skip = 0;
+        }
+        out
+    }
+}
+
+impl From<&[u8]> for JobData {
+    fn from(bytes: &[u8]) -> Self {
+        let mut data = JobData::default();
+        data.push(Bytes::copy_from_slice(bytes));
+        data
     }
 }
 
@@ -431,6 +494,37 @@ mod tests {
         ];
         for (name, want) in table {
             assert_eq!(parse_file_name(name, "log"), want, "{name}");
+        }
+    }
+
+    /// A job made of pieces copies, and leaves a tail, exactly as its bytes joined would.
+    #[test]
+    fn pieces_act_as_their_bytes_joined() {
+        let joined: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        for cuts in [vec![], vec![1], vec![511, 512, 513], vec![100, 1500, 2999]] {
+            let mut data = JobData::default();
+            let mut from = 0;
+            for cut in cuts.iter().copied().chain([joined.len()]) {
+                data.push(Bytes::copy_from_slice(&joined[from..cut]));
+                from = cut;
+            }
+            let mut out = vec![0u8; joined.len()];
+            data.copy_to(&mut out);
+            assert_eq!(out, joined, "cuts {cuts:?}");
+            for n in [0, 1, 511, 1500, 3000] {
+                assert_eq!(
+                    data.last(n),
+                    joined[joined.len() - n..],
+                    "last {n} of {cuts:?}"
+                );
+            }
+            let start = Tail {
+                bytes: vec![7; 100],
+                ..Tail::empty()
+            };
+            let whole = start.advanced(&JobData::from(&joined[..]), 512);
+            let pieced = start.advanced(&data, 512);
+            assert_eq!((pieced.pos, pieced.bytes), (whole.pos, whole.bytes));
         }
     }
 }

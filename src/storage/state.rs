@@ -168,7 +168,7 @@ impl State {
         Job {
             seq,
             segment_base,
-            data: Vec::new(),
+            data: Default::default(),
             end_offset: self.log_end_offset,
             messages: 0,
             roll: false,
@@ -202,7 +202,7 @@ impl State {
             self.pending.push_back(job);
         }
         if let Some(job) = self.pending.back_mut() {
-            job.data.extend_from_slice(&bytes);
+            job.data.push(bytes.clone());
             job.end_offset = header.next_offset();
             job.messages += header.record_count.max(0) as u64;
         }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use glommio::io::DmaFile;
 
 use super::super::io_error;
-use super::super::segment::{open_log_file, Tail};
+use super::super::segment::{open_log_file, JobData, Tail};
 use super::{Inner, Job};
 use crate::storage::StorageError;
 
@@ -40,7 +40,7 @@ pub async fn write_through(
     file: &DmaFile,
     path: &Path,
     tail: &mut Tail,
-    data: &[u8],
+    data: &JobData,
     zero_to: u64,
 ) -> Result<(), StorageError> {
     let align = file.alignment() as usize;
@@ -59,7 +59,7 @@ pub async fn write_through(
     let mut buf = file.alloc_dma_buffer(len);
     let out = buf.as_bytes_mut();
     out[..tail.bytes.len()].copy_from_slice(&tail.bytes);
-    out[tail.bytes.len()..total].copy_from_slice(data);
+    data.copy_to(&mut out[tail.bytes.len()..total]);
     out[total..].fill(0);
     let mut next = tail.advanced(data, align);
     next.zeroed = next.zeroed.max(tail.pos + len as u64);
@@ -447,14 +447,14 @@ mod tests {
     #[test]
     fn tail_keeps_the_partial_last_block() {
         let t = Tail::empty();
-        let t1 = t.advanced(&[1; 100], 512);
+        let t1 = t.advanced(&JobData::from(&[1; 100][..]), 512);
         assert_eq!((t1.pos, t1.bytes.len()), (0, 100));
-        let t2 = t1.advanced(&[2; 500], 512);
+        let t2 = t1.advanced(&JobData::from(&[2; 500][..]), 512);
         assert_eq!((t2.pos, t2.bytes.len()), (512, 88));
         assert!(t2.bytes.iter().all(|b| *b == 2));
-        let t3 = t2.advanced(&[3; 424], 512);
+        let t3 = t2.advanced(&JobData::from(&[3; 424][..]), 512);
         assert_eq!((t3.pos, t3.bytes.len()), (1024, 0));
-        let t4 = t3.advanced(&[4; 2000], 512);
+        let t4 = t3.advanced(&JobData::from(&[4; 2000][..]), 512);
         assert_eq!((t4.pos, t4.bytes.len()), (1024 + 1536, 464));
     }
 }

@@ -312,6 +312,9 @@ fn metrics_count_what_clients_did() {
     assert_eq!(page.sum("gregor_connections", &[]), opened - closed);
     assert!(opened >= 4.0);
     assert_eq!(page.sum("gregor_shard_serving", &[]), 2.0);
+    // Both shards report their cross-shard backlog, far below the mark where reading stops.
+    assert_eq!(page.matching("gregor_shard_outbox_jobs", &[]).count(), 2);
+    assert!(page.sum("gregor_shard_outbox_jobs", &[]) < 8192.0);
     assert_eq!(page.sum("gregor_active_controller", &[]), 1.0);
     assert_eq!(page.sum("gregor_under_replicated_partitions", &[]), 0.0);
     assert!(page.sum("process_resident_memory_bytes", &[]) > 1e6);

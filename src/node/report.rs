@@ -42,6 +42,8 @@ pub struct ShardReport {
     pub cache_held_bytes: usize,
     pub cache_budget_bytes: usize,
     pub request_bytes_held: u64,
+    /// Jobs queued for other shards and not yet taken by the mesh.
+    pub outbox_jobs: usize,
     pub serving: bool,
     /// How long the shard spent building this report: what a scrape costs it.
     pub took: std::time::Duration,
@@ -73,6 +75,7 @@ impl ShardReport {
             cache_held_bytes,
             cache_budget_bytes,
             request_bytes_held: shard.request_bytes_held(),
+            outbox_jobs: shard.outbox_jobs(),
             serving: shard.is_serving(),
             took: std::time::Duration::ZERO,
         };
@@ -388,7 +391,7 @@ fn broker(page: &mut Page, t: &Sample, shards: &[ShardReport]) {
     );
     page.histogram("gregor_disk_write_duration_seconds", &[], &t.disk_write);
 
-    let per_shard: [Column<ShardReport, f64>; 7] = [
+    let per_shard: [Column<ShardReport, f64>; 8] = [
         (
             "gregor_shard_partitions",
             "Partition replicas each shard owns.",
@@ -417,6 +420,12 @@ fn broker(page: &mut Page, t: &Sample, shards: &[ShardReport]) {
             "Bytes of requests read and not yet answered on each shard (memory in use for \
              requests, bounded by its share of queued.max.request.bytes).",
             |s| s.request_bytes_held as f64,
+        ),
+        (
+            "gregor_shard_outbox_jobs",
+            "Jobs each shard has queued for other shards and not yet handed to them; at 8192 \
+             its connections read no new requests until it is down to half.",
+            |s| s.outbox_jobs as f64,
         ),
         (
             "gregor_shard_serving",
@@ -862,6 +871,7 @@ mod tests {
             cache_held_bytes: 0,
             cache_budget_bytes: 1,
             request_bytes_held: 0,
+            outbox_jobs: 0,
             serving: true,
             took: std::time::Duration::from_micros(20),
         };

@@ -285,7 +285,12 @@ impl Conn {
         let shard = &self.shard;
         let mut frames = FrameReader::new(reader, shard.config.socket_request_max_bytes);
         let share = shard.request_share();
-        while let Some(frame) = frames.next_frame().await.map_err(|e| e.to_string())? {
+        loop {
+            // While work for other shards backs up, read no more requests.
+            shard.outbox_room().await;
+            let Some(frame) = frames.next_frame().await.map_err(|e| e.to_string())? else {
+                break;
+            };
             let read_at = Instant::now();
             self.activity.read();
             if std::mem::take(&mut session.legacy_tokens) {

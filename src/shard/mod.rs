@@ -92,6 +92,17 @@ impl Shard {
             .saturating_sub(self.request_bytes.available())
     }
 
+    /// Jobs this shard has queued for other shards and not yet handed to the mesh.
+    pub fn outbox_jobs(&self) -> usize {
+        self.mesh.backlog().queued()
+    }
+
+    /// Resolves at once, unless this shard's outboxes hold a backlog (see [`mesh`]): then once
+    /// it is down to half. Connections wait here before reading a request.
+    pub async fn outbox_room(&self) {
+        self.mesh.backlog().room().await
+    }
+
     /// Bytes the fetch cache of this shard holds, and its budget.
     pub fn fetch_cache_bytes(&self) -> (usize, usize) {
         (

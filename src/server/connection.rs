@@ -291,6 +291,7 @@ impl Conn {
             let Some(frame) = frames.next_frame().await.map_err(|e| e.to_string())? else {
                 break;
             };
+            let frame = own_unless_hot(frame);
             let read_at = Instant::now();
             self.activity.read();
             if std::mem::take(&mut session.legacy_tokens) {
@@ -677,5 +678,37 @@ async fn write_all<W: AsyncWrite + Unpin>(
     match direct {
         Some(fd) => write_chunks(writer, fd, chunks, progress).await,
         None => write_chunks_through(writer, chunks, progress).await,
+    }
+}
+
+/// Produce and Fetch requests keep their frame, a slice of the shard's receive arena, only while
+/// they are handled. Any other request may leave a piece of itself in long-lived state (a group
+/// member's metadata, say), which would keep the whole arena block it arrived in alive: it is
+/// copied into a buffer of its own. Such requests are small and rare next to the hot two.
+fn own_unless_hot(frame: bytes::Bytes) -> bytes::Bytes {
+    const PRODUCE: i16 = 0;
+    const FETCH: i16 = 1;
+    let api_key = frame.get(..2).map(|k| i16::from_be_bytes([k[0], k[1]]));
+    match api_key {
+        Some(PRODUCE | FETCH) => frame,
+        _ => bytes::Bytes::copy_from_slice(&frame),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_produce_and_fetch_frames_stay_where_they_arrived() {
+        let block = bytes::Bytes::from(vec![0u8, 0, 0, 1, 0, 1, 0, 3, 0, 9, 0, 2, 0, 0]);
+        let frame = |at: usize| block.slice(at..at + 4);
+        for (at, kept) in [(0, true), (2, true), (6, false), (8, false), (10, false)] {
+            let f = frame(at);
+            let out = own_unless_hot(f.clone());
+            assert_eq!(out, f);
+            assert_eq!(out.as_ptr() == f.as_ptr(), kept, "api key at {at}");
+        }
+        assert!(own_unless_hot(bytes::Bytes::from_static(b"\x00")).len() == 1);
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures::FutureExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
@@ -28,7 +28,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::framing::{set_nonblocking, write_chunks, write_chunks_through, FrameReader};
+use super::framing::{
+    set_nonblocking, write_chunks, write_chunks_through, FrameReader, Recv, SocketRecv, StreamRecv,
+};
 use super::limits::{self, Activity, Admission};
 use super::Outcome;
 use crate::config::{ClientListener, Config};
@@ -194,6 +196,7 @@ pub async fn serve(
         None => {
             let (reader, writer) = stream.split();
             let session = Session::new(&listener, Arc::from(ANONYMOUS));
+            let reader = SocketRecv::new(reader, fd);
             conn.run(reader, writer, Some(fd), session).await;
         }
         Some(acceptor) => {
@@ -232,7 +235,7 @@ pub async fn serve(
                     };
                     let (reader, writer) = tls.split();
                     let session = Session::new(&listener, principal);
-                    conn.run(reader, writer, None, session).await;
+                    conn.run(StreamRecv(reader), writer, None, session).await;
                 }
                 None => metrics::count(|c| c.tls_handshakes_failed += 1),
             }
@@ -256,7 +259,7 @@ impl Conn {
     /// may be written to it directly (sendmsg, sendfile): not under TLS.
     async fn run<R, W>(&self, reader: R, writer: W, direct: Option<RawFd>, mut session: Session)
     where
-        R: AsyncRead + Unpin,
+        R: Recv,
         W: AsyncWrite + Unpin + 'static,
     {
         let (tx, rx) = local_channel::new_bounded::<InFlight>(IN_FLIGHT_MAX);
@@ -276,7 +279,7 @@ impl Conn {
     }
 
     /// Reads frames until EOF or a protocol error; returns why it stopped if it was an error.
-    async fn read_requests<R: AsyncRead + Unpin>(
+    async fn read_requests<R: Recv>(
         &self,
         reader: R,
         tx: &local_channel::LocalSender<InFlight>,

@@ -10,7 +10,9 @@
 //! shared by all the shard's connections, from which whole frames are handed out as they lie,
 //! with no copy. A frame that a read leaves incomplete gets a buffer of the connection's own,
 //! which the rest of its bytes are read straight into; only the part already received is
-//! copied. So a produced record reaches the log in the buffer the kernel wrote it to.
+//! copied. A plain socket is read with `recv(2)` straight into the buffers' unused capacity
+//! ([`SocketRecv`]), so nothing is zeroed or copied ahead of the kernel's own copy; other
+//! streams (TLS) go through a scratch buffer ([`StreamRecv`]).
 //!
 //! Memory per connection does not depend on what the client claims. An idle connection holds no
 //! buffer (the arena is borrowed only for the duration of a `recv` that completes at once; the
@@ -53,14 +55,16 @@ pub const RESERVE_AHEAD_MAX_BYTES: usize = 64 << 20;
 thread_local! {
     /// The receive arena of every connection on this thread.
     static ARENA: RefCell<Arena> = RefCell::new(Arena::default());
+    /// What [`StreamRecv`] reads into before appending, one per thread.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// Bytes this thread's readers hold reserved ahead of their frames' bytes.
     static RESERVED_AHEAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// A shard's receive arena. `free` is the unused rest of the current block, every byte of it
-/// initialized (blocks are zeroed when made): a read lands at its front and is split off, and
-/// the frames in it are handed out as slices of the block. A block with too little room left is
-/// retired; a retired block whose frames are all gone is taken back whole.
+/// A shard's receive arena. `free` is the unused capacity left in the current block: a read
+/// lands there and is split off, and the frames in it are handed out as slices of the block. A
+/// block with too little room left is retired; a retired block whose frames are all gone is
+/// taken back whole.
 #[derive(Default)]
 struct Arena {
     free: BytesMut,
@@ -68,12 +72,11 @@ struct Arena {
 }
 
 impl Arena {
-    /// Room for the next read: at least [`ARENA_MIN_READ_BYTES`] initialized bytes.
+    /// Room for the next read: at least [`ARENA_MIN_READ_BYTES`] of capacity, empty.
     fn room(&mut self) -> &mut BytesMut {
-        if self.free.len() < ARENA_MIN_READ_BYTES {
-            let mut old = std::mem::take(&mut self.free);
+        if self.free.capacity() < ARENA_MIN_READ_BYTES {
+            let old = std::mem::take(&mut self.free);
             if old.capacity() > 0 {
-                old.clear();
                 if self.retired.len() == ARENA_RETIRED_MAX {
                     self.retired.remove(0);
                 }
@@ -84,18 +87,106 @@ impl Arena {
                 .iter_mut()
                 .position(|b| b.try_reclaim(READ_CHUNK_BYTES));
             self.free = match reusable {
-                Some(i) => {
-                    let mut block = self.retired.swap_remove(i);
-                    // SAFETY: the block was zeroed when it was made and only ever written
-                    // since, so all of its capacity (at least READ_CHUNK_BYTES, which
-                    // try_reclaim made sure of) holds initialized bytes.
-                    unsafe { block.set_len(READ_CHUNK_BYTES) };
-                    block
-                }
-                None => BytesMut::zeroed(READ_CHUNK_BYTES),
+                Some(i) => self.retired.swap_remove(i),
+                None => BytesMut::with_capacity(READ_CHUNK_BYTES),
             };
         }
         &mut self.free
+    }
+}
+
+/// Where a [`FrameReader`]'s bytes come from.
+pub trait Recv {
+    /// Appends what the peer has sent, at most `buf`'s unused capacity (which is not zero);
+    /// `Ok(0)` at the end of the stream.
+    fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<std::io::Result<usize>>;
+}
+
+/// A plain socket: bytes are received with `recv(2)` straight into the buffer's unused
+/// capacity, which needs no zeroing first; `stream`, the same socket, is used only to wait for
+/// bytes (and may hand over the first one).
+pub struct SocketRecv<R> {
+    stream: R,
+    fd: RawFd,
+}
+
+impl<R> SocketRecv<R> {
+    /// `fd` must be the descriptor of the socket `stream` reads, open while this lives, and
+    /// `stream` must not read ahead of what it returns (glommio's unbuffered `TcpStream`).
+    pub fn new(stream: R, fd: RawFd) -> Self {
+        SocketRecv { stream, fd }
+    }
+}
+
+impl<R: AsyncRead + Unpin> Recv for SocketRecv<R> {
+    fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let spare = buf.spare_capacity_mut();
+            // SAFETY: the socket is open (see `new`), and recv writes at most `spare.len()`
+            // bytes into the buffer's unused capacity, which `buf` owns and nothing reads.
+            let n = unsafe {
+                libc::recv(
+                    self.fd,
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                // SAFETY: recv initialized the first n bytes of the unused capacity.
+                unsafe { buf.set_len(buf.len() + n as usize) };
+                return Poll::Ready(Ok(n as usize));
+            }
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => break,
+                _ => return Poll::Ready(Err(e)),
+            }
+        }
+        // Nothing there yet: wait through the stream, which takes a byte once one arrives.
+        let mut first = [0u8; 1];
+        match Pin::new(&mut self.stream).poll_read(cx, &mut first) {
+            Poll::Ready(Ok(n)) => {
+                buf.extend_from_slice(&first[..n]);
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Any byte stream (TLS, tests): read into the thread's scratch buffer, then appended.
+pub struct StreamRecv<R>(pub R);
+
+impl<R: AsyncRead + Unpin> Recv for StreamRecv<R> {
+    fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<std::io::Result<usize>> {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.is_empty() {
+                scratch.resize(READ_CHUNK_BYTES, 0);
+            }
+            let room = (buf.capacity() - buf.len()).min(scratch.len());
+            match Pin::new(&mut self.0).poll_read(cx, &mut scratch[..room]) {
+                Poll::Ready(Ok(n)) => {
+                    buf.extend_from_slice(&scratch[..n]);
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            }
+        })
     }
 }
 
@@ -151,11 +242,10 @@ impl std::fmt::Display for FrameError {
 }
 
 pub struct FrameReader<R> {
-    reader: R,
-    /// Received bytes not yet handed out as frames (the first `filled`), then room for the next
-    /// read; every byte initialized. Empty, with no buffer, between frames that end a read.
+    recv: R,
+    /// Received bytes not yet handed out as frames; its unused capacity is room for the next
+    /// read. Empty, with no buffer, between frames that end a read.
     buf: BytesMut,
-    filled: usize,
     /// `buf` shares its allocation with frames handed out or with the arena, so what it holds
     /// moves to a buffer of its own before more is read.
     shared: bool,
@@ -171,12 +261,11 @@ impl<R> Drop for FrameReader<R> {
     }
 }
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub fn new(reader: R, max_bytes: u32) -> Self {
+impl<R: Recv> FrameReader<R> {
+    pub fn new(recv: R, max_bytes: u32) -> Self {
         FrameReader {
-            reader,
+            recv,
             buf: BytesMut::new(),
-            filled: 0,
             shared: false,
             ahead: 0,
             max_bytes,
@@ -195,11 +284,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 .await
                 .map_err(|e| FrameError::Io(e.to_string()))?;
             if n == 0 {
-                if self.filled == 0 {
+                if self.buf.is_empty() {
                     return Ok(None);
                 }
                 return Err(FrameError::Truncated {
-                    have: self.filled,
+                    have: self.buf.len(),
                     need: self.needed(),
                 });
             }
@@ -209,29 +298,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Bytes held for frames not yet complete, and the buffer space they pin.
     #[cfg(test)]
     fn held_bytes(&self) -> (usize, usize) {
-        (self.filled, self.buf.capacity())
-    }
-
-    /// The bytes received and not yet handed out.
-    fn held(&self) -> &[u8] {
-        &self.buf[..self.filled]
+        (self.buf.len(), self.buf.capacity())
     }
 
     /// One read: into the arena when nothing is held, else into the connection's own buffer
     /// behind the partial frame.
     async fn fill(&mut self) -> std::io::Result<usize> {
-        if self.filled == 0 {
+        if self.buf.is_empty() {
             return self.fill_from_arena().await;
         }
-        if self.shared || self.filled == self.buf.len() {
+        if self.shared || self.buf.len() == self.buf.capacity() {
             self.move_to_own();
         }
-        let filled = self.filled;
-        let n = futures::future::poll_fn(|cx| {
-            Pin::new(&mut self.reader).poll_read(cx, &mut self.buf[filled..])
-        })
-        .await?;
-        self.filled += n;
+        let n = futures::future::poll_fn(|cx| self.recv.poll_recv(cx, &mut self.buf)).await?;
         let arrived = n.min(self.ahead);
         self.ahead -= arrived;
         give_back_ahead(arrived);
@@ -244,14 +323,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             ARENA.with(|arena| {
                 let mut arena = arena.borrow_mut();
                 let free = arena.room();
-                let n = match Pin::new(&mut self.reader).poll_read(cx, &mut free[..]) {
+                let n = match self.recv.poll_recv(cx, free) {
                     Poll::Ready(Ok(n)) => n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => return Poll::Pending,
+                    other => return other,
                 };
                 if n > 0 {
                     self.buf = free.split_to(n);
-                    self.filled = n;
                     self.shared = true;
                 }
                 Poll::Ready(Ok(n))
@@ -265,17 +342,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// else room for what is missing, at most as much again as is held (and at least
     /// [`MIN_GROW_BYTES`]).
     fn move_to_own(&mut self) {
-        let filled = self.filled;
+        let held = self.buf.len();
         let size = match self.room_ahead() {
             Some(total) => total,
             None => {
-                let missing = front_total(self.held(), self.max_bytes)
-                    .map_or(MIN_GROW_BYTES, |total| total.saturating_sub(filled));
-                filled + missing.min(filled.max(MIN_GROW_BYTES))
+                let missing = front_total(&self.buf, self.max_bytes)
+                    .map_or(MIN_GROW_BYTES, |total| total.saturating_sub(held));
+                held + missing.min(held.max(MIN_GROW_BYTES))
             }
         };
-        let mut own = BytesMut::zeroed(size.max(filled + 1));
-        own[..filled].copy_from_slice(self.held());
+        let mut own = BytesMut::with_capacity(size.max(held + 1));
+        own.extend_from_slice(&self.buf);
         self.buf = own;
         self.shared = false;
     }
@@ -283,8 +360,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The room to make at once for the incomplete frame at the front: the whole frame, if
     /// the thread's reserve-ahead budget takes the bytes still to come.
     fn room_ahead(&mut self) -> Option<usize> {
-        let total = front_total(self.held(), self.max_bytes)?;
-        let missing = total.checked_sub(self.filled).filter(|m| *m > 0)?;
+        let total = front_total(&self.buf, self.max_bytes)?;
+        let missing = total.checked_sub(self.buf.len()).filter(|m| *m > 0)?;
         if self.ahead > 0 || !take_ahead(missing) {
             return None;
         }
@@ -294,7 +371,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The size prefix at the front, if it is all there.
     fn front_size(&self) -> Option<i32> {
-        front_size(self.held())
+        front_size(&self.buf)
     }
 
     /// Bytes the frame at the front needs, prefix included (4 while the prefix is incomplete).
@@ -312,7 +389,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 max: self.max_bytes,
             });
         }
-        if self.filled < 4 + size as usize {
+        if self.buf.len() < 4 + size as usize {
             return Ok(None);
         }
         debug_assert_eq!(
@@ -321,8 +398,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         );
         self.buf.advance(4);
         let frame = self.buf.split_to(size as usize).freeze();
-        self.filled -= 4 + size as usize;
-        if self.filled == 0 {
+        if self.buf.is_empty() {
             // Let go of the buffer; the frames handed out keep it while they live.
             self.buf = BytesMut::new();
             self.shared = false;
@@ -578,6 +654,7 @@ mod tests {
     use super::*;
     use futures::io::AsyncReadExt;
     use std::future::Future;
+    use std::time::Duration;
 
     fn frame(body: &[u8]) -> Vec<u8> {
         let mut v = (body.len() as i32).to_be_bytes().to_vec();
@@ -587,7 +664,7 @@ mod tests {
 
     fn read_all(input: Vec<u8>, max: u32) -> (Vec<Bytes>, Result<(), FrameError>) {
         futures::executor::block_on(async move {
-            let mut r = FrameReader::new(futures::io::Cursor::new(input), max);
+            let mut r = FrameReader::new(StreamRecv(futures::io::Cursor::new(input)), max);
             let mut out = Vec::new();
             loop {
                 match r.next_frame().await {
@@ -640,12 +717,15 @@ mod tests {
         (frames, r.held_bytes())
     }
 
-    fn until_stall_reader(pieces: Vec<Vec<u8>>) -> (Vec<Bytes>, FrameReader<Pieces>) {
+    fn until_stall_reader(pieces: Vec<Vec<u8>>) -> (Vec<Bytes>, FrameReader<StreamRecv<Pieces>>) {
         until_stall_max(pieces, u32::MAX)
     }
 
-    fn until_stall_max(pieces: Vec<Vec<u8>>, max: u32) -> (Vec<Bytes>, FrameReader<Pieces>) {
-        let mut r = FrameReader::new(Pieces(pieces.into()), max);
+    fn until_stall_max(
+        pieces: Vec<Vec<u8>>,
+        max: u32,
+    ) -> (Vec<Bytes>, FrameReader<StreamRecv<Pieces>>) {
+        let mut r = FrameReader::new(StreamRecv(Pieces(pieces.into())), max);
         let mut frames = Vec::new();
         let waker = futures::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);
@@ -685,7 +765,7 @@ mod tests {
         let body = vec![9u8; 1_000_000];
         let input = frame(&body);
         let pieces = input.chunks(70_000).map(<[u8]>::to_vec).collect();
-        let mut r = FrameReader::new(Pieces(pieces), u32::MAX);
+        let mut r = FrameReader::new(StreamRecv(Pieces(pieces)), u32::MAX);
         let waker = futures::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);
         let mut most = 0;
@@ -797,6 +877,64 @@ mod tests {
             assert!(at < kept_at - 100 * 1004 || at >= kept_at + 100 * 1004);
         }
         drop(kept);
+    }
+
+    /// A non-blocking std socket as an `AsyncRead` that never reads ahead (what glommio's
+    /// unbuffered stream is to `SocketRecv`).
+    struct NonBlocking(std::net::TcpStream);
+
+    impl AsyncRead for NonBlocking {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            use std::io::Read;
+            match self.0.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Poll::Pending,
+                other => Poll::Ready(other),
+            }
+        }
+    }
+
+    #[test]
+    fn a_socket_is_received_into_unused_capacity_byte_for_byte() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let fd = server.as_raw_fd();
+        let bodies: Vec<Vec<u8>> = [0usize, 1, 700, 300_000, 5, 2_000_000, 64]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (0..*n).map(|j| (i * 31 + j % 251) as u8).collect())
+            .collect();
+        let mut input = Vec::new();
+        bodies.iter().for_each(|b| input.extend(frame(b)));
+        let writer = std::thread::spawn(move || {
+            // Odd-sized pieces with pauses, so reads end inside prefixes and bodies.
+            for piece in input.chunks(77_777) {
+                client.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let mut r = FrameReader::new(SocketRecv::new(NonBlocking(server), fd), u32::MAX);
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut got = Vec::new();
+        while got.len() < bodies.len() {
+            let mut next = Box::pin(r.next_frame());
+            match next.as_mut().poll(&mut cx) {
+                Poll::Ready(f) => got.push(f.unwrap().expect("a frame")),
+                Poll::Pending => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        writer.join().unwrap();
+        for (i, (g, b)) in got.iter().zip(&bodies).enumerate() {
+            assert!(g[..] == b[..], "frame {i} of {} bytes", b.len());
+        }
+        assert_eq!(r.held_bytes(), (0, 0));
     }
 
     #[test]

@@ -199,51 +199,60 @@ pub async fn serve(
             let reader = SocketRecv::new(reader, fd);
             conn.run(reader, writer, Some(fd), session).await;
         }
-        Some(acceptor) => {
-            let handshake = acceptor.accept(stream);
-            let timeout = glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT);
-            let tls = match futures::future::select(handshake, Box::pin(timeout)).await {
-                futures::future::Either::Left((Ok(tls), _)) => Some(tls),
-                futures::future::Either::Left((Err(e), _)) => {
-                    tracing::info!(peer = %conn.peer, listener = %listener.name, error = %e, "TLS handshake failed");
-                    None
-                }
-                futures::future::Either::Right(_) => {
-                    tracing::info!(peer = %conn.peer, listener = %listener.name, "TLS handshake timed out");
-                    None
-                }
-            };
-            match tls {
-                Some(tls) => {
-                    let subject = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .and_then(|cert| tls::certificate_subject(cert));
-                    let principal: Arc<str> = match subject {
-                        None => Arc::from(ANONYMOUS),
-                        Some(dn) => match listener.principals.name(&dn) {
-                            Some(user) => Arc::from(format!("User:{user}")),
-                            None => {
-                                tracing::info!(peer = %conn.peer, listener = %listener.name, subject = %dn, "no ssl.principal.mapping.rules rule applies to the client certificate; closing");
-                                metrics::count(|c| c.authentications_failed += 1);
-                                metrics::count(|c| c.connections_closed += 1);
-                                return;
-                            }
-                        },
-                    };
-                    let (reader, writer) = tls.split();
-                    let session = Session::new(&listener, principal);
-                    conn.run(StreamRecv(reader), writer, None, session).await;
-                }
-                None => metrics::count(|c| c.tls_handshakes_failed += 1),
-            }
-        }
+        // Boxed: a plain connection's task does not carry the TLS handshake's state.
+        Some(acceptor) => Box::pin(serve_tls(&conn, stream, acceptor, &listener)).await,
     }
     metrics::count(|c| c.connections_closed += 1);
     drop(watchdog);
     drop(admission);
+}
+
+/// A connection on a TLS listener: the handshake (within its time limit), the client
+/// certificate's principal, then the same service as a plain connection.
+async fn serve_tls(
+    conn: &Conn,
+    stream: TcpStream,
+    acceptor: &futures_rustls::TlsAcceptor,
+    listener: &Rc<Listener>,
+) {
+    let handshake = acceptor.accept(stream);
+    let timeout = glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT);
+    let tls = match futures::future::select(handshake, Box::pin(timeout)).await {
+        futures::future::Either::Left((Ok(tls), _)) => Some(tls),
+        futures::future::Either::Left((Err(e), _)) => {
+            tracing::info!(peer = %conn.peer, listener = %listener.name, error = %e, "TLS handshake failed");
+            None
+        }
+        futures::future::Either::Right(_) => {
+            tracing::info!(peer = %conn.peer, listener = %listener.name, "TLS handshake timed out");
+            None
+        }
+    };
+    match tls {
+        Some(tls) => {
+            let subject = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|cert| tls::certificate_subject(cert));
+            let principal: Arc<str> = match subject {
+                None => Arc::from(ANONYMOUS),
+                Some(dn) => match listener.principals.name(&dn) {
+                    Some(user) => Arc::from(format!("User:{user}")),
+                    None => {
+                        tracing::info!(peer = %conn.peer, listener = %listener.name, subject = %dn, "no ssl.principal.mapping.rules rule applies to the client certificate; closing");
+                        metrics::count(|c| c.authentications_failed += 1);
+                        return;
+                    }
+                },
+            };
+            let (reader, writer) = tls.split();
+            let session = Session::new(listener, principal);
+            conn.run(StreamRecv(reader), writer, None, session).await;
+        }
+        None => metrics::count(|c| c.tls_handshakes_failed += 1),
+    }
 }
 
 /// What a connection's reader and writer share.
@@ -300,8 +309,8 @@ impl Conn {
             if std::mem::take(&mut session.legacy_tokens) {
                 // A bare token answers with a bare token; a failure closes without one, as
                 // Kafka does for SaslHandshake v0 clients.
-                let (reply, more) = session
-                    .exchange(shard, &frame, &self.peer)
+                // Boxed, as the step below: an idle connection's task does not carry SASL state.
+                let (reply, more) = Box::pin(session.exchange(shard, &frame, &self.peer))
                     .await
                     .map_err(|(_, why)| why)?;
                 session.legacy_tokens = more;
@@ -322,7 +331,8 @@ impl Conn {
                         Gate::Dispatch => {}
                         Gate::Close(why) => return Err(why),
                         Gate::Sasl => {
-                            let (outcome, close) = session.step(shard, &req, &self.peer).await;
+                            let (outcome, close) =
+                                Box::pin(session.step(shard, &req, &self.peer)).await;
                             tx.send(InFlight::untimed(outcome))
                                 .await
                                 .map_err(|_| "writer gone".to_string())?;

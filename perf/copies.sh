@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where the broker's CPU goes on copying bytes, for two builds: the share of its CPU samples
-# whose innermost frame is memmove/memcpy (user-space copies) or copy_user/copy_to_user (kernel
-# copies to and from user memory), under the 1 KiB produce target (acks=1, 12 partitions).
+# whose innermost frame is memmove/memcpy/memset (user-space copies and zeroing) or the kernel's
+# copies to and from user memory (_copy_to_iter and kin: the recv and send copies), under the 1 KiB
+# produce target (acks=1, 12 partitions).
 # Needs linux-perf. Usage: A=/path/old/gregor B=/path/new/gregor [DUR=8s] perf/copies.sh
 source "$(dirname "$0")/common.sh"
 A="${A:?path of build A}"
@@ -34,10 +35,10 @@ for line in open(path):
     if not m:
         continue
     share, sym = float(m.group(1)), m.group(2)
-    if "memmove" in sym or "memcpy" in sym:
+    if "memmove" in sym or "memcpy" in sym or "memset" in sym:
         user += share
-    elif "copy_user" in sym or "copy_to_user" in sym or "copy_from_user" in sym:
+    elif "copy_user" in sym or "copy_to_iter" in sym or "copy_from_iter" in sym:
         kernel += share
-print(f"{side}: memmove/memcpy {user:.1f} % of broker CPU samples, kernel user-copy {kernel:.1f} %")
+print(f"{side}: memmove/memcpy/memset {user:.1f} % of broker CPU samples, kernel copies to and from user memory {kernel:.1f} %")
 PY
 done

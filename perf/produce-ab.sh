@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two gregor builds on the produce throughput target (1 KiB records, acks=1, 12
 # partitions, unlimited rate), alternating A and B ROUNDS times so both see the same noise;
-# prints each run's rate and the broker's CPU-seconds per GB produced.
+# prints each run's rate and the broker's CPU-seconds per GB produced. First, the limits the
+# target is a share of, measured in the same run: fio direct sequential write and iperf3 loopback.
 # Usage: A=/path/old/gregor B=/path/new/gregor [ROUNDS=3] [DUR=8s] perf/produce-ab.sh
 source "$(dirname "$0")/common.sh"
 A="${A:?path of build A}"
@@ -9,9 +10,18 @@ B="${B:?path of build B}"
 ROUNDS="${ROUNDS:-3}"
 DUR="${DUR:-8s}"
 P="$OUT/produce-ab"
-mkdir -p "$P"
+mkdir -p "$P" "$DATA"
 trap stop_broker EXIT
 : >"$P/summary.txt"
+fio --name=seqwrite --filename="$DATA/fio.test" --rw=write --bs=1M --size=2G --direct=1 \
+    --ioengine=io_uring --iodepth=16 --end_fsync=1 --output-format=terse |
+    awk -F';' '{printf "fio direct write: %.0f MB/s\n", $48*1024/1e6}' | tee -a "$P/summary.txt"
+rm -f "$DATA/fio.test"
+iperf3 -s -1 -p 15201 >/dev/null 2>&1 &
+sleep 0.5
+iperf3 -c 127.0.0.1 -p 15201 -t 5 -l 1M -J | python3 -c \
+    'import json,sys; r=json.load(sys.stdin)["end"]["sum_received"]; print("loopback: %.0f MB/s" % (r["bits_per_second"]/8e6))' |
+    tee -a "$P/summary.txt"
 for round in $(seq "$ROUNDS"); do
     for side in A B; do
         GREGOR="${!side}"

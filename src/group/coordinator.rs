@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::oneshot;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::Compression;
@@ -211,7 +211,7 @@ async fn append_as(
         position: 0,
         why: e.to_string(),
     })?;
-    let info = log.append(BytesMut::from(&batch[..]), shard.now_ms())?;
+    let info = log.append(batch.clone(), shard.now_ms())?;
     let epoch = log.leader_epoch();
     // Committed (replicated to the ISR), as Kafka writes group records with acks=all; a
     // coordinator that loses the partition meanwhile does not say it was.

@@ -23,7 +23,6 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use super::{errors, reply, Outcome, Remote};
 use crate::metrics;
 use crate::protocol::{decode_body, Request};
-use crate::record;
 use crate::shard::Shard;
 use crate::storage::{Chunk, ReadUpTo};
 use crate::types::{ShardId, TopicPartition};
@@ -364,14 +363,7 @@ async fn read_one(shard: &Rc<Shard>, w: &Want) -> Got {
                     c.fetch_file_bytes += r.bytes as u64
                 }
             });
-            got.ends = match &r.file {
-                Some((_, next)) => vec![*next],
-                None => r
-                    .batches
-                    .iter()
-                    .map(|b| record::BatchHeader::parse(b).map_or(w.offset, |h| h.next_offset()))
-                    .collect(),
-            };
+            got.ends = r.next_offsets(w.offset);
             got.batches = r.into_chunks();
             got.aborted = aborted;
         }

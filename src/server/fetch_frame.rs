@@ -41,6 +41,10 @@ impl Out {
         for c in chunks {
             match c {
                 Chunk::Mem(b) if b.len() <= INLINE_BYTES => self.cur.extend_from_slice(&b),
+                Chunk::Held(b) if b.len() <= INLINE_BYTES => {
+                    self.cur.extend_from_slice(&b.head);
+                    self.cur.extend_from_slice(&b.rest);
+                }
                 c => {
                     self.flush();
                     self.parts.push(c);
@@ -259,6 +263,7 @@ mod tests {
         for c in chunks {
             match c {
                 Chunk::Mem(b) => v.extend_from_slice(b),
+                Chunk::Held(b) => v.extend_from_slice(&b.contiguous()),
                 Chunk::File(r) => v.extend(r.read_all().unwrap()),
             }
         }
@@ -298,7 +303,15 @@ mod tests {
                     } else {
                         let len = rng.below(2000);
                         let b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-                        chunks.push(Chunk::Mem(Bytes::from(b)));
+                        if len >= 16 && rng.chance(50) {
+                            // A batch held in two pieces, as the log keeps a stamped one.
+                            chunks.push(Chunk::Held(crate::storage::HeldBatch {
+                                head: Bytes::copy_from_slice(&b[..16]),
+                                rest: Bytes::copy_from_slice(&b[16..]),
+                            }));
+                        } else {
+                            chunks.push(Chunk::Mem(Bytes::from(b)));
+                        }
                     }
                 }
                 let mut p = PartitionData::default()

@@ -472,13 +472,14 @@ pub async fn write_chunks<W: AsyncWrite + Unpin>(
     let mut at = Cursor { index: 0, skip: 0 };
     while at.index < chunks.len() {
         let n = match &chunks[at.index] {
-            Chunk::Mem(_) => match send_mem(fd, &chunks[at.index..], at.skip) {
+            Chunk::Mem(_) | Chunk::Held(_) => match send_mem(fd, &chunks[at.index..], at.skip) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let Chunk::Mem(b) = &chunks[at.index] else {
-                        unreachable!("matched a memory chunk")
-                    };
-                    match writer.write(&b[at.skip..]).await? {
+                    let piece = mem_pieces(&chunks[at.index], at.skip)
+                        .into_iter()
+                        .find(|p| !p.is_empty())
+                        .unwrap_or_default();
+                    match writer.write(piece).await? {
                         0 => return Err(std::io::ErrorKind::WriteZero.into()),
                         n => n,
                     }
@@ -511,6 +512,11 @@ pub async fn write_chunks_through<W: AsyncWrite + Unpin>(
         match chunk {
             Chunk::Mem(b) => {
                 writer.write_all(&b).await?;
+                progress.sent(b.len());
+            }
+            Chunk::Held(b) => {
+                writer.write_all(&b.head).await?;
+                writer.write_all(&b.rest).await?;
                 progress.sent(b.len());
             }
             Chunk::File(r) => {
@@ -607,20 +613,37 @@ impl Cursor {
     }
 }
 
+/// The bytes of an in-memory chunk from `skip` on, in its (at most two) pieces; nothing for a
+/// file range.
+fn mem_pieces(c: &Chunk, skip: usize) -> [&[u8]; 2] {
+    match c {
+        Chunk::Mem(b) => [&b[skip..], &[]],
+        Chunk::Held(b) if skip < b.head.len() => [&b.head[skip..], &b.rest[..]],
+        Chunk::Held(b) => [&[], &b.rest[skip - b.head.len()..]],
+        Chunk::File(_) => [&[], &[]],
+    }
+}
+
 /// One non-blocking `sendmsg` of the in-memory chunks at the front of `chunks` (the first
 /// without its first `skip` bytes).
 fn send_mem(fd: RawFd, chunks: &[Chunk], skip: usize) -> std::io::Result<usize> {
     let mut iov: Vec<libc::iovec> = Vec::with_capacity(chunks.len().min(IOV_MAX));
-    for (i, c) in chunks.iter().enumerate() {
-        let Chunk::Mem(b) = c else { break };
-        if iov.len() == IOV_MAX {
+    'chunks: for (i, c) in chunks.iter().enumerate() {
+        if matches!(c, Chunk::File(_)) {
             break;
         }
-        let b = if i == 0 { &b[skip..] } else { &b[..] };
-        iov.push(libc::iovec {
-            iov_base: b.as_ptr() as *mut libc::c_void,
-            iov_len: b.len(),
-        });
+        for b in mem_pieces(c, if i == 0 { skip } else { 0 }) {
+            if b.is_empty() {
+                continue;
+            }
+            if iov.len() == IOV_MAX {
+                break 'chunks;
+            }
+            iov.push(libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            });
+        }
     }
     // SAFETY: every iovec points into a `Bytes` that `chunks` keeps alive for the call, and
     // msghdr is zero-initialised apart from the vector.
@@ -1028,15 +1051,34 @@ mod tests {
                     .collect::<Vec<u8>>(),
             ))
         };
+        // A batch held as a stamped head and the rest (what the tail cache serves).
+        let held = |len: usize, seed: u8| {
+            let Chunk::Mem(b) = mem(len, seed) else {
+                unreachable!()
+            };
+            Chunk::Held(crate::storage::HeldBatch {
+                head: b.slice(..16),
+                rest: b.slice(16..),
+            })
+        };
         let mut chunks = vec![mem(3, 1), mem(0, 2), range(10, 1_500_000), mem(70_000, 3)];
-        chunks.extend((0..1500).map(|i| mem(i % 50, 5)));
+        chunks.extend((0..1500).map(|i| {
+            if i % 3 == 0 {
+                held(16 + i % 70, 11)
+            } else {
+                mem(i % 50, 5)
+            }
+        }));
         chunks.push(range(0, 0));
+        chunks.push(held(300_000, 13));
         chunks.push(range(2_999_000, 1000));
         chunks.push(mem(1_000_000, 7));
+        chunks.push(held(16, 17));
         let mut want = Vec::new();
         for c in &chunks {
             match c {
                 Chunk::Mem(b) => want.extend_from_slice(b),
+                Chunk::Held(b) => want.extend_from_slice(&b.contiguous()),
                 Chunk::File(r) => want.extend(r.read_all().unwrap()),
             }
         }

@@ -462,20 +462,17 @@ fn append_one(shard: &Shard, item: &AppendItem, now: i64, acks: i16) -> (Pending
             };
             (Some((log, last_offset + 1)), r)
         }
-        Check::Append => {
-            let batch = BytesMut::from(&item.batch[..]);
-            match log.append(batch, now) {
-                Ok(info) => {
-                    metrics::count_topic(&item.tp.topic, |t| {
-                        t.bytes_in += item.batch.len() as u64;
-                        t.messages_in += header.record_count.max(0) as u64;
-                    });
-                    let r = ok_result(info, log.log_start_offset());
-                    (Some((log, info.last_offset + 1)), r)
-                }
-                Err(e) => (None, PartResult::err(errors::storage(&e))),
+        Check::Append => match log.append(item.batch.clone(), now) {
+            Ok(info) => {
+                metrics::count_topic(&item.tp.topic, |t| {
+                    t.bytes_in += item.batch.len() as u64;
+                    t.messages_in += header.record_count.max(0) as u64;
+                });
+                let r = ok_result(info, log.log_start_offset());
+                (Some((log, info.last_offset + 1)), r)
             }
-        }
+            Err(e) => (None, PartResult::err(errors::storage(&e))),
+        },
     }
 }
 

@@ -15,13 +15,13 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use bytes::Bytes;
+use super::HeldBatch;
 
 #[derive(Debug, Clone)]
 pub struct CachedBatch {
     pub base_offset: i64,
     pub last_offset: i64,
-    pub bytes: Bytes,
+    pub batch: HeldBatch,
 }
 
 /// The shard-wide budget and the batches of every log in it.
@@ -82,8 +82,8 @@ impl Space {
                 continue;
             }
             if let Some(old) = log.batches.pop_front() {
-                log.held_bytes -= old.bytes.len();
-                self.held_bytes -= old.bytes.len();
+                log.held_bytes -= old.batch.len();
+                self.held_bytes -= old.batch.len();
                 self.held_batches -= 1;
             }
         }
@@ -133,7 +133,7 @@ impl BatchCache {
 
     pub fn push(&mut self, batch: CachedBatch) {
         let mut s = self.space.inner.borrow_mut();
-        let len = batch.bytes.len();
+        let len = batch.batch.len();
         let base = batch.base_offset;
         let log = s.logs.get_mut(&self.id).expect("registered log");
         if let Some(last) = log.batches.back() {
@@ -184,7 +184,7 @@ impl BatchCache {
             if first.last_offset >= offset {
                 break;
             }
-            dropped += first.bytes.len();
+            dropped += first.batch.len();
             count += 1;
             log.batches.pop_front();
         }
@@ -224,7 +224,7 @@ mod tests {
         CachedBatch {
             base_offset: base,
             last_offset: last,
-            bytes: Bytes::from(vec![0u8; len]),
+            batch: HeldBatch::whole(bytes::Bytes::from(vec![0u8; len])),
         }
     }
 

@@ -45,7 +45,11 @@ async fn open(dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
 }
 
 /// One batch of `(key, value)` records (value None: a tombstone) at timestamp `ts`.
-fn keyed(records: &[(&str, Option<String>)], ts: i64, producer: Option<(i64, i32)>) -> BytesMut {
+fn keyed(
+    records: &[(&str, Option<String>)],
+    ts: i64,
+    producer: Option<(i64, i32)>,
+) -> bytes::Bytes {
     let recs: Vec<ProducerRecord> = records
         .iter()
         .map(|(k, v)| ProducerRecord {
@@ -64,7 +68,7 @@ fn keyed(records: &[(&str, Option<String>)], ts: i64, producer: Option<(i64, i32
         let crc = record::compute_crc(&b);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
     }
-    b
+    b.freeze()
 }
 
 /// Every record readable from the log start: offset -> (key, value).

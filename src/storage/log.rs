@@ -28,7 +28,7 @@ use super::io_error;
 use super::recovery;
 use super::segment::{Segment, Tail, DELETED_SUFFIX};
 use super::wait::{Wait, WaitList};
-use super::StorageError;
+use super::{HeldBatch, StorageError};
 use crate::config::{LogConfig, TimestampType};
 use crate::record::{self, BatchHeader};
 
@@ -45,6 +45,9 @@ pub struct AppendInfo {
 #[derive(Debug, Clone, Default)]
 pub struct ReadResult {
     pub batches: Vec<Bytes>,
+    /// Zero-copy reads ([`PartitionLog::read_for_fetch`]) from the tail cache only: the batches
+    /// as the log holds them, each with the offset after it (`batches` is then empty).
+    pub held: Vec<(HeldBatch, i64)>,
     pub bytes: usize,
     /// Zero-copy reads ([`PartitionLog::read_for_fetch`]) only: the batches as one range of
     /// their segment file, and the offset after the last (`batches` is then empty).
@@ -58,7 +61,26 @@ impl ReadResult {
     pub fn into_chunks(self) -> Vec<super::Chunk> {
         match self.file {
             Some((range, _)) => vec![super::Chunk::File(range)],
+            None if !self.held.is_empty() => self
+                .held
+                .into_iter()
+                .map(|(b, _)| super::Chunk::Held(b))
+                .collect(),
             None => self.batches.into_iter().map(super::Chunk::Mem).collect(),
+        }
+    }
+
+    /// The offset after each batch (one for a file range), in order; `unknown` for a batch
+    /// whose header does not parse.
+    pub fn next_offsets(&self, unknown: i64) -> Vec<i64> {
+        match &self.file {
+            Some((_, next)) => vec![*next],
+            None if !self.held.is_empty() => self.held.iter().map(|(_, next)| *next).collect(),
+            None => self
+                .batches
+                .iter()
+                .map(|b| BatchHeader::parse(b).map_or(unknown, |h| h.next_offset()))
+                .collect(),
         }
     }
 }
@@ -193,34 +215,45 @@ impl PartitionLog {
         }))
     }
 
-    /// Appends one validated batch: writes the next offset into it (and the append time for
-    /// LogAppendTime topics), queues it for the next group-commit write. Not yet readable.
-    pub fn append(&self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, StorageError> {
+    /// Appends one validated batch: gives it the next offset and the leader epoch (and the
+    /// append time, for LogAppendTime topics), and queues it for the next group-commit write.
+    /// Not yet readable. The batch's bytes are not copied: the log keeps the stamped first
+    /// bytes apart ([`HeldBatch`]), except for LogAppendTime, which changes CRC-covered bytes.
+    pub fn append(&self, batch: Bytes, now_ms: i64) -> Result<AppendInfo, StorageError> {
         let mut st = self.inner.state.borrow_mut();
         st.check_writable()?;
-        let base_offset = st.log_end_offset;
-        record::set_base_offset(&mut batch, base_offset);
-        record::set_partition_leader_epoch(&mut batch, st.leader_epoch.max(0));
-        let log_append_time_ms = match st.config.timestamp_type {
-            TimestampType::LogAppendTime => {
-                record::set_log_append_time(&mut batch, now_ms);
-                now_ms
-            }
-            TimestampType::CreateTime => -1,
-        };
-        let header = BatchHeader::parse(&batch).map_err(|e| StorageError::Corrupt {
+        let corrupt = |st: &State, e: crate::record::BatchError| StorageError::Corrupt {
             path: st.dir.clone(),
             position: 0,
             why: format!("appended batch: {e}"),
-        })?;
+        };
+        let mut header = BatchHeader::parse(&batch).map_err(|e| corrupt(&st, e))?;
         debug_assert!(
             record::validate(&batch).is_ok(),
             "append of an invalid batch"
         );
+        let base_offset = st.log_end_offset;
+        let epoch = st.leader_epoch.max(0);
+        let (held, log_append_time_ms) = match st.config.timestamp_type {
+            TimestampType::LogAppendTime => {
+                let mut whole = BytesMut::from(&batch[..]);
+                record::set_base_offset(&mut whole, base_offset);
+                record::set_partition_leader_epoch(&mut whole, epoch);
+                record::set_log_append_time(&mut whole, now_ms);
+                let whole = whole.freeze();
+                header = BatchHeader::parse(&whole).map_err(|e| corrupt(&st, e))?;
+                (HeldBatch::whole(whole), now_ms)
+            }
+            TimestampType::CreateTime => {
+                header.base_offset = base_offset;
+                header.partition_leader_epoch = epoch;
+                (HeldBatch::stamped(&batch, base_offset, epoch), -1)
+            }
+        };
         if st.should_roll(&header, now_ms) {
             st.roll(now_ms);
         }
-        st.push_batch(&header, batch.freeze(), now_ms);
+        st.push_batch(&header, held, now_ms);
         let replica_end = st.replica_end();
         drop(st);
         self.ensure_writer();
@@ -418,10 +451,8 @@ impl PartitionLog {
         if up_to != ReadUpTo::Stable {
             return Ok((read, Vec::new()));
         }
-        let upper = match (&read.file, read.batches.last()) {
-            (Some((_, next)), _) => *next,
-            (None, Some(last)) => BatchHeader::parse(last).map_or(end, |h| h.next_offset()),
-            (None, None) => return Ok((read, Vec::new())),
+        let Some(upper) = read.next_offsets(end).last().copied() else {
+            return Ok((read, Vec::new()));
         };
         let aborted = self.inner.state.borrow().aborted_between(offset, upper);
         Ok((read, aborted))
@@ -467,7 +498,12 @@ impl PartitionLog {
                 }
                 let mut out = ReadResult::default();
                 let cached = st.cache.visit_from(offset, |b| {
-                    b.base_offset < limit.high_watermark && limit.admit(&mut out, &b.bytes)
+                    b.base_offset < limit.high_watermark
+                        && if zero_copy {
+                            limit.admit_held(&mut out, &b.batch, b.last_offset + 1)
+                        } else {
+                            limit.admit(&mut out, &b.batch.contiguous())
+                        }
                 });
                 if cached {
                     out.from_cache = out.bytes > 0;
@@ -767,6 +803,16 @@ impl ReadLimit {
         if fits || (out.batches.is_empty() && self.min_one) {
             out.bytes += batch.len();
             out.batches.push(batch.clone());
+        }
+        fits
+    }
+
+    /// As [`admit`](Self::admit), for a batch sent as the log holds it.
+    fn admit_held(&self, out: &mut ReadResult, batch: &HeldBatch, next_offset: i64) -> bool {
+        let fits = out.bytes + batch.len() <= self.max_bytes;
+        if fits || (out.held.is_empty() && self.min_one) {
+            out.bytes += batch.len();
+            out.held.push((batch.clone(), next_offset));
         }
         fits
     }

@@ -33,7 +33,7 @@ pub mod txn_index;
 mod wait;
 
 pub use cache::CacheSpace;
-pub use chunk::{Chunk, FileRange};
+pub use chunk::{Chunk, FileRange, HeldBatch, STAMP_BYTES};
 pub use compact::{all_keyed, RecordError};
 pub use data_dir::{DataDir, DataDirError, LOCK_FILE};
 pub use log::{

@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::rc::Rc;
 
-use bytes::BytesMut;
-
 use super::{PartitionLog, ReadUpTo};
 use crate::config::Config;
 use crate::producer::{Check, Marker};
@@ -43,7 +41,7 @@ fn batch(pid: i64, seq: i32, count: i32, txn: bool) -> Vec<u8> {
 }
 
 fn append(log: &PartitionLog, b: Vec<u8>) -> i64 {
-    log.append(BytesMut::from(&b[..]), 1_000)
+    log.append(bytes::Bytes::copy_from_slice(&b[..]), 1_000)
         .unwrap()
         .base_offset
 }

@@ -8,8 +8,6 @@
 //! the batches replayed after the newest snapshot. Truncation reopens the log through
 //! recovery, so producer state follows the cut. Only control batches are decoded, never data.
 
-use bytes::BytesMut;
-
 use super::super::recovery::aborted_entry;
 use super::super::snapshots;
 use super::super::txn_index::{self, AbortedTxn};
@@ -21,9 +19,16 @@ use crate::storage::StorageError;
 impl State {
     /// Updates producer state for a batch being appended at `header.base_offset`; an ABORT
     /// marker adds an entry to the active segment's aborted-transaction index.
-    pub(in crate::storage) fn note_producer_batch(&mut self, header: &BatchHeader, bytes: &[u8]) {
+    pub(in crate::storage) fn note_producer_batch(
+        &mut self,
+        header: &BatchHeader,
+        batch: &crate::storage::HeldBatch,
+    ) {
         self.producers.high_watermark_moved(self.high_watermark);
-        let marker = header.is_control().then(|| marker::parse(bytes)).flatten();
+        let marker = header
+            .is_control()
+            .then(|| marker::parse(&batch.contiguous()))
+            .flatten();
         let done = self.producers.appended(header, marker);
         let max = self.config().bounds.producers_per_partition;
         if self.producers.len() > max {
@@ -131,7 +136,7 @@ impl PartitionLog {
             marker.coordinator_epoch,
         )?;
         let batch = marker::build(producer_id, producer_epoch, marker, now_ms);
-        self.append(BytesMut::from(&batch[..]), now_ms)
+        self.append(bytes::Bytes::from(batch), now_ms)
     }
 
     /// Offsets below it hold no record of a transaction still open (or whose marker is not

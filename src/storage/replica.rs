@@ -149,7 +149,7 @@ impl PartitionLog {
         if st.should_roll(&header, now_ms) {
             st.roll(now_ms);
         }
-        st.push_batch(&header, batch, now_ms);
+        st.push_batch(&header, super::HeldBatch::whole(batch), now_ms);
         drop(st);
         self.ensure_writer();
         Ok(AppendInfo {

@@ -422,8 +422,10 @@ pub struct JobData {
 
 impl JobData {
     pub fn push(&mut self, piece: Bytes) {
-        self.len += piece.len();
-        self.pieces.push(piece);
+        if !piece.is_empty() {
+            self.len += piece.len();
+            self.pieces.push(piece);
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -84,6 +84,7 @@ pub(super) fn from_page_cache(
             page_in_from(position + len as u64);
             PageRead::Got(ReadResult {
                 batches: Vec::new(),
+                held: Vec::new(),
                 bytes: len,
                 file: Some((
                     FileRange {

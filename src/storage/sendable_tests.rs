@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::rc::Rc;
 
-use bytes::BytesMut;
-
 use super::{Chunk, PartitionLog, ReadUpTo};
 use crate::config::Config;
 use crate::record::{self, tests::make_batch};
@@ -23,6 +21,7 @@ fn flatten(chunks: Vec<Chunk>) -> Vec<u8> {
     for c in chunks {
         match c {
             Chunk::Mem(b) => v.extend_from_slice(&b),
+            Chunk::Held(b) => v.extend_from_slice(&b.contiguous()),
             Chunk::File(r) => v.extend(r.read_all().unwrap()),
         }
     }
@@ -66,7 +65,8 @@ fn zero_copy_reads_return_the_bytes_memory_reads_do() {
         for i in 0..150 {
             let count = 1 + (i % 7);
             let b = make_batch(0, count, 1000 + i as i64);
-            log.append(BytesMut::from(&b[..]), 1_000).unwrap();
+            log.append(bytes::Bytes::copy_from_slice(&b[..]), 1_000)
+                .unwrap();
         }
         log.wait_written(log.log_end_offset()).await.unwrap();
         assert!(log.segment_count() > 5);

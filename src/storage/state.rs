@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use glommio::io::DmaFile;
 
 use super::{Job, State};
@@ -13,7 +12,7 @@ use crate::record::BatchHeader;
 use crate::storage::cache::CachedBatch;
 use crate::storage::retention::{deletable_count, SegmentSummary};
 use crate::storage::segment::{BatchWalker, Segment};
-use crate::storage::StorageError;
+use crate::storage::{HeldBatch, StorageError};
 
 impl State {
     pub(in crate::storage) fn check_invariants(&self) {
@@ -180,18 +179,18 @@ impl State {
     pub(in crate::storage) fn push_batch(
         &mut self,
         header: &BatchHeader,
-        bytes: Bytes,
+        batch: HeldBatch,
         now_ms: i64,
     ) {
         assert!(
-            header.base_offset >= self.log_end_offset && header.total_bytes() == bytes.len(),
+            header.base_offset >= self.log_end_offset && header.total_bytes() == batch.len(),
             "append at {} of {} bytes, log end {}",
             header.base_offset,
-            bytes.len(),
+            batch.len(),
             self.log_end_offset
         );
         if header.producer_id >= 0 {
-            self.note_producer_batch(header, &bytes);
+            self.note_producer_batch(header, &batch);
         }
         let active = self.active_mut();
         active.note_batch(header);
@@ -202,14 +201,15 @@ impl State {
             self.pending.push_back(job);
         }
         if let Some(job) = self.pending.back_mut() {
-            job.data.push(bytes.clone());
+            job.data.push(batch.head.clone());
+            job.data.push(batch.rest.clone());
             job.end_offset = header.next_offset();
             job.messages += header.record_count.max(0) as u64;
         }
         self.cache.push(CachedBatch {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
-            bytes,
+            batch,
         });
         self.log_end_offset = header.next_offset();
         self.last_append_ms = now_ms;

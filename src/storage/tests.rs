@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{PartitionLog, StorageError};
 use crate::config::{Config, LogConfig, TimestampType};
@@ -39,7 +39,9 @@ fn append_many(log: &PartitionLog, n: usize) -> Vec<Bytes> {
     for i in 0..n {
         let count = 1 + (i % 4) as i32;
         let mut b = make_batch(0, count, 1000 + 10 * i as i64);
-        let info = log.append(BytesMut::from(&b[..]), 1_000).unwrap();
+        let info = log
+            .append(bytes::Bytes::copy_from_slice(&b[..]), 1_000)
+            .unwrap();
         record::set_base_offset(&mut b, info.base_offset);
         // The log stamps the epoch it leads in (0 when it was never told one).
         record::set_partition_leader_epoch(&mut b, log.latest_epoch().unwrap_or(0));
@@ -187,7 +189,7 @@ fn reopen_after_close_restores_offsets_and_bytes() {
         log.close().await.unwrap();
         let leo = log.log_end_offset();
         assert!(matches!(
-            log.append(BytesMut::from(&stored[0][..]), 1),
+            log.append(bytes::Bytes::copy_from_slice(&stored[0][..]), 1),
             Err(StorageError::Closed(_))
         ));
         assert!(matches!(
@@ -316,7 +318,10 @@ fn log_append_time_is_stamped_by_the_broker() {
         c.timestamp_type = TimestampType::LogAppendTime;
         let log = open(dir.path(), c, 0).await;
         let info = log
-            .append(BytesMut::from(&make_batch(0, 2, 5)[..]), 777_000)
+            .append(
+                bytes::Bytes::copy_from_slice(&make_batch(0, 2, 5)[..]),
+                777_000,
+            )
             .unwrap();
         assert_eq!(info.log_append_time_ms, 777_000);
         log.wait_written(info.last_offset + 1).await.unwrap();
@@ -326,7 +331,7 @@ fn log_append_time_is_stamped_by_the_broker() {
         assert_eq!(h.max_timestamp, 777_000);
         let create = open(tempfile::tempdir().unwrap().path(), config(1 << 20), 0).await;
         let info = create
-            .append(BytesMut::from(&make_batch(0, 1, 5)[..]), 9)
+            .append(bytes::Bytes::copy_from_slice(&make_batch(0, 1, 5)[..]), 9)
             .unwrap();
         assert_eq!(info.log_append_time_ms, -1);
     });
@@ -483,7 +488,7 @@ fn segment_ms_rolls_old_segments_and_delete_removes_the_dir() {
         let mut c = config(1 << 20);
         c.segment_ms = 1000;
         let log = open(&path, c, 0).await;
-        let b = || BytesMut::from(&make_batch(0, 1, 1)[..]);
+        let b = || bytes::Bytes::copy_from_slice(&make_batch(0, 1, 1)[..]);
         log.append(b(), 1_000).unwrap();
         log.append(b(), 1_500).unwrap();
         log.append(b(), 2_001).unwrap();
@@ -529,7 +534,7 @@ fn segment_jitter_rolls_before_segment_ms() {
         c.segment_ms = 1_000_000;
         c.segment_jitter_ms = 1_000_000;
         let log = open(&path, c, 0).await;
-        let b = || BytesMut::from(&make_batch(0, 1, 1)[..]);
+        let b = || bytes::Bytes::copy_from_slice(&make_batch(0, 1, 1)[..]);
         // The first segment was not rolled onto, so it has no jitter; the second has some
         // in [0, segment.ms): appending just before segment.ms later rolls it unless the
         // jitter happens to be 0, which the hash makes vanishingly rare.

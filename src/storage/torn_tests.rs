@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::records::Compression;
 
 use super::{PartitionLog, StorageError};
@@ -93,7 +93,9 @@ async fn open(dir: &Path, c: &LogConfig) -> std::rc::Rc<PartitionLog> {
 
 /// Appends `batch` and returns it as stored (offset and leader epoch assigned).
 fn append(log: &PartitionLog, mut batch: Vec<u8>) -> Bytes {
-    let info = log.append(BytesMut::from(&batch[..]), 1_000).unwrap();
+    let info = log
+        .append(bytes::Bytes::copy_from_slice(&batch[..]), 1_000)
+        .unwrap();
     record::set_base_offset(&mut batch, info.base_offset);
     record::set_partition_leader_epoch(&mut batch, log.latest_epoch().unwrap_or(0));
     Bytes::from(batch)

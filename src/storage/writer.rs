@@ -389,7 +389,6 @@ mod tests {
     #[test]
     fn a_failed_write_takes_the_log_offline_and_keeps_what_was_written() {
         use crate::record::tests::make_batch;
-        use bytes::BytesMut;
         glommio::LocalExecutorBuilder::default()
             .make()
             .unwrap()
@@ -404,7 +403,9 @@ mod tests {
                 let mut written = Vec::new();
                 for i in 0..3 {
                     let b = make_batch(0, 2, 1_000 + i);
-                    let info = log.append(BytesMut::from(&b[..]), 1).unwrap();
+                    let info = log
+                        .append(bytes::Bytes::copy_from_slice(&b[..]), 1)
+                        .unwrap();
                     log.wait_written(info.last_offset + 1).await.unwrap();
                     written.push(log.read(info.base_offset, 1, true).await.unwrap().batches);
                 }
@@ -415,7 +416,10 @@ mod tests {
                     .borrow_mut()
                     .set_segment_file(0, Rc::new(read_only));
                 let info = log
-                    .append(BytesMut::from(&make_batch(0, 2, 2_000)[..]), 1)
+                    .append(
+                        bytes::Bytes::copy_from_slice(&make_batch(0, 2, 2_000)[..]),
+                        1,
+                    )
                     .unwrap();
                 let err = log.wait_written(info.last_offset + 1).await.unwrap_err();
                 assert!(
@@ -425,7 +429,10 @@ mod tests {
                 let failed = log.inner.state.borrow().failed.clone().unwrap().1;
                 assert!(failed.contains("00000000000000000000.log"), "{failed}");
                 assert!(log
-                    .append(BytesMut::from(&make_batch(0, 1, 3_000)[..]), 1)
+                    .append(
+                        bytes::Bytes::copy_from_slice(&make_batch(0, 1, 3_000)[..]),
+                        1
+                    )
                     .is_err());
                 assert!(log.read(0, 1, true).await.is_err(), "offline: no reads");
                 assert_eq!(log.high_watermark(), 6);

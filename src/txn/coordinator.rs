@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use kafka_protocol::records::Compression;
 
@@ -108,7 +108,7 @@ async fn append(
             why: e.to_string(),
         }
     })?;
-    let info = log.append(BytesMut::from(&batch[..]), shard.now_ms())?;
+    let info = log.append(batch.clone(), shard.now_ms())?;
     let epoch = log.leader_epoch();
     log.wait_committed(info.last_offset + 1, epoch).await
 }

@@ -22,18 +22,7 @@ SUMMARY="$H/summary.txt"
 note() { echo "$*" | tee -a "$SUMMARY"; }
 
 note "== limits"
-fio --name=seqwrite --filename="$DATA/fio.test" --rw=write --bs=1M --size=2G --direct=1 \
-    --ioengine=io_uring --iodepth=16 --end_fsync=1 --output-format=terse |
-    awk -F';' '{printf "fio direct write: %.0f MB/s\n", $48*1024/1e6}' | tee -a "$SUMMARY"
-fio --name=seqread --filename="$DATA/fio.test" --rw=read --bs=1M --size=2G --direct=1 \
-    --ioengine=io_uring --iodepth=16 --output-format=terse |
-    awk -F';' '{printf "fio direct read: %.0f MB/s\n", $7*1024/1e6}' | tee -a "$SUMMARY"
-rm -f "$DATA/fio.test"
-iperf3 -s -1 -p 15201 >/dev/null 2>&1 &
-sleep 0.5
-iperf3 -c 127.0.0.1 -p 15201 -t 5 -l 1M -J | python3 -c \
-    'import json,sys; r=json.load(sys.stdin)["end"]["sum_received"]; print("loopback: %.0f MB/s" % (r["bits_per_second"]/8e6))' |
-    tee -a "$SUMMARY"
+measure_limits "$SUMMARY" read
 
 common=(--brokers "$BROKERS" --progress-secs 0 --drain-timeout 60s)
 consume() { # label, then gregor --set arguments

@@ -10,18 +10,10 @@ B="${B:?path of build B}"
 ROUNDS="${ROUNDS:-3}"
 DUR="${DUR:-8s}"
 P="$OUT/produce-ab"
-mkdir -p "$P" "$DATA"
+mkdir -p "$P"
 trap stop_broker EXIT
 : >"$P/summary.txt"
-fio --name=seqwrite --filename="$DATA/fio.test" --rw=write --bs=1M --size=2G --direct=1 \
-    --ioengine=io_uring --iodepth=16 --end_fsync=1 --output-format=terse |
-    awk -F';' '{printf "fio direct write: %.0f MB/s\n", $48*1024/1e6}' | tee -a "$P/summary.txt"
-rm -f "$DATA/fio.test"
-iperf3 -s -1 -p 15201 >/dev/null 2>&1 &
-sleep 0.5
-iperf3 -c 127.0.0.1 -p 15201 -t 5 -l 1M -J | python3 -c \
-    'import json,sys; r=json.load(sys.stdin)["end"]["sum_received"]; print("loopback: %.0f MB/s" % (r["bits_per_second"]/8e6))' |
-    tee -a "$P/summary.txt"
+measure_limits "$P/summary.txt"
 for round in $(seq "$ROUNDS"); do
     for side in A B; do
         GREGOR="${!side}"

@@ -385,6 +385,22 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
         "group.max.session.timeout.ms" => {
             (INT, "The longest session timeout a member may ask for.")
         }
+        "group.consumer.session.timeout.ms" => (
+            INT,
+            "A member of a consumer-protocol group without a heartbeat for this long is removed.",
+        ),
+        "group.consumer.heartbeat.interval.ms" => (
+            INT,
+            "How often members of consumer-protocol groups heartbeat.",
+        ),
+        "group.consumer.assignors" => (
+            LIST,
+            "The server assignors of consumer-protocol groups; the first is the default.",
+        ),
+        "group.consumer.max.size" => (
+            INT,
+            "The maximum number of members of a consumer-protocol group.",
+        ),
         "group.max.size" => (
             INT,
             "The maximum number of consumers that a single consumer group can accommodate.",

@@ -155,6 +155,15 @@ pub struct GroupConfig {
     pub initial_rebalance_delay_ms: i64,
     pub min_session_timeout_ms: i32,
     pub max_session_timeout_ms: i32,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member without a heartbeat
+    /// for this long is removed.
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: how often such members heartbeat.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.assignors`: the server assignors offered, the first the default.
+    pub consumer_assignors: Vec<String>,
+    /// `group.consumer.max.size`.
+    pub consumer_max_size: i32,
 }
 
 impl Default for GroupConfig {
@@ -168,6 +177,10 @@ impl Default for GroupConfig {
             initial_rebalance_delay_ms: 3000,
             min_session_timeout_ms: 6000,
             max_session_timeout_ms: 1_800_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_assignors: vec!["uniform".into(), "range".into()],
+            consumer_max_size: i32::MAX,
         }
     }
 }
@@ -304,6 +317,10 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms",
+    "group.consumer.assignors",
+    "group.consumer.max.size",
     "transaction.max.timeout.ms",
     "transactional.id.expiration.ms",
     "transaction.state.log.num.partitions",
@@ -646,6 +663,14 @@ impl Config {
             }
             "group.min.session.timeout.ms" => g.min_session_timeout_ms = parse_min(name, value, 1)?,
             "group.max.session.timeout.ms" => g.max_session_timeout_ms = parse_min(name, value, 1)?,
+            "group.consumer.session.timeout.ms" => {
+                g.consumer_session_timeout_ms = parse_min(name, value, 1)?
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                g.consumer_heartbeat_interval_ms = parse_min(name, value, 1)?
+            }
+            "group.consumer.max.size" => g.consumer_max_size = parse_min(name, value, 1)?,
+            "group.consumer.assignors" => g.consumer_assignors = parse_assignors(name, value)?,
             _ => return Err(ConfigError::Unknown(name.to_string())),
         }
         Ok(())
@@ -664,6 +689,10 @@ impl Config {
             "group.initial.rebalance.delay.ms" => g.initial_rebalance_delay_ms.to_string(),
             "group.min.session.timeout.ms" => g.min_session_timeout_ms.to_string(),
             "group.max.session.timeout.ms" => g.max_session_timeout_ms.to_string(),
+            "group.consumer.session.timeout.ms" => g.consumer_session_timeout_ms.to_string(),
+            "group.consumer.heartbeat.interval.ms" => g.consumer_heartbeat_interval_ms.to_string(),
+            "group.consumer.max.size" => g.consumer_max_size.to_string(),
+            "group.consumer.assignors" => g.consumer_assignors.join(","),
             _ => return None,
         })
     }
@@ -871,6 +900,33 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
         }
         other => out.push((prefix.to_string(), other.to_string())),
     }
+}
+
+/// `group.consumer.assignors`: names (`uniform`, `range`) or Kafka's class names for them.
+fn parse_assignors(name: &str, value: &str) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for a in value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let short = match a.rsplit('.').next().unwrap_or(a) {
+            "uniform" | "UniformAssignor" => "uniform",
+            "range" | "RangeAssignor" => "range",
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                    why: format!("unknown assignor {a} (uniform and range are offered)"),
+                })
+            }
+        };
+        out.push(short.to_string());
+    }
+    if out.is_empty() {
+        return Err(ConfigError::Invalid {
+            name: name.to_string(),
+            value: value.to_string(),
+            why: "at least one assignor is needed".into(),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

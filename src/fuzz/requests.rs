@@ -58,6 +58,8 @@ macro_rules! with_body_type {
             ApiKey::ListGroups => $f::<ListGroupsRequest>($($arg),*),
             ApiKey::DeleteGroups => $f::<DeleteGroupsRequest>($($arg),*),
             ApiKey::OffsetDelete => $f::<OffsetDeleteRequest>($($arg),*),
+            ApiKey::ConsumerGroupHeartbeat => $f::<ConsumerGroupHeartbeatRequest>($($arg),*),
+            ApiKey::ConsumerGroupDescribe => $f::<ConsumerGroupDescribeRequest>($($arg),*),
             ApiKey::InitProducerId => $f::<InitProducerIdRequest>($($arg),*),
             ApiKey::OffsetForLeaderEpoch => $f::<OffsetForLeaderEpochRequest>($($arg),*),
             ApiKey::DescribeQuorum => $f::<DescribeQuorumRequest>($($arg),*),
@@ -95,6 +97,21 @@ fn default_frame<T: Encodable + Default>(key: ApiKey, version: i16) -> Option<Ve
 fn request_frames(key: ApiKey, version: i16) -> Vec<Vec<u8>> {
     let mut v: Vec<Option<Vec<u8>>> = vec![with_body_type!(key, default_frame(key, version), None)];
     match key {
+        ApiKey::ConsumerGroupHeartbeat => v.push(frame(
+            key,
+            version,
+            &ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(name("g")))
+                .with_member_id(name("m1"))
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(name("orders"))]))
+                .with_subscribed_topic_regex(Some(name("or.*")))
+                .with_topic_partitions(Some(vec![
+                    consumer_group_heartbeat_request::TopicPartitions::default()
+                        .with_topic_id(uuid::Uuid::from_u128(7))
+                        .with_partitions(vec![0, 1]),
+                ])),
+        )),
         ApiKey::Metadata => v.push(frame(
             key,
             version,

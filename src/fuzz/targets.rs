@@ -196,14 +196,20 @@ fn group_corpus() -> Vec<Vec<u8>> {
         metadata: "meta".to_string(),
         commit_ms: 1_700_000_000_000,
     };
-    vec![
+    let mut corpus = vec![
         join(
             store::offset_key("group", "orders", 2),
             Some(store::offset_value(&offset)),
         ),
         join(store::offset_key("g", "t", 0), None),
         join(store::group_key("group"), None),
-    ]
+    ];
+    // The consumer group (KIP-848) records, keys 3 to 8.
+    for r in crate::group::consumer::records::tests::samples() {
+        let (k, v) = crate::group::consumer::records::encode("group", &r);
+        corpus.push(join(k, v));
+    }
+    corpus
 }
 
 fn check_group(b: &[u8]) {

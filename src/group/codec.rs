@@ -73,6 +73,107 @@ pub fn get_bytes(b: &mut Bytes) -> Result<Bytes, DecodeError> {
     Ok(b.split_to(len as usize))
 }
 
+// Flexible versions (the values of the consumer group records): unsigned varint lengths plus
+// one, compact arrays, UUIDs, and a tagged-field section at the end of each struct.
+
+pub fn put_uvarint(b: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        b.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
+
+pub fn put_compact_str(b: &mut BytesMut, s: &str) {
+    put_uvarint(b, s.len() as u64 + 1);
+    b.put_slice(s.as_bytes());
+}
+
+pub fn put_compact_opt_str(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_compact_str(b, s),
+        None => put_uvarint(b, 0),
+    }
+}
+
+/// The length prefix of a compact array of `n` elements.
+pub fn put_compact_len(b: &mut BytesMut, n: usize) {
+    put_uvarint(b, n as u64 + 1);
+}
+
+/// An empty tagged-field section.
+pub fn put_no_tags(b: &mut BytesMut) {
+    put_uvarint(b, 0);
+}
+
+pub fn get_uvarint(b: &mut Bytes) -> Result<u64, DecodeError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        need(b, 1, "varint")?;
+        let byte = b.get_u8();
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(DecodeError("varint too long".into()))
+}
+
+pub fn get_compact_opt_str(b: &mut Bytes) -> Result<Option<String>, DecodeError> {
+    let n = get_uvarint(b)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let len = (n - 1) as usize;
+    need(b, len, "compact string")?;
+    let raw = b.split_to(len);
+    String::from_utf8(raw.to_vec())
+        .map(Some)
+        .map_err(|_| DecodeError("string is not UTF-8".into()))
+}
+
+pub fn get_compact_str(b: &mut Bytes) -> Result<String, DecodeError> {
+    get_compact_opt_str(b)?.ok_or_else(|| DecodeError("null string".into()))
+}
+
+/// The element count of a compact array (a null array reads as empty). A count larger than
+/// the bytes left is an error, so a damaged length cannot make the reader reserve memory.
+pub fn get_compact_len(b: &mut Bytes) -> Result<usize, DecodeError> {
+    let n = get_uvarint(b)?;
+    let len = n.saturating_sub(1) as usize;
+    if len > b.remaining() {
+        return Err(DecodeError(format!(
+            "array of {len} in {} bytes",
+            b.remaining()
+        )));
+    }
+    Ok(len)
+}
+
+/// Skips a tagged-field section (fields this version does not use).
+pub fn skip_tags(b: &mut Bytes) -> Result<(), DecodeError> {
+    let n = get_uvarint(b)?;
+    for _ in 0..n {
+        get_uvarint(b)?;
+        let size = get_uvarint(b)? as usize;
+        need(b, size, "tagged field")?;
+        b.advance(size);
+    }
+    Ok(())
+}
+
+pub fn get_i8(b: &mut Bytes) -> Result<i8, DecodeError> {
+    need(b, 1, "i8")?;
+    Ok(b.get_i8())
+}
+
+pub fn get_uuid(b: &mut Bytes) -> Result<uuid::Uuid, DecodeError> {
+    need(b, 16, "uuid")?;
+    let mut raw = [0u8; 16];
+    b.copy_to_slice(&mut raw);
+    Ok(uuid::Uuid::from_bytes(raw))
+}
+
 /// The topics a consumer-protocol subscription names (ConsumerProtocolSubscription: version,
 /// then the topic array). Anything unreadable names no topics.
 pub fn subscription_topics(metadata: &Bytes) -> Vec<String> {

@@ -29,6 +29,7 @@ use crate::shard::Shard;
 use crate::storage::StorageError;
 use crate::types::TopicPartition;
 
+pub mod consumer;
 mod txn_offsets;
 
 use txn_offsets::{control_is_commit, replay_txn_offset};
@@ -38,6 +39,8 @@ pub use txn_offsets::{transaction_completed, txn_commit, TxnCommitter};
 #[derive(Default)]
 pub struct Coordinator {
     groups: HashMap<String, Group>,
+    /// Groups of the consumer protocol (KIP-848). A group id is in `groups` or here, not both.
+    consumer_groups: HashMap<String, super::consumer::ConsumerGroup>,
     offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
     joins: HashMap<(String, String), oneshot::Sender<JoinResult>>,
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
@@ -123,12 +126,18 @@ impl Coordinator {
     /// a group a client named in a JoinGroup and never used does not stay for the whole
     /// retention); returns the tombstones to write, per group.
     fn expire(&mut self, now: i64, retention_ms: i64) -> Vec<(String, Vec<KeyValue>)> {
-        let empty: Vec<(String, i64, bool)> = self
+        let mut empty: Vec<(String, i64, bool)> = self
             .groups
             .values()
             .filter(|g| g.state == GroupState::Empty)
             .map(|g| (g.id.clone(), g.state_since_ms, g.pending_members() == 0))
             .collect();
+        empty.extend(
+            self.consumer_groups
+                .values()
+                .filter(|g| g.is_empty())
+                .map(|g| (g.id.clone(), g.empty_since_ms, true)),
+        );
         let mut by_group = Vec::new();
         for (id, since, no_pending) in empty {
             let mut records = Vec::new();
@@ -143,8 +152,12 @@ impl Coordinator {
             }
             if self.offsets.get(&id).is_none_or(|o| o.is_empty()) && no_pending {
                 self.offsets.remove(&id);
-                self.groups.remove(&id);
-                records.push((store::group_key(&id), None));
+                if let Some(g) = self.consumer_groups.remove(&id) {
+                    records.extend(consumer::encode(&id, &g.tombstones()));
+                } else {
+                    self.groups.remove(&id);
+                    records.push((store::group_key(&id), None));
+                }
             }
             if !records.is_empty() {
                 by_group.push((id, records));
@@ -233,9 +246,18 @@ pub async fn join(shard: Rc<Shard>, group_id: String, req: JoinRequest) -> JoinR
     }
     let now = shard.now_ms();
     let lim = limits(&shard.config);
-    let (reply, rx, persist) = {
+    let (reply, rx, persist, converted) = {
         let groups = coordinator(&shard);
         let mut c = groups.borrow_mut();
+        // A consumer group's id: only an empty one becomes a classic group (its offsets stay).
+        let mut converted = Vec::new();
+        if let Some(cg) = c.consumer_groups.get(&group_id) {
+            if !cg.is_empty() {
+                return JoinResult::error(ResponseError::InconsistentGroupProtocol, &req.member_id);
+            }
+            converted = consumer::encode(&group_id, &cg.tombstones());
+            c.consumer_groups.remove(&group_id);
+        }
         let g = c
             .groups
             .entry(group_id.clone())
@@ -253,8 +275,14 @@ pub async fn join(shard: Rc<Shard>, group_id: String, req: JoinRequest) -> JoinR
             JoinReply::Now(_) => None,
         };
         let persist = c.apply(&group_id, effects);
-        (reply, rx, persist)
+        (reply, rx, persist, converted)
     };
+    if !converted.is_empty() {
+        let tp = offsets_partition(&shard.config, &group_id);
+        if let Err(e) = append(&shard, &tp, converted).await {
+            tracing::error!(group = %group_id, error = %e, "writing consumer group tombstones failed");
+        }
+    }
     if persist {
         persist_group(&shard, &group_id).await;
     }
@@ -454,6 +482,16 @@ fn check_commit(
     instance_id: Option<&str>,
     now: i64,
 ) -> Result<(), ResponseError> {
+    if let Some(g) = c.consumer_groups.get(group_id) {
+        // Kafka's rule for consumer groups: a commit from outside the group (generation -1)
+        // only while it is empty; a member's only at its current epoch.
+        if generation < 0 && g.is_empty() {
+            return Ok(());
+        }
+        return g
+            .check_member_epoch(member_id, generation)
+            .map_err(epoch_error);
+    }
     let Some(g) = c.groups.get(group_id) else {
         if generation < 0 {
             // A commit outside group management (simple consumer, offset reset tools).
@@ -487,15 +525,35 @@ fn check_commit(
     Ok(())
 }
 
+fn epoch_error(e: super::consumer::EpochCheck) -> ResponseError {
+    match e {
+        super::consumer::EpochCheck::UnknownMember => ResponseError::UnknownMemberId,
+        super::consumer::EpochCheck::Stale => ResponseError::StaleMemberEpoch,
+    }
+}
+
 /// Committed offsets of a group: of the partitions asked for (-1 where none), or all of them.
 /// With `require_stable`, a partition with an offset pending in a transaction answers
 /// UNSTABLE_OFFSET_COMMIT instead (Kafka's answer to read_committed consumers).
+///
+/// `member` (OffsetFetch v9: member id and epoch) is checked against a consumer group as
+/// Kafka does: an unknown member or another epoch is refused; without a member id, anyone
+/// may read.
 pub fn fetch_offsets(
     shard: &Shard,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
+    member: Option<(String, i32)>,
 ) -> Result<Vec<FetchedOffset>, ResponseError> {
+    if let Some((member_id, epoch)) = member {
+        let groups = coordinator(shard);
+        let c = groups.borrow();
+        if let Some(g) = c.consumer_groups.get(group_id) {
+            g.check_member_epoch(&member_id, epoch)
+                .map_err(epoch_error)?;
+        }
+    }
     let rows = fetch_committed(shard, group_id, wanted)?;
     let groups = coordinator(shard);
     let c = groups.borrow();
@@ -553,6 +611,10 @@ pub fn describe(shard: &Shard, group_id: &str) -> Result<Described, ResponseErro
     }
     let groups = coordinator(shard);
     let c = groups.borrow();
+    if c.consumer_groups.contains_key(group_id) {
+        // DescribeGroups describes classic groups; ConsumerGroupDescribe describes these.
+        return Err(ResponseError::GroupIdNotFound);
+    }
     let Some(g) = c.groups.get(group_id) else {
         return Ok(Described {
             state: GroupState::Dead.name(),
@@ -596,21 +658,37 @@ pub fn describe(shard: &Shard, group_id: &str) -> Result<Described, ResponseErro
     })
 }
 
-/// (group id, protocol type, state) of every group on this shard.
-pub fn list(shard: &Shard) -> Vec<(String, String, &'static str)> {
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+    /// "classic" or "consumer" (ListGroups v5).
+    pub group_type: &'static str,
+}
+
+/// Every group on this shard.
+pub fn list(shard: &Shard) -> Vec<Listed> {
     let groups = coordinator(shard);
     let c = groups.borrow();
-    c.groups
+    let classic = c
+        .groups
         .values()
         .filter(|g| g.state != GroupState::Dead)
-        .map(|g| {
-            (
-                g.id.clone(),
-                g.protocol_type.clone().unwrap_or_default(),
-                g.state.name(),
-            )
-        })
-        .collect()
+        .map(|g| Listed {
+            id: g.id.clone(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            state: g.state.name(),
+            group_type: "classic",
+        });
+    let consumer = c.consumer_groups.values().map(|g| Listed {
+        id: g.id.clone(),
+        protocol_type: "consumer".to_string(),
+        state: super::consumer::state_name(g),
+        group_type: "consumer",
+    });
+    classic.chain(consumer).collect()
 }
 
 /// A group as the metrics report it.
@@ -643,6 +721,18 @@ pub fn report(shard: &Shard) -> Vec<GroupReport> {
             },
         );
     }
+    for g in c.consumer_groups.values() {
+        out.insert(
+            &g.id,
+            GroupReport {
+                id: g.id.clone(),
+                state: super::consumer::state_name(g),
+                generation: g.epoch,
+                members: g.members.len(),
+                offsets: Vec::new(),
+            },
+        );
+    }
     for (id, offsets) in &c.offsets {
         let r = out.entry(id).or_insert_with(|| GroupReport {
             id: id.clone(),
@@ -664,23 +754,35 @@ pub async fn delete_group(shard: Rc<Shard>, group_id: String) -> Option<Response
     if let Some(e) = unavailable(&shard, &group_id) {
         return Some(e);
     }
+    let mut group_records = vec![(store::group_key(&group_id), None)];
     let keys = {
         let groups = coordinator(&shard);
         let mut c = groups.borrow_mut();
-        match c.groups.get_mut(&group_id) {
-            None => return Some(ResponseError::GroupIdNotFound),
-            Some(g) if !g.is_empty() => return Some(ResponseError::NonEmptyGroup),
-            Some(g) => g.mark_dead(shard.now_ms()),
+        if let Some(g) = c.consumer_groups.get(&group_id) {
+            if !g.is_empty() {
+                return Some(ResponseError::NonEmptyGroup);
+            }
+            group_records = consumer::encode(&group_id, &g.tombstones());
+            c.consumer_groups.remove(&group_id);
+            c.groups.remove(&group_id);
+            let offsets = c.offsets.remove(&group_id).unwrap_or_default();
+            offsets.into_keys().collect::<Vec<_>>()
+        } else {
+            match c.groups.get_mut(&group_id) {
+                None => return Some(ResponseError::GroupIdNotFound),
+                Some(g) if !g.is_empty() => return Some(ResponseError::NonEmptyGroup),
+                Some(g) => g.mark_dead(shard.now_ms()),
+            }
+            c.groups.remove(&group_id);
+            let offsets = c.offsets.remove(&group_id).unwrap_or_default();
+            offsets.into_keys().collect::<Vec<_>>()
         }
-        c.groups.remove(&group_id);
-        let offsets = c.offsets.remove(&group_id).unwrap_or_default();
-        offsets.into_keys().collect::<Vec<_>>()
     };
     let mut records: Vec<KeyValue> = keys
         .iter()
         .map(|(t, p)| (store::offset_key(&group_id, t, *p), None))
         .collect();
-    records.push((store::group_key(&group_id), None));
+    records.extend(group_records);
     let tp = offsets_partition(&shard.config, &group_id);
     match append(&shard, &tp, records).await {
         Ok(()) => None,
@@ -705,14 +807,22 @@ pub async fn delete_offsets(
     {
         let groups = coordinator(&shard);
         let mut c = groups.borrow_mut();
-        let Some(g) = c.groups.get(&group_id) else {
-            return Err(ResponseError::GroupIdNotFound);
+        let subscribed: Vec<bool> = if let Some(g) = c.consumer_groups.get(&group_id) {
+            let active = !g.is_empty();
+            topics
+                .iter()
+                .map(|(t, _)| active && g.subscribes_to(t))
+                .collect()
+        } else {
+            let Some(g) = c.groups.get(&group_id) else {
+                return Err(ResponseError::GroupIdNotFound);
+            };
+            let active = !g.is_empty();
+            topics
+                .iter()
+                .map(|(t, _)| active && g.subscribes_to(t))
+                .collect()
         };
-        let active = !g.is_empty();
-        let subscribed: Vec<bool> = topics
-            .iter()
-            .map(|(t, _)| active && g.subscribes_to(t))
-            .collect();
         let offsets = c.offsets.entry(group_id.clone()).or_default();
         for ((topic, parts), subscribed) in topics.into_iter().zip(subscribed) {
             for p in parts {
@@ -789,6 +899,7 @@ pub async fn load_partition(shard: Rc<Shard>, p: i32) {
     }
     // Still the leader after the awaits? Then its groups are served from now on.
     if crate::replication::leader_epoch_of(&shard, &tp).is_some() {
+        consumer::start_timers(&shard, p);
         coordinator(&shard).borrow_mut().loaded.insert(p);
     }
     if loaded_records > 0 {
@@ -807,6 +918,7 @@ pub fn unload_partition(shard: &Shard, p: i32) {
     let on_p =
         |g: &String| store::partition_for(g, shard.config.groups.offsets_topic_num_partitions) == p;
     c.groups.retain(|g, _| !on_p(g));
+    c.consumer_groups.retain(|g, _| !on_p(g));
     c.offsets.retain(|g, _| !on_p(g));
     for by_group in c.pending_txn.values_mut() {
         by_group.retain(|g, _| !on_p(g));
@@ -829,18 +941,26 @@ pub fn unload_partition(shard: &Shard, p: i32) {
 
 fn replay(shard: &Shard, key: Option<Bytes>, value: Option<Bytes>) {
     let now = shard.now_ms();
+    let decoded = store::decode(key, value);
+    if let Ok(StoreRecord::Consumer { group, record }) = decoded {
+        consumer::replay(shard, group, record);
+        return;
+    }
     let groups = coordinator(shard);
     let mut c = groups.borrow_mut();
-    match store::decode(key, value) {
+    match decoded {
+        Ok(StoreRecord::Consumer { .. }) => {}
         Ok(StoreRecord::Offset {
             group,
             topic,
             partition,
             value: Some(v),
         }) => {
-            c.groups
-                .entry(group.clone())
-                .or_insert_with(|| Group::new(&group, now));
+            if !c.consumer_groups.contains_key(&group) {
+                c.groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group, now));
+            }
             c.offsets
                 .entry(group)
                 .or_default()
@@ -872,8 +992,10 @@ fn replay(shard: &Shard, key: Option<Bytes>, value: Option<Bytes>) {
             c.groups.insert(group, g);
         }
         Ok(StoreRecord::Group { group, value: None }) => {
-            c.groups.remove(&group);
-            c.offsets.remove(&group);
+            // A classic group converted to a consumer group keeps its offsets.
+            if c.groups.remove(&group).is_some() && !c.consumer_groups.contains_key(&group) {
+                c.offsets.remove(&group);
+            }
         }
         Err(e) => tracing::warn!(error = %e, "skipping record"),
     }
@@ -910,6 +1032,7 @@ pub async fn run_timers(shard: Rc<Shard>) {
         for id in to_persist {
             persist_group(&shard, &id).await;
         }
+        consumer::tick(&shard, now).await;
         if now - last_expiry >= shard.config.groups.offsets_retention_check_interval_ms as i64 {
             last_expiry = now;
             expire_offsets(&shard, now).await;

@@ -1,4 +1,5 @@
-//! Consumer groups: membership and rebalancing ([`state`]), the per-shard coordinator with
+//! Consumer groups: membership and rebalancing of the classic protocol ([`state`]) and of the
+//! broker-driven one (KIP-848, [`consumer`]), the per-shard coordinator with
 //! committed offsets ([`coordinator`]), and their records in `__consumer_offsets` ([`store`]).
 //!
 //! A group belongs to one partition of the internal topic `__consumer_offsets` (Kafka's
@@ -6,6 +7,7 @@
 //! the group's work runs there, and other shards forward requests to it by message.
 
 pub(crate) mod codec;
+pub mod consumer;
 pub mod coordinator;
 pub mod state;
 pub mod store;

@@ -42,6 +42,11 @@ pub enum StoreRecord {
         /// None: the group was deleted.
         value: Option<GroupValue>,
     },
+    /// A record of a consumer group (KIP-848).
+    Consumer {
+        group: String,
+        record: super::consumer::Record,
+    },
 }
 
 /// The durable part of a group.
@@ -124,6 +129,10 @@ pub fn decode(key: Option<Bytes>, value: Option<Bytes>) -> Result<StoreRecord, D
             let group = get_str(&mut k)?;
             let value = value.map(decode_group_value).transpose()?;
             Ok(StoreRecord::Group { group, value })
+        }
+        v if super::consumer::records::is_consumer_key(v) => {
+            let (group, record) = super::consumer::records::decode(v, k, value)?;
+            Ok(StoreRecord::Consumer { group, record })
         }
         v => Err(DecodeError(format!("unknown key version {v}"))),
     }

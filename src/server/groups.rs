@@ -23,9 +23,6 @@ use crate::security::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use crate::shard::Shard;
 use crate::types::ShardId;
 
-/// The type ListGroups v5 and DescribeGroups report for groups of the classic protocol.
-const CLASSIC_GROUP_TYPE: &str = "classic";
-
 fn coordinator_of(shard: &Shard, group: &str) -> ShardId {
     let tp = offsets_partition(&shard.config, group);
     shard.owner_of(&tp.topic, tp.partition)
@@ -553,6 +550,7 @@ fn fetch_group(
     group: String,
     wanted: Wanted,
     require_stable: bool,
+    member: Option<(String, i32)>,
 ) -> LocalBoxFuture<'static, Fetched> {
     let access = Access::of(shard, req);
     if let Some(e) = refusal(&access, &group, AclOperation::Describe) {
@@ -561,7 +559,7 @@ fn fetch_group(
     let all_topics = wanted.is_none();
     let owner = coordinator_of(shard, &group);
     let call = shard.invoke_on(owner, move |s| async move {
-        coordinator::fetch_offsets(&s, &group, wanted, require_stable)
+        coordinator::fetch_offsets(&s, &group, wanted, require_stable, member)
     });
     Box::pin(async move {
         let rows = call
@@ -623,9 +621,23 @@ pub fn offset_fetch(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, 
         });
         vec![(body.group_id.to_string(), wanted)]
     };
+    // v9: a member of a consumer group names itself and its epoch.
+    let members: Vec<Option<(String, i32)>> = if req.api_version >= 9 {
+        body.groups
+            .iter()
+            .map(|g| {
+                g.member_id
+                    .as_ref()
+                    .map(|m| (m.to_string(), g.member_epoch))
+            })
+            .collect()
+    } else {
+        vec![None; groups.len()]
+    };
     let calls: Vec<_> = groups
         .iter()
-        .map(|(g, w)| fetch_group(shard, &req, g.clone(), w.clone(), body.require_stable))
+        .zip(members)
+        .map(|((g, w), m)| fetch_group(shard, &req, g.clone(), w.clone(), body.require_stable, m))
         .collect();
     Box::pin(async move {
         let results = futures::future::join_all(calls).await;
@@ -797,13 +809,11 @@ pub fn list_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
             .iter()
             .map(|x| x.to_lowercase())
             .collect();
-        // Every group here is a classic group; a type filter without "classic" matches none,
-        // as Kafka filters (case-insensitively) by type as well as by state.
-        let classic_wanted = body.types_filter.is_empty()
-            || body
-                .types_filter
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(CLASSIC_GROUP_TYPE));
+        // Kafka filters (case-insensitively) by type as well as by state.
+        let type_wanted = |t: &str| {
+            body.types_filter.is_empty()
+                || body.types_filter.iter().any(|x| x.eq_ignore_ascii_case(t))
+        };
         let all = shard
             .invoke_on_all(|s| async move { coordinator::list(&s) })
             .await;
@@ -811,22 +821,22 @@ pub fn list_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|_| classic_wanted)
-            .filter(|(id, _, _)| {
-                every_group || access.shows(AclOperation::Describe, ResourceType::Group, id)
+            .filter(|g| type_wanted(g.group_type))
+            .filter(|g| {
+                every_group || access.shows(AclOperation::Describe, ResourceType::Group, &g.id)
             })
-            .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
-            .map(|(id, ptype, state)| {
+            .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
+            .map(|l| {
                 let g = list_groups_response::ListedGroup::default()
-                    .with_group_id(GroupId(StrBytes::from_string(id)))
-                    .with_protocol_type(StrBytes::from_string(ptype));
+                    .with_group_id(GroupId(StrBytes::from_string(l.id)))
+                    .with_protocol_type(StrBytes::from_string(l.protocol_type));
                 let g = if req.api_version >= 4 {
-                    g.with_group_state(s(state))
+                    g.with_group_state(s(l.state))
                 } else {
                     g
                 };
                 if req.api_version >= 5 {
-                    g.with_group_type(s(CLASSIC_GROUP_TYPE))
+                    g.with_group_type(s(l.group_type))
                 } else {
                     g
                 }

@@ -10,6 +10,7 @@ mod authorized_ops;
 mod cluster;
 mod configs;
 mod connection;
+mod consumer_groups;
 mod epochs;
 mod errors;
 mod fetch;
@@ -92,6 +93,8 @@ pub fn dispatch(
         ApiKey::ListGroups => groups::list_groups(shard, req),
         ApiKey::DeleteGroups => groups::delete_groups(shard, req),
         ApiKey::OffsetDelete => groups::offset_delete(shard, req),
+        ApiKey::ConsumerGroupHeartbeat => consumer_groups::heartbeat(shard, req),
+        ApiKey::ConsumerGroupDescribe => consumer_groups::describe(shard, req),
         ApiKey::InitProducerId => init_producer::handle(shard, req),
         ApiKey::OffsetForLeaderEpoch => epochs::handle(shard, req),
         ApiKey::DeleteRecords => records::delete_records(shard, req),

@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod cluster;
+pub mod members;
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};

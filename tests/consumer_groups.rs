@@ -1,0 +1,394 @@
+//! Consumer groups of the broker-driven protocol (KIP-848, `group.protocol=consumer`), driven
+//! by librdkafka consumers and by raw ConsumerGroupHeartbeat requests: one owner per partition
+//! through joins, a clean leave and a SIGKILL, exact committed offsets, Kafka's errors for bad
+//! heartbeats, and group state that survives a restart.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::ClientConfig;
+
+use common::clients::{create_topic, produce, TestRecord};
+use common::members::{ChildMember, Member, Registry, Seen, CONSUMER_PROTOCOL};
+use common::{wait_until, Broker, RawClient};
+
+/// Longest wait for a group to settle after a membership change.
+const SETTLE: Duration = Duration::from_secs(40);
+
+// Kafka error codes.
+const INVALID_REQUEST: i16 = 42;
+const UNKNOWN_MEMBER_ID: i16 = 25;
+const FENCED_MEMBER_EPOCH: i16 = 110;
+const UNSUPPORTED_ASSIGNOR: i16 = 112;
+const STALE_MEMBER_EPOCH: i16 = 113;
+const UNRELEASED_INSTANCE_ID: i16 = 111;
+
+/// Not a test on its own: with the child env var set it is the killable member's consumer
+/// loop (see `common::members::ChildMember`).
+#[test]
+fn child_member_entry() {
+    common::members::child_entry();
+}
+
+fn start_broker() -> Broker {
+    Broker::start(&[
+        ("group.consumer.session.timeout.ms", "6000"),
+        ("group.consumer.heartbeat.interval.ms", "500"),
+    ])
+}
+
+fn member_config(b: &Broker, group: &str, name: &str) -> ClientConfig {
+    let mut c = b.consumer_config();
+    c.set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("client.id", name)
+        .set("max.poll.interval.ms", "30000")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "200")
+        .set("enable.auto.offset.store", "false")
+        .set("topic.metadata.refresh.interval.ms", "2000");
+    c
+}
+
+fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    assert!(
+        wait_until(timeout, cond),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+fn gregor_client(b: &Broker) -> gregor::client::Client {
+    gregor::client::Client::connect(&b.bootstrap(), "consumer-groups-test").expect("connect")
+}
+
+fn committed(b: &Broker, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let rows = match gregor_client(b).committed_offsets(group) {
+        Ok(rows) => rows,
+        Err(e) => panic!("offset fetch of {group}: {e}"),
+    };
+    rows.into_iter()
+        .filter(|(t, _, o)| t == topic && *o >= 0)
+        .map(|(_, p, o)| (p, o))
+        .collect()
+}
+
+fn log_ends(b: &Broker, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let queries: Vec<(i32, i64)> = (0..partitions).map(|p| (p, -1)).collect();
+    gregor_client(b)
+        .list_offsets(topic, &queries, 0)
+        .expect("list offsets")
+        .into_iter()
+        .collect()
+}
+
+fn produce_spread(b: &Broker, topic: &str, partitions: i32, first: usize, n: usize) {
+    let records: Vec<TestRecord> = (first..first + n)
+        .map(|i| TestRecord::value(format!("r{i}")).in_partition(i as i32 % partitions))
+        .collect();
+    produce(&b.producer_config(), topic, &records);
+}
+
+fn describe(b: &Broker, group: &str) -> consumer_group_describe_response::DescribedGroup {
+    let req = ConsumerGroupDescribeRequest::default()
+        .with_group_ids(vec![GroupId(StrBytes::from_string(group.into()))]);
+    let mut r = b.raw().request(&req, 0);
+    r.groups.remove(0)
+}
+
+#[test]
+fn consumer_protocol_members_keep_one_owner_per_partition_and_commit_exactly() {
+    let b = start_broker();
+    let (topic, group, parts) = ("kip848", "kip848-group", 6);
+    create_topic(&b.admin_config(), topic, parts, &[]);
+    let reg = Arc::new(Registry::default());
+    let seen: Seen = Arc::default();
+    produce_spread(&b, topic, parts, 0, 25_000);
+    let mut members: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Member::spawn(member_config(&b, group, n), n, topic, &reg, &seen))
+        .collect();
+    let three: BTreeMap<String, usize> = [("a".into(), 2), ("b".into(), 2), ("c".into(), 2)].into();
+    wait_for("a, b, c own 2 partitions each", SETTLE, || {
+        reg.counts() == three
+    });
+    let d = describe(&b, group);
+    assert_eq!(d.error_code, 0);
+    assert_eq!(d.group_state.as_str(), "Stable");
+    assert_eq!(d.assignor_name.as_str(), "uniform");
+    assert_eq!(d.members.len(), 3);
+    for m in &d.members {
+        assert_eq!(
+            m.member_epoch, d.group_epoch,
+            "every member at the group epoch"
+        );
+        assert_eq!(
+            m.assignment.topic_partitions,
+            m.target_assignment.topic_partitions
+        );
+    }
+
+    // A fourth member joins (in a child process, so it can be killed later).
+    let child = ChildMember::spawn(&b, group, topic, CONSUMER_PROTOCOL, &reg);
+    wait_for("4 owners of 6 partitions", SETTLE, || {
+        reg.owned() == 6 && reg.counts().len() == 4
+    });
+    produce_spread(&b, topic, parts, 25_000, 25_000);
+
+    // One leaves cleanly.
+    members.remove(2).stop();
+    wait_for("a, b and the child own all 6 partitions", SETTLE, || {
+        let c = reg.counts();
+        reg.owned() == 6 && c.len() == 3 && !c.contains_key("c")
+    });
+    produce_spread(&b, topic, parts, 50_000, 25_000);
+
+    // One is killed: its session (6 s here) must end before its partitions move.
+    let killed_at = Instant::now();
+    child.kill(&reg);
+    let two: BTreeMap<String, usize> = [("a".into(), 3), ("b".into(), 3)].into();
+    wait_for(
+        "a and b own 3 partitions each after the kill",
+        SETTLE,
+        || reg.counts() == two,
+    );
+    let took = killed_at.elapsed();
+    assert!(
+        took >= Duration::from_secs(4),
+        "the killed member's partitions moved after {took:?}, before its session ended"
+    );
+    produce_spread(&b, topic, parts, 75_000, 25_000);
+
+    let ends = log_ends(&b, topic, parts);
+    assert_eq!(ends.values().sum::<i64>(), 100_000, "log ends {ends:?}");
+    wait_for(
+        "committed offsets reach the log end",
+        Duration::from_secs(60),
+        || committed(&b, group, topic) == ends,
+    );
+    for m in members {
+        m.stop();
+    }
+    reg.assert_no_violations();
+    let seen = seen.lock().unwrap();
+    for (p, end) in &ends {
+        let missing = (0..*end).filter(|o| !seen.contains(&(*p, *o))).count();
+        assert_eq!(
+            missing, 0,
+            "partition {p}: {missing} of {end} never consumed"
+        );
+    }
+    assert_eq!(committed(&b, group, topic), ends, "committed after close");
+    let d = describe(&b, group);
+    assert_eq!(d.group_state.as_str(), "Empty");
+    assert!(d.members.is_empty());
+}
+
+fn heartbeat(
+    c: &mut RawClient,
+    group: &str,
+    member: &str,
+    epoch: i32,
+    topics: Option<&[&str]>,
+    owned: Option<Vec<TopicPartitions>>,
+) -> ConsumerGroupHeartbeatResponse {
+    let req = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_member_id(StrBytes::from_string(member.into()))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(if epoch == 0 { 30_000 } else { -1 })
+        .with_subscribed_topic_names(topics.map(|ts| {
+            ts.iter()
+                .map(|t| TopicName(StrBytes::from_string(t.to_string())))
+                .collect()
+        }))
+        .with_topic_partitions(owned);
+    c.request(&req, 1)
+}
+
+fn owned_of(r: &ConsumerGroupHeartbeatResponse) -> Vec<TopicPartitions> {
+    r.assignment
+        .as_ref()
+        .map(|a| {
+            a.topic_partitions
+                .iter()
+                .map(|tp| {
+                    TopicPartitions::default()
+                        .with_topic_id(tp.topic_id)
+                        .with_partitions(tp.partitions.clone())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn commit(
+    c: &mut RawClient,
+    group: &str,
+    member: &str,
+    epoch: i32,
+    topic: &str,
+    offset: i64,
+) -> i16 {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_generation_id_or_member_epoch(epoch)
+        .with_member_id(StrBytes::from_string(member.into()))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)])]);
+    let r = c.request(&req, 9);
+    r.topics[0].partitions[0].error_code
+}
+
+fn fetch_committed(
+    c: &mut RawClient,
+    group: &str,
+    member: Option<(&str, i32)>,
+    topic: &str,
+) -> (i16, i64) {
+    let g = OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_member_id(member.map(|(m, _)| StrBytes::from_string(m.into())))
+        .with_member_epoch(member.map_or(-1, |(_, e)| e))
+        .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_indexes(vec![0])]));
+    let r = c.request(&OffsetFetchRequest::default().with_groups(vec![g]), 9);
+    let g = &r.groups[0];
+    if g.error_code != 0 {
+        return (g.error_code, -1);
+    }
+    (0, g.topics[0].partitions[0].committed_offset)
+}
+
+#[test]
+fn bad_heartbeats_get_kafkas_errors_and_nothing_committed_is_lost() {
+    let mut b = start_broker();
+    let (topic, group) = ("kip848-raw", "kip848-raw-group");
+    create_topic(&b.admin_config(), topic, 2, &[]);
+    let mut c = b.raw();
+
+    // Join: the member names itself (v1), gets epoch 1 and both partitions.
+    let r = heartbeat(&mut c, group, "m1", 0, Some(&[topic]), Some(vec![]));
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(r.member_id.as_deref(), Some("m1"));
+    assert_eq!(r.heartbeat_interval_ms, 500);
+    let epoch = r.member_epoch;
+    assert!(epoch >= 1);
+    let owned = owned_of(&r);
+    assert_eq!(owned.iter().map(|t| t.partitions.len()).sum::<usize>(), 2);
+    assert_eq!(commit(&mut c, group, "m1", epoch, topic, 42), 0);
+
+    // Stale and future epochs are fenced; unknown members are unknown; bad shapes are
+    // INVALID_REQUEST; a foreign assignor is refused.
+    let r = heartbeat(&mut c, group, "m1", epoch + 5, None, None);
+    assert_eq!(r.error_code, FENCED_MEMBER_EPOCH);
+    let r = heartbeat(&mut c, group, "nobody", epoch, None, None);
+    assert_eq!(r.error_code, UNKNOWN_MEMBER_ID);
+    let r = heartbeat(&mut c, group, "m1", -3, None, None);
+    assert_eq!(r.error_code, INVALID_REQUEST);
+    let r = heartbeat(&mut c, group, "", 0, Some(&[topic]), Some(vec![]));
+    assert_eq!(r.error_code, INVALID_REQUEST, "v1 needs a member id");
+    let r = heartbeat(&mut c, group, "m2", 0, Some(&[topic]), Some(owned.clone()));
+    assert_eq!(
+        r.error_code, INVALID_REQUEST,
+        "a joining member owns nothing"
+    );
+    let req = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_member_id(StrBytes::from_string("m3".into()))
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_string(topic.into()))]))
+        .with_server_assignor(Some(StrBytes::from_string("sticky".into())))
+        .with_topic_partitions(Some(vec![]));
+    assert_eq!(c.request(&req, 1).error_code, UNSUPPORTED_ASSIGNOR);
+
+    // Offsets: a commit or fetch at another epoch is stale, by an unknown member refused.
+    assert_eq!(
+        commit(&mut c, group, "m1", epoch - 1, topic, 7),
+        STALE_MEMBER_EPOCH
+    );
+    assert_eq!(
+        commit(&mut c, group, "m1", epoch + 1, topic, 7),
+        STALE_MEMBER_EPOCH
+    );
+    assert_eq!(
+        commit(&mut c, group, "ghost", epoch, topic, 7),
+        UNKNOWN_MEMBER_ID
+    );
+    assert_eq!(
+        fetch_committed(&mut c, group, Some(("m1", epoch + 1)), topic).0,
+        STALE_MEMBER_EPOCH
+    );
+    assert_eq!(
+        fetch_committed(&mut c, group, Some(("m1", epoch)), topic),
+        (0, 42)
+    );
+    assert_eq!(fetch_committed(&mut c, group, None, topic), (0, 42));
+
+    // A static member: a second instance with the same id is refused while the first is in.
+    let join_static = |c: &mut RawClient, member: &str| {
+        let req = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_member_id(StrBytes::from_string(member.into()))
+            .with_instance_id(Some(StrBytes::from_string("instance-1".into())))
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_string(topic.into()))]))
+            .with_topic_partitions(Some(vec![]));
+        c.request(&req, 1)
+    };
+    assert_eq!(join_static(&mut c, "s1").error_code, 0);
+    assert_eq!(join_static(&mut c, "s2").error_code, UNRELEASED_INSTANCE_ID);
+
+    // The broker keeps serving, and after a hard restart the group (members, epochs) and the
+    // committed offset are all there: the member heartbeats on at its epoch.
+    c.assert_served("after bad heartbeats");
+    let before = describe(&b, group);
+    b.kill();
+    b.start_again();
+    let mut c = b.raw();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = heartbeat(&mut c, group, "m1", epoch, None, None);
+        if r.error_code == 0 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        c = b.raw();
+    };
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    let after = describe(&b, group);
+    assert_eq!(after.group_epoch, before.group_epoch);
+    assert_eq!(after.assignment_epoch, before.assignment_epoch);
+    let view = |d: &consumer_group_describe_response::DescribedGroup| {
+        let mut v: Vec<_> = d
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.member_epoch,
+                    m.target_assignment.clone(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    assert_eq!(view(&after), view(&before));
+    assert_eq!(fetch_committed(&mut c, group, None, topic), (0, 42));
+}

@@ -22,7 +22,7 @@ use rdkafka::ClientConfig;
 
 use common::clients::{create_topic, produce, TestRecord};
 use common::members::{ChildMember, Member, Registry, Seen, CONSUMER_PROTOCOL};
-use common::{wait_until, Broker, RawClient};
+use common::{cli_ok, wait_until, Broker, RawClient};
 
 /// Longest wait for a group to settle after a membership change.
 const SETTLE: Duration = Duration::from_secs(40);
@@ -137,6 +137,31 @@ fn consumer_protocol_members_keep_one_owner_per_partition_and_commit_exactly() {
             m.assignment.topic_partitions,
             m.target_assignment.topic_partitions
         );
+    }
+    // The tool shows the epochs and each member's current and target assignment.
+    let out = cli_ok(&b, &["groups", "describe", "--group", group]);
+    let epoch = d.group_epoch.to_string();
+    let summary = out.lines().nth(1).expect("summary row");
+    // GROUP COORDINATOR (ID) STRATEGY STATE GROUP-EPOCH TARGET-EPOCH #MEMBERS
+    let cells: Vec<&str> = summary.split_whitespace().collect();
+    assert_eq!(
+        (cells[0], cells[3], cells[4], cells[5], cells[6]),
+        (group, "uniform", "Stable", epoch.as_str(), epoch.as_str()),
+        "{out}"
+    );
+    let member_rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip_while(|l| !l.contains("CURRENT-EPOCH"))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(member_rows.len(), 3, "{out}");
+    for r in &member_rows {
+        // GROUP CONSUMER-ID HOST CLIENT-ID #PARTITIONS CURRENT-EPOCH CURRENT TARGET-EPOCH TARGET
+        assert_eq!(r[4], "2", "{out}");
+        assert_eq!(r[5], epoch, "{out}");
+        assert_eq!(r[6], r[8], "current is the target: {out}");
+        assert!(r[6].starts_with(&format!("{topic}:")), "{out}");
     }
 
     // A fourth member joins (in a child process, so it can be killed later).

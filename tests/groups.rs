@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use common::clients::{create_topic, produce, TestRecord};
 use common::members::{ChildMember, Member, Registry, Seen, Tracker, SESSION_TIMEOUT_MS};
-use common::{encode_request, gregor_bin, wait_until, Broker, RawClient};
+use common::{cli, cli_ok, encode_request, wait_until, Broker, RawClient};
 
 /// Longest wait for a group to settle after a membership change.
 const SETTLE: Duration = Duration::from_secs(40);
@@ -544,38 +543,6 @@ fn cooperative_sticky_join_moves_only_the_partitions_taken() {
 }
 
 // ----- the group tool -----
-
-fn cli(b: &Broker, args: &[&str]) -> Output {
-    let bootstrap = b.bootstrap();
-    let mut child = Command::new(gregor_bin())
-        .args(args)
-        .args(["--bootstrap-server", &bootstrap])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gregor");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait gregor").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gregor {args:?} did not finish in 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("gregor output")
-}
-
-fn cli_ok(b: &Broker, args: &[&str]) -> String {
-    let out = cli(b, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "gregor {args:?} failed\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 fn cli_err(b: &Broker, args: &[&str]) -> String {
     let out = cli(b, args);

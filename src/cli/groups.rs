@@ -9,6 +9,7 @@ use std::io::Write;
 
 use anyhow::{anyhow, bail, Context};
 use bytes::{Buf, Bytes};
+use kafka_protocol::messages::consumer_group_describe_response;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
 use kafka_protocol::protocol::Decodable;
@@ -232,6 +233,11 @@ fn decode_subscription(bytes: &Bytes) -> Vec<String> {
 
 fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
     let (mut coord, addr) = coordinator(cluster, group)?;
+    // A group of the consumer protocol (KIP-848) is described by ConsumerGroupDescribe; a
+    // broker without that API, or a classic group, falls through to DescribeGroups.
+    if let Ok(Some(g)) = coord.describe_consumer_group(group) {
+        return describe_consumer_group(cluster, &mut coord, &addr, group, &g);
+    }
     let g = coord.describe_group(group)?;
     let committed = coord.committed_offsets(group)?;
     let state = g.group_state.to_string();
@@ -245,17 +251,7 @@ fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
             .iter()
             .flat_map(|m| m.assigned.iter().map(|(t, _)| t.clone())),
     );
-    let mut log_end = BTreeMap::new();
-    for t in &topics {
-        let ends = match offsets_of(cluster, t, None, LATEST_TIMESTAMP) {
-            Ok(ends) => ends,
-            Err(e) => {
-                eprintln!("warning: no log end offsets for topic {t}: {e:#}");
-                continue;
-            }
-        };
-        log_end.extend(ends.into_iter().map(|(p, o)| ((t.clone(), p), o)));
-    }
+    let log_end = log_ends(cluster, &topics);
     let subscribed: BTreeSet<String> = g
         .members
         .iter()
@@ -288,6 +284,150 @@ fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
     write!(out, "{}", format_table(&DESCRIBE_HEADERS, &rows))?;
     Ok(())
 }
+
+/// Log end offsets of `topics`, by (topic, partition); a topic without them is warned about.
+fn log_ends(cluster: &mut Cluster, topics: &BTreeSet<String>) -> BTreeMap<(String, i32), i64> {
+    let mut log_end = BTreeMap::new();
+    for t in topics {
+        let ends = match offsets_of(cluster, t, None, LATEST_TIMESTAMP) {
+            Ok(ends) => ends,
+            Err(e) => {
+                eprintln!("warning: no log end offsets for topic {t}: {e:#}");
+                continue;
+            }
+        };
+        log_end.extend(ends.into_iter().map(|(p, o)| ((t.clone(), p), o)));
+    }
+    log_end
+}
+
+/// "topic:p,p;topic:p" for an assignment as ConsumerGroupDescribe gives it ("-" when empty).
+fn assignment_text(a: &consumer_group_describe_response::Assignment) -> String {
+    let mut parts: Vec<(String, Vec<i32>)> = a
+        .topic_partitions
+        .iter()
+        .map(|t| {
+            let mut ps = t.partitions.clone();
+            ps.sort_unstable();
+            (t.topic_name.to_string(), ps)
+        })
+        .collect();
+    parts.sort();
+    if parts.is_empty() {
+        return NONE.to_string();
+    }
+    parts
+        .iter()
+        .map(|(t, ps)| {
+            let ps: Vec<String> = ps.iter().map(|p| p.to_string()).collect();
+            format!("{t}:{}", ps.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// describe of a consumer-protocol group: the summary with its epochs, the offsets table as
+/// for classic groups (owners by current assignment), and each member's epoch with its
+/// current and target assignment (kafka-consumer-groups.sh --members --verbose in Kafka 4).
+fn describe_consumer_group(
+    cluster: &mut Cluster,
+    coord: &mut Client,
+    addr: &CoordinatorAddr,
+    group: &str,
+    g: &consumer_group_describe_response::DescribedGroup,
+) -> anyhow::Result<()> {
+    let committed = coord.committed_offsets(group)?;
+    let members: Vec<MemberView> = g
+        .members
+        .iter()
+        .map(|m| {
+            let mut assigned: Vec<(String, i32)> = m
+                .assignment
+                .topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.to_string(), *p)))
+                .collect();
+            assigned.sort();
+            MemberView {
+                member_id: m.member_id.to_string(),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                assigned,
+            }
+        })
+        .collect();
+    let mut topics: BTreeSet<String> = committed.iter().map(|(t, _, _)| t.clone()).collect();
+    topics.extend(
+        members
+            .iter()
+            .flat_map(|m| m.assigned.iter().map(|(t, _)| t.clone())),
+    );
+    let log_end = log_ends(cluster, &topics);
+    let mut out = std::io::stdout().lock();
+    let summary = vec![
+        group.to_string(),
+        format!("{} ({})", addr.addr(), addr.node_id),
+        or_none(g.assignor_name.as_str()),
+        g.group_state.to_string(),
+        g.group_epoch.to_string(),
+        g.assignment_epoch.to_string(),
+        members.len().to_string(),
+    ];
+    let headers = [
+        "GROUP",
+        "COORDINATOR (ID)",
+        "ASSIGNMENT-STRATEGY",
+        "STATE",
+        "GROUP-EPOCH",
+        "TARGET-ASSIGNMENT-EPOCH",
+        "#MEMBERS",
+    ];
+    writeln!(out, "{}", format_table(&headers, &[summary]))?;
+    if members.is_empty() {
+        writeln!(out, "Consumer group '{group}' has no active members.\n")?;
+    }
+    let rows = describe_rows(group, &members, &committed, &log_end);
+    writeln!(out, "{}", format_table(&DESCRIBE_HEADERS, &rows))?;
+    if !g.members.is_empty() {
+        let rows: Vec<Vec<String>> = g
+            .members
+            .iter()
+            .map(|m| {
+                let count: usize = m
+                    .assignment
+                    .topic_partitions
+                    .iter()
+                    .map(|t| t.partitions.len())
+                    .sum();
+                vec![
+                    group.to_string(),
+                    m.member_id.to_string(),
+                    m.client_host.to_string(),
+                    m.client_id.to_string(),
+                    count.to_string(),
+                    m.member_epoch.to_string(),
+                    assignment_text(&m.assignment),
+                    g.assignment_epoch.to_string(),
+                    assignment_text(&m.target_assignment),
+                ]
+            })
+            .collect();
+        write!(out, "{}", format_table(&MEMBER_HEADERS, &rows))?;
+    }
+    Ok(())
+}
+
+const MEMBER_HEADERS: [&str; 9] = [
+    "GROUP",
+    "CONSUMER-ID",
+    "HOST",
+    "CLIENT-ID",
+    "#PARTITIONS",
+    "CURRENT-EPOCH",
+    "CURRENT-ASSIGNMENT",
+    "TARGET-EPOCH",
+    "TARGET-ASSIGNMENT",
+];
 
 const DESCRIBE_HEADERS: [&str; 9] = [
     "GROUP",

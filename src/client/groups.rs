@@ -5,14 +5,16 @@
 //! FindCoordinator v4 / OffsetFetch v8, batched after), so it works with whatever version was
 //! negotiated. Error codes become [`ClientError::Kafka`] naming the group and partition.
 
+use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup as DescribedConsumerGroup;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
-    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ApiKey, ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -110,6 +112,29 @@ impl Client {
             format!("describe group {group}")
         })?;
         Ok(g)
+    }
+
+    /// ConsumerGroupDescribe for one group of the consumer protocol (KIP-848): None when the
+    /// group is not one (GROUP_ID_NOT_FOUND, a classic group or none at all).
+    pub fn describe_consumer_group(
+        &mut self,
+        group: &str,
+    ) -> Result<Option<DescribedConsumerGroup>, ClientError> {
+        const GROUP_ID_NOT_FOUND: i16 = 69;
+        let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id(group)]);
+        let resp = self.send(&req)?;
+        let g = resp
+            .groups
+            .into_iter()
+            .find(|g| g.group_id.as_str() == group)
+            .ok_or_else(|| ClientError::Unexpected(format!("no description of group {group}")))?;
+        if g.error_code == GROUP_ID_NOT_FOUND {
+            return Ok(None);
+        }
+        check_code(g.error_code, g.error_message.as_deref(), || {
+            format!("describe consumer group {group}")
+        })?;
+        Ok(Some(g))
     }
 
     /// DeleteGroups for one group (only an empty group can be deleted).

@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -775,4 +775,38 @@ pub fn kcat_or_skip() -> bool {
     );
     eprintln!("kcat not installed: skipped (CI runs it)");
     false
+}
+
+/// Runs a `gregor` tool against `b` (its bootstrap server appended), within 60 s.
+pub fn cli(b: &Broker, args: &[&str]) -> Output {
+    let bootstrap = b.bootstrap();
+    let mut child = Command::new(gregor_bin())
+        .args(args)
+        .args(["--bootstrap-server", &bootstrap])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gregor");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait gregor").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gregor {args:?} did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("gregor output")
+}
+
+/// [`cli`] that must succeed; returns its stdout.
+pub fn cli_ok(b: &Broker, args: &[&str]) -> String {
+    let out = cli(b, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "gregor {args:?} failed\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }

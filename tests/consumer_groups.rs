@@ -21,7 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientConfig;
 
 use common::clients::{create_topic, produce, TestRecord};
-use common::members::{ChildMember, Member, Registry, Seen, CONSUMER_PROTOCOL};
+use common::members::{ChildMember, Member, Registry, Seen, CONSUMER_PROTOCOL, SESSION_TIMEOUT_MS};
 use common::{cli_ok, wait_until, Broker, RawClient};
 
 /// Longest wait for a group to settle after a membership change.
@@ -46,7 +46,34 @@ fn start_broker() -> Broker {
     Broker::start(&[
         ("group.consumer.session.timeout.ms", "6000"),
         ("group.consumer.heartbeat.interval.ms", "500"),
+        ("group.initial.rebalance.delay.ms", "0"),
     ])
+}
+
+/// A member of the classic protocol (eager `range`), committing as the others do.
+fn classic_config(b: &Broker, group: &str, name: &str) -> ClientConfig {
+    let mut c = b.consumer_config();
+    c.set("group.id", group)
+        .set("client.id", name)
+        .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+        .set("heartbeat.interval.ms", "500")
+        .set("partition.assignment.strategy", "range")
+        .set("max.poll.interval.ms", "30000")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "200")
+        .set("enable.auto.offset.store", "false")
+        .set("topic.metadata.refresh.interval.ms", "2000");
+    c
+}
+
+/// The group's type as ListGroups v5 reports it ("classic" or "consumer").
+fn group_type(b: &Broker, group: &str) -> String {
+    let r = b.raw().request(&ListGroupsRequest::default(), 5);
+    r.groups
+        .iter()
+        .find(|g| g.group_id.as_str() == group)
+        .map(|g| g.group_type.to_string())
+        .unwrap_or_default()
 }
 
 fn member_config(b: &Broker, group: &str, name: &str) -> ClientConfig {
@@ -416,4 +443,87 @@ fn bad_heartbeats_get_kafkas_errors_and_nothing_committed_is_lost() {
     };
     assert_eq!(view(&after), view(&before));
     assert_eq!(fetch_committed(&mut c, group, None, topic), (0, 42));
+}
+
+#[test]
+fn a_group_upgrades_online_from_classic_to_consumer_members_and_back() {
+    let b = start_broker();
+    let (topic, group, parts) = ("kip848-migrate", "kip848-migrate-group", 6);
+    create_topic(&b.admin_config(), topic, parts, &[]);
+    let reg = Arc::new(Registry::default());
+    let seen: Seen = Arc::default();
+    let classic = |n: &str| Member::spawn(classic_config(&b, group, n), n, topic, &reg, &seen);
+    let consumer = |n: &str| Member::spawn(member_config(&b, group, n), n, topic, &reg, &seen);
+    let mut produced = 0;
+    let mut more = |n: usize| {
+        produce_spread(&b, topic, parts, produced, n);
+        produced += n;
+    };
+    let owners = |want: &[&str]| {
+        let c = reg.counts();
+        reg.owned() == 6 && c.len() == want.len() && want.iter().all(|w| c.contains_key(*w))
+    };
+
+    // A classic group of two.
+    more(10_000);
+    let a = classic("a");
+    let bb = classic("b");
+    wait_for("classic a and b own all partitions", SETTLE, || {
+        owners(&["a", "b"])
+    });
+    assert_eq!(group_type(&b, group), "classic");
+
+    // A consumer-protocol member joins: the group becomes a consumer group online, and the
+    // classic members stay in it.
+    let c = consumer("c");
+    wait_for("a, b and c own all partitions", SETTLE, || {
+        owners(&["a", "b", "c"])
+    });
+    assert_eq!(group_type(&b, group), "consumer");
+    let d = describe(&b, group);
+    assert_eq!(d.members.len(), 3);
+    more(10_000);
+
+    // The classic members leave and another consumer-protocol member joins: an upgraded
+    // group.
+    let dd = consumer("d");
+    a.stop();
+    bb.stop();
+    wait_for("c and d own all partitions", SETTLE, || owners(&["c", "d"]));
+    assert_eq!(group_type(&b, group), "consumer");
+    more(10_000);
+
+    // Back: a classic member joins the consumer group, then the consumer-protocol members
+    // leave; the group turns classic again and the classic members rebalance among themselves.
+    let e = classic("e");
+    wait_for("c, d and e own all partitions", SETTLE, || {
+        owners(&["c", "d", "e"])
+    });
+    c.stop();
+    dd.stop();
+    wait_for("e owns all partitions", SETTLE, || owners(&["e"]));
+    assert_eq!(group_type(&b, group), "classic");
+    let f = classic("f");
+    wait_for("e and f own all partitions", SETTLE, || owners(&["e", "f"]));
+    more(10_000);
+
+    let ends = log_ends(&b, topic, parts);
+    assert_eq!(ends.values().sum::<i64>(), produced as i64);
+    wait_for(
+        "committed offsets reach the log end",
+        Duration::from_secs(60),
+        || committed(&b, group, topic) == ends,
+    );
+    e.stop();
+    f.stop();
+    reg.assert_no_violations();
+    let seen = seen.lock().unwrap();
+    for (p, end) in &ends {
+        let missing = (0..*end).filter(|o| !seen.contains(&(*p, *o))).count();
+        assert_eq!(
+            missing, 0,
+            "partition {p}: {missing} of {end} never consumed"
+        );
+    }
+    assert_eq!(committed(&b, group, topic), ends, "committed after close");
 }

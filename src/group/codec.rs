@@ -190,9 +190,128 @@ pub fn subscription_topics(metadata: &Bytes) -> Vec<String> {
     read(&mut b).unwrap_or_default()
 }
 
+/// A consumer protocol subscription (ConsumerProtocolSubscription v0-v3), as a classic
+/// consumer sends it in JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Subscription {
+    pub topics: Vec<String>,
+    /// Partitions the member owns now (v1+; cooperative members list them).
+    pub owned: Vec<(String, Vec<i32>)>,
+    pub rack: Option<String>,
+}
+
+fn get_partitions(b: &mut Bytes) -> Result<Vec<(String, Vec<i32>)>, DecodeError> {
+    let n = get_i32(b)?.max(0) as usize;
+    if n > b.remaining() {
+        return Err(DecodeError("partition array longer than its bytes".into()));
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let topic = get_str(b)?;
+        let k = get_i32(b)?.max(0) as usize;
+        need(b, k * 4, "partitions")?;
+        out.push((topic, (0..k).map(|_| b.get_i32()).collect()));
+    }
+    Ok(out)
+}
+
+/// Decodes a subscription; None when the bytes are not one.
+pub fn decode_subscription(metadata: &Bytes) -> Option<Subscription> {
+    let mut b = metadata.clone();
+    let read = |b: &mut Bytes| -> Result<Subscription, DecodeError> {
+        let version = get_i16(b)?;
+        let n = get_i32(b)?.max(0) as usize;
+        if n > b.remaining() {
+            return Err(DecodeError("topic array longer than its bytes".into()));
+        }
+        let mut s = Subscription::default();
+        for _ in 0..n {
+            s.topics.push(get_str(b)?);
+        }
+        get_bytes(b)?; // user data
+        if version >= 1 {
+            s.owned = get_partitions(b)?;
+        }
+        if version >= 2 {
+            get_i32(b)?; // generation
+        }
+        if version >= 3 {
+            s.rack = get_opt_str(b)?;
+        }
+        Ok(s)
+    };
+    read(&mut b).ok()
+}
+
+/// The version a consumer protocol blob starts with (0 when unreadable), capped at 3.
+pub fn protocol_version(metadata: &Bytes) -> i16 {
+    let mut b = metadata.clone();
+    get_i16(&mut b).unwrap_or(0).clamp(0, 3)
+}
+
+/// Decodes a consumer protocol assignment (ConsumerProtocolAssignment v0-v3); None when the
+/// bytes are not one.
+pub fn decode_assignment(assignment: &Bytes) -> Option<Vec<(String, Vec<i32>)>> {
+    let mut b = assignment.clone();
+    let read = |b: &mut Bytes| -> Result<Vec<(String, Vec<i32>)>, DecodeError> {
+        get_i16(b)?;
+        get_partitions(b)
+    };
+    read(&mut b).ok()
+}
+
+/// Encodes a consumer protocol assignment at `version`, without user data.
+pub fn encode_assignment(version: i16, partitions: &[(String, Vec<i32>)]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(version);
+    b.put_i32(partitions.len() as i32);
+    for (t, ps) in partitions {
+        put_str(&mut b, t);
+        b.put_i32(ps.len() as i32);
+        for p in ps {
+            b.put_i32(*p);
+        }
+    }
+    b.put_i32(-1);
+    b.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscriptions_and_assignments_decode_at_every_version() {
+        for version in 0..=3i16 {
+            let mut b = BytesMut::new();
+            b.put_i16(version);
+            b.put_i32(1);
+            put_str(&mut b, "orders");
+            b.put_i32(-1);
+            if version >= 1 {
+                b.put_i32(1);
+                put_str(&mut b, "orders");
+                b.put_i32(2);
+                b.put_i32(0);
+                b.put_i32(3);
+            }
+            if version >= 2 {
+                b.put_i32(7);
+            }
+            if version >= 3 {
+                put_opt_str(&mut b, Some("r1"));
+            }
+            let s = decode_subscription(&b.freeze()).unwrap();
+            assert_eq!(s.topics, vec!["orders"]);
+            assert_eq!(s.owned.is_empty(), version == 0);
+            assert_eq!(s.rack.is_some(), version == 3);
+            let a = vec![("orders".to_string(), vec![1, 2])];
+            let enc = encode_assignment(version, &a);
+            assert_eq!(protocol_version(&enc), version);
+            assert_eq!(decode_assignment(&enc).unwrap(), a);
+        }
+        assert!(decode_subscription(&Bytes::from_static(b"\x00\x01\x7f\xff\xff\xff")).is_none());
+    }
 
     #[test]
     fn subscription_topics_are_read_from_consumer_metadata() {

@@ -166,6 +166,32 @@ impl Coordinator {
         by_group
     }
 
+    /// Answers every JoinGroup and SyncGroup parked on `group` with `error`.
+    fn fail_parked(&mut self, group: &str, error: ResponseError) {
+        let joins: Vec<_> = self
+            .joins
+            .keys()
+            .filter(|(g, _)| g == group)
+            .cloned()
+            .collect();
+        for k in joins {
+            if let Some(tx) = self.joins.remove(&k) {
+                let _ = tx.send(JoinResult::error(error, &k.1));
+            }
+        }
+        let syncs: Vec<_> = self
+            .syncs
+            .keys()
+            .filter(|(g, _)| g == group)
+            .cloned()
+            .collect();
+        for k in syncs {
+            if let Some(tx) = self.syncs.remove(&k) {
+                let _ = tx.send(SyncResult::error(error));
+            }
+        }
+    }
+
     fn group_value(&self, group: &str) -> Option<Bytes> {
         self.groups
             .get(group)
@@ -244,17 +270,22 @@ pub async fn join(shard: Rc<Shard>, group_id: String, req: JoinRequest) -> JoinR
     if let Some(e) = unavailable(&shard, &group_id) {
         return JoinResult::error(e, &req.member_id);
     }
+    let in_consumer_group = coordinator(&shard)
+        .borrow()
+        .consumer_groups
+        .get(&group_id)
+        .is_some_and(|g| !g.is_empty());
+    if in_consumer_group {
+        return consumer::classic_join(shard, group_id, req).await;
+    }
     let now = shard.now_ms();
     let lim = limits(&shard.config);
     let (reply, rx, persist, converted) = {
         let groups = coordinator(&shard);
         let mut c = groups.borrow_mut();
-        // A consumer group's id: only an empty one becomes a classic group (its offsets stay).
+        // An empty consumer group becomes a classic group (its offsets stay).
         let mut converted = Vec::new();
         if let Some(cg) = c.consumer_groups.get(&group_id) {
-            if !cg.is_empty() {
-                return JoinResult::error(ResponseError::InconsistentGroupProtocol, &req.member_id);
-            }
             converted = consumer::encode(&group_id, &cg.tombstones());
             c.consumer_groups.remove(&group_id);
         }
@@ -309,6 +340,19 @@ pub async fn sync(
     if let Some(e) = unavailable(&shard, &group_id) {
         return SyncResult::error(e);
     }
+    if coordinator(&shard)
+        .borrow()
+        .consumer_groups
+        .contains_key(&group_id)
+    {
+        return consumer::classic_sync(
+            &shard,
+            &group_id,
+            &member_id,
+            instance_id.as_deref(),
+            generation,
+        );
+    }
     let now = shard.now_ms();
     let (reply, rx, persist) = {
         let groups = coordinator(&shard);
@@ -353,6 +397,13 @@ pub fn heartbeat(
     if let Some(e) = unavailable(shard, group_id) {
         return Some(e);
     }
+    if coordinator(shard)
+        .borrow()
+        .consumer_groups
+        .contains_key(group_id)
+    {
+        return consumer::classic_heartbeat(shard, group_id, member_id, instance_id, generation);
+    }
     let now = shard.now_ms();
     let groups = coordinator(shard);
     let mut c = groups.borrow_mut();
@@ -370,6 +421,13 @@ pub async fn leave(
 ) -> Vec<Option<ResponseError>> {
     if let Some(e) = unavailable(&shard, &group_id) {
         return vec![Some(e); members.len()];
+    }
+    if coordinator(&shard)
+        .borrow()
+        .consumer_groups
+        .contains_key(&group_id)
+    {
+        return consumer::classic_leave(shard, group_id, members).await;
     }
     let now = shard.now_ms();
     let lim = limits(&shard.config);
@@ -529,6 +587,7 @@ fn epoch_error(e: super::consumer::EpochCheck) -> ResponseError {
     match e {
         super::consumer::EpochCheck::UnknownMember => ResponseError::UnknownMemberId,
         super::consumer::EpochCheck::Stale => ResponseError::StaleMemberEpoch,
+        super::consumer::EpochCheck::IllegalGeneration => ResponseError::IllegalGeneration,
     }
 }
 

@@ -104,16 +104,11 @@ pub fn txn(e: crate::txn::state::TxnError) -> ResponseError {
 /// A consumer group's refusal of a heartbeat (KIP-848), with the message Kafka sends.
 pub fn consumer_group(e: &crate::group::consumer::Error) -> (ResponseError, Option<String>) {
     use crate::group::consumer::Error;
-    match e {
-        Error::InvalidRequest(m) => (ResponseError::InvalidRequest, Some(m.clone())),
-        Error::UnsupportedAssignor(m) => (ResponseError::UnsupportedAssignor, Some(m.clone())),
-        Error::InvalidRegularExpression(m) => {
-            (ResponseError::InvalidRegularExpression, Some(m.clone()))
-        }
-        Error::FencedMemberEpoch => (ResponseError::FencedMemberEpoch, None),
-        Error::UnknownMemberId => (ResponseError::UnknownMemberId, None),
-        Error::UnreleasedInstanceId => (ResponseError::UnreleasedInstanceId, None),
-        Error::FencedInstanceId => (ResponseError::FencedInstanceId, None),
-        Error::GroupMaxSizeReached => (ResponseError::GroupMaxSizeReached, None),
-    }
+    let message = match e {
+        Error::InvalidRequest(m)
+        | Error::UnsupportedAssignor(m)
+        | Error::InvalidRegularExpression(m) => Some(m.clone()),
+        _ => None,
+    };
+    (crate::group::coordinator::consumer::kafka_error(e), message)
 }

@@ -14,13 +14,19 @@
 //! owners, and a member whose heartbeat is lost retries with its previous epoch.
 
 pub mod assignor;
+pub(crate) mod classic;
 pub mod records;
+
+pub use classic::by_name;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use bytes::Bytes;
 use uuid::Uuid;
+
+use super::codec;
 
 /// Partitions by topic id.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
@@ -83,6 +89,17 @@ pub struct MemberMetadata {
     pub subscribed_topic_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Set for a member of the classic protocol (JoinGroup/SyncGroup/Heartbeat) in this
+    /// group, during an online upgrade or downgrade.
+    pub classic: Option<ClassicMember>,
+}
+
+/// What a classic member joined with (ClassicMemberMetadata of the member record).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMember {
+    pub session_timeout_ms: i32,
+    /// (protocol name, consumer protocol subscription) in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
 }
 
 /// Where a member stands (ConsumerGroupCurrentMemberAssignmentValue).
@@ -170,6 +187,7 @@ pub trait TopicView {
     /// Changes whenever a topic is created, deleted or grows.
     fn version(&self) -> u64;
     fn topic(&self, name: &str) -> Option<TopicInfo>;
+    fn name_of(&self, id: &Uuid) -> Option<String>;
     /// The names a regular expression subscription is matched against (internal topics are
     /// left out, as Kafka does).
     fn names(&self) -> Vec<String>;
@@ -220,6 +238,63 @@ pub enum Error {
     UnreleasedInstanceId,
     FencedInstanceId,
     GroupMaxSizeReached,
+    /// Classic members: a new member must first learn the id it was given (JoinGroup v4+).
+    MemberIdRequired(String),
+    InconsistentGroupProtocol,
+    IllegalGeneration,
+    RebalanceInProgress,
+}
+
+/// A JoinGroup of a classic member into a consumer group.
+#[derive(Debug, Clone, Default)]
+pub struct ClassicJoin {
+    /// Empty for a member that does not know its id yet.
+    pub member_id: String,
+    /// The id such a member gets.
+    pub new_member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    pub require_known_member_id: bool,
+}
+
+/// The answer to a classic member's JoinGroup: its generation is its member epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicJoined {
+    pub member_id: String,
+    pub generation: i32,
+    pub protocol: String,
+}
+
+/// A classic member as an upgrade takes it over from a classic group.
+#[derive(Debug, Clone)]
+pub struct ClassicSeed {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
+    /// Its consumer protocol assignment in the classic group.
+    pub assignment: Bytes,
+}
+
+/// A member as a downgrade hands it to a classic group: assignment by topic name.
+#[derive(Debug, Clone)]
+pub struct ClassicView {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
 }
 
 /// Deadlines of one member (not persisted: a loaded group starts them afresh).
@@ -727,60 +802,20 @@ impl ConsumerGroup {
         }
         meta.client_id = hb.client_id.clone();
         meta.client_host = hb.client_host.clone();
+        meta.classic = None;
 
-        let subscription_changed = was_new
-            || meta.subscribed_topic_names != old.meta.subscribed_topic_names
-            || meta.subscribed_topic_regex != old.meta.subscribed_topic_regex;
-        if was_new || meta != old.meta {
-            records.push(Record::Member(hb.member_id.clone(), Some(meta.clone())));
-        }
-        let id = hb.member_id.clone();
-        let before = old.current.clone();
-        self.members.insert(
-            id.clone(),
-            Member {
-                id: id.clone(),
-                meta,
-                current: old.current.clone(),
-            },
+        let id = old.id.clone();
+        let before = self.update_member(
+            old,
+            meta,
+            was_new,
+            hb.owned.as_ref(),
+            view,
+            s,
+            now_ms,
+            &mut records,
         );
-
-        let mut bump = subscription_changed;
-        if subscription_changed || self.seen_version != Some(view.version()) {
-            bump |= self.refresh_subscribed(view, &mut records);
-        }
-        if bump {
-            self.bump_epoch(&mut records);
-        }
-        if self.epoch > self.assignment_epoch {
-            self.update_target(view, s, &mut records);
-        }
-
-        let member = self.members[&id].clone();
-        if let Some(next) = self.next_current(&member, hb.owned.as_ref()) {
-            self.set_current(&id, next.clone());
-            records.push(Record::Current(id.clone(), Some(next)));
-        }
         let current = self.members[&id].current.clone();
-        let rebalance = (current.state == MemberState::UnrevokedPartitions).then(|| {
-            let prior = self.timers.get(&id).and_then(|t| t.rebalance);
-            let restart = current.epoch != member.current.epoch
-                || current.state != member.current.state
-                || prior.is_none();
-            if restart {
-                now_ms + member.meta.rebalance_timeout_ms.max(0) as i64
-            } else {
-                prior.unwrap_or(now_ms)
-            }
-        });
-        self.timers.insert(
-            id.clone(),
-            Timers {
-                session: now_ms + s.session_timeout_ms as i64,
-                rebalance,
-            },
-        );
-
         let full = joining
             || (hb.rebalance_timeout_ms != -1
                 && hb.subscribed_topic_names.is_some()
@@ -794,6 +829,79 @@ impl ConsumerGroup {
             },
             records,
         ))
+    }
+
+    /// Records a member's metadata, moves the group epoch (and so the target assignment) when
+    /// its subscription or the subscribed topics changed, reconciles the member one step with
+    /// what it reports owning, and restarts its timers. Returns its assignment from before.
+    #[allow(clippy::too_many_arguments)]
+    fn update_member(
+        &mut self,
+        old: Member,
+        meta: MemberMetadata,
+        was_new: bool,
+        owned: Option<&Assignment>,
+        view: &dyn TopicView,
+        s: &Settings,
+        now_ms: i64,
+        records: &mut Vec<Record>,
+    ) -> CurrentAssignment {
+        let id = old.id.clone();
+        let subscription_changed = was_new
+            || meta.subscribed_topic_names != old.meta.subscribed_topic_names
+            || meta.subscribed_topic_regex != old.meta.subscribed_topic_regex;
+        if was_new || meta != old.meta {
+            records.push(Record::Member(id.clone(), Some(meta.clone())));
+        }
+        let before = old.current.clone();
+        self.members.insert(
+            id.clone(),
+            Member {
+                id: id.clone(),
+                meta,
+                current: old.current,
+            },
+        );
+        let mut bump = subscription_changed;
+        if subscription_changed || self.seen_version != Some(view.version()) {
+            bump |= self.refresh_subscribed(view, records);
+        }
+        if bump {
+            self.bump_epoch(records);
+        }
+        if self.epoch > self.assignment_epoch {
+            self.update_target(view, s, records);
+        }
+
+        let member = self.members[&id].clone();
+        if let Some(next) = self.next_current(&member, owned) {
+            self.set_current(&id, next.clone());
+            records.push(Record::Current(id.clone(), Some(next)));
+        }
+        let current = self.members[&id].current.clone();
+        // Classic members have no rebalance deadline here: they are told to rejoin, and
+        // their session bounds them.
+        let revoking =
+            member.meta.classic.is_none() && current.state == MemberState::UnrevokedPartitions;
+        let rebalance = revoking.then(|| {
+            let prior = self.timers.get(&id).and_then(|t| t.rebalance);
+            let restart = current.epoch != member.current.epoch
+                || current.state != member.current.state
+                || prior.is_none();
+            if restart {
+                now_ms + member.meta.rebalance_timeout_ms.max(0) as i64
+            } else {
+                prior.unwrap_or(now_ms)
+            }
+        });
+        self.timers.insert(
+            id,
+            Timers {
+                session: now_ms + session_ms(&member, s),
+                rebalance,
+            },
+        );
+        before
     }
 
     /// The member a heartbeat speaks for: None for a new one.
@@ -840,6 +948,12 @@ impl ConsumerGroup {
         if m.current.epoch != STATIC_LEAVE_EPOCH {
             return Err(Error::UnreleasedInstanceId);
         }
+        Ok(Some(self.take_over(&m, &hb.member_id, records)))
+    }
+
+    /// A static member's new instance (member id `id`) takes the place, target and
+    /// partitions of the old one `m`, at epoch 0, so it reconciles them again.
+    fn take_over(&mut self, m: &Member, id: &str, records: &mut Vec<Record>) -> Member {
         let target = self.target.remove(&m.id);
         self.set_current(&m.id, CurrentAssignment::default());
         self.members.remove(&m.id);
@@ -849,7 +963,7 @@ impl ConsumerGroup {
             records.push(Record::Target(m.id.clone(), None));
         }
         records.push(Record::Member(m.id.clone(), None));
-        let id = hb.member_id.clone();
+        let id = id.to_string();
         self.members.insert(
             id.clone(),
             Member {
@@ -866,11 +980,11 @@ impl ConsumerGroup {
         let current = CurrentAssignment {
             epoch: 0,
             previous_epoch: 0,
-            ..m.current
+            ..m.current.clone()
         };
         self.set_current(&id, current.clone());
         records.push(Record::Current(id.clone(), Some(current)));
-        Ok(self.members.get(&id).cloned())
+        self.members[&id].clone()
     }
 
     fn leave(
@@ -935,12 +1049,12 @@ impl ConsumerGroup {
     pub fn start_timers(&mut self, s: &Settings, now_ms: i64) {
         self.timers = self
             .members
-            .keys()
-            .map(|id| {
+            .values()
+            .map(|m| {
                 (
-                    id.clone(),
+                    m.id.clone(),
                     Timers {
-                        session: now_ms + s.session_timeout_ms as i64,
+                        session: now_ms + session_ms(m, s),
                         rebalance: None,
                     },
                 )
@@ -957,7 +1071,12 @@ impl ConsumerGroup {
             .get(member_id)
             .ok_or(EpochCheck::UnknownMember)?;
         if epoch != m.current.epoch {
-            return Err(EpochCheck::Stale);
+            // A classic member learns of it as a generation it does not have.
+            return Err(if m.meta.classic.is_some() {
+                EpochCheck::IllegalGeneration
+            } else {
+                EpochCheck::Stale
+            });
         }
         Ok(())
     }
@@ -1021,4 +1140,13 @@ impl ConsumerGroup {
 pub enum EpochCheck {
     UnknownMember,
     Stale,
+    IllegalGeneration,
+}
+
+/// A member's session: its own for classic members, the group setting for the others.
+fn session_ms(m: &Member, s: &Settings) -> i64 {
+    m.meta
+        .classic
+        .as_ref()
+        .map_or(s.session_timeout_ms, |c| c.session_timeout_ms) as i64
 }

@@ -6,11 +6,14 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Assignment, CurrentAssignment, MemberMetadata, MemberState, Record, SubscribedTopic};
+use super::{
+    Assignment, ClassicMember, CurrentAssignment, MemberMetadata, MemberState, Record,
+    SubscribedTopic,
+};
 use crate::group::codec::{
     get_compact_len, get_compact_opt_str, get_compact_str, get_i16, get_i32, get_i8, get_str,
-    get_uuid, put_compact_len, put_compact_opt_str, put_compact_str, put_no_tags, put_str,
-    skip_tags, DecodeError,
+    get_uuid, get_uvarint, need, put_compact_len, put_compact_opt_str, put_compact_str,
+    put_no_tags, put_str, put_uvarint, skip_tags, DecodeError,
 };
 
 const GROUP_EPOCH: i16 = 3;
@@ -36,11 +39,72 @@ fn key(version: i16, group: &str, member: Option<&str>) -> Bytes {
 }
 
 fn value(fill: impl FnOnce(&mut BytesMut)) -> Bytes {
+    value_with_tag(fill, None)
+}
+
+/// A value whose tagged-field section holds tag 0 when `tag0` is given.
+fn value_with_tag(fill: impl FnOnce(&mut BytesMut), tag0: Option<Bytes>) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(0);
     fill(&mut b);
+    match tag0 {
+        None => put_no_tags(&mut b),
+        Some(t) => {
+            put_uvarint(&mut b, 1);
+            put_uvarint(&mut b, 0);
+            put_uvarint(&mut b, t.len() as u64);
+            b.put_slice(&t);
+        }
+    }
+    b.freeze()
+}
+
+/// ClassicMemberMetadata (the member record's tagged field 0).
+fn classic_bytes(c: &ClassicMember) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i32(c.session_timeout_ms);
+    put_compact_len(&mut b, c.protocols.len());
+    for (name, metadata) in &c.protocols {
+        put_compact_str(&mut b, name);
+        put_uvarint(&mut b, metadata.len() as u64 + 1);
+        b.put_slice(metadata);
+        put_no_tags(&mut b);
+    }
     put_no_tags(&mut b);
     b.freeze()
+}
+
+fn get_classic(b: &mut Bytes) -> Result<ClassicMember, DecodeError> {
+    let session_timeout_ms = get_i32(b)?;
+    let mut protocols = Vec::new();
+    for _ in 0..get_compact_len(b)? {
+        let name = get_compact_str(b)?;
+        let len = get_uvarint(b)?.saturating_sub(1) as usize;
+        need(b, len, "protocol metadata")?;
+        let metadata = b.split_to(len);
+        skip_tags(b)?;
+        protocols.push((name, metadata));
+    }
+    skip_tags(b)?;
+    Ok(ClassicMember {
+        session_timeout_ms,
+        protocols,
+    })
+}
+
+/// The member value's tagged fields: tag 0 is the classic metadata, others are skipped.
+fn get_member_tags(b: &mut Bytes) -> Result<Option<ClassicMember>, DecodeError> {
+    let mut classic = None;
+    for _ in 0..get_uvarint(b)? {
+        let tag = get_uvarint(b)?;
+        let size = get_uvarint(b)? as usize;
+        need(b, size, "tagged field")?;
+        let mut field = b.split_to(size);
+        if tag == 0 {
+            classic = Some(get_classic(&mut field)?);
+        }
+    }
+    Ok(classic)
 }
 
 fn put_assignment(b: &mut BytesMut, a: &Assignment) {
@@ -80,19 +144,22 @@ pub fn encode(group: &str, r: &Record) -> (Bytes, Option<Bytes>) {
         Record::Member(id, meta) => (
             key(MEMBER, group, Some(id)),
             meta.as_ref().map(|m| {
-                value(|b| {
-                    put_compact_opt_str(b, m.instance_id.as_deref());
-                    put_compact_opt_str(b, m.rack_id.as_deref());
-                    put_compact_str(b, &m.client_id);
-                    put_compact_str(b, &m.client_host);
-                    put_compact_len(b, m.subscribed_topic_names.len());
-                    for t in &m.subscribed_topic_names {
-                        put_compact_str(b, t);
-                    }
-                    put_compact_opt_str(b, m.subscribed_topic_regex.as_deref());
-                    b.put_i32(m.rebalance_timeout_ms);
-                    put_compact_opt_str(b, m.server_assignor.as_deref());
-                })
+                value_with_tag(
+                    |b| {
+                        put_compact_opt_str(b, m.instance_id.as_deref());
+                        put_compact_opt_str(b, m.rack_id.as_deref());
+                        put_compact_str(b, &m.client_id);
+                        put_compact_str(b, &m.client_host);
+                        put_compact_len(b, m.subscribed_topic_names.len());
+                        for t in &m.subscribed_topic_names {
+                            put_compact_str(b, t);
+                        }
+                        put_compact_opt_str(b, m.subscribed_topic_regex.as_deref());
+                        b.put_i32(m.rebalance_timeout_ms);
+                        put_compact_opt_str(b, m.server_assignor.as_deref());
+                    },
+                    m.classic.as_ref().map(classic_bytes),
+                )
             }),
         ),
         Record::TargetEpoch(e) => (
@@ -200,8 +267,9 @@ pub fn decode(
                 subscribed_topic_regex: get_compact_opt_str(b)?,
                 rebalance_timeout_ms: get_i32(b)?,
                 server_assignor: get_compact_opt_str(b)?,
+                classic: get_member_tags(b)?,
             };
-            Record::Member(member_id(), Some(meta))
+            return Ok((group, Record::Member(member_id(), Some(meta))));
         }
         (TARGET_EPOCH, b) => Record::TargetEpoch(b.map(get_i32).transpose()?),
         (TARGET, None) => Record::Target(member_id(), None),
@@ -261,6 +329,23 @@ pub(crate) mod tests {
                     subscribed_topic_regex: Some("o.*".into()),
                     rebalance_timeout_ms: 30_000,
                     server_assignor: Some("range".into()),
+                    classic: None,
+                }),
+            ),
+            Record::Member(
+                "m-2".into(),
+                Some(MemberMetadata {
+                    client_id: "classic".into(),
+                    subscribed_topic_names: vec!["orders".into()],
+                    rebalance_timeout_ms: 30_000,
+                    classic: Some(ClassicMember {
+                        session_timeout_ms: 10_000,
+                        protocols: vec![
+                            ("range".into(), Bytes::from_static(b"\x00\x01sub")),
+                            ("roundrobin".into(), Bytes::new()),
+                        ],
+                    }),
+                    ..MemberMetadata::default()
                 }),
             ),
             Record::Member("m-1".into(), None),

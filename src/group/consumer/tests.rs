@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::fuzz::Rng;
+use bytes::Bytes;
 
 struct View {
     version: u64,
@@ -44,6 +45,12 @@ impl TopicView for View {
     }
     fn topic(&self, name: &str) -> Option<TopicInfo> {
         self.topics.get(name).cloned()
+    }
+    fn name_of(&self, id: &Uuid) -> Option<String> {
+        self.topics
+            .iter()
+            .find(|(_, t)| t.id == *id)
+            .map(|(n, _)| n.clone())
     }
     fn names(&self) -> Vec<String> {
         self.topics.keys().cloned().collect()
@@ -561,5 +568,165 @@ fn random_interleavings_never_give_a_partition_two_owners() {
         assert_eq!(r.target, g.target);
         assert_eq!(r.subscribed, g.subscribed);
         assert_eq!(r.owners, g.owners);
+    }
+}
+
+/// A consumer protocol subscription blob (v1: topics, no user data, owned partitions).
+fn subscription(topics: &[&str], owned: &[(&str, &[i32])]) -> Bytes {
+    use bytes::BufMut;
+    let mut b = bytes::BytesMut::new();
+    b.put_i16(1);
+    b.put_i32(topics.len() as i32);
+    for t in topics {
+        b.put_i16(t.len() as i16);
+        b.put_slice(t.as_bytes());
+    }
+    b.put_i32(-1);
+    b.put_i32(owned.len() as i32);
+    for (t, ps) in owned {
+        b.put_i16(t.len() as i16);
+        b.put_slice(t.as_bytes());
+        b.put_i32(ps.len() as i32);
+        for p in *ps {
+            b.put_i32(*p);
+        }
+    }
+    b.freeze()
+}
+
+fn classic_join(id: &str, owned: &[(&str, &[i32])]) -> ClassicJoin {
+    ClassicJoin {
+        member_id: id.into(),
+        new_member_id: format!("{id}-new"),
+        client_id: "classic".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 30_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), subscription(&["t"], owned))],
+        require_known_member_id: true,
+        ..ClassicJoin::default()
+    }
+}
+
+fn seed(id: &str, partitions: &[i32]) -> ClassicSeed {
+    ClassicSeed {
+        id: id.into(),
+        instance_id: None,
+        client_id: "classic".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 30_000,
+        protocols: vec![("range".into(), subscription(&["t"], &[]))],
+        assignment: codec::encode_assignment(1, &[("t".to_string(), partitions.to_vec())]),
+    }
+}
+
+#[test]
+fn a_classic_group_upgrades_online_and_downgrades_back() {
+    let v = View::new(&[("t", 4)]);
+    let s = settings();
+    let t = v.id("t");
+    // A stable classic group at generation 5: A owns 0-1, B owns 2-3.
+    let (mut g, records) = ConsumerGroup::from_classic(
+        "g",
+        5,
+        "range",
+        vec![seed("A", &[0, 1]), seed("B", &[2, 3])],
+        &v,
+        &s,
+        0,
+    );
+    assert_eq!((g.epoch, g.assignment_epoch), (5, 5));
+    assert_eq!(g.members["A"].current.assigned, [(t, [0, 1].into())].into());
+    assert!(records.contains(&Record::GroupEpoch(Some(5))));
+    assert_eq!(g.classic_heartbeat("A", None, 5, &s, 1), Ok(()));
+
+    // A consumer-protocol member joins: the epoch moves, classic members are told to rejoin,
+    // and it gets nothing until they give partitions up.
+    let mut c = Client::new("C");
+    beat(&mut g, &mut c, &v, 2);
+    assert_eq!(g.epoch, 6);
+    assert!(c.owned.is_empty());
+    assert_eq!(
+        g.classic_heartbeat("A", None, 5, &s, 3),
+        Err(Error::RebalanceInProgress)
+    );
+    assert_eq!(
+        g.classic_heartbeat("A", None, 4, &s, 3),
+        Err(Error::IllegalGeneration)
+    );
+    // An eager member rejoins owning nothing: what it must give up is released at once,
+    // and its sync carries what it keeps.
+    let (j, _) = g.classic_join(classic_join("A", &[]), &v, &s, 4).unwrap();
+    assert_eq!(j.generation, 6);
+    assert_eq!(j.protocol, "range");
+    let (a_assigned, version, _) = g.classic_sync("A", None, 6, &s, 4).unwrap();
+    assert_eq!(version, 1);
+    // A cooperative member reports what it owns: revocation first, then the next epoch.
+    let (jb, _) = g
+        .classic_join(classic_join("B", &[("t", &[2, 3])]), &v, &s, 5)
+        .unwrap();
+    let (b_assigned, _, _) = g.classic_sync("B", None, jb.generation, &s, 5).unwrap();
+    beat(&mut g, &mut c, &v, 6);
+    let mut all = vec![a_assigned.clone(), b_assigned.clone(), c.owned.clone()];
+    let total: usize = all.iter().map(count).sum();
+    assert!(total <= 4);
+    // B reports its revoked partition gone by rejoining with what it kept.
+    let kept: Vec<i32> = b_assigned
+        .get(&t)
+        .map(|p| p.iter().copied().collect())
+        .unwrap_or_default();
+    let (jb, _) = g
+        .classic_join(classic_join("B", &[("t", &kept)]), &v, &s, 7)
+        .unwrap();
+    let (b_assigned, _, _) = g.classic_sync("B", None, jb.generation, &s, 7).unwrap();
+    for _ in 0..3 {
+        beat(&mut g, &mut c, &v, 8);
+    }
+    all = vec![a_assigned, b_assigned, c.owned.clone()];
+    let mut seen = std::collections::BTreeSet::new();
+    for a in &all {
+        for tp in pairs(a) {
+            assert!(seen.insert(tp), "{tp:?} twice in {all:?}");
+        }
+    }
+    assert_eq!(seen.len(), 4, "{all:?}");
+    assert!(!g.all_classic());
+
+    // Unknown members and protocol mismatches are refused as a classic group would.
+    assert_eq!(
+        g.classic_sync("nobody", None, 6, &s, 9).unwrap_err(),
+        Error::UnknownMemberId
+    );
+    let mut bad = classic_join("", &[]);
+    bad.protocol_type = "connect".into();
+    assert_eq!(
+        g.classic_join(bad, &v, &s, 9).unwrap_err(),
+        Error::InconsistentGroupProtocol
+    );
+    assert_eq!(
+        g.classic_join(classic_join("", &[]), &v, &s, 9)
+            .unwrap_err(),
+        Error::MemberIdRequired("-new".into())
+    );
+
+    // The consumer-protocol member leaves: only classic members remain, so the group turns
+    // back into a classic group at its epoch, each keeping its current partitions.
+    let mut hb = c.request();
+    hb.member_epoch = LEAVE_EPOCH;
+    g.heartbeat(hb, &v, &s, 10).unwrap();
+    assert!(g.all_classic());
+    let (generation, protocol, members) = g.classic_view(&v).unwrap();
+    assert_eq!(generation, g.epoch);
+    assert_eq!(protocol, "range");
+    assert_eq!(members.len(), 2);
+    let tombstones = g.all_tombstones();
+    assert!(tombstones.contains(&Record::GroupEpoch(None)));
+    assert!(tombstones.contains(&Record::Member("A".into(), None)));
+    for m in &members {
+        let named = codec::decode_assignment(&m.assignment).unwrap();
+        let back = classic::by_name(&g.members[&m.id].current.assigned, &v);
+        assert_eq!(named, back);
     }
 }

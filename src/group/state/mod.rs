@@ -580,6 +580,14 @@ impl Group {
         }
     }
 
+    /// Starts a rebalance from outside a request (a group turned back from the consumer
+    /// protocol): every member must rejoin.
+    pub fn begin_rebalance(&mut self, limits: &Limits, now_ms: i64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        self.prepare_rebalance(limits, now_ms, &mut effects);
+        effects
+    }
+
     /// Starts a rebalance: members must rejoin by the deadline; parked syncs are told to.
     fn prepare_rebalance(&mut self, limits: &Limits, now_ms: i64, effects: &mut Vec<Effect>) {
         for m in self.members.values_mut() {

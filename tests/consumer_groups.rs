@@ -20,9 +20,12 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientConfig;
 
-use common::clients::{create_topic, produce, TestRecord};
-use common::members::{ChildMember, Member, Registry, Seen, CONSUMER_PROTOCOL, SESSION_TIMEOUT_MS};
-use common::{cli_ok, wait_until, Broker, RawClient};
+use common::clients::create_topic;
+use common::members::{
+    committed, log_ends, produce_spread, wait_for, ChildMember, Member, Registry, Seen,
+    CONSUMER_PROTOCOL, SESSION_TIMEOUT_MS,
+};
+use common::{cli_ok, Broker, RawClient};
 
 /// Longest wait for a group to settle after a membership change.
 const SETTLE: Duration = Duration::from_secs(40);
@@ -87,44 +90,6 @@ fn member_config(b: &Broker, group: &str, name: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("topic.metadata.refresh.interval.ms", "2000");
     c
-}
-
-fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
-    assert!(
-        wait_until(timeout, cond),
-        "timed out after {timeout:?} waiting for {what}"
-    );
-}
-
-fn gregor_client(b: &Broker) -> gregor::client::Client {
-    gregor::client::Client::connect(&b.bootstrap(), "consumer-groups-test").expect("connect")
-}
-
-fn committed(b: &Broker, group: &str, topic: &str) -> BTreeMap<i32, i64> {
-    let rows = match gregor_client(b).committed_offsets(group) {
-        Ok(rows) => rows,
-        Err(e) => panic!("offset fetch of {group}: {e}"),
-    };
-    rows.into_iter()
-        .filter(|(t, _, o)| t == topic && *o >= 0)
-        .map(|(_, p, o)| (p, o))
-        .collect()
-}
-
-fn log_ends(b: &Broker, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let queries: Vec<(i32, i64)> = (0..partitions).map(|p| (p, -1)).collect();
-    gregor_client(b)
-        .list_offsets(topic, &queries, 0)
-        .expect("list offsets")
-        .into_iter()
-        .collect()
-}
-
-fn produce_spread(b: &Broker, topic: &str, partitions: i32, first: usize, n: usize) {
-    let records: Vec<TestRecord> = (first..first + n)
-        .map(|i| TestRecord::value(format!("r{i}")).in_partition(i as i32 % partitions))
-        .collect();
-    produce(&b.producer_config(), topic, &records);
 }
 
 fn describe(b: &Broker, group: &str) -> consumer_group_describe_response::DescribedGroup {

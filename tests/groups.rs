@@ -26,8 +26,11 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use common::clients::{create_topic, produce, TestRecord};
-use common::members::{ChildMember, Member, Registry, Seen, Tracker, SESSION_TIMEOUT_MS};
+use common::clients::create_topic;
+use common::members::{
+    committed, gregor_client, log_ends, produce_spread, wait_for, ChildMember, Member, Registry,
+    Seen, Tracker, SESSION_TIMEOUT_MS,
+};
 use common::{cli, cli_ok, encode_request, wait_until, Broker, RawClient};
 
 /// Longest wait for a group to settle after a membership change.
@@ -62,13 +65,6 @@ fn group_config(b: &Broker, group: &str, strategy: &str, name: &str) -> ClientCo
     c
 }
 
-fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
-    assert!(
-        wait_until(timeout, cond),
-        "timed out after {timeout:?} waiting for {what}"
-    );
-}
-
 /// Not a test on its own: with the child env var set it is the killable member's consumer
 /// loop (see `common::members::ChildMember`).
 #[test]
@@ -78,28 +74,12 @@ fn child_member_entry() {
 
 // ----- broker-side views -----
 
-fn gregor_client(b: &Broker) -> gregor::client::Client {
-    gregor::client::Client::connect(&b.bootstrap(), "groups-test").expect("connect")
-}
-
 /// (state, member count) from DescribeGroups.
 fn group_state(b: &Broker, group: &str) -> (String, usize) {
     let g = gregor_client(b)
         .describe_group(group)
         .expect("describe group");
     (g.group_state.to_string(), g.members.len())
-}
-
-/// Committed offsets per partition of `topic` (absent partitions have none).
-fn committed(b: &Broker, group: &str, topic: &str) -> BTreeMap<i32, i64> {
-    let rows = match gregor_client(b).committed_offsets(group) {
-        Ok(rows) => rows,
-        Err(e) => panic!("offset fetch of {group}: {e}"),
-    };
-    rows.into_iter()
-        .filter(|(t, _, o)| t == topic && *o >= 0)
-        .map(|(_, p, o)| (p, o))
-        .collect()
 }
 
 /// Committed offsets, retrying while the coordinator is (re)loading after a restart.
@@ -121,23 +101,6 @@ fn committed_when_loaded(b: &Broker, group: &str, topic: &str) -> BTreeMap<i32, 
             Err(e) => panic!("offset fetch of {group} after restart: {e}"),
         }
     }
-}
-
-fn log_ends(b: &Broker, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let queries: Vec<(i32, i64)> = (0..partitions).map(|p| (p, -1)).collect();
-    gregor_client(b)
-        .list_offsets(topic, &queries, 0)
-        .expect("list offsets")
-        .into_iter()
-        .collect()
-}
-
-/// `n` records spread round-robin over `partitions`, values tagged with their index.
-fn produce_spread(b: &Broker, topic: &str, partitions: i32, first: usize, n: usize) {
-    let records: Vec<TestRecord> = (first..first + n)
-        .map(|i| TestRecord::value(format!("r{i}")).in_partition(i as i32 % partitions))
-        .collect();
-    produce(&b.producer_config(), topic, &records);
 }
 
 // ----- librdkafka scenarios -----

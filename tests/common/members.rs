@@ -17,7 +17,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
-use super::Broker;
+use super::clients::{produce, TestRecord};
+use super::{wait_until, Broker};
 
 /// librdkafka's (and the broker's) minimum session timeout, for classic members.
 pub const SESSION_TIMEOUT_MS: &str = "6000";
@@ -366,4 +367,46 @@ pub fn child_entry() {
     while Instant::now() < deadline {
         let _ = c.poll(Duration::from_millis(100));
     }
+}
+
+// ----- broker-side views shared by the group suites -----
+
+pub fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    assert!(
+        wait_until(timeout, cond),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+pub fn gregor_client(b: &Broker) -> gregor::client::Client {
+    gregor::client::Client::connect(&b.bootstrap(), "group-members-test").expect("connect")
+}
+
+/// Committed offsets per partition of `topic` (absent partitions have none).
+pub fn committed(b: &Broker, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let rows = match gregor_client(b).committed_offsets(group) {
+        Ok(rows) => rows,
+        Err(e) => panic!("offset fetch of {group}: {e}"),
+    };
+    rows.into_iter()
+        .filter(|(t, _, o)| t == topic && *o >= 0)
+        .map(|(_, p, o)| (p, o))
+        .collect()
+}
+
+pub fn log_ends(b: &Broker, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let queries: Vec<(i32, i64)> = (0..partitions).map(|p| (p, -1)).collect();
+    gregor_client(b)
+        .list_offsets(topic, &queries, 0)
+        .expect("list offsets")
+        .into_iter()
+        .collect()
+}
+
+/// `n` records spread round-robin over `partitions`, values tagged with their index.
+pub fn produce_spread(b: &Broker, topic: &str, partitions: i32, first: usize, n: usize) {
+    let records: Vec<TestRecord> = (first..first + n)
+        .map(|i| TestRecord::value(format!("r{i}")).in_partition(i as i32 % partitions))
+        .collect();
+    produce(&b.producer_config(), topic, &records);
 }

@@ -983,17 +983,15 @@ pub fn unload_partition(shard: &Shard, p: i32) {
         by_group.retain(|g, _| !on_p(g));
     }
     c.pending_txn.retain(|_, by_group| !by_group.is_empty());
-    let joins: Vec<_> = c.joins.keys().filter(|(g, _)| on_p(g)).cloned().collect();
-    for k in joins {
-        if let Some(tx) = c.joins.remove(&k) {
-            let _ = tx.send(JoinResult::error(ResponseError::NotCoordinator, &k.1));
-        }
-    }
-    let syncs: Vec<_> = c.syncs.keys().filter(|(g, _)| on_p(g)).cloned().collect();
-    for k in syncs {
-        if let Some(tx) = c.syncs.remove(&k) {
-            let _ = tx.send(SyncResult::error(ResponseError::NotCoordinator));
-        }
+    let parked: std::collections::BTreeSet<String> = c
+        .joins
+        .keys()
+        .chain(c.syncs.keys())
+        .map(|(g, _)| g.clone())
+        .filter(|g| on_p(g))
+        .collect();
+    for g in parked {
+        c.fail_parked(&g, ResponseError::NotCoordinator);
     }
     tracing::info!(partition = p, "unloaded consumer groups");
 }

@@ -19,7 +19,8 @@
 //! | `metadata` | topics, partitions and configs as a log of records; snapshots per shard |
 //! | `storage` | segments, indexes, recovery, retention |
 //! | `metrics` | per-shard counters and histograms, summed and rendered (Prometheus text) only when scraped |
-//! | `group` | consumer group coordinator, rebalancing, committed offsets |
+//! | `group` | consumer group coordinator, rebalancing, committed offsets, share group membership |
+//! | `share` | share groups' share-partitions (acquired records, acknowledgements) and share sessions |
 //! | `producer` | per-partition producer state (idempotence, transactions, LSO), markers, producer snapshots |
 //! | `txn` | the transaction coordinator on `__transaction_state` |
 //! | `cli` | the client tools (topics, produce, consume, groups, transactions, dump-log) |
@@ -50,6 +51,7 @@ pub mod replication;
 pub mod security;
 pub mod server;
 pub mod shard;
+pub mod share;
 pub mod storage;
 pub mod txn;
 pub mod types;

@@ -401,6 +401,29 @@ pub fn broker_config_info(name: &str) -> Option<(i8, String)> {
             INT,
             "The maximum number of members of a consumer-protocol group.",
         ),
+        "group.share.session.timeout.ms" => (
+            INT,
+            "A member of a share group without a heartbeat for this long is removed.",
+        ),
+        "group.share.heartbeat.interval.ms" => {
+            (INT, "How often members of share groups heartbeat.")
+        }
+        "group.share.max.size" => (INT, "The maximum number of members of a share group."),
+        "group.share.record.lock.duration.ms" => (
+            INT,
+            "How long a record delivered to a share group member stays acquired by it.",
+        ),
+        "group.share.delivery.count.limit" => (
+            INT,
+            "How often a record is delivered to a share group before it is archived.",
+        ),
+        "group.share.partition.max.record.locks" => (
+            INT,
+            "The most records in flight in one share-partition.",
+        ),
+        "group.share.max.share.sessions" => {
+            (INT, "The most share sessions open on a broker.")
+        }
         "group.max.size" => (
             INT,
             "The maximum number of consumers that a single consumer group can accommodate.",

@@ -164,6 +164,21 @@ pub struct GroupConfig {
     pub consumer_assignors: Vec<String>,
     /// `group.consumer.max.size`.
     pub consumer_max_size: i32,
+    /// `group.share.session.timeout.ms`: a share group member without a heartbeat for this
+    /// long is removed.
+    pub share_session_timeout_ms: i32,
+    /// `group.share.heartbeat.interval.ms`.
+    pub share_heartbeat_interval_ms: i32,
+    /// `group.share.max.size`.
+    pub share_max_size: i32,
+    /// `group.share.record.lock.duration.ms`: how long a delivered record stays acquired.
+    pub share_record_lock_duration_ms: i32,
+    /// `group.share.delivery.count.limit`: deliveries before a record is archived.
+    pub share_delivery_count_limit: i32,
+    /// `group.share.partition.max.record.locks`: in-flight records per share-partition.
+    pub share_partition_max_record_locks: i32,
+    /// `group.share.max.share.sessions`: open share sessions per broker.
+    pub share_max_share_sessions: i32,
 }
 
 impl Default for GroupConfig {
@@ -181,6 +196,13 @@ impl Default for GroupConfig {
             consumer_heartbeat_interval_ms: 5_000,
             consumer_assignors: vec!["uniform".into(), "range".into()],
             consumer_max_size: i32::MAX,
+            share_session_timeout_ms: 45_000,
+            share_heartbeat_interval_ms: 5_000,
+            share_max_size: 200,
+            share_record_lock_duration_ms: 30_000,
+            share_delivery_count_limit: 5,
+            share_partition_max_record_locks: 2_000,
+            share_max_share_sessions: 2_000,
         }
     }
 }
@@ -241,6 +263,19 @@ pub(crate) fn parse_min<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Dis
     let v: T = parse_num(name, value)?;
     if v < min {
         return Err(invalid(name, value, format!("must be at least {min}")));
+    }
+    Ok(v)
+}
+
+pub(crate) fn parse_between<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
+    name: &str,
+    value: &str,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    let v = parse_min(name, value, min)?;
+    if v > max {
+        return Err(invalid(name, value, format!("must be at most {max}")));
     }
     Ok(v)
 }
@@ -321,6 +356,13 @@ pub const BROKER_CONFIGS: &[&str] = &[
     "group.consumer.heartbeat.interval.ms",
     "group.consumer.assignors",
     "group.consumer.max.size",
+    "group.share.session.timeout.ms",
+    "group.share.heartbeat.interval.ms",
+    "group.share.max.size",
+    "group.share.record.lock.duration.ms",
+    "group.share.delivery.count.limit",
+    "group.share.partition.max.record.locks",
+    "group.share.max.share.sessions",
     "transaction.max.timeout.ms",
     "transactional.id.expiration.ms",
     "transaction.state.log.num.partitions",
@@ -671,6 +713,25 @@ impl Config {
             }
             "group.consumer.max.size" => g.consumer_max_size = parse_min(name, value, 1)?,
             "group.consumer.assignors" => g.consumer_assignors = parse_assignors(name, value)?,
+            "group.share.session.timeout.ms" => {
+                g.share_session_timeout_ms = parse_min(name, value, 1)?
+            }
+            "group.share.heartbeat.interval.ms" => {
+                g.share_heartbeat_interval_ms = parse_min(name, value, 1)?
+            }
+            "group.share.max.size" => g.share_max_size = parse_between(name, value, 1, 1000)?,
+            "group.share.record.lock.duration.ms" => {
+                g.share_record_lock_duration_ms = parse_between(name, value, 1000, 3_600_000)?
+            }
+            "group.share.delivery.count.limit" => {
+                g.share_delivery_count_limit = parse_between(name, value, 2, 10)?
+            }
+            "group.share.partition.max.record.locks" => {
+                g.share_partition_max_record_locks = parse_between(name, value, 100, 10_000)?
+            }
+            "group.share.max.share.sessions" => {
+                g.share_max_share_sessions = parse_min(name, value, 1)?
+            }
             _ => return Err(ConfigError::Unknown(name.to_string())),
         }
         Ok(())
@@ -693,6 +754,15 @@ impl Config {
             "group.consumer.heartbeat.interval.ms" => g.consumer_heartbeat_interval_ms.to_string(),
             "group.consumer.max.size" => g.consumer_max_size.to_string(),
             "group.consumer.assignors" => g.consumer_assignors.join(","),
+            "group.share.session.timeout.ms" => g.share_session_timeout_ms.to_string(),
+            "group.share.heartbeat.interval.ms" => g.share_heartbeat_interval_ms.to_string(),
+            "group.share.max.size" => g.share_max_size.to_string(),
+            "group.share.record.lock.duration.ms" => g.share_record_lock_duration_ms.to_string(),
+            "group.share.delivery.count.limit" => g.share_delivery_count_limit.to_string(),
+            "group.share.partition.max.record.locks" => {
+                g.share_partition_max_record_locks.to_string()
+            }
+            "group.share.max.share.sessions" => g.share_max_share_sessions.to_string(),
             _ => return None,
         })
     }

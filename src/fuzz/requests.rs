@@ -60,6 +60,15 @@ macro_rules! with_body_type {
             ApiKey::OffsetDelete => $f::<OffsetDeleteRequest>($($arg),*),
             ApiKey::ConsumerGroupHeartbeat => $f::<ConsumerGroupHeartbeatRequest>($($arg),*),
             ApiKey::ConsumerGroupDescribe => $f::<ConsumerGroupDescribeRequest>($($arg),*),
+            ApiKey::ShareGroupHeartbeat => $f::<ShareGroupHeartbeatRequest>($($arg),*),
+            ApiKey::ShareGroupDescribe => $f::<ShareGroupDescribeRequest>($($arg),*),
+            ApiKey::ShareFetch => $f::<ShareFetchRequest>($($arg),*),
+            ApiKey::ShareAcknowledge => $f::<ShareAcknowledgeRequest>($($arg),*),
+            ApiKey::DescribeShareGroupOffsets => {
+                $f::<DescribeShareGroupOffsetsRequest>($($arg),*)
+            }
+            ApiKey::AlterShareGroupOffsets => $f::<AlterShareGroupOffsetsRequest>($($arg),*),
+            ApiKey::DeleteShareGroupOffsets => $f::<DeleteShareGroupOffsetsRequest>($($arg),*),
             ApiKey::InitProducerId => $f::<InitProducerIdRequest>($($arg),*),
             ApiKey::OffsetForLeaderEpoch => $f::<OffsetForLeaderEpochRequest>($($arg),*),
             ApiKey::DescribeQuorum => $f::<DescribeQuorumRequest>($($arg),*),
@@ -111,6 +120,56 @@ fn request_frames(key: ApiKey, version: i16) -> Vec<Vec<u8>> {
                         .with_topic_id(uuid::Uuid::from_u128(7))
                         .with_partitions(vec![0, 1]),
                 ])),
+        )),
+        ApiKey::ShareGroupHeartbeat => v.push(frame(
+            key,
+            version,
+            &ShareGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(name("sg")))
+                .with_member_id(name("m1"))
+                .with_subscribed_topic_names(Some(vec![TopicName(name("orders"))])),
+        )),
+        ApiKey::ShareFetch => v.push(frame(
+            key,
+            version,
+            &ShareFetchRequest::default()
+                .with_group_id(Some(GroupId(name("sg"))))
+                .with_member_id(Some(name("m1")))
+                .with_max_wait_ms(10)
+                .with_max_bytes(1 << 20)
+                .with_max_records(100)
+                .with_topics(vec![share_fetch_request::FetchTopic::default()
+                    .with_topic_id(uuid::Uuid::from_u128(7))
+                    .with_partitions(vec![
+                        share_fetch_request::FetchPartition::default()
+                            .with_partition_index(0)
+                            .with_acknowledgement_batches(vec![
+                                share_fetch_request::AcknowledgementBatch::default()
+                                    .with_first_offset(0)
+                                    .with_last_offset(3)
+                                    .with_acknowledge_types(vec![1]),
+                            ]),
+                    ])]),
+        )),
+        ApiKey::ShareAcknowledge => v.push(frame(
+            key,
+            version,
+            &ShareAcknowledgeRequest::default()
+                .with_group_id(Some(GroupId(name("sg"))))
+                .with_member_id(Some(name("m1")))
+                .with_share_session_epoch(1)
+                .with_topics(vec![share_acknowledge_request::AcknowledgeTopic::default()
+                    .with_topic_id(uuid::Uuid::from_u128(7))
+                    .with_partitions(vec![
+                        share_acknowledge_request::AcknowledgePartition::default()
+                            .with_partition_index(0)
+                            .with_acknowledgement_batches(vec![
+                                share_acknowledge_request::AcknowledgementBatch::default()
+                                    .with_first_offset(0)
+                                    .with_last_offset(1)
+                                    .with_acknowledge_types(vec![1, 2]),
+                            ]),
+                    ])]),
         )),
         ApiKey::Metadata => v.push(frame(
             key,

@@ -30,6 +30,7 @@ use crate::storage::StorageError;
 use crate::types::TopicPartition;
 
 pub mod consumer;
+pub mod share;
 mod txn_offsets;
 
 use txn_offsets::{control_is_commit, replay_txn_offset};
@@ -41,6 +42,8 @@ pub struct Coordinator {
     groups: HashMap<String, Group>,
     /// Groups of the consumer protocol (KIP-848). A group id is in `groups` or here, not both.
     consumer_groups: HashMap<String, super::consumer::ConsumerGroup>,
+    /// Share groups (KIP-932), in memory only (see [`share`]). A group id names one type.
+    share_groups: HashMap<String, super::share::ShareGroup>,
     offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
     joins: HashMap<(String, String), oneshot::Sender<JoinResult>>,
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
@@ -269,6 +272,13 @@ async fn persist_group(shard: &Shard, group: &str) {
 pub async fn join(shard: Rc<Shard>, group_id: String, req: JoinRequest) -> JoinResult {
     if let Some(e) = unavailable(&shard, &group_id) {
         return JoinResult::error(e, &req.member_id);
+    }
+    if coordinator(&shard)
+        .borrow()
+        .share_groups
+        .contains_key(&group_id)
+    {
+        return JoinResult::error(ResponseError::InconsistentGroupProtocol, &req.member_id);
     }
     let in_consumer_group = coordinator(&shard)
         .borrow()
@@ -540,6 +550,9 @@ fn check_commit(
     instance_id: Option<&str>,
     now: i64,
 ) -> Result<(), ResponseError> {
+    if c.share_groups.contains_key(group_id) {
+        return Err(ResponseError::GroupIdNotFound);
+    }
     if let Some(g) = c.consumer_groups.get(group_id) {
         // Kafka's rule for consumer groups: a commit from outside the group (generation -1)
         // only while it is empty; a member's only at its current epoch.
@@ -670,8 +683,9 @@ pub fn describe(shard: &Shard, group_id: &str) -> Result<Described, ResponseErro
     }
     let groups = coordinator(shard);
     let c = groups.borrow();
-    if c.consumer_groups.contains_key(group_id) {
-        // DescribeGroups describes classic groups; ConsumerGroupDescribe describes these.
+    if c.consumer_groups.contains_key(group_id) || c.share_groups.contains_key(group_id) {
+        // DescribeGroups describes classic groups; ConsumerGroupDescribe and
+        // ShareGroupDescribe describe these.
         return Err(ResponseError::GroupIdNotFound);
     }
     let Some(g) = c.groups.get(group_id) else {
@@ -723,7 +737,7 @@ pub struct Listed {
     pub id: String,
     pub protocol_type: String,
     pub state: &'static str,
-    /// "classic" or "consumer" (ListGroups v5).
+    /// "classic", "consumer" or "share" (ListGroups v5).
     pub group_type: &'static str,
 }
 
@@ -747,7 +761,13 @@ pub fn list(shard: &Shard) -> Vec<Listed> {
         state: super::consumer::state_name(g),
         group_type: "consumer",
     });
-    classic.chain(consumer).collect()
+    let share = c.share_groups.values().map(|g| Listed {
+        id: g.id.clone(),
+        protocol_type: "share".to_string(),
+        state: g.state(),
+        group_type: "share",
+    });
+    classic.chain(consumer).chain(share).collect()
 }
 
 /// A group as the metrics report it.
@@ -812,6 +832,19 @@ pub fn report(shard: &Shard) -> Vec<GroupReport> {
 pub async fn delete_group(shard: Rc<Shard>, group_id: String) -> Option<ResponseError> {
     if let Some(e) = unavailable(&shard, &group_id) {
         return Some(e);
+    }
+    if let Some(r) = share::delete(&shard, &group_id) {
+        if r.is_ok() {
+            // The group's share-partition state goes with it, on every shard here.
+            let g = group_id.clone();
+            shard
+                .invoke_on_all(move |s| {
+                    let g = g.clone();
+                    async move { crate::share::delete_group(&s, &g) }
+                })
+                .await;
+        }
+        return r.err();
     }
     let mut group_records = vec![(store::group_key(&group_id), None)];
     let keys = {
@@ -978,6 +1011,7 @@ pub fn unload_partition(shard: &Shard, p: i32) {
         |g: &String| store::partition_for(g, shard.config.groups.offsets_topic_num_partitions) == p;
     c.groups.retain(|g, _| !on_p(g));
     c.consumer_groups.retain(|g, _| !on_p(g));
+    c.share_groups.retain(|g, _| !on_p(g));
     c.offsets.retain(|g, _| !on_p(g));
     for by_group in c.pending_txn.values_mut() {
         by_group.retain(|g, _| !on_p(g));
@@ -1090,6 +1124,7 @@ pub async fn run_timers(shard: Rc<Shard>) {
             persist_group(&shard, &id).await;
         }
         consumer::tick(&shard, now).await;
+        share::tick(&shard, now);
         if now - last_expiry >= shard.config.groups.offsets_retention_check_interval_ms as i64 {
             last_expiry = now;
             expire_offsets(&shard, now).await;

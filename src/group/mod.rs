@@ -9,6 +9,7 @@
 pub(crate) mod codec;
 pub mod consumer;
 pub mod coordinator;
+pub mod share;
 pub mod state;
 pub mod store;
 

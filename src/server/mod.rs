@@ -24,6 +24,8 @@ mod offsets;
 mod produce;
 mod producers;
 mod records;
+mod share_fetch;
+mod share_groups;
 mod transactions;
 mod txn_markers;
 mod users;
@@ -95,6 +97,13 @@ pub fn dispatch(
         ApiKey::OffsetDelete => groups::offset_delete(shard, req),
         ApiKey::ConsumerGroupHeartbeat => consumer_groups::heartbeat(shard, req),
         ApiKey::ConsumerGroupDescribe => consumer_groups::describe(shard, req),
+        ApiKey::ShareGroupHeartbeat => share_groups::heartbeat(shard, req),
+        ApiKey::ShareGroupDescribe => share_groups::describe(shard, req),
+        ApiKey::ShareFetch => share_fetch::fetch(shard, req, remote.clone()),
+        ApiKey::ShareAcknowledge => share_fetch::acknowledge(shard, req),
+        ApiKey::DescribeShareGroupOffsets => share_groups::describe_offsets(shard, req),
+        ApiKey::AlterShareGroupOffsets => share_groups::alter_offsets(shard, req),
+        ApiKey::DeleteShareGroupOffsets => share_groups::delete_offsets(shard, req),
         ApiKey::InitProducerId => init_producer::handle(shard, req),
         ApiKey::OffsetForLeaderEpoch => epochs::handle(shard, req),
         ApiKey::DeleteRecords => records::delete_records(shard, req),

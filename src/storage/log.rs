@@ -329,6 +329,11 @@ impl PartitionLog {
         .await
     }
 
+    /// The partition's directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.inner.dir
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.inner.state.borrow().log_start_offset
     }

@@ -121,6 +121,10 @@ pub async fn heartbeat(
         let c = coordinator(&shard);
         let mut c = c.borrow_mut();
         let mut kvs = Vec::new();
+        if c.share_groups.contains_key(&group_id) {
+            // Kafka: "Group {} is not a consumer group."
+            return Err(HeartbeatError::Coordinator(ResponseError::GroupIdNotFound));
+        }
         if c.groups.get(&group_id).is_some_and(|g| !g.is_empty()) {
             // A classic group with members: the first consumer-protocol member upgrades it
             // online when it can be; otherwise its id is not a consumer group's.

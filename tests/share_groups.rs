@@ -15,6 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use common::clients::{create_topic, produce, TestRecord};
+use common::cluster::{create_topic_rf, Cluster};
 use common::{Broker, RawClient};
 
 // Kafka error codes.
@@ -76,7 +77,11 @@ fn alter_start(
     topic: &str,
     offset: i64,
 ) -> AlterShareGroupOffsetsResponse {
-    let req = AlterShareGroupOffsetsRequest::default()
+    c.request(&alter_request(group, topic, offset), 0)
+}
+
+fn alter_request(group: &str, topic: &str, offset: i64) -> AlterShareGroupOffsetsRequest {
+    AlterShareGroupOffsetsRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_topics(vec![
             alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
@@ -86,13 +91,21 @@ fn alter_start(
                         .with_partition_index(0)
                         .with_start_offset(offset),
                 ]),
-        ]);
-    c.request(&req, 0)
+        ])
 }
 
 /// The share group's start offset on partition 0 (DescribeShareGroupOffsets).
 fn start_offset(c: &mut RawClient, group: &str, topic: &str) -> i64 {
-    let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+    let r = c.request(&describe_request(group, topic), 0);
+    let g = &r.groups[0];
+    assert_eq!(g.error_code, 0, "{:?}", g.error_message);
+    let p = &g.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{:?}", p.error_message);
+    p.start_offset
+}
+
+fn describe_request(group: &str, topic: &str) -> DescribeShareGroupOffsetsRequest {
+    DescribeShareGroupOffsetsRequest::default().with_groups(vec![
         describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
             .with_group_id(GroupId(s(group)))
             .with_topics(Some(vec![
@@ -100,13 +113,7 @@ fn start_offset(c: &mut RawClient, group: &str, topic: &str) -> i64 {
                     .with_topic_name(TopicName(s(topic)))
                     .with_partitions(vec![0]),
             ])),
-    ]);
-    let r = c.request(&req, 0);
-    let g = &r.groups[0];
-    assert_eq!(g.error_code, 0, "{:?}", g.error_message);
-    let p = &g.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0, "{:?}", p.error_message);
-    p.start_offset
+    ])
 }
 
 /// One acknowledgement batch: offsets first..=last, one type for all or one per offset.
@@ -609,4 +616,81 @@ fn bad_share_requests_get_kafkas_errors_and_lose_nothing() {
     let r = c.request(&req, 0);
     assert!(r.groups[0].topics.is_empty(), "{:?}", r.groups[0].topics);
     assert_eq!(start_offset(&mut c, group, topic), -1);
+}
+
+/// Short timeouts so that a failover resolves in seconds.
+const FAST: &[(&str, &str)] = &[
+    ("broker.session.timeout.ms", "3000"),
+    ("broker.heartbeat.interval.ms", "500"),
+    ("replica.lag.time.max.ms", "3000"),
+    ("group.share.heartbeat.interval.ms", "500"),
+];
+
+#[test]
+fn share_partition_state_survives_a_leader_failover() {
+    let mut cl = Cluster::start(3, FAST);
+    let (topic, group) = ("share-failover", "share-failover-group");
+    create_topic_rf(
+        &cl.admin_config(),
+        topic,
+        1,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    cl.wait_isr_all(topic, 1, 3, Duration::from_secs(30));
+    let records: Vec<TestRecord> = (0..20)
+        .map(|i| TestRecord::value(format!("f-{i}")).in_partition(0))
+        .collect();
+    let mut pcfg = cl.producer_config();
+    pcfg.set("acks", "all");
+    produce(&pcfg, topic, &records);
+
+    // The group starts at 0, through its coordinator.
+    let took = common::wait_until(Duration::from_secs(30), || {
+        let Ok(coord) = cl.coordinator(1, group) else {
+            return false;
+        };
+        cl.request(coord, &alter_request(group, topic, 0), 0)
+            .is_ok_and(|r| r.error_code == 0 && r.responses[0].partitions[0].error_code == 0)
+    });
+    assert!(took, "the coordinator takes the start offset");
+    let leader = cl.partition_view(topic, 0).expect("a leader").leader;
+    let mut c = RawClient::connect(cl.node(leader).addr());
+    let tid = topic_id(&mut c, topic);
+    let got = acquired(&share_fetch(&mut c, group, "m1", 0, tid, &[], 5000));
+    assert_eq!(got, range(0, 19, 1));
+    let r = share_ack(&mut c, group, "m1", 1, tid, &[batch(0, 9, &[ACCEPT])]);
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    drop(c);
+
+    // The leader dies; the next one goes on from the stored state.
+    cl.kill(leader);
+    let next = cl.wait_leader_moved(topic, 0, leader, Duration::from_secs(30));
+    let mut got = BTreeMap::new();
+    let served = common::wait_until(Duration::from_secs(30), || {
+        let mut c = RawClient::connect(cl.node(next).addr());
+        let r = share_fetch(&mut c, group, "m2", 0, tid, &[], 2000);
+        let p = &r.responses[0].partitions[0];
+        if r.error_code != 0 || p.error_code != 0 || p.acquired_records.is_empty() {
+            eprintln!(
+                "new leader {next}: {} / {} {:?}",
+                r.error_code, p.error_code, p.error_message
+            );
+            std::thread::sleep(Duration::from_millis(300));
+            return false;
+        }
+        got = acquired(&r);
+        true
+    });
+    assert!(served, "the new leader serves the share-partition");
+    assert_eq!(
+        got,
+        range(10, 19, 2),
+        "nothing accepted comes back; the rest does"
+    );
+    let coord = cl.coordinator(next, group).expect("a coordinator");
+    let r = cl
+        .request(coord, &describe_request(group, topic), 0)
+        .expect("describe");
+    assert_eq!(r.groups[0].topics[0].partitions[0].start_offset, 10);
 }

@@ -69,6 +69,9 @@ macro_rules! with_body_type {
             }
             ApiKey::AlterShareGroupOffsets => $f::<AlterShareGroupOffsetsRequest>($($arg),*),
             ApiKey::DeleteShareGroupOffsets => $f::<DeleteShareGroupOffsetsRequest>($($arg),*),
+            ApiKey::ReadShareGroupState => $f::<ReadShareGroupStateRequest>($($arg),*),
+            ApiKey::WriteShareGroupState => $f::<WriteShareGroupStateRequest>($($arg),*),
+            ApiKey::DeleteShareGroupState => $f::<DeleteShareGroupStateRequest>($($arg),*),
             ApiKey::InitProducerId => $f::<InitProducerIdRequest>($($arg),*),
             ApiKey::OffsetForLeaderEpoch => $f::<OffsetForLeaderEpochRequest>($($arg),*),
             ApiKey::DescribeQuorum => $f::<DescribeQuorumRequest>($($arg),*),

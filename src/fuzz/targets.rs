@@ -209,6 +209,16 @@ fn group_corpus() -> Vec<Vec<u8>> {
         let (k, v) = crate::group::consumer::records::encode("group", &r);
         corpus.push(join(k, v));
     }
+    // A share-partition's state (KIP-932).
+    let state = crate::share::partition::Persisted {
+        state_epoch: 1,
+        start: 10,
+        runs: vec![(10, 12, 0, 2), (13, 13, 4, 5)],
+    };
+    corpus.push(join(
+        store::share_state_key("group", uuid::Uuid::from_u128(7), 3),
+        Some(Bytes::from(crate::share::store::encode(&state))),
+    ));
     corpus
 }
 

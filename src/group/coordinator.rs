@@ -44,6 +44,9 @@ pub struct Coordinator {
     consumer_groups: HashMap<String, super::consumer::ConsumerGroup>,
     /// Share groups (KIP-932), in memory only (see [`share`]). A group id names one type.
     share_groups: HashMap<String, super::share::ShareGroup>,
+    /// The stored state of each share group's share-partitions, by (topic id, partition):
+    /// this coordinator keeps it for the partitions' leaders (see [`share`]).
+    share_states: HashMap<String, share::States>,
     offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
     joins: HashMap<(String, String), oneshot::Sender<JoinResult>>,
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
@@ -833,14 +836,14 @@ pub async fn delete_group(shard: Rc<Shard>, group_id: String) -> Option<Response
     if let Some(e) = unavailable(&shard, &group_id) {
         return Some(e);
     }
-    if let Some(r) = share::delete(&shard, &group_id) {
+    if let Some(r) = share::delete(&shard, &group_id).await {
         if r.is_ok() {
-            // The group's share-partition state goes with it, on every shard here.
+            // Leaders here drop what they cached of the group's share-partitions.
             let g = group_id.clone();
             shard
                 .invoke_on_all(move |s| {
                     let g = g.clone();
-                    async move { crate::share::delete_group(&s, &g) }
+                    async move { crate::share::forget_group(&s, &g) }
                 })
                 .await;
         }
@@ -1012,6 +1015,7 @@ pub fn unload_partition(shard: &Shard, p: i32) {
     c.groups.retain(|g, _| !on_p(g));
     c.consumer_groups.retain(|g, _| !on_p(g));
     c.share_groups.retain(|g, _| !on_p(g));
+    c.share_states.retain(|g, _| !on_p(g));
     c.offsets.retain(|g, _| !on_p(g));
     for by_group in c.pending_txn.values_mut() {
         by_group.retain(|g, _| !on_p(g));
@@ -1086,6 +1090,25 @@ fn replay(shard: &Shard, key: Option<Bytes>, value: Option<Bytes>) {
             // A classic group converted to a consumer group keeps its offsets.
             if c.groups.remove(&group).is_some() && !c.consumer_groups.contains_key(&group) {
                 c.offsets.remove(&group);
+            }
+        }
+        Ok(StoreRecord::ShareState {
+            group,
+            topic_id,
+            partition,
+            value,
+        }) => {
+            let states = c.share_states.entry(group.clone()).or_default();
+            match value {
+                Some(v) => {
+                    states.insert((topic_id, partition), v);
+                }
+                None => {
+                    states.remove(&(topic_id, partition));
+                }
+            }
+            if states.is_empty() {
+                c.share_states.remove(&group);
             }
         }
         Err(e) => tracing::warn!(error = %e, "skipping record"),

@@ -47,6 +47,29 @@ pub enum StoreRecord {
         group: String,
         record: super::consumer::Record,
     },
+    /// A share-partition's state (KIP-932).
+    ShareState {
+        group: String,
+        topic_id: uuid::Uuid,
+        partition: i32,
+        /// None: the state was deleted.
+        value: Option<crate::share::partition::Persisted>,
+    },
+}
+
+/// The key type of a share-partition's state. Kafka keeps these in `__share_group_state`
+/// (ShareSnapshotKey: group, topic id, partition); gregor keeps them beside the group's other
+/// records, under a key type of its own that Kafka's types (0-16) do not use. The value is
+/// [`crate::share::store::encode`]'s (the fields of Kafka's ShareSnapshotValue).
+pub const SHARE_STATE_KEY_VERSION: i16 = 0x7E00;
+
+pub fn share_state_key(group: &str, topic_id: uuid::Uuid, partition: i32) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(SHARE_STATE_KEY_VERSION);
+    put_str(&mut b, group);
+    b.put_slice(topic_id.as_bytes());
+    b.put_i32(partition);
+    b.freeze()
 }
 
 /// The durable part of a group.
@@ -134,6 +157,22 @@ pub fn decode(key: Option<Bytes>, value: Option<Bytes>) -> Result<StoreRecord, D
             let (group, record) = super::consumer::records::decode(v, k, value)?;
             Ok(StoreRecord::Consumer { group, record })
         }
+        SHARE_STATE_KEY_VERSION => {
+            let group = get_str(&mut k)?;
+            let id = get_i64(&mut k)? as u64;
+            let id2 = get_i64(&mut k)? as u64;
+            let topic_id = uuid::Uuid::from_u64_pair(id, id2);
+            let partition = get_i32(&mut k)?;
+            let value = value
+                .map(|v| crate::share::store::decode(&v).map_err(DecodeError))
+                .transpose()?;
+            Ok(StoreRecord::ShareState {
+                group,
+                topic_id,
+                partition,
+                value,
+            })
+        }
         v => Err(DecodeError(format!("unknown key version {v}"))),
     }
 }
@@ -218,6 +257,30 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn share_states_round_trip_and_tombstones_decode() {
+        let state = crate::share::partition::Persisted {
+            state_epoch: 2,
+            start: 5,
+            runs: vec![(5, 7, 0, 1), (8, 8, 2, 1)],
+        };
+        let id = uuid::Uuid::from_u128(0xabcdef);
+        let key = share_state_key("g", id, 4);
+        let value = Bytes::from(crate::share::store::encode(&state));
+        let want = |value| StoreRecord::ShareState {
+            group: "g".into(),
+            topic_id: id,
+            partition: 4,
+            value,
+        };
+        assert_eq!(
+            decode(Some(key.clone()), Some(value.clone())).unwrap(),
+            want(Some(state))
+        );
+        assert_eq!(decode(Some(key.clone()), None).unwrap(), want(None));
+        assert!(decode(Some(key), Some(value.slice(1..))).is_err());
+    }
 
     #[test]
     fn offsets_round_trip_and_tombstones_decode() {

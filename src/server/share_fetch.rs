@@ -28,10 +28,11 @@ use crate::share::{Delivery, Failure, Shares, Want};
 use crate::types::{ShardId, TopicPartition};
 
 /// Kafka's code for a share-partition failure.
-fn failure(f: &Failure) -> (ResponseError, Option<String>) {
+pub(super) fn failure(f: &Failure) -> (ResponseError, Option<String>) {
     match f {
         Failure::NotLeader => (ResponseError::NotLeaderOrFollower, None),
-        Failure::Storage(m) => (ResponseError::KafkaStorageError, Some(m.clone())),
+        Failure::Unavailable(m) => (ResponseError::CoordinatorNotAvailable, Some(m.clone())),
+        Failure::Fenced => (ResponseError::FencedStateEpoch, None),
         Failure::Ack(AckError::InvalidRecordState(m)) => {
             (ResponseError::InvalidRecordState, Some(m.clone()))
         }
@@ -230,7 +231,30 @@ pub fn fetch(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture<
         .await;
         let deadline = shard.now_ms() + body.max_wait_ms.max(0) as i64;
         let mut waited = Duration::ZERO;
-        while fetching && !answers.values().any(|a| !a.delivery.acquired.is_empty()) {
+        let none = |answers: &BTreeMap<usize, Answer>| {
+            !answers.values().any(|a| !a.delivery.acquired.is_empty())
+        };
+        if fetching && none(&answers) && owners.len() == 1 {
+            // One owner (the common case): the whole wait-and-acquire loop runs there, so
+            // the fetch that waited first takes what arrives, wherever its connection is.
+            let (again, w) = poll_one_owner(
+                &shard,
+                &owners,
+                &group,
+                &member,
+                deadline,
+                max_bytes,
+                max_records,
+            )
+            .await;
+            waited = w;
+            for (i, a) in again {
+                let slot = answers.entry(i).or_default();
+                slot.error = a.error;
+                slot.delivery = a.delivery;
+            }
+        }
+        while fetching && none(&answers) {
             let remaining = deadline - shard.now_ms();
             if remaining <= 0 || owners.is_empty() {
                 break;
@@ -270,7 +294,7 @@ async fn first_pass(
             let (idx, wants): (Vec<usize>, Vec<Want>) = wants.iter().cloned().unzip();
             let (group, member) = (group.to_string(), member.to_string());
             let call = shard.invoke_on(*owner, move |s| async move {
-                let acked = crate::share::acknowledge(&s, &group, &member, &wants);
+                let acked = crate::share::acknowledge(&s, &group, &member, &wants).await;
                 let got = if fetching {
                     crate::share::acquire(&s, &group, &member, &wants, max_bytes, max_records).await
                 } else {
@@ -354,6 +378,58 @@ async fn acquire_all(
     out
 }
 
+/// Waits on the one owner for records to arrive (or a lock to run out) and acquires them
+/// there, until the deadline.
+async fn poll_one_owner(
+    shard: &Rc<Shard>,
+    owners: &BTreeMap<ShardId, Vec<(usize, Want)>>,
+    group: &str,
+    member: &str,
+    deadline: i64,
+    max_bytes: usize,
+    max_records: usize,
+) -> (BTreeMap<usize, Answer>, Duration) {
+    let Some((owner, wants)) = owners.iter().next() else {
+        return (BTreeMap::new(), Duration::ZERO);
+    };
+    let (idx, wants): (Vec<usize>, Vec<Want>) = wants.iter().cloned().unzip();
+    let (group, member) = (group.to_string(), member.to_string());
+    let call = shard.invoke_on(*owner, move |s| async move {
+        let mut waited = Duration::ZERO;
+        loop {
+            let remaining = deadline - s.now_ms();
+            if remaining <= 0 {
+                return (Vec::new(), waited);
+            }
+            let since = Instant::now();
+            crate::share::wait(&s, &group, &wants, remaining).await;
+            waited += since.elapsed();
+            let got =
+                crate::share::acquire(&s, &group, &member, &wants, max_bytes, max_records).await;
+            let any = got
+                .iter()
+                .any(|g| g.as_ref().is_ok_and(|d| !d.acquired.is_empty()) || g.is_err());
+            if any {
+                return (got, waited);
+            }
+        }
+    });
+    let (got, waited) = call.await.unwrap_or_default();
+    let answers = idx
+        .into_iter()
+        .zip(got)
+        .map(|(i, g)| {
+            let mut a = Answer::default();
+            match g {
+                Ok(d) => a.delivery = d,
+                Err(f) => a.error = Some(failure(&f)),
+            }
+            (i, a)
+        })
+        .collect();
+    (answers, waited)
+}
+
 /// Returns when any owner may have records for the member, or after `wait_ms`.
 async fn wait_any(
     shard: &Rc<Shard>,
@@ -384,7 +460,7 @@ async fn release_all(shard: &Rc<Shard>, group: &str, member: &str, ids: &[ShareP
             let wants: Vec<Want> = wants.into_iter().map(|(_, w)| w).collect();
             let (group, member) = (group.to_string(), member.to_string());
             shard.invoke_on(owner, move |s| async move {
-                crate::share::release(&s, &group, &member, &wants)
+                crate::share::release(&s, &group, &member, &wants).await
             })
         })
         .collect();

@@ -3,8 +3,10 @@
 //! admin APIs of share-group offsets (DescribeShareGroupOffsets, AlterShareGroupOffsets,
 //! DeleteShareGroupOffsets), run by the share-partitions' owners.
 //!
-//! The share-partitions' start offsets live with the partitions ([`crate::share`]), so the
-//! offset APIs answer for the partitions this broker leads; others get NOT_LEADER_OR_FOLLOWER.
+//! The share-partitions' state is stored by the group's coordinator, so the offset APIs are
+//! answered there (elsewhere: NOT_COORDINATOR), as Kafka's are; so are the inter-broker
+//! ReadShareGroupState / WriteShareGroupState / DeleteShareGroupState of partition leaders on
+//! other brokers.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -24,7 +26,7 @@ use crate::group::valid_group_id;
 use crate::protocol::{decode_body, Request};
 use crate::security::acl::AclOperation;
 use crate::shard::Shard;
-use crate::share::Failure;
+use crate::share::partition::Persisted;
 use crate::types::TopicPartition;
 
 fn owner_of(shard: &Shard, group: &str) -> crate::types::ShardId {
@@ -232,49 +234,65 @@ pub fn describe(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
     })
 }
 
-/// Kafka's code for a share-partition failure of an admin request.
-fn failure_code(f: &Failure) -> (ResponseError, Option<String>) {
-    match f {
-        Failure::NotLeader => (ResponseError::NotLeaderOrFollower, None),
-        Failure::Storage(m) => (ResponseError::KafkaStorageError, Some(m.clone())),
-        Failure::Ack(_) => (ResponseError::InvalidRequest, None),
-    }
-}
-
-/// Runs `f` on the owner of each partition, in parallel; results in the order given.
-async fn on_owners<R: Send + 'static>(
+/// Runs `f` on the shard coordinating `group`.
+async fn on_coordinator<R, Fut>(
     shard: &Rc<Shard>,
-    parts: Vec<(TopicPartition, uuid::Uuid)>,
-    f: fn(&Shard, &str, &TopicPartition, uuid::Uuid) -> R,
     group: &str,
-    unavailable: impl Fn() -> R,
-) -> Vec<R> {
-    let calls: Vec<_> = parts
-        .into_iter()
-        .map(|(tp, id)| {
-            let owner = shard.owner_of(&tp.topic, tp.partition);
-            let g = group.to_string();
-            shard.invoke_on(owner, move |sh| async move { f(&sh, &g, &tp, id) })
-        })
-        .collect();
-    futures::future::join_all(calls)
+    f: impl FnOnce(Rc<Shard>, String) -> Fut + Send + 'static,
+) -> Result<R, ResponseError>
+where
+    R: Send + 'static,
+    Fut: std::future::Future<Output = Result<R, ResponseError>> + 'static,
+{
+    let owner = owner_of(shard, group);
+    let g = group.to_string();
+    shard
+        .invoke_on(owner, move |sh| f(sh, g))
         .await
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|_| unavailable()))
-        .collect()
+        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
 }
 
 /// Checks the group for an offsets request: Ok(has members), or the group-level error.
 async fn group_check(shard: &Rc<Shard>, group: &str) -> Result<bool, ResponseError> {
-    let owner = owner_of(shard, group);
-    let g = group.to_string();
-    shard
-        .invoke_on(
-            owner,
-            move |sh| async move { coordinator::has_members(&sh, &g) },
-        )
-        .await
-        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+    on_coordinator(shard, group, |sh, g| async move {
+        coordinator::has_members(&sh, &g)
+    })
+    .await
+}
+
+/// The stored share-partition states of `group`, by (topic id, partition).
+async fn states_of(shard: &Rc<Shard>, group: &str) -> Result<coordinator::States, ResponseError> {
+    on_coordinator(
+        shard,
+        group,
+        |sh, g| async move { coordinator::states(&sh, &g) },
+    )
+    .await
+}
+
+/// Stores (or, with None, deletes) a share-partition's state through the coordinator, then
+/// has this node's leader of the partition forget what it cached (a leader elsewhere is
+/// fenced by the state epoch at its next store).
+async fn replace_state(
+    shard: &Rc<Shard>,
+    group: &str,
+    tp: &TopicPartition,
+    topic_id: uuid::Uuid,
+    state: Option<Persisted>,
+) -> Result<(), ResponseError> {
+    let p = tp.partition;
+    on_coordinator(shard, group, move |sh, g| async move {
+        coordinator::write_state(sh, g, topic_id, p, state).await
+    })
+    .await?;
+    let (g, tp2) = (group.to_string(), tp.clone());
+    let owner = shard.owner_of(&tp.topic, tp.partition);
+    let _ = shard
+        .invoke_on(owner, move |sh| async move {
+            crate::share::forget(&sh, &g, &tp2)
+        })
+        .await;
+    Ok(())
 }
 
 pub fn describe_offsets(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
@@ -295,100 +313,69 @@ pub fn describe_offsets(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'stat
                 groups.push(out.with_error_code(ResponseError::GroupAuthorizationFailed.code()));
                 continue;
             }
-            if let Err(e) = group_check(&shard, &group).await {
-                groups.push(out.with_error_code(e.code()));
-                continue;
-            }
-            // The topics asked for, or every topic with share-partition state here.
+            let states = match group_check(&shard, &group).await {
+                Ok(_) => states_of(&shard, &group).await,
+                Err(e) => Err(e),
+            };
+            let states = match states {
+                Ok(s) => s,
+                Err(e) => {
+                    groups.push(out.with_error_code(e.code()));
+                    continue;
+                }
+            };
+            // The topics asked for, or every topic with share-partition state.
             let asked: Vec<(String, Vec<i32>)> = match &g.topics {
                 Some(ts) => ts
                     .iter()
                     .map(|t| (t.topic_name.to_string(), t.partitions.clone()))
                     .collect(),
                 None => {
-                    let gg = group.clone();
-                    let found = shard
-                        .invoke_on_all(move |sh| {
-                            let gg = gg.clone();
-                            async move { crate::share::partitions_of(&sh, &gg) }
-                        })
-                        .await;
                     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                    for tp in found.into_iter().flatten().flatten() {
-                        by_topic.entry(tp.topic).or_default().push(tp.partition);
+                    for (id, p) in states.keys() {
+                        if let Some(name) = snap.topic_ids.get(id) {
+                            by_topic.entry(name.clone()).or_default().push(*p);
+                        }
                     }
                     by_topic
                         .into_iter()
                         .filter(|(t, _)| access.topic(AclOperation::Describe, t))
-                        .map(|(t, mut ps)| {
-                            ps.sort_unstable();
-                            (t, ps)
-                        })
                         .collect()
                 }
             };
-            let mut topics = Vec::new();
-            for (name, partitions) in asked {
-                let meta = snap.topic(&name);
-                let allowed = access.topic(AclOperation::Describe, &name);
-                let parts: Vec<(TopicPartition, uuid::Uuid)> = match meta {
-                    Some(m) if allowed => partitions
+            let topics = asked
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let meta = snap.topic(&name);
+                    let allowed = access.topic(AclOperation::Describe, &name);
+                    let out_parts = partitions
                         .iter()
-                        .filter(|p| **p >= 0 && **p < m.partitions)
-                        .map(|p| (TopicPartition::new(name.clone(), *p), m.id))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let answers = on_owners(
-                    &shard,
-                    parts.clone(),
-                    |sh, g, tp, id| {
-                        crate::share::describe(sh, g, &[(tp.clone(), id)])
-                            .pop()
-                            .unwrap_or(Err(Failure::NotLeader))
-                    },
-                    &group,
-                    || Err(Failure::NotLeader),
-                )
-                .await;
-                let mut answers = parts.iter().map(|(tp, _)| tp.partition).zip(answers);
-                let out_parts = partitions
-                    .iter()
-                    .map(|p| {
-                        let base = describe_share_group_offsets_response::DescribeShareGroupOffsetsResponsePartition::default()
-                            .with_partition_index(*p)
-                            .with_start_offset(-1)
-                            .with_leader_epoch(-1);
-                        let err = match meta {
-                            _ if !allowed => Some(ResponseError::TopicAuthorizationFailed),
-                            None => Some(ResponseError::UnknownTopicOrPartition),
-                            Some(m) if *p < 0 || *p >= m.partitions => {
-                                Some(ResponseError::UnknownTopicOrPartition)
+                        .map(|p| {
+                            let base = describe_share_group_offsets_response::DescribeShareGroupOffsetsResponsePartition::default()
+                                .with_partition_index(*p)
+                                .with_start_offset(-1)
+                                .with_leader_epoch(-1);
+                            match meta {
+                                _ if !allowed => base.with_error_code(
+                                    ResponseError::TopicAuthorizationFailed.code(),
+                                ),
+                                Some(m) if *p >= 0 && *p < m.partitions => {
+                                    match states.get(&(m.id, *p)) {
+                                        Some(st) => base.with_start_offset(st.start),
+                                        None => base,
+                                    }
+                                }
+                                _ => base
+                                    .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                             }
-                            Some(_) => None,
-                        };
-                        if let Some(e) = err {
-                            return base.with_error_code(e.code());
-                        }
-                        match answers.next().map(|(_, a)| a) {
-                            Some(Ok(Some((start, _)))) => base.with_start_offset(start),
-                            Some(Ok(None)) => base,
-                            Some(Err(f)) => {
-                                let (e, m) = failure_code(&f);
-                                base.with_error_code(e.code())
-                                    .with_error_message(m.map(StrBytes::from_string))
-                            }
-                            None => base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
-                        }
-                    })
-                    .collect();
-                topics.push(
+                        })
+                        .collect();
                     describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseTopic::default()
                         .with_topic_name(TopicName(s(&name)))
                         .with_topic_id(meta.map(|m| m.id).unwrap_or_default())
-                        .with_partitions(out_parts),
-                );
-            }
+                        .with_partitions(out_parts)
+                })
+                .collect();
             groups.push(out.with_topics(topics));
         }
         reply(
@@ -405,7 +392,7 @@ async fn empty_group_check(
     access: &Access,
     group: &str,
 ) -> Option<(ResponseError, Option<String>)> {
-    if !access.group(AclOperation::Delete, group) && !access.group(AclOperation::Read, group) {
+    if !access.group(AclOperation::Read, group) {
         return Some((ResponseError::GroupAuthorizationFailed, None));
     }
     match group_check(shard, group).await {
@@ -427,12 +414,17 @@ pub fn alter_offsets(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
     let access = Access::of(&shard, &req);
     Box::pin(async move {
         let group = body.group_id.to_string();
-        if let Some((e, m)) = empty_group_check(&shard, &access, &group).await {
+        let refused = match empty_group_check(&shard, &access, &group).await {
+            Some(r) => Some(r),
+            None => states_of(&shard, &group).await.err().map(|e| (e, None)),
+        };
+        if let Some((e, m)) = refused {
             let resp = AlterShareGroupOffsetsResponse::default()
                 .with_error_code(e.code())
                 .with_error_message(m.map(StrBytes::from_string));
             return reply(&req, &resp);
         }
+        let states = states_of(&shard, &group).await.unwrap_or_default();
         let snap = shard.snapshot();
         let mut responses = Vec::new();
         for t in &body.topics {
@@ -458,29 +450,29 @@ pub fn alter_offsets(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
                         continue;
                     }
                 };
+                if p.start_offset < 0 {
+                    parts.push(
+                        base.with_error_code(ResponseError::InvalidRequest.code())
+                            .with_error_message(Some(s("The start offset must not be negative."))),
+                    );
+                    continue;
+                }
+                // A new state epoch fences a leader still holding the old state.
+                let epoch = states
+                    .get(&(m.id, p.partition_index))
+                    .map_or(0, |st| st.state_epoch + 1);
+                let state = Persisted {
+                    state_epoch: epoch,
+                    start: p.start_offset,
+                    runs: Vec::new(),
+                };
                 let tp = TopicPartition::new(name.clone(), p.partition_index);
-                let owner = shard.owner_of(&tp.topic, tp.partition);
-                let (g, id, offset) = (group.clone(), m.id, p.start_offset);
-                let r = shard
-                    .invoke_on(owner, move |sh| async move {
-                        let start = match sh.log(&tp) {
-                            // -1 is the log end (latest); below the log start is the log start.
-                            Some(log) if offset < 0 => log.high_watermark(),
-                            Some(log) => offset.max(log.log_start_offset()),
-                            None => offset,
-                        };
-                        crate::share::alter(&sh, &g, &tp, id, start)
-                    })
-                    .await
-                    .unwrap_or(Err(Failure::NotLeader));
-                parts.push(match r {
-                    Ok(()) => base,
-                    Err(f) => {
-                        let (e, m) = failure_code(&f);
-                        base.with_error_code(e.code())
-                            .with_error_message(m.map(StrBytes::from_string))
-                    }
-                });
+                parts.push(
+                    match replace_state(&shard, &group, &tp, m.id, Some(state)).await {
+                        Ok(()) => base,
+                        Err(e) => base.with_error_code(e.code()),
+                    },
+                );
             }
             responses.push(
                 alter_share_group_offsets_response::AlterShareGroupOffsetsResponseTopic::default()
@@ -505,12 +497,19 @@ pub fn delete_offsets(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static
     let access = Access::of(&shard, &req);
     Box::pin(async move {
         let group = body.group_id.to_string();
-        if let Some((e, m)) = empty_group_check(&shard, &access, &group).await {
-            let resp = DeleteShareGroupOffsetsResponse::default()
-                .with_error_code(e.code())
-                .with_error_message(m.map(StrBytes::from_string));
-            return reply(&req, &resp);
-        }
+        let states = match empty_group_check(&shard, &access, &group).await {
+            Some(r) => Err(r),
+            None => states_of(&shard, &group).await.map_err(|e| (e, None)),
+        };
+        let states = match states {
+            Ok(s) => s,
+            Err((e, m)) => {
+                let resp = DeleteShareGroupOffsetsResponse::default()
+                    .with_error_code(e.code())
+                    .with_error_message(m.map(StrBytes::from_string));
+                return reply(&req, &resp);
+            }
+        };
         let snap = shard.snapshot();
         let mut responses = Vec::new();
         for t in &body.topics {
@@ -530,30 +529,188 @@ pub fn delete_offsets(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static
                 responses.push(base.with_error_code(e.code()));
                 continue;
             };
-            let parts = (0..m.partitions)
-                .map(|p| (TopicPartition::new(name.clone(), p), m.id))
-                .collect();
-            let results = on_owners(
-                &shard,
-                parts,
-                |sh, g, tp, _| crate::share::delete(sh, g, tp),
-                &group,
-                || Err(Failure::NotLeader),
-            )
-            .await;
-            let failed = results.into_iter().find_map(|r| r.err());
+            let mut failed = None;
+            for (_, p) in states.keys().filter(|(id, _)| *id == m.id) {
+                let tp = TopicPartition::new(name.clone(), *p);
+                if let Err(e) = replace_state(&shard, &group, &tp, m.id, None).await {
+                    failed = Some(e);
+                }
+            }
             responses.push(match failed {
                 None => base,
-                Some(f) => {
-                    let (e, m) = failure_code(&f);
-                    base.with_error_code(e.code())
-                        .with_error_message(m.map(StrBytes::from_string))
-                }
+                Some(e) => base.with_error_code(e.code()),
             });
         }
         reply(
             &req,
             &DeleteShareGroupOffsetsResponse::default().with_responses(responses),
+        )
+    })
+}
+
+/// ReadShareGroupState, WriteShareGroupState and DeleteShareGroupState: a share-partition
+/// leader on another broker reads or stores state through this coordinator. Brokers only
+/// (CLUSTER_ACTION).
+pub fn read_state(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: ReadShareGroupStateRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let shard = shard.clone();
+    let allowed = Access::of(&shard, &req).cluster(AclOperation::ClusterAction);
+    Box::pin(async move {
+        let group = body.group_id.to_string();
+        let mut results = Vec::new();
+        for t in &body.topics {
+            let mut parts = Vec::new();
+            for p in &t.partitions {
+                let base = read_share_group_state_response::PartitionResult::default()
+                    .with_partition(p.partition)
+                    .with_start_offset(-1);
+                let (id, partition) = (t.topic_id, p.partition);
+                let r = if allowed {
+                    on_coordinator(&shard, &group, move |sh, g| async move {
+                        coordinator::read_state(&sh, &g, id, partition)
+                    })
+                    .await
+                } else {
+                    Err(ResponseError::ClusterAuthorizationFailed)
+                };
+                parts.push(match r {
+                    Ok(None) => base,
+                    Ok(Some(st)) => base
+                        .with_state_epoch(st.state_epoch)
+                        .with_start_offset(st.start)
+                        .with_state_batches(
+                            st.runs
+                                .iter()
+                                .map(|&(f, l, state, count)| {
+                                    read_share_group_state_response::StateBatch::default()
+                                        .with_first_offset(f)
+                                        .with_last_offset(l)
+                                        .with_delivery_state(state as i8)
+                                        .with_delivery_count(count)
+                                })
+                                .collect(),
+                        ),
+                    Err(e) => base.with_error_code(e.code()),
+                });
+            }
+            results.push(
+                read_share_group_state_response::ReadStateResult::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(parts),
+            );
+        }
+        reply(
+            &req,
+            &ReadShareGroupStateResponse::default().with_results(results),
+        )
+    })
+}
+
+/// A stored form a peer sent: its runs must be in order, within the state, of Kafka's states.
+fn state_of(p: &write_share_group_state_request::PartitionData) -> Option<Persisted> {
+    let runs: Vec<(i64, i64, u8, i16)> = p
+        .state_batches
+        .iter()
+        .map(|b| {
+            (
+                b.first_offset,
+                b.last_offset,
+                b.delivery_state as u8,
+                b.delivery_count,
+            )
+        })
+        .collect();
+    let st = Persisted {
+        state_epoch: p.state_epoch,
+        start: p.start_offset,
+        runs,
+    };
+    crate::share::store::decode(&crate::share::store::encode(&st)).ok()
+}
+
+pub fn write_state(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: WriteShareGroupStateRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let shard = shard.clone();
+    let allowed = Access::of(&shard, &req).cluster(AclOperation::ClusterAction);
+    Box::pin(async move {
+        let group = body.group_id.to_string();
+        let mut results = Vec::new();
+        for t in &body.topics {
+            let mut parts = Vec::new();
+            for p in &t.partitions {
+                let (id, partition) = (t.topic_id, p.partition);
+                let r = match state_of(p) {
+                    _ if !allowed => Err(ResponseError::ClusterAuthorizationFailed),
+                    None => Err(ResponseError::InvalidRequest),
+                    Some(st) => {
+                        on_coordinator(&shard, &group, move |sh, g| async move {
+                            coordinator::write_state(sh, g, id, partition, Some(st)).await
+                        })
+                        .await
+                    }
+                };
+                parts.push(
+                    write_share_group_state_response::PartitionResult::default()
+                        .with_partition(p.partition)
+                        .with_error_code(r.err().map_or(0, |e| e.code())),
+                );
+            }
+            results.push(
+                write_share_group_state_response::WriteStateResult::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(parts),
+            );
+        }
+        reply(
+            &req,
+            &WriteShareGroupStateResponse::default().with_results(results),
+        )
+    })
+}
+
+pub fn delete_state(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
+    let body: DeleteShareGroupStateRequest = match decode_body(&req) {
+        Ok(b) => b,
+        Err(e) => return super::ready(Outcome::Close(e.to_string())),
+    };
+    let shard = shard.clone();
+    let allowed = Access::of(&shard, &req).cluster(AclOperation::ClusterAction);
+    Box::pin(async move {
+        let group = body.group_id.to_string();
+        let mut results = Vec::new();
+        for t in &body.topics {
+            let mut parts = Vec::new();
+            for p in &t.partitions {
+                let (id, partition) = (t.topic_id, p.partition);
+                let r = if allowed {
+                    on_coordinator(&shard, &group, move |sh, g| async move {
+                        coordinator::write_state(sh, g, id, partition, None).await
+                    })
+                    .await
+                } else {
+                    Err(ResponseError::ClusterAuthorizationFailed)
+                };
+                parts.push(
+                    delete_share_group_state_response::PartitionResult::default()
+                        .with_partition(p.partition)
+                        .with_error_code(r.err().map_or(0, |e| e.code())),
+                );
+            }
+            results.push(
+                delete_share_group_state_response::DeleteStateResult::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(parts),
+            );
+        }
+        reply(
+            &req,
+            &DeleteShareGroupStateResponse::default().with_results(results),
         )
     })
 }

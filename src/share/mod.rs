@@ -3,17 +3,18 @@
 //!
 //! A share-partition ([`partition::SharePartition`]) lives on the shard owning its partition,
 //! beside the log, and only while this node leads the partition: that shard is the only code
-//! that acquires, acknowledges or stores it. Its state is stored in the partition's directory
-//! ([`store`]) before a change is answered. Share sessions ([`session`]) live on the shard of
-//! the connection that opened them.
+//! that acquires or acknowledges its records. Its state is stored by the group's coordinator
+//! ([`persister`]) before a change is answered, and read from there when a leader first serves
+//! it, so a new leader after a failover goes on where the old one stopped. Share sessions
+//! ([`session`]) live on the shard of the connection that opened them.
 
 pub mod partition;
+pub mod persister;
 pub mod session;
 pub mod store;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use crate::config::Config;
 use crate::record::BatchHeader;
 use crate::shard::Shard;
 use crate::types::TopicPartition;
-use partition::{Ack, AckError, Acquired, SharePartition};
+use partition::{Ack, AckError, Acquired, Persisted, SharePartition};
 
 /// The share-partition settings of `config`.
 pub fn settings(config: &Config) -> partition::Settings {
@@ -42,8 +43,10 @@ pub fn settings(config: &Config) -> partition::Settings {
 pub enum Failure {
     /// This node does not lead the partition (or the topic id is another incarnation's).
     NotLeader,
-    /// The stored state could not be read or written.
-    Storage(String),
+    /// The group's coordinator could not read or store the state.
+    Unavailable(String),
+    /// The stored state is newer than this leader's (its offsets were altered): it reloads.
+    Fenced,
     /// An acknowledgement was refused.
     Ack(AckError),
 }
@@ -51,15 +54,18 @@ pub enum Failure {
 struct Slot {
     topic_id: Uuid,
     sp: SharePartition,
-    file: PathBuf,
-    /// The bytes last stored.
-    saved: Vec<u8>,
+    /// What the coordinator last stored.
+    saved: Option<Persisted>,
+    /// One store at a time, each of the newest state.
+    storing: Rc<glommio::sync::Semaphore>,
 }
+
+type Key = (String, TopicPartition);
 
 /// This shard's share-partitions and share sessions (its [`Shard::service`]).
 #[derive(Default)]
 pub struct Shares {
-    slots: RefCell<HashMap<(String, TopicPartition), Slot>>,
+    slots: RefCell<HashMap<Key, Slot>>,
     pub sessions: RefCell<session::Sessions>,
 }
 
@@ -67,84 +73,157 @@ fn shares(shard: &Shard) -> Rc<Shares> {
     shard.service::<Shares>()
 }
 
-/// A share-partition of `group` this shard leads, loaded (or started at the log end, Kafka's
-/// `share.auto.offset.reset=latest`) into `slots`.
-fn ensure_slot(
-    shard: &Shard,
-    slots: &mut HashMap<(String, TopicPartition), Slot>,
+/// The leader epoch this node leads `tp` in, for the topic incarnation `topic_id`.
+fn leading(shard: &Shard, tp: &TopicPartition, topic_id: Uuid) -> Option<i32> {
+    shard.log(tp)?;
+    let epoch = crate::replication::leader_epoch_of(shard, tp)?;
+    (shard.snapshot().topic(&tp.topic).map(|t| t.id) == Some(topic_id)).then_some(epoch)
+}
+
+/// Loads the share-partition of `group` from its coordinator (or starts it at the log end,
+/// Kafka's `share.auto.offset.reset=latest`, when it has no state).
+async fn load(
+    shard: &Rc<Shard>,
     group: &str,
     tp: &TopicPartition,
     topic_id: Uuid,
 ) -> Result<(), Failure> {
     let key = (group.to_string(), tp.clone());
-    let current = shard.snapshot().topic(&tp.topic).map(|t| t.id);
-    let (Some(log), Some(_)) = (
-        shard.log(tp),
-        crate::replication::leader_epoch_of(shard, tp),
-    ) else {
-        slots.remove(&key);
+    let Some(epoch) = leading(shard, tp, topic_id) else {
+        shares(shard).slots.borrow_mut().remove(&key);
         return Err(Failure::NotLeader);
     };
-    if current != Some(topic_id) {
-        slots.remove(&key);
-        return Err(Failure::NotLeader);
+    if shares(shard)
+        .slots
+        .borrow()
+        .get(&key)
+        .is_some_and(|s| s.topic_id == topic_id)
+    {
+        return Ok(());
     }
+    let stored = persister::read(shard, group, topic_id, tp.partition, epoch).await?;
+    let Some(log) = shard
+        .log(tp)
+        .filter(|_| leading(shard, tp, topic_id).is_some())
+    else {
+        return Err(Failure::NotLeader);
+    };
+    let all = shares(shard);
+    let mut slots = all.slots.borrow_mut();
     if slots.get(&key).is_some_and(|s| s.topic_id == topic_id) {
         return Ok(());
     }
-    let file = store::path(log.dir(), group);
-    let loaded = store::load(&file).map_err(Failure::Storage)?;
-    let (sp, saved) = match loaded {
-        Some(p) => (SharePartition::restore(&p), store::encode(&p)),
-        None => (SharePartition::new(log.high_watermark()), Vec::new()),
+    let sp = match &stored {
+        Some(p) => SharePartition::restore(p),
+        None => SharePartition::new(log.high_watermark()),
     };
     slots.insert(
         key,
         Slot {
             topic_id,
             sp,
-            file,
-            saved,
+            saved: stored,
+            storing: Rc::new(glommio::sync::Semaphore::new(1)),
         },
     );
     Ok(())
 }
 
-/// Stores the slot's state if it changed since last stored.
-fn persist(slot: &mut Slot) -> Result<(), Failure> {
-    let bytes = store::encode(&slot.sp.persisted());
-    if bytes == slot.saved {
-        return Ok(());
-    }
-    store::save(&slot.file, &bytes)
-        .map_err(|e| Failure::Storage(format!("{}: {e}", slot.file.display())))?;
-    slot.saved = bytes;
-    Ok(())
-}
-
-/// Runs `f` on the share-partition, then stores it if it changed.
+/// Runs `f` on the loaded share-partition, after ending the locks that ran out.
 fn with_slot<R>(
     shard: &Shard,
     group: &str,
     tp: &TopicPartition,
-    topic_id: Uuid,
     f: impl FnOnce(&mut SharePartition, &partition::Settings, i64) -> R,
 ) -> Result<R, Failure> {
     let s = settings(&shard.config);
     let now = shard.now_ms();
     let all = shares(shard);
     let mut slots = all.slots.borrow_mut();
-    ensure_slot(shard, &mut slots, group, tp, topic_id)?;
     let slot = slots
         .get_mut(&(group.to_string(), tp.clone()))
-        .expect("ensured");
+        .ok_or(Failure::NotLeader)?;
     if let Some(log) = shard.log(tp) {
         slot.sp.follow_log_start(log.log_start_offset());
     }
     slot.sp.expire(now, &s);
-    let r = f(&mut slot.sp, &s, now);
-    persist(slot)?;
+    Ok(f(&mut slot.sp, &s, now))
+}
+
+/// Loads the share-partition, runs `f` on it, and stores what changed.
+async fn change<R>(
+    shard: &Rc<Shard>,
+    group: &str,
+    tp: &TopicPartition,
+    topic_id: Uuid,
+    f: impl FnOnce(&mut SharePartition, &partition::Settings, i64) -> R,
+) -> Result<R, Failure> {
+    load(shard, group, tp, topic_id).await?;
+    let r = with_slot(shard, group, tp, f)?;
+    store(shard, group, tp, topic_id).await?;
     Ok(r)
+}
+
+/// Has the coordinator store the share-partition's state if it differs from what it holds.
+/// Stores run one at a time per share-partition, each of the newest state, so a slower older
+/// store never lands after a newer one.
+async fn store(
+    shard: &Rc<Shard>,
+    group: &str,
+    tp: &TopicPartition,
+    topic_id: Uuid,
+) -> Result<(), Failure> {
+    let key = (group.to_string(), tp.clone());
+    let Some(storing) = shares(shard)
+        .slots
+        .borrow()
+        .get(&key)
+        .map(|s| s.storing.clone())
+    else {
+        return Err(Failure::NotLeader);
+    };
+    let _permit = storing
+        .acquire_permit(1)
+        .await
+        .map_err(|e| Failure::Unavailable(e.to_string()))?;
+    let newest = {
+        let all = shares(shard);
+        let slots = all.slots.borrow();
+        let Some(slot) = slots.get(&key) else {
+            return Err(Failure::NotLeader);
+        };
+        let now = slot.sp.persisted();
+        if slot.saved.as_ref() == Some(&now) {
+            return Ok(());
+        }
+        now
+    };
+    let epoch = leading(shard, tp, topic_id).ok_or(Failure::NotLeader)?;
+    let r = persister::write(
+        shard,
+        group,
+        topic_id,
+        tp.partition,
+        epoch,
+        Some(newest.clone()),
+    )
+    .await;
+    let all = shares(shard);
+    let mut slots = all.slots.borrow_mut();
+    match r {
+        Ok(()) => {
+            if let Some(slot) = slots.get_mut(&key) {
+                slot.saved = Some(newest);
+            }
+            Ok(())
+        }
+        Err(Failure::Fenced) => {
+            // The offsets were altered: serve from the stored state next time.
+            slots.remove(&key);
+            Err(Failure::Fenced)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// One share-partition of a request, on its owner.
@@ -164,32 +243,35 @@ pub struct Delivery {
 }
 
 /// Applies a member's acknowledgements on their owner; one result per want.
-pub fn acknowledge(
-    shard: &Shard,
+pub async fn acknowledge(
+    shard: &Rc<Shard>,
     group: &str,
     member: &str,
     wants: &[Want],
 ) -> Vec<Result<(), Failure>> {
-    wants
-        .iter()
-        .map(|w| {
-            if w.acks.is_empty() {
-                return Ok(());
-            }
-            with_slot(shard, group, &w.tp, w.topic_id, |sp, s, _| {
-                sp.acknowledge(member, &w.acks, s)
-            })?
-            .map_err(Failure::Ack)
+    let mut out = Vec::with_capacity(wants.len());
+    for w in wants {
+        if w.acks.is_empty() {
+            out.push(Ok(()));
+            continue;
+        }
+        let r = change(shard, group, &w.tp, w.topic_id, |sp, s, _| {
+            sp.acknowledge(member, &w.acks, s)
         })
-        .collect()
+        .await;
+        out.push(r.and_then(|r| r.map_err(Failure::Ack)));
+    }
+    out
 }
 
 /// Releases what `member` holds in these share-partitions (its session closed).
-pub fn release(shard: &Shard, group: &str, member: &str, wants: &[Want]) {
+pub async fn release(shard: &Rc<Shard>, group: &str, member: &str, wants: &[Want]) {
     for w in wants {
-        if let Err(e) = with_slot(shard, group, &w.tp, w.topic_id, |sp, s, _| {
+        let r = change(shard, group, &w.tp, w.topic_id, |sp, s, _| {
             sp.release_member(member, s)
-        }) {
+        })
+        .await;
+        if let Err(e) = r {
             tracing::debug!(group, member, tp = %w.tp, error = ?e, "releasing a closed session's records");
         }
     }
@@ -198,7 +280,7 @@ pub fn release(shard: &Shard, group: &str, member: &str, wants: &[Want]) {
 /// Acquires for `member` what each share-partition has for it, up to `max_bytes` of batches
 /// read and `max_records` records per partition.
 pub async fn acquire(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     group: &str,
     member: &str,
     wants: &[Want],
@@ -213,16 +295,15 @@ pub async fn acquire(
 }
 
 async fn acquire_one(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     group: &str,
     member: &str,
     w: &Want,
     max_bytes: usize,
     max_records: usize,
 ) -> Result<Delivery, Failure> {
-    let from = with_slot(shard, group, &w.tp, w.topic_id, |sp, s, _| {
-        sp.next_to_read(s)
-    })?;
+    load(shard, group, &w.tp, w.topic_id).await?;
+    let from = with_slot(shard, group, &w.tp, |sp, s, _| sp.next_to_read(s))?;
     let Some(log) = shard.log(&w.tp) else {
         return Err(Failure::NotLeader);
     };
@@ -232,13 +313,15 @@ async fn acquire_one(
     let read = log
         .read(from, max_bytes, true)
         .await
-        .map_err(|e| Failure::Storage(e.to_string()))?;
+        .map_err(|e| Failure::Unavailable(e.to_string()))?;
     let mut headers = Vec::with_capacity(read.batches.len());
     for b in &read.batches {
-        let h = BatchHeader::parse(b).map_err(|e| Failure::Storage(format!("{e:?}")))?;
+        let h = BatchHeader::parse(b).map_err(|e| Failure::Unavailable(format!("{e:?}")))?;
         headers.push((h.base_offset, h.last_offset(), h.is_control()));
     }
-    let acquired = with_slot(shard, group, &w.tp, w.topic_id, |sp, s, now| {
+    // Acquisitions are not stored at once (as in Kafka): the next acknowledgement stores them
+    // with everything else, and locks do not outlive a leader anyway.
+    let acquired = with_slot(shard, group, &w.tp, |sp, s, now| {
         sp.acquire(member, &headers, max_records, now, s)
     })?;
     let batches = read
@@ -281,84 +364,17 @@ pub async fn wait(shard: &Shard, group: &str, wants: &[Want], wait_ms: i64) {
     futures::future::select(Box::pin(timer), futures::future::select_all(waits)).await;
 }
 
-/// The start offset and state epoch of each share-partition of `group` this shard leads
-/// (None: the group has no state there).
-pub fn describe(
-    shard: &Shard,
-    group: &str,
-    tps: &[(TopicPartition, Uuid)],
-) -> Vec<Result<Option<(i64, i32)>, Failure>> {
-    tps.iter()
-        .map(|(tp, id)| {
-            let has_state = shares(shard)
-                .slots
-                .borrow()
-                .contains_key(&(group.to_string(), tp.clone()))
-                || shard
-                    .log(tp)
-                    .is_some_and(|log| store::path(log.dir(), group).exists());
-            if !has_state {
-                return match crate::replication::leader_epoch_of(shard, tp) {
-                    Some(_) => Ok(None),
-                    None => Err(Failure::NotLeader),
-                };
-            }
-            with_slot(shard, group, tp, *id, |sp, _, _| {
-                Some((sp.start(), sp.state_epoch))
-            })
-        })
-        .collect()
-}
-
-/// The partitions of this shard with stored state of `group`.
-pub fn partitions_of(shard: &Shard, group: &str) -> Vec<TopicPartition> {
-    let mut out: Vec<TopicPartition> = shard
-        .all_logs()
-        .into_iter()
-        .filter(|(tp, log)| {
-            crate::replication::leader_epoch_of(shard, tp).is_some()
-                && store::path(log.dir(), group).exists()
-        })
-        .map(|(tp, _)| tp)
-        .collect();
-    out.sort();
-    out
-}
-
-/// Starts the share-partition over at `offset` (AlterShareGroupOffsets).
-pub fn alter(
-    shard: &Shard,
-    group: &str,
-    tp: &TopicPartition,
-    topic_id: Uuid,
-    offset: i64,
-) -> Result<(), Failure> {
-    with_slot(shard, group, tp, topic_id, |sp, _, _| sp.reset(offset))
-}
-
-/// Forgets the share-partition's state (DeleteShareGroupOffsets, DeleteGroups).
-pub fn delete(shard: &Shard, group: &str, tp: &TopicPartition) -> Result<(), Failure> {
-    if crate::replication::leader_epoch_of(shard, tp).is_none() {
-        return Err(Failure::NotLeader);
-    }
+/// Forgets what this shard cached of a share-partition (its stored state was altered or
+/// deleted by an admin request).
+pub fn forget(shard: &Shard, group: &str, tp: &TopicPartition) {
     shares(shard)
         .slots
         .borrow_mut()
         .remove(&(group.to_string(), tp.clone()));
-    if let Some(log) = shard.log(tp) {
-        store::remove(&store::path(log.dir(), group))
-            .map_err(|e| Failure::Storage(e.to_string()))?;
-    }
-    Ok(())
 }
 
-/// Forgets every share-partition state of `group` this shard leads (DeleteGroups).
-pub fn delete_group(shard: &Shard, group: &str) {
-    for tp in partitions_of(shard, group) {
-        if let Err(e) = delete(shard, group, &tp) {
-            tracing::warn!(group, %tp, error = ?e, "deleting share-partition state");
-        }
-    }
+/// Forgets what this shard cached of a group's share-partitions (the group was deleted).
+pub fn forget_group(shard: &Shard, group: &str) {
     shares(shard)
         .slots
         .borrow_mut()

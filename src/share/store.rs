@@ -1,45 +1,11 @@
-//! Share-partition state on disk: one file per share group in the partition's directory
-//! (`share-<group id in hex>.state`), replaced whole (written, synced, renamed, directory
-//! synced) whenever the stored form changes, before the change is answered.
+//! The stored form of a share-partition's state, as the group coordinator writes it in its
+//! `__consumer_offsets` record (see [`crate::group::store::SHARE_STATE_KEY_VERSION`]).
 //!
 //! Layout (big-endian): version u8 (0), state epoch i32, start offset i64, run count i32, then
 //! per run first i64, last i64, state u8 (Kafka's codes: 0 available, 2 acknowledged,
 //! 4 archived), deliveries i16; then the CRC-32C of everything before it, u32.
 
-use std::path::{Path, PathBuf};
-
 use super::partition::Persisted;
-
-const PREFIX: &str = "share-";
-const SUFFIX: &str = ".state";
-
-/// The state file of `group` in the partition directory `dir`.
-pub fn path(dir: &Path, group: &str) -> PathBuf {
-    let hex: String = group.bytes().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{PREFIX}{hex}{SUFFIX}"))
-}
-
-/// The share groups with a state file in `dir`.
-pub fn groups_in(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let hex = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
-            let bytes: Option<Vec<u8>> = (0..hex.len())
-                .step_by(2)
-                .map(|i| {
-                    hex.get(i..i + 2)
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                })
-                .collect();
-            String::from_utf8(bytes?).ok()
-        })
-        .collect()
-}
 
 pub fn encode(p: &Persisted) -> Vec<u8> {
     let mut b = Vec::with_capacity(21 + p.runs.len() * 19);
@@ -98,45 +64,6 @@ pub fn decode(b: &[u8]) -> Result<Persisted, String> {
     })
 }
 
-/// Reads the stored state; None when there is none. A damaged file is an error (the caller
-/// refuses to serve the share-partition rather than deliver acknowledged records again).
-pub fn load(file: &Path) -> Result<Option<Persisted>, String> {
-    match std::fs::read(file) {
-        Ok(bytes) => decode(&bytes)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", file.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", file.display())),
-    }
-}
-
-/// Replaces the state file durably.
-pub fn save(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = file.with_extension("state.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, file)?;
-    if let Some(dir) = file.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-/// Removes the state file (and makes the removal durable).
-pub fn remove(file: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(file) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    if let Some(dir) = file.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,24 +83,5 @@ mod tests {
             assert!(decode(&d).is_err(), "flipped byte {i}");
         }
         assert!(decode(&b[..b.len() - 1]).is_err());
-    }
-
-    #[test]
-    fn group_ids_map_to_file_names_and_back() {
-        let dir = std::env::temp_dir().join(format!("gregor-share-store-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let groups = ["g", "a/b c", "ünï"];
-        for g in groups {
-            save(&path(&dir, g), &encode(&Persisted::default())).unwrap();
-        }
-        let mut found = groups_in(&dir);
-        found.sort();
-        let mut want: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
-        want.sort();
-        assert_eq!(found, want);
-        assert_eq!(load(&path(&dir, "g")).unwrap(), Some(Persisted::default()));
-        remove(&path(&dir, "g")).unwrap();
-        assert_eq!(load(&path(&dir, "g")).unwrap(), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

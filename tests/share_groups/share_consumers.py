@@ -3,8 +3,8 @@ on one topic, driven by tests/share_groups.rs.
 
 Usage: share_consumers.py BOOTSTRAP TOPIC GROUP N RECORDS
 
-Each consumer runs in a thread of its own (an instance is used by one thread only) and
-accepts what it gets (implicit acknowledgement). Once every consumer has joined and polled,
+Each consumer runs in a thread of its own (an instance is used by one thread only), spends
+50 ms on each non-empty poll, and accepts what it gets (implicit acknowledgement). Once every consumer has joined and polled,
 RECORDS records are produced in small batches over a few seconds, so the consumers compete for
 them. The consumers run until together they have RECORDS distinct offsets, or 60 s pass; then
 they commit their acknowledgements and close (leaving the group).
@@ -55,6 +55,10 @@ def main():
                         continue
                     with lock:
                         got[i].append(m.offset())
+                if msgs:
+                    # Work on them a while, as a real consumer would; meanwhile the others
+                    # take what arrives.
+                    time.sleep(0.05)
                 if seen() >= records:
                     done.set()
             # The last poll's records are accepted by a commit (close alone releases them).

@@ -47,6 +47,9 @@ pub struct Coordinator {
     /// The stored state of each share group's share-partitions, by (topic id, partition):
     /// this coordinator keeps it for the partitions' leaders (see [`share`]).
     share_states: HashMap<String, share::States>,
+    /// The newest leader epoch that stored each share-partition's state (in memory: after a
+    /// coordinator move, the first leader to store sets it again).
+    share_leader_epochs: HashMap<(String, uuid::Uuid, i32), i32>,
     offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
     joins: HashMap<(String, String), oneshot::Sender<JoinResult>>,
     syncs: HashMap<(String, String), oneshot::Sender<SyncResult>>,
@@ -1016,6 +1019,7 @@ pub fn unload_partition(shard: &Shard, p: i32) {
     c.consumer_groups.retain(|g, _| !on_p(g));
     c.share_groups.retain(|g, _| !on_p(g));
     c.share_states.retain(|g, _| !on_p(g));
+    c.share_leader_epochs.retain(|(g, _, _), _| !on_p(g));
     c.offsets.retain(|g, _| !on_p(g));
     for by_group in c.pending_txn.values_mut() {
         by_group.retain(|g, _| !on_p(g));

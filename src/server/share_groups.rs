@@ -282,7 +282,7 @@ async fn replace_state(
 ) -> Result<(), ResponseError> {
     let p = tp.partition;
     on_coordinator(shard, group, move |sh, g| async move {
-        coordinator::write_state(sh, g, topic_id, p, state).await
+        coordinator::write_state(sh, g, topic_id, p, -1, state).await
     })
     .await?;
     let (g, tp2) = (group.to_string(), tp.clone());
@@ -644,13 +644,13 @@ pub fn write_state(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
         for t in &body.topics {
             let mut parts = Vec::new();
             for p in &t.partitions {
-                let (id, partition) = (t.topic_id, p.partition);
+                let (id, partition, epoch) = (t.topic_id, p.partition, p.leader_epoch);
                 let r = match state_of(p) {
                     _ if !allowed => Err(ResponseError::ClusterAuthorizationFailed),
                     None => Err(ResponseError::InvalidRequest),
                     Some(st) => {
                         on_coordinator(&shard, &group, move |sh, g| async move {
-                            coordinator::write_state(sh, g, id, partition, Some(st)).await
+                            coordinator::write_state(sh, g, id, partition, epoch, Some(st)).await
                         })
                         .await
                     }
@@ -690,7 +690,7 @@ pub fn delete_state(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, 
                 let (id, partition) = (t.topic_id, p.partition);
                 let r = if allowed {
                     on_coordinator(&shard, &group, move |sh, g| async move {
-                        coordinator::write_state(sh, g, id, partition, None).await
+                        coordinator::write_state(sh, g, id, partition, -1, None).await
                     })
                     .await
                 } else {

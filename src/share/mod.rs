@@ -53,6 +53,9 @@ pub enum Failure {
 
 struct Slot {
     topic_id: Uuid,
+    /// The leader epoch it was loaded in: a later leadership of this node loads it again (the
+    /// leaders between may have moved it on).
+    leader_epoch: i32,
     sp: SharePartition,
     /// What the coordinator last stored.
     saved: Option<Persisted>,
@@ -93,24 +96,20 @@ async fn load(
         shares(shard).slots.borrow_mut().remove(&key);
         return Err(Failure::NotLeader);
     };
-    if shares(shard)
-        .slots
-        .borrow()
-        .get(&key)
-        .is_some_and(|s| s.topic_id == topic_id)
-    {
+    let current = |s: &Slot| s.topic_id == topic_id && s.leader_epoch == epoch;
+    if shares(shard).slots.borrow().get(&key).is_some_and(current) {
         return Ok(());
     }
     let stored = persister::read(shard, group, topic_id, tp.partition, epoch).await?;
     let Some(log) = shard
         .log(tp)
-        .filter(|_| leading(shard, tp, topic_id).is_some())
+        .filter(|_| leading(shard, tp, topic_id) == Some(epoch))
     else {
         return Err(Failure::NotLeader);
     };
     let all = shares(shard);
     let mut slots = all.slots.borrow_mut();
-    if slots.get(&key).is_some_and(|s| s.topic_id == topic_id) {
+    if slots.get(&key).is_some_and(current) {
         return Ok(());
     }
     let sp = match &stored {
@@ -121,6 +120,7 @@ async fn load(
         key,
         Slot {
             topic_id,
+            leader_epoch: epoch,
             sp,
             saved: stored,
             storing: Rc::new(glommio::sync::Semaphore::new(1)),
@@ -217,10 +217,10 @@ async fn store(
             }
             Ok(())
         }
-        Err(Failure::Fenced) => {
-            // The offsets were altered: serve from the stored state next time.
+        Err(e @ (Failure::Fenced | Failure::NotLeader)) => {
+            // The offsets were altered, or another leader stores now: drop what is held here.
             slots.remove(&key);
-            Err(Failure::Fenced)
+            Err(e)
         }
         Err(e) => Err(e),
     }

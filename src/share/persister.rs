@@ -55,6 +55,7 @@ fn place(shard: &Shard, group: &str) -> Result<Place, Failure> {
 fn refused(e: ResponseError) -> Failure {
     match e {
         ResponseError::FencedStateEpoch => Failure::Fenced,
+        ResponseError::FencedLeaderEpoch => Failure::NotLeader,
         e => Failure::Unavailable(format!("{e:?}")),
     }
 }
@@ -186,7 +187,7 @@ pub async fn write(
             let g = group.to_string();
             shard
                 .invoke_on(owner, move |s| {
-                    coordinator::write_state(s, g, topic_id, partition, state)
+                    coordinator::write_state(s, g, topic_id, partition, leader_epoch, state)
                 })
                 .await
                 .map_err(|e| Failure::Unavailable(format!("{e:?}")))?

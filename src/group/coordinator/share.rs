@@ -125,7 +125,9 @@ pub async fn delete(shard: &Rc<Shard>, group_id: &str) -> Option<Result<(), Resp
             .unwrap_or_default()
     };
     for (topic_id, p) in keys {
-        if let Err(e) = write_state(shard.clone(), group_id.to_string(), topic_id, p, None).await {
+        if let Err(e) =
+            write_state(shard.clone(), group_id.to_string(), topic_id, p, -1, None).await
+        {
             return Some(Err(e));
         }
     }
@@ -166,16 +168,31 @@ pub fn states(shard: &Shard, group_id: &str) -> Result<States, ResponseError> {
 /// Stores a share-partition's state (WriteShareGroupState), or deletes it (None), once the
 /// record is written to the group's `__consumer_offsets` partition. A state older than the
 /// stored one (a lower state epoch: the offsets were altered since) is refused with
-/// FENCED_STATE_EPOCH.
+/// FENCED_STATE_EPOCH; a write from a leader of an older leader epoch than one that wrote
+/// before (a deposed leader that does not know it yet) with FENCED_LEADER_EPOCH. Admin writes
+/// give leader epoch -1.
 pub async fn write_state(
     shard: Rc<Shard>,
     group_id: String,
     topic_id: uuid::Uuid,
     partition: i32,
+    leader_epoch: i32,
     state: Option<Persisted>,
 ) -> Result<(), ResponseError> {
     if let Some(e) = unavailable(&shard, &group_id) {
         return Err(e);
+    }
+    if leader_epoch >= 0 {
+        let c = coordinator(&shard);
+        let mut c = c.borrow_mut();
+        let seen = c
+            .share_leader_epochs
+            .entry((group_id.clone(), topic_id, partition))
+            .or_insert(leader_epoch);
+        if leader_epoch < *seen {
+            return Err(ResponseError::FencedLeaderEpoch);
+        }
+        *seen = leader_epoch;
     }
     if let Some(new) = &state {
         let c = coordinator(&shard);

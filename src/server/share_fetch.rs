@@ -219,16 +219,11 @@ pub fn fetch(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture<
         } else {
             usize::MAX
         };
-        let mut answers = first_pass(
-            &shard,
-            &owners,
-            &group,
-            &member,
-            fetching,
-            max_bytes,
-            max_records,
-        )
-        .await;
+        let first = Pass {
+            acknowledge: true,
+            acquire: fetching.then_some((max_bytes, max_records)),
+        };
+        let mut answers = pass(&shard, &owners, &group, &member, first).await;
         let deadline = shard.now_ms() + body.max_wait_ms.max(0) as i64;
         let mut waited = Duration::ZERO;
         let none = |answers: &BTreeMap<usize, Answer>| {
@@ -262,7 +257,11 @@ pub fn fetch(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture<
             let since = Instant::now();
             wait_any(&shard, &owners, &group, remaining).await;
             waited += since.elapsed();
-            let again = acquire_all(&shard, &owners, &group, &member, max_bytes, max_records).await;
+            let again = Pass {
+                acknowledge: false,
+                acquire: Some((max_bytes, max_records)),
+            };
+            let again = pass(&shard, &owners, &group, &member, again).await;
             for (i, a) in again {
                 let slot = answers.entry(i).or_default();
                 slot.error = a.error;
@@ -278,15 +277,29 @@ pub fn fetch(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture<
     })
 }
 
-/// Acknowledges, then (when fetching) acquires, on every owner.
-async fn first_pass(
+/// What one pass over the owners does: acknowledge (the first pass), acquire (when fetching,
+/// up to max bytes and max records per partition), or both.
+#[derive(Clone, Copy)]
+struct Pass {
+    acknowledge: bool,
+    acquire: Option<(usize, usize)>,
+}
+
+/// Fills an answer with what acquiring got.
+fn delivered(a: &mut Answer, got: Result<Delivery, Failure>) {
+    match got {
+        Ok(d) => a.delivery = d,
+        Err(f) => a.error = Some(failure(&f)),
+    }
+}
+
+/// Runs a pass on every owner, in parallel; answers by index in the request's parts.
+async fn pass(
     shard: &Rc<Shard>,
     owners: &BTreeMap<ShardId, Vec<(usize, Want)>>,
     group: &str,
     member: &str,
-    fetching: bool,
-    max_bytes: usize,
-    max_records: usize,
+    what: Pass,
 ) -> BTreeMap<usize, Answer> {
     let calls: Vec<_> = owners
         .iter()
@@ -294,11 +307,15 @@ async fn first_pass(
             let (idx, wants): (Vec<usize>, Vec<Want>) = wants.iter().cloned().unzip();
             let (group, member) = (group.to_string(), member.to_string());
             let call = shard.invoke_on(*owner, move |s| async move {
-                let acked = crate::share::acknowledge(&s, &group, &member, &wants).await;
-                let got = if fetching {
-                    crate::share::acquire(&s, &group, &member, &wants, max_bytes, max_records).await
-                } else {
-                    Vec::new()
+                let acked = match what.acknowledge {
+                    true => crate::share::acknowledge(&s, &group, &member, &wants).await,
+                    false => Vec::new(),
+                };
+                let got = match what.acquire {
+                    Some((bytes, records)) => {
+                        crate::share::acquire(&s, &group, &member, &wants, bytes, records).await
+                    }
+                    None => Vec::new(),
                 };
                 (acked, got)
             });
@@ -307,70 +324,25 @@ async fn first_pass(
         .collect();
     let mut out = BTreeMap::new();
     for (idx, r) in futures::future::join_all(calls).await {
-        match r {
-            Ok((acked, got)) => {
-                let mut got = got.into_iter();
-                for (i, ack) in idx.into_iter().zip(acked) {
-                    let mut a = Answer {
-                        ack_error: ack.err().map(|f| failure(&f)),
-                        ..Default::default()
-                    };
-                    match got.next() {
-                        Some(Ok(d)) => a.delivery = d,
-                        Some(Err(f)) => a.error = Some(failure(&f)),
-                        None => {}
-                    }
-                    out.insert(i, a);
-                }
-            }
-            Err(_) => {
-                for i in idx {
-                    let e = Some((ResponseError::NotLeaderOrFollower, None));
-                    out.insert(
-                        i,
-                        Answer {
-                            error: e.clone(),
-                            ack_error: e,
-                            ..Default::default()
-                        },
-                    );
-                }
-            }
-        }
-    }
-    out
-}
-
-async fn acquire_all(
-    shard: &Rc<Shard>,
-    owners: &BTreeMap<ShardId, Vec<(usize, Want)>>,
-    group: &str,
-    member: &str,
-    max_bytes: usize,
-    max_records: usize,
-) -> BTreeMap<usize, Answer> {
-    let calls: Vec<_> = owners
-        .iter()
-        .map(|(owner, wants)| {
-            let (idx, wants): (Vec<usize>, Vec<Want>) = wants.iter().cloned().unzip();
-            let (group, member) = (group.to_string(), member.to_string());
-            let call = shard.invoke_on(*owner, move |s| async move {
-                crate::share::acquire(&s, &group, &member, &wants, max_bytes, max_records).await
-            });
-            async move { (idx, call.await) }
-        })
-        .collect();
-    let mut out = BTreeMap::new();
-    for (idx, r) in futures::future::join_all(calls).await {
-        let got: Vec<Result<Delivery, Failure>> = match r {
-            Ok(got) => got,
-            Err(_) => idx.iter().map(|_| Err(Failure::NotLeader)).collect(),
-        };
-        for (i, g) in idx.into_iter().zip(got) {
+        let (acked, got) = r.unwrap_or_else(|_| {
+            let acked = match what.acknowledge {
+                true => idx.iter().map(|_| Err(Failure::NotLeader)).collect(),
+                false => Vec::new(),
+            };
+            let got = match what.acquire {
+                Some(_) => idx.iter().map(|_| Err(Failure::NotLeader)).collect(),
+                None => Vec::new(),
+            };
+            (acked, got)
+        });
+        let (mut acked, mut got) = (acked.into_iter(), got.into_iter());
+        for i in idx {
             let mut a = Answer::default();
-            match g {
-                Ok(d) => a.delivery = d,
-                Err(f) => a.error = Some(failure(&f)),
+            if let Some(Err(f)) = acked.next() {
+                a.ack_error = Some(failure(&f));
+            }
+            if let Some(g) = got.next() {
+                delivered(&mut a, g);
             }
             out.insert(i, a);
         }
@@ -420,10 +392,7 @@ async fn poll_one_owner(
         .zip(got)
         .map(|(i, g)| {
             let mut a = Answer::default();
-            match g {
-                Ok(d) => a.delivery = d,
-                Err(f) => a.error = Some(failure(&f)),
-            }
+            delivered(&mut a, g);
             (i, a)
         })
         .collect();
@@ -593,7 +562,11 @@ pub fn acknowledge(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, O
     let shard = shard.clone();
     Box::pin(async move {
         let owners = by_owner(&shard, &parts);
-        let answers = first_pass(&shard, &owners, &group, &member, false, 0, 0).await;
+        let acks = Pass {
+            acknowledge: true,
+            acquire: None,
+        };
+        let answers = pass(&shard, &owners, &group, &member, acks).await;
         if let Some(session_parts) = closing {
             release_all(&shard, &group, &member, &session_parts).await;
         }

@@ -338,6 +338,7 @@ async fn acquire_one(
 /// or a lock running out; at most `wait_ms`.
 pub async fn wait(shard: &Shard, group: &str, wants: &[Want], wait_ms: i64) {
     let now = shard.now_ms();
+    let s = settings(&shard.config);
     let mut wait_ms = wait_ms.max(0);
     let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
     {
@@ -350,7 +351,9 @@ pub async fn wait(shard: &Shard, group: &str, wants: &[Want], wait_ms: i64) {
             if let Some(d) = slot.sp.next_deadline() {
                 wait_ms = wait_ms.min((d - now).max(0));
             }
-            if let Some(log) = shard.log(&w.tp) {
+            // New data matters only while the window has room for it.
+            let room = slot.sp.end() - slot.sp.start() < s.max_in_flight;
+            if let Some(log) = shard.log(&w.tp).filter(|_| room) {
                 let end = slot.sp.end();
                 waits.push(Box::pin(async move { log.wait_for_data(end).await }));
             }

@@ -840,16 +840,6 @@ pub async fn delete_group(shard: Rc<Shard>, group_id: String) -> Option<Response
         return Some(e);
     }
     if let Some(r) = share::delete(&shard, &group_id).await {
-        if r.is_ok() {
-            // Leaders here drop what they cached of the group's share-partitions.
-            let g = group_id.clone();
-            shard
-                .invoke_on_all(move |s| {
-                    let g = g.clone();
-                    async move { crate::share::forget_group(&s, &g) }
-                })
-                .await;
-        }
         return r.err();
     }
     let mut group_records = vec![(store::group_key(&group_id), None)];

@@ -69,6 +69,7 @@ pub async fn shard_main(
     );
     shard.set_snapshot_hook(Rc::new(|s, snap| Box::pin(switch_roles(s, snap))));
     crate::txn::coordinator::set_marker_sender(&shard, crate::server::txn_marker_sender());
+    crate::share::set_persister(&shard, crate::server::share_persister());
     if shard.config.cluster.broker {
         crate::server::bind_listener(&shard);
     }

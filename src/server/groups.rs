@@ -856,16 +856,29 @@ pub fn delete_groups(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static,
             let group = g.to_string();
             let owner = coordinator_of(shard, &group);
             let refused = refusal(&access, &group, AclOperation::Delete);
-            let call = refused
-                .is_none()
-                .then(|| shard.invoke_on(owner, move |s| coordinator::delete_group(s, group)));
+            let call = refused.is_none().then(|| {
+                let g = group.clone();
+                shard.invoke_on(owner, move |s| coordinator::delete_group(s, g))
+            });
+            let shard = shard.clone();
             async move {
-                match call {
-                    None => refused,
+                let e = match call {
+                    None => return refused,
                     Some(c) => c
                         .await
                         .unwrap_or(Some(ResponseError::CoordinatorNotAvailable)),
+                };
+                if e.is_none() {
+                    // Share-partition leaders here drop what they cached of a deleted share
+                    // group's state.
+                    shard
+                        .invoke_on_all(move |s| {
+                            let g = group.clone();
+                            async move { crate::share::forget_group(&s, &g) }
+                        })
+                        .await;
                 }
+                e
             }
         })
         .collect();

@@ -26,11 +26,13 @@ mod producers;
 mod records;
 mod share_fetch;
 mod share_groups;
+mod share_persister;
 mod transactions;
 mod txn_markers;
 mod users;
 mod verifying;
 
+pub use share_persister::persister as share_persister;
 pub use txn_markers::sender as txn_marker_sender;
 
 use std::collections::BTreeMap;

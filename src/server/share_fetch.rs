@@ -181,8 +181,8 @@ pub fn fetch(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture<
         .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
         .collect();
     // Sessions live on the shard of their connection: each shard holds its share.
-    let limit = (shard.config.groups.share_max_share_sessions.max(1) as usize / shard.num_shards)
-        .max(1);
+    let limit =
+        (shard.config.groups.share_max_share_sessions.max(1) as usize / shard.num_shards).max(1);
     let context = shard.service::<Shares>().sessions.borrow_mut().fetch(
         (&group, &member),
         body.share_session_epoch,

@@ -5,11 +5,11 @@
 //! beside the log, and only while this node leads the partition: that shard is the only code
 //! that acquires or acknowledges its records. Its state is stored by the group's coordinator
 //! ([`persister`]) before a change is answered, and read from there when a leader first serves
-//! it, so a new leader after a failover goes on where the old one stopped. Share sessions
+//! it, so a new leader after a failover goes on where the old one stopped. The way to the
+//! coordinator ([`Persister`]) is installed by the composition root. Share sessions
 //! ([`session`]) live on the shard of the connection that opened them.
 
 pub mod partition;
-pub mod persister;
 pub mod session;
 pub mod store;
 
@@ -70,6 +70,43 @@ type Key = (String, TopicPartition);
 pub struct Shares {
     slots: RefCell<HashMap<Key, Slot>>,
     pub sessions: RefCell<session::Sessions>,
+    persister: RefCell<Option<Rc<dyn Persister>>>,
+}
+
+/// How a share-partition leader reads and stores state through the group's coordinator
+/// (Kafka's persister). Deleting is storing None.
+pub trait Persister {
+    fn read(
+        &self,
+        shard: Rc<Shard>,
+        group: String,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+    ) -> LocalBoxFuture<'static, Result<Option<Persisted>, Failure>>;
+
+    fn write(
+        &self,
+        shard: Rc<Shard>,
+        group: String,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        state: Option<Persisted>,
+    ) -> LocalBoxFuture<'static, Result<(), Failure>>;
+}
+
+/// Installs this shard's persister.
+pub fn set_persister(shard: &Shard, p: Rc<dyn Persister>) {
+    *shares(shard).persister.borrow_mut() = Some(p);
+}
+
+fn persister(shard: &Shard) -> Result<Rc<dyn Persister>, Failure> {
+    shares(shard)
+        .persister
+        .borrow()
+        .clone()
+        .ok_or_else(|| Failure::Unavailable("no persister on this shard".into()))
 }
 
 fn shares(shard: &Shard) -> Rc<Shares> {
@@ -100,7 +137,15 @@ async fn load(
     if shares(shard).slots.borrow().get(&key).is_some_and(current) {
         return Ok(());
     }
-    let stored = persister::read(shard, group, topic_id, tp.partition, epoch).await?;
+    let stored = persister(shard)?
+        .read(
+            shard.clone(),
+            group.to_string(),
+            topic_id,
+            tp.partition,
+            epoch,
+        )
+        .await?;
     let Some(log) = shard
         .log(tp)
         .filter(|_| leading(shard, tp, topic_id) == Some(epoch))
@@ -199,15 +244,16 @@ async fn store(
         now
     };
     let epoch = leading(shard, tp, topic_id).ok_or(Failure::NotLeader)?;
-    let r = persister::write(
-        shard,
-        group,
-        topic_id,
-        tp.partition,
-        epoch,
-        Some(newest.clone()),
-    )
-    .await;
+    let r = persister(shard)?
+        .write(
+            shard.clone(),
+            group.to_string(),
+            topic_id,
+            tp.partition,
+            epoch,
+            Some(newest.clone()),
+        )
+        .await;
     let all = shares(shard);
     let mut slots = all.slots.borrow_mut();
     match r {

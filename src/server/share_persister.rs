@@ -13,12 +13,14 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::partition::Persisted;
-use super::Failure;
+use futures::future::LocalBoxFuture;
+
 use crate::group::coordinator::offsets_partition;
 use crate::group::coordinator::share as coordinator;
 use crate::replication::link::Link;
 use crate::shard::Shard;
+use crate::share::partition::Persisted;
+use crate::share::Failure;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -109,7 +111,7 @@ fn to_batches(p: &Persisted) -> Vec<write_share_group_state_request::StateBatch>
 }
 
 /// The stored state of a share-partition; None when it has none.
-pub async fn read(
+async fn read(
     shard: &Rc<Shard>,
     group: &str,
     topic_id: Uuid,
@@ -172,7 +174,7 @@ pub async fn read(
 }
 
 /// Stores a share-partition's state (None deletes it); returns once the coordinator wrote it.
-pub async fn write(
+async fn write(
     shard: &Rc<Shard>,
     group: &str,
     topic_id: Uuid,
@@ -239,5 +241,39 @@ pub async fn write(
             };
             code(r.ok_or_else(|| Failure::Unavailable("an empty answer".into()))?)
         }
+    }
+}
+
+/// The persister the composition root installs on each shard ([`crate::share::set_persister`]).
+pub fn persister() -> Rc<dyn crate::share::Persister> {
+    Rc::new(CoordinatorPersister)
+}
+
+struct CoordinatorPersister;
+
+impl crate::share::Persister for CoordinatorPersister {
+    fn read(
+        &self,
+        shard: Rc<Shard>,
+        group: String,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+    ) -> LocalBoxFuture<'static, Result<Option<Persisted>, Failure>> {
+        Box::pin(async move { read(&shard, &group, topic_id, partition, leader_epoch).await })
+    }
+
+    fn write(
+        &self,
+        shard: Rc<Shard>,
+        group: String,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        state: Option<Persisted>,
+    ) -> LocalBoxFuture<'static, Result<(), Failure>> {
+        Box::pin(
+            async move { write(&shard, &group, topic_id, partition, leader_epoch, state).await },
+        )
     }
 }

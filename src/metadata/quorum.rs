@@ -300,7 +300,19 @@ impl Quorum {
             }
             if let Some(leader) = self.leader().filter(|l| self.transport.knows(*l)) {
                 let req = Request::Command(cmd.clone());
-                let answer = self.transport.request(leader, req, COMMAND_TIMEOUT).await;
+                // A leader that dies does not answer: give up on it as soon as this node
+                // learns it is no longer the leader (an election started or ended), and
+                // forward to the next one, rather than waiting out the whole timeout.
+                let asked = std::pin::pin!(self.transport.request(leader, req, COMMAND_TIMEOUT));
+                let deposed = std::pin::pin!(async {
+                    while self.leader() == Some(leader) {
+                        glommio::timer::sleep(Duration::from_millis(50)).await;
+                    }
+                });
+                let answer = match futures::future::select(asked, deposed).await {
+                    futures::future::Either::Left((answer, _)) => answer,
+                    futures::future::Either::Right(_) => None,
+                };
                 if let Some(Response::Command(r)) = answer {
                     let r = r.map_err(MetadataError::from);
                     // Wait until this node has applied what the leader committed.
@@ -545,7 +557,23 @@ impl Quorum {
             .config
             .heartbeat_interval
             .max(Duration::from_millis(500));
-        match self.transport.request(leader, req, timeout).await? {
+        let Some(answer) = self.transport.request(leader, req, timeout).await else {
+            // No answer: the controller may be gone. A broker-only node has no raft of its own
+            // to learn the next leader from, so it asks the next voter, which answers or
+            // names the leader.
+            if !self.config.controller {
+                let next = self
+                    .config
+                    .voters
+                    .range(leader + 1..)
+                    .chain(self.config.voters.iter())
+                    .map(|(n, _)| *n)
+                    .find(|n| *n != leader);
+                self.image.borrow_mut().controller = next;
+            }
+            return None;
+        };
+        match answer {
             Response::Heartbeat { fenced, image } => {
                 if let Some(bytes) = image.filter(|_| !self.config.controller) {
                     self.adopt_image(&bytes, leader);

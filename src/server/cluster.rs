@@ -64,9 +64,13 @@ fn live_brokers(
     out
 }
 
-/// The active controller as Kafka reports it to clients (this node when unknown).
-fn controller_id(shard: &Shard, snap: &Snapshot) -> i32 {
-    snap.controller.unwrap_or(shard.config.node_id)
+/// The "controller" clients are told to send admin requests to. As in Kafka's KRaft mode
+/// this is a broker, not the metadata leader (which may be a controller-only node clients
+/// cannot reach): every broker forwards controller requests to the active controller. Kafka
+/// names a random unfenced broker; gregor names the broker answering, which the client has
+/// just reached, so a client never waits on a controller that died before it was fenced.
+fn controller_id(shard: &Shard) -> i32 {
+    shard.config.node_id
 }
 
 pub fn metadata(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outcome> {
@@ -157,7 +161,7 @@ pub fn metadata(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Outc
                     .collect(),
             )
             .with_cluster_id(Some(StrBytes::from_string(snap.cluster_id.clone())))
-            .with_controller_id(BrokerId(controller_id(&shard, &snap)))
+            .with_controller_id(BrokerId(controller_id(&shard)))
             .with_cluster_authorized_operations(cluster_ops)
             .with_topics(topics);
         reply(&req, &resp)
@@ -274,7 +278,7 @@ pub fn describe_cluster(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
     };
     let resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(snap.cluster_id.clone()))
-        .with_controller_id(BrokerId(controller_id(shard, &snap)))
+        .with_controller_id(BrokerId(controller_id(shard)))
         .with_cluster_authorized_operations(authorized_ops::cluster(
             body.include_cluster_authorized_operations,
             &access,

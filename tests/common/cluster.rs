@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, FindCoordinatorRequest, MetadataRequest, MetadataResponse, TopicName,
+    ApiVersionsRequest, DescribeQuorumRequest, FindCoordinatorRequest, MetadataRequest,
+    MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -945,13 +946,24 @@ impl Cluster {
             .filter(|l| *l >= 0)
     }
 
-    /// The active controller, when every up node's Metadata agrees on it.
+    /// The active controller (the metadata quorum's leader), when every up node's
+    /// DescribeQuorum agrees on it. (Metadata's controller id names a broker that forwards,
+    /// as in Kafka's KRaft mode, not the quorum leader.)
     pub fn controller(&self) -> Option<NodeId> {
         let ids: Vec<NodeId> = self
             .up_nodes()
             .into_iter()
-            .filter_map(|id| self.metadata(id, Some(&[])).ok().map(|m| m.controller_id.0))
+            .filter_map(|id| {
+                let quorum = self
+                    .request(id, &DescribeQuorumRequest::default(), 1)
+                    .ok()?;
+                let leader = quorum.topics.first()?.partitions.first()?.leader_id.0;
+                (leader >= 0).then_some(leader)
+            })
             .collect();
+        if ids.len() != self.up_nodes().len() {
+            return None;
+        }
         let first = *ids.first()?;
         ids.iter().all(|c| *c == first).then_some(first)
     }

@@ -452,11 +452,19 @@ impl Quorum {
     }
 
     fn heartbeat_here(&self, node: NodeId, incarnation: Uuid, image_version: u64) -> Response {
-        self.sessions
-            .borrow_mut()
-            .last_seen
-            .insert(node, Instant::now());
         let image = self.image.borrow();
+        // Only the registered incarnation keeps the session: a restarted broker heartbeats
+        // before its registration lands, and must not keep its old self's session alive.
+        if image
+            .brokers
+            .get(&node)
+            .is_some_and(|b| b.incarnation == incarnation)
+        {
+            self.sessions
+                .borrow_mut()
+                .last_seen
+                .insert(node, Instant::now());
+        }
         let fenced = image
             .brokers
             .get(&node)

@@ -123,9 +123,18 @@ pub async fn controller_main(
     let quorum = start_quorum(&shard);
     shard.set_quorum(quorum.clone());
     let incarnation = Uuid::new_v4();
+    // Heartbeats run from registration on, start-up included (as Kafka's broker lifecycle
+    // does): a start-up longer than the session must not get the broker fenced the moment it
+    // is unfenced, which moved its new leaderships away again at once.
+    let started = Rc::new(Cell::new(false));
+    let heartbeats = glommio::spawn_local(heartbeat_loop(
+        shard.clone(),
+        quorum.clone(),
+        incarnation,
+        started.clone(),
+    ));
     boot(&shard, &quorum, incarnation).await;
-    let heartbeats =
-        glommio::spawn_local(heartbeat_loop(shard.clone(), quorum.clone(), incarnation));
+    started.set(true);
     let rebalance = glommio::spawn_local(preferred_leader_loop(shard.clone(), quorum.clone()));
     wait_for_stop(&stop).await;
     drop(admin);
@@ -346,7 +355,12 @@ pub async fn ensure_txn_topic(shard: &Rc<Shard>, quorum: &Rc<Quorum>) {
 }
 
 /// Heartbeats to the active controller; registers again after being fenced.
-async fn heartbeat_loop(shard: Rc<Shard>, quorum: Rc<Quorum>, incarnation: Uuid) {
+async fn heartbeat_loop(
+    shard: Rc<Shard>,
+    quorum: Rc<Quorum>,
+    incarnation: Uuid,
+    started: Rc<Cell<bool>>,
+) {
     let config = shard.config.clone();
     if !config.cluster.broker {
         return;
@@ -355,7 +369,14 @@ async fn heartbeat_loop(shard: Rc<Shard>, quorum: Rc<Quorum>, incarnation: Uuid)
     let registered = Cell::new(true);
     loop {
         glommio::timer::sleep(every).await;
-        match quorum.heartbeat(incarnation).await {
+        let answer = quorum.heartbeat(incarnation).await;
+        if !started.get() {
+            // Starting up: the heartbeat keeps the session; being fenced (not yet registered,
+            // or registered and not yet unfenced) is expected, and start-up itself registers
+            // and unfences.
+            continue;
+        }
+        match answer {
             Some(true) => registered.set(true),
             Some(false) => {
                 if registered.replace(false) {

@@ -734,4 +734,52 @@ fn the_configs_tool_alters_and_describes() {
         err.contains("Cannot update these configs dynamically"),
         "{err}"
     );
+
+    // Group configs (`--entity-type groups`).
+    let (ok, out, err) = run(&[
+        "--alter",
+        "--entity-type",
+        "groups",
+        "--entity-name",
+        "tool-group",
+        "--add-config",
+        "share.auto.offset.reset=earliest,share.record.lock.duration.ms=15000",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Completed updating config for group tool-group."),
+        "{out}"
+    );
+    let (ok, out, err) = run(&[
+        "--describe",
+        "--entity-type",
+        "groups",
+        "--entity-name",
+        "tool-group",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("Dynamic configs for group tool-group are:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  share.auto.offset.reset=earliest sensitive=false synonyms={GROUP_CONFIG:share.auto.offset.reset=earliest, DEFAULT_CONFIG:share.auto.offset.reset=latest}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  share.record.lock.duration.ms=15000 sensitive=false synonyms={GROUP_CONFIG:share.record.lock.duration.ms=15000, DEFAULT_CONFIG:group.share.record.lock.duration.ms=30000}"),
+        "{out}"
+    );
+    assert!(!out.contains("consumer.session"), "only overrides: {out}");
+    let (ok, _, err) = run(&[
+        "--alter",
+        "--entity-type",
+        "groups",
+        "--entity-name",
+        "tool-group",
+        "--add-config",
+        "share.auto.offset.reset=sometimes",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("INVALID_CONFIG"), "{err}");
 }

@@ -2,7 +2,8 @@
 //! raw ShareGroupHeartbeat / ShareFetch / ShareAcknowledge requests against a real broker:
 //! consumers of one share group on one partition get distinct records, an unacknowledged
 //! record comes back once its lock runs out, a record released as often as the delivery limit
-//! is archived, acknowledgements survive a SIGKILL, and bad requests get Kafka's errors.
+//! is archived, acknowledgements survive a SIGKILL, bad requests get Kafka's errors, and group
+//! configs set where a share group starts and how long it locks records.
 
 mod common;
 
@@ -285,7 +286,9 @@ fn share_consumers_of_one_partition_get_distinct_records_and_acknowledge_them_al
     }
     let all: BTreeSet<i64> = seen.keys().copied().collect();
     assert_eq!(all, (0..records as i64).collect(), "every record, once");
-    // Every acknowledgement arrived: the share group's start is the log end.
+    // Every acknowledgement arrived: the share group's start is the log end. (The first
+    // tenth was produced before anyone joined: the group config share.auto.offset.reset=earliest,
+    // set by the script with the AdminClient, is why they were read.)
     let mut c = b.raw();
     assert_eq!(start_offset(&mut c, group, topic), records as i64);
     // The members left when they closed.
@@ -693,4 +696,204 @@ fn share_partition_state_survives_a_leader_failover() {
         .request(coord, &describe_request(group, topic), 0)
         .expect("describe");
     assert_eq!(r.groups[0].topics[0].partitions[0].start_offset, 10);
+}
+
+/// An IncrementalAlterConfigs of group `group` (resource type GROUP, 32): (name, op, value).
+fn alter_group(c: &mut RawClient, group: &str, ops: &[(&str, i8, Option<&str>)]) -> (i16, String) {
+    use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let configs = ops
+        .iter()
+        .map(|(n, op, v)| {
+            AlterableConfig::default()
+                .with_name(s(n))
+                .with_config_operation(*op)
+                .with_value(v.map(s))
+        })
+        .collect();
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(GROUP_RESOURCE)
+            .with_resource_name(s(group))
+            .with_configs(configs),
+    ]);
+    let r = c.request(&req, 1);
+    let r = &r.responses[0];
+    (
+        r.error_code,
+        r.error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// A group's configs as DescribeConfigs shows them: name -> (value, source).
+fn describe_group(c: &mut RawClient, group: &str) -> BTreeMap<String, (String, i8)> {
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(GROUP_RESOURCE)
+            .with_resource_name(s(group))
+            .with_configuration_keys(None),
+    ]);
+    let r = c.request(&req, 4);
+    let r = &r.results[0];
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    r.configs
+        .iter()
+        .map(|e| {
+            let value = e.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            (e.name.to_string(), (value, e.config_source))
+        })
+        .collect()
+}
+
+const GROUP_RESOURCE: i8 = 32;
+const INVALID_CONFIG: i16 = 40;
+// Config operations and sources.
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+const SOURCE_GROUP: i8 = 8;
+
+#[test]
+fn group_configs_set_where_a_share_group_starts_and_how_long_it_locks() {
+    let mut b = start_broker(&[]);
+    let (topic, group) = ("share-configs", "share-configs-group");
+    create_topic(&b.admin_config(), topic, 1, &[]);
+    let mut c = b.raw();
+    let tid = topic_id(&mut c, topic);
+    produce_n(&b, topic, 5, "a");
+
+    // Before any override: the broker's settings (the test's static ones, or built in).
+    let d = describe_group(&mut c, group);
+    let names: Vec<&str> = d.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        vec![
+            "consumer.heartbeat.interval.ms",
+            "consumer.session.timeout.ms",
+            "share.auto.offset.reset",
+            "share.heartbeat.interval.ms",
+            "share.record.lock.duration.ms",
+            "share.session.timeout.ms",
+        ]
+    );
+    assert_eq!(
+        d["share.auto.offset.reset"],
+        ("latest".into(), SOURCE_DEFAULT)
+    );
+    assert_eq!(
+        d["share.record.lock.duration.ms"],
+        ("30000".into(), SOURCE_DEFAULT)
+    );
+    assert_eq!(
+        d["share.session.timeout.ms"],
+        ("10000".into(), SOURCE_STATIC_BROKER)
+    );
+
+    // Bad names and values: INVALID_CONFIG with Kafka's text, and nothing is set.
+    let refused = [
+        (
+            ("share.auto.offset.rest", SET, Some("earliest")),
+            "Unknown group config name: share.auto.offset.rest",
+        ),
+        (
+            ("share.auto.offset.reset", SET, Some("sideways")),
+            "share.auto.offset.reset",
+        ),
+        (
+            ("share.record.lock.duration.ms", SET, Some("999")),
+            "share.record.lock.duration.ms",
+        ),
+        (
+            ("share.record.lock.duration.ms", SET, None),
+            "share.record.lock.duration.ms",
+        ),
+        (
+            ("share.heartbeat.interval.ms", SET, Some("60000")),
+            "share.session.timeout.ms must be greater than share.heartbeat.interval.ms",
+        ),
+        (
+            ("share.auto.offset.reset", APPEND, Some("earliest")),
+            "LIST",
+        ),
+    ];
+    for (op, text) in refused {
+        let (code, message) = alter_group(&mut c, group, &[op]);
+        assert_eq!(code, INVALID_CONFIG, "{op:?}: {message}");
+        assert!(message.contains(text), "{op:?}: {message}");
+    }
+    assert_eq!(describe_group(&mut c, group), d);
+
+    // The group starts at the log start and locks records for 1.5 s, not the broker's 30 s.
+    let (code, message) = alter_group(
+        &mut c,
+        group,
+        &[
+            ("share.auto.offset.reset", SET, Some("earliest")),
+            ("share.record.lock.duration.ms", SET, Some("1500")),
+            ("share.heartbeat.interval.ms", SET, Some("700")),
+        ],
+    );
+    assert_eq!(code, 0, "{message}");
+    let d = describe_group(&mut c, group);
+    assert_eq!(
+        d["share.auto.offset.reset"],
+        ("earliest".into(), SOURCE_GROUP)
+    );
+    assert_eq!(
+        d["share.record.lock.duration.ms"],
+        ("1500".into(), SOURCE_GROUP)
+    );
+    // Another group keeps the broker's.
+    let other = describe_group(&mut c, "another-group");
+    assert_eq!(
+        other["share.auto.offset.reset"],
+        ("latest".into(), SOURCE_DEFAULT)
+    );
+
+    let h = heartbeat(&mut c, group, "m1", 0, Some(&[topic]));
+    assert_eq!(h.error_code, 0, "{:?}", h.error_message);
+    assert_eq!(h.heartbeat_interval_ms, 700);
+    let mut c1 = b.raw();
+    let r = share_fetch(&mut c1, group, "m1", 0, tid, &[], 5000);
+    assert_eq!(
+        acquired(&r),
+        range(0, 4, 1),
+        "earliest: the records produced before"
+    );
+    assert_eq!(r.acquisition_lock_timeout_ms, 1500);
+    // Unacknowledged, they come back after the group's lock duration.
+    let since = Instant::now();
+    let r = share_fetch(&mut c1, group, "m1", 1, tid, &[], 10_000);
+    assert_eq!(acquired(&r), range(0, 4, 2));
+    assert!(
+        since.elapsed() < Duration::from_secs(10),
+        "redelivered after the group's lock, not the broker's"
+    );
+    let r = share_ack(&mut c1, group, "m1", 2, tid, &[batch(0, 4, &[ACCEPT])]);
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    assert_eq!(start_offset(&mut c, group, topic), 5);
+
+    // Group configs are metadata: they survive a restart. Deleting one restores the broker's.
+    b.restart();
+    let mut c = b.raw();
+    let d = describe_group(&mut c, group);
+    assert_eq!(
+        d["share.record.lock.duration.ms"],
+        ("1500".into(), SOURCE_GROUP)
+    );
+    let (code, message) = alter_group(&mut c, group, &[("share.auto.offset.reset", DELETE, None)]);
+    assert_eq!(code, 0, "{message}");
+    let d = describe_group(&mut c, group);
+    assert_eq!(
+        d["share.auto.offset.reset"],
+        ("latest".into(), SOURCE_DEFAULT)
+    );
+    assert_eq!(
+        d["share.record.lock.duration.ms"],
+        ("1500".into(), SOURCE_GROUP)
+    );
 }

@@ -1,4 +1,4 @@
-//! `gregor configs ...`: describe and change topic and broker configs over DescribeConfigs and
+//! `gregor configs ...`: describe and change topic, broker and group configs over DescribeConfigs and
 //! IncrementalAlterConfigs, like kafka-configs.sh (same flags, same output lines).
 
 use std::io::Write;
@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail};
 use super::cluster::Cluster;
 use super::BrokerArgs;
 use crate::client::ops::{
-    config_source_name, AlterEntry, ConfigEntry, RESOURCE_BROKER, RESOURCE_TOPIC,
+    config_source_name, AlterEntry, ConfigEntry, RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC,
 };
 
 #[derive(clap::Args, Debug)]
@@ -21,10 +21,10 @@ pub struct ConfigsArgs {
     /// Change configs of the entity (--add-config, --delete-config).
     #[arg(long)]
     alter: bool,
-    /// `topics` or `brokers`.
-    #[arg(long, value_parser = ["topics", "brokers"])]
+    /// `topics`, `brokers` or `groups`.
+    #[arg(long, value_parser = ["topics", "brokers", "groups"])]
     entity_type: String,
-    /// The topic name or broker id.
+    /// The topic name, broker id or group id.
     #[arg(long, conflicts_with = "entity_default")]
     entity_name: Option<String>,
     /// The cluster-wide default of every broker (brokers only).
@@ -112,6 +112,17 @@ pub fn run(args: ConfigsArgs) -> anyhow::Result<()> {
             let label = format!("topic {name}");
             (RESOURCE_TOPIC, name, label)
         }
+        "groups" => {
+            if args.entity_default {
+                bail!("--entity-default applies to brokers only");
+            }
+            let name = args
+                .entity_name
+                .clone()
+                .ok_or_else(|| anyhow!("--entity-name is required for groups"))?;
+            let label = format!("group {name}");
+            (RESOURCE_GROUP, name, label)
+        }
         _ => match (&args.entity_name, args.entity_default) {
             (Some(n), false) => {
                 n.parse::<i32>()
@@ -131,7 +142,7 @@ pub fn run(args: ConfigsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if args.describe {
         let entries = client.describe_configs(resource_type, &name, true)?;
-        let dynamic = |s: i8| matches!(s, 1..=3);
+        let dynamic = |s: i8| matches!(s, 1..=3 | 8);
         let heading = match (args.all, name.is_empty()) {
             (true, _) => format!("All configs for {label} are:"),
             (false, true) => "Default configs for brokers in the cluster are:".to_string(),

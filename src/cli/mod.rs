@@ -314,7 +314,7 @@ mod tests {
             &["produce", "--topic", "t", "--compression", "brotli"],
             &["topics", "create"],
             &["configs", "--entity-type", "topics", "--entity-name", "t"],
-            &["configs", "--describe", "--entity-type", "groups"],
+            &["configs", "--describe", "--entity-type", "users"],
         ];
         for args in bad {
             assert!(parse(args).is_err(), "{args:?} should not parse");

@@ -42,6 +42,8 @@ pub const LATEST_TIMESTAMP: i64 = -1;
 pub const RESOURCE_TOPIC: i8 = 2;
 /// DescribeConfigs resource type of a broker (empty name: the cluster-wide default).
 pub const RESOURCE_BROKER: i8 = 4;
+/// DescribeConfigs resource type of a group (its group configs).
+pub const RESOURCE_GROUP: i8 = 32;
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
@@ -87,6 +89,8 @@ pub fn config_source_name(source: i8) -> &'static str {
         4 => "STATIC_BROKER_CONFIG",
         5 => "DEFAULT_CONFIG",
         6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
+        7 => "CLIENT_METRICS_CONFIG",
+        8 => "GROUP_CONFIG",
         _ => "UNKNOWN",
     }
 }

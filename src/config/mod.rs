@@ -18,6 +18,7 @@ pub mod bounds;
 mod cleaner;
 mod cluster;
 mod connections;
+pub mod group;
 pub mod security;
 mod topic;
 mod transactions;

@@ -18,7 +18,8 @@ use super::image::{
 };
 use super::{validate_topic_name, MetadataError};
 use crate::config::alter::{self, ConfigChange};
-use crate::config::{ConfigError, LogConfig, TOPIC_CONFIGS};
+use crate::config::group::{self, GroupSettings};
+use crate::config::{ConfigError, GroupConfig, LogConfig, TOPIC_CONFIGS};
 use crate::security::acl::{AclBinding, AclBindingFilter};
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::types::NodeId;
@@ -146,6 +147,8 @@ pub enum Reply {
 pub struct Settings {
     pub defaults: LogConfig,
     pub default_replication_factor: i16,
+    /// The broker's group settings, which group configs override.
+    pub groups: GroupConfig,
 }
 
 /// Checks `cmd` against `image` and returns the records that carry it out, and the answer.
@@ -409,6 +412,21 @@ fn alter_configs(
                     })?;
                 }
             }
+            (before, after)
+        }
+        ConfigResource::Group(group) => {
+            let before = image.group_configs.get(group).cloned().unwrap_or_default();
+            let base = if replace {
+                BTreeMap::new()
+            } else {
+                before.clone()
+            };
+            // No group config is a list: appending or subtracting is refused here.
+            let broker = GroupSettings::of_broker(&settings.groups);
+            let after = alter::apply_changes(&base, changes, |_| false, |n| broker.get(n))
+                .map_err(MetadataError::InvalidConfig)?;
+            GroupSettings::resolve(&settings.groups, &after)
+                .map_err(|e| MetadataError::InvalidConfig(group::kafka_message(&e)))?;
             (before, after)
         }
     };

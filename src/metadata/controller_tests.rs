@@ -7,6 +7,7 @@ fn settings() -> Settings {
     Settings {
         defaults: LogConfig::default(),
         default_replication_factor: 3,
+        groups: crate::config::GroupConfig::default(),
     }
 }
 
@@ -707,4 +708,72 @@ fn acls_are_created_once_and_deleted_by_filter() {
     // The image round-trips through its snapshot form with its ACLs.
     let back = Snapshot::restore(&s.to_bytes(), &LogConfig::default(), Some(1)).unwrap();
     assert_eq!(back.acls.iter().collect::<Vec<_>>(), vec![&b]);
+}
+
+#[test]
+fn group_config_changes_are_validated_and_applied() {
+    let mut s = cluster(&[1]);
+    let g = || ConfigResource::Group("g".to_string());
+    let set = |n: &str, v: &str| ConfigChange::set(n, v);
+    alter(
+        &mut s,
+        g(),
+        vec![
+            set("share.auto.offset.reset", "earliest"),
+            set("share.record.lock.duration.ms", "2000"),
+        ],
+        false,
+        false,
+    )
+    .unwrap();
+    assert_eq!(s.group_configs["g"]["share.auto.offset.reset"], "earliest");
+    assert_eq!(
+        s.group_configs["g"]["share.record.lock.duration.ms"],
+        "2000"
+    );
+
+    // Refused with Kafka's messages; nothing applied.
+    for (changes, message) in [
+        (
+            vec![set("share.auto.offset.rest", "earliest")],
+            "Unknown group config name: share.auto.offset.rest",
+        ),
+        (
+            vec![set("share.heartbeat.interval.ms", "50000")],
+            "share.session.timeout.ms must be greater than share.heartbeat.interval.ms",
+        ),
+    ] {
+        let e = alter(&mut s, g(), changes, false, false).unwrap_err();
+        assert!(
+            matches!(&e, MetadataError::InvalidConfig(m) if m == message),
+            "{e:?}"
+        );
+    }
+    let e = alter(
+        &mut s,
+        g(),
+        vec![set("share.record.lock.duration.ms", "500")],
+        false,
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(e, MetadataError::InvalidConfig(_)), "{e:?}");
+    let mut append = set("share.auto.offset.reset", "latest");
+    append.op = AlterOp::Append;
+    assert!(alter(&mut s, g(), vec![append], false, false).is_err());
+    assert_eq!(s.group_configs["g"].len(), 2);
+
+    // The legacy AlterConfigs replaces them all; removing the last drops the group's entry.
+    alter(
+        &mut s,
+        g(),
+        vec![set("share.auto.offset.reset", "latest")],
+        true,
+        false,
+    )
+    .unwrap();
+    assert_eq!(s.group_configs["g"].len(), 1);
+    let delete = ConfigChange::delete("share.auto.offset.reset");
+    alter(&mut s, g(), vec![delete], false, false).unwrap();
+    assert!(!s.group_configs.contains_key("g"));
 }

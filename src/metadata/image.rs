@@ -21,12 +21,14 @@ use crate::types::NodeId;
 /// No leader: every replica in the ISR is fenced (Kafka's -1).
 pub const NO_LEADER: NodeId = -1;
 
-/// What a config change is about (Kafka's ConfigResource of type TOPIC or BROKER).
+/// What a config change is about (Kafka's ConfigResource of type TOPIC, BROKER or GROUP).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigResource {
     Topic(String),
     /// One broker's dynamic settings, or (`None`) the cluster-wide default of every broker.
     Broker(Option<NodeId>),
+    /// One group's configs (Kafka's GROUP resource): overrides of the broker's group settings.
+    Group(String),
 }
 
 impl ConfigResource {
@@ -226,6 +228,9 @@ pub struct Snapshot {
     /// id, or by the empty string for the cluster-wide default.
     #[serde(default)]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Group configs by group (Kafka's names, `share.auto.offset.reset`): only the overrides.
+    #[serde(default)]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// SCRAM credentials by user, then mechanism.
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
@@ -471,6 +476,13 @@ impl Snapshot {
                     }
                     if node.is_none() || node == self.node {
                         self.resolve_all(defaults);
+                    }
+                }
+                ConfigResource::Group(group) => {
+                    let configs = self.group_configs.entry(group.clone()).or_default();
+                    merge(configs, changes);
+                    if configs.is_empty() {
+                        self.group_configs.remove(&group);
                     }
                 }
             },

@@ -170,6 +170,7 @@ fn start_quorum(shard: &Rc<Shard>) -> Rc<Quorum> {
         settings: Settings {
             defaults: config.log.clone(),
             default_replication_factor: config.default_replication_factor,
+            groups: config.groups.clone(),
         },
         session_timeout: Duration::from_millis(config.cluster.broker_session_timeout_ms),
         heartbeat_interval: Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),

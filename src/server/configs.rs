@@ -1,5 +1,5 @@
 //! Config management: DescribeConfigs, IncrementalAlterConfigs and the legacy AlterConfigs, for
-//! topics and brokers.
+//! topics, brokers and groups.
 //!
 //! A change is a command to the active controller, committed in the metadata quorum (so it
 //! survives restarts) and in effect on this node's logs before the answer is sent. Broker
@@ -24,6 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::access::Access;
 use super::{errors, reply, Outcome};
 use crate::config::alter::{self, AlterOp, ConfigChange};
+use crate::config::group::{self, GroupSettings, GROUP_CONFIGS};
 use crate::config::{Config, LogConfig, BROKER_CONFIGS, TOPIC_CONFIGS};
 use crate::metadata::{Command, ConfigResource, Snapshot};
 use crate::protocol::{decode_body, Request};
@@ -32,6 +33,7 @@ use crate::shard::Shard;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
 
 /// DescribeConfigs' config sources.
 const SOURCE_TOPIC: i8 = 1;
@@ -39,6 +41,7 @@ const SOURCE_DYNAMIC_BROKER: i8 = 2;
 const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+const SOURCE_GROUP: i8 = 8;
 
 type Refusal = (ResponseError, String);
 
@@ -65,6 +68,9 @@ fn config_refusal(
         RESOURCE_BROKER | RESOURCE_BROKER_LOGGER if !access.cluster(operation) => {
             refused(ResponseError::ClusterAuthorizationFailed)
         }
+        RESOURCE_GROUP if !access.group(operation, name) => {
+            refused(ResponseError::GroupAuthorizationFailed)
+        }
         _ => None,
     }
 }
@@ -90,6 +96,11 @@ fn resource(config: &Config, kind: i8, name: &str) -> Result<ConfigResource, Ref
                 format!("Failed to parse broker name as a base 10 number: {name}"),
             )),
         },
+        RESOURCE_GROUP if name.is_empty() => Err(refuse(
+            ResponseError::InvalidRequest,
+            "Group name must not be empty",
+        )),
+        RESOURCE_GROUP => Ok(ConfigResource::Group(name.to_string())),
         other => Err(refuse(
             ResponseError::InvalidRequest,
             format!("Unsupported resource type {other} for config changes"),
@@ -375,6 +386,46 @@ fn describe_broker(
         .collect())
 }
 
+/// A group's configs: its overrides over the broker's group settings (Kafka describes any
+/// group name, known or not).
+fn describe_group(
+    snap: &Snapshot,
+    config: &Config,
+    builtin: &Config,
+    group: &str,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Described>, Refusal> {
+    let overrides = snap.group_configs.get(group);
+    let settings = GroupSettings::of(&config.groups, overrides);
+    let fallback = GroupSettings::of_broker(&builtin.groups);
+    Ok(GROUP_CONFIGS
+        .iter()
+        .filter(|n| wanted(n))
+        .map(|n| {
+            let (config_type, doc, broker) = group::info(n).unwrap_or_default();
+            let mut synonyms = Vec::new();
+            if let Some(v) = overrides.and_then(|o| o.get(*n)) {
+                synonyms.push((n.to_string(), v.clone(), SOURCE_GROUP));
+            }
+            match broker {
+                Some(b) => synonyms.extend(broker_levels(snap, config, builtin, b)),
+                None => synonyms.push((
+                    n.to_string(),
+                    fallback.get(n).unwrap_or_default(),
+                    SOURCE_DEFAULT,
+                )),
+            }
+            Described {
+                name: n.to_string(),
+                value: settings.get(n).unwrap_or_default(),
+                read_only: false,
+                synonyms,
+                info: Some((config_type, doc.to_string())),
+            }
+        })
+        .collect())
+}
+
 pub fn describe_configs(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'static, Outcome> {
     let body: DescribeConfigsRequest = match decode_body(req) {
         Ok(b) => b,
@@ -408,6 +459,7 @@ pub fn describe_configs(shard: &Rc<Shard>, req: &Request) -> LocalBoxFuture<'sta
                 (Some(refused), _) => Err(refused),
                 (None, RESOURCE_TOPIC) => describe_topic(&snap, config, &builtin, name, &wanted),
                 (None, RESOURCE_BROKER) => describe_broker(&snap, config, &builtin, name, &wanted),
+                (None, RESOURCE_GROUP) => describe_group(&snap, config, &builtin, name, &wanted),
                 (None, other) => Err(refuse(
                     ResponseError::InvalidRequest,
                     format!("Unsupported resource type {other}"),

@@ -212,7 +212,7 @@ pub fn fetch(shard: &Rc<Shard>, req: Request, remote: Remote) -> LocalBoxFuture<
     }
     let parts = resolve(shard, Some(&access), &ids, acks);
     let shard = shard.clone();
-    let lock_ms = shard.config.groups.share_record_lock_duration_ms;
+    let lock_ms = shard.group_settings(&group).share_record_lock_duration_ms;
     Box::pin(async move {
         let owners = by_owner(&shard, &parts);
         let max_bytes = body.max_bytes.max(0) as usize;

@@ -79,7 +79,7 @@ pub fn heartbeat(shard: &Rc<Shard>, req: Request) -> LocalBoxFuture<'static, Out
         client_id: req.client_id.clone().unwrap_or_default(),
         client_host: req.client_host.clone(),
     };
-    let interval = shard.config.groups.share_heartbeat_interval_ms;
+    let interval = shard.group_settings(&group).share_heartbeat_interval_ms;
     let owner = owner_of(shard, &group);
     let call = shard.invoke_on(owner, move |sh| async move {
         coordinator::heartbeat(&sh, group, hb)

@@ -238,6 +238,12 @@ impl Shard {
         self.snapshot.borrow().clone()
     }
 
+    /// The settings of `group`: the broker's group settings with the group's configs applied.
+    pub fn group_settings(&self, group: &str) -> crate::config::group::GroupSettings {
+        let snap = self.snapshot.borrow();
+        crate::config::group::GroupSettings::of(&self.config.groups, snap.group_configs.get(group))
+    }
+
     pub fn owner_of(&self, topic: &str, partition: i32) -> ShardId {
         owner_shard(topic, partition, self.num_shards)
     }

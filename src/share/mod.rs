@@ -22,17 +22,17 @@ use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::group::ShareAutoOffsetReset;
 use crate::record::BatchHeader;
 use crate::shard::Shard;
 use crate::types::TopicPartition;
 use partition::{Ack, AckError, Acquired, Persisted, SharePartition};
 
-/// The share-partition settings of `config`.
-pub fn settings(config: &Config) -> partition::Settings {
-    let g = &config.groups;
+/// The share-partition settings of `group` (its record lock duration may be a group config).
+pub fn settings(shard: &Shard, group: &str) -> partition::Settings {
+    let g = &shard.config.groups;
     partition::Settings {
-        lock_ms: g.share_record_lock_duration_ms as i64,
+        lock_ms: shard.group_settings(group).share_record_lock_duration_ms as i64,
         delivery_limit: g.share_delivery_count_limit as i16,
         max_in_flight: g.share_partition_max_record_locks as i64,
     }
@@ -120,8 +120,8 @@ fn leading(shard: &Shard, tp: &TopicPartition, topic_id: Uuid) -> Option<i32> {
     (shard.snapshot().topic(&tp.topic).map(|t| t.id) == Some(topic_id)).then_some(epoch)
 }
 
-/// Loads the share-partition of `group` from its coordinator (or starts it at the log end,
-/// Kafka's `share.auto.offset.reset=latest`, when it has no state).
+/// Loads the share-partition of `group` from its coordinator, or, when it has no state,
+/// starts it where the group's `share.auto.offset.reset` says (the log end by default).
 async fn load(
     shard: &Rc<Shard>,
     group: &str,
@@ -159,7 +159,10 @@ async fn load(
     }
     let sp = match &stored {
         Some(p) => SharePartition::restore(p),
-        None => SharePartition::new(log.high_watermark()),
+        None => match shard.group_settings(group).share_auto_offset_reset {
+            ShareAutoOffsetReset::Latest => SharePartition::new(log.high_watermark()),
+            ShareAutoOffsetReset::Earliest => SharePartition::new(log.log_start_offset()),
+        },
     };
     slots.insert(
         key,
@@ -181,7 +184,7 @@ fn with_slot<R>(
     tp: &TopicPartition,
     f: impl FnOnce(&mut SharePartition, &partition::Settings, i64) -> R,
 ) -> Result<R, Failure> {
-    let s = settings(&shard.config);
+    let s = settings(shard, group);
     let now = shard.now_ms();
     let all = shares(shard);
     let mut slots = all.slots.borrow_mut();
@@ -384,7 +387,7 @@ async fn acquire_one(
 /// or a lock running out; at most `wait_ms`.
 pub async fn wait(shard: &Shard, group: &str, wants: &[Want], wait_ms: i64) {
     let now = shard.now_ms();
-    let s = settings(&shard.config);
+    let s = settings(shard, group);
     let mut wait_ms = wait_ms.max(0);
     let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
     {

@@ -3,9 +3,12 @@ on one topic, driven by tests/share_groups.rs.
 
 Usage: share_consumers.py BOOTSTRAP TOPIC GROUP N RECORDS
 
-Each consumer runs in a thread of its own (an instance is used by one thread only), spends
+First the group is set to start at the log start (the group config
+`share.auto.offset.reset=earliest`, set with the AdminClient as `kafka-configs --entity-type
+groups` would) and a tenth of the records are produced before any consumer joins: the group
+reads them only because of that config. Each consumer runs in a thread of its own (an instance is used by one thread only), spends
 50 ms on each non-empty poll, and accepts what it gets (implicit acknowledgement). Once every consumer has joined and polled,
-RECORDS records are produced in small batches over a few seconds, so the consumers compete for
+the other records are produced in small batches over a few seconds, so the consumers compete for
 them. The consumers run until together they have RECORDS distinct offsets, or 60 s pass; then
 they commit their acknowledgements and close (leaving the group).
 
@@ -19,6 +22,13 @@ import threading
 import time
 
 from confluent_kafka import Producer, ShareConsumer
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 
 
 def main():
@@ -66,6 +76,26 @@ def main():
         finally:
             c.close()
 
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    earliest = ConfigResource(
+        ResourceType.GROUP,
+        group,
+        incremental_configs=[
+            ConfigEntry(
+                "share.auto.offset.reset",
+                "earliest",
+                incremental_operation=AlterConfigOpType.SET,
+            )
+        ],
+    )
+    for f in admin.incremental_alter_configs([earliest]).values():
+        f.result(30)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    before = records // 10
+    for j in range(before):
+        p.produce(topic, value=b"record-%d" % j, partition=0)
+    p.flush(30)
+
     threads = [threading.Thread(target=consume, args=(i,), daemon=True) for i in range(n)]
     for t in threads:
         t.start()
@@ -75,9 +105,8 @@ def main():
             sys.exit(2)
     # Give every member time to get its assignment and open its share session.
     time.sleep(2)
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     per_batch = 50
-    for b in range(0, records, per_batch):
+    for b in range(before, records, per_batch):
         for j in range(b, min(b + per_batch, records)):
             p.produce(topic, value=b"record-%d" % j, partition=0)
         p.flush(30)

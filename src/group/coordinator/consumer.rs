@@ -12,7 +12,6 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 
 use super::{append, coordinator, offsets_partition, unavailable, Coordinator, KeyValue};
-use crate::config::Config;
 use crate::group::consumer::{
     by_name, records, ClassicJoin, ClassicSeed, ConsumerGroup, Error, Heartbeat, Record, Reply,
     Settings, TopicInfo, TopicView,
@@ -90,11 +89,14 @@ impl TopicView for SnapshotView {
     }
 }
 
-pub fn settings(config: &Config) -> Settings {
-    let g = &config.groups;
+/// The consumer group settings of `group` (its session timeout and heartbeat interval may be
+/// group configs).
+pub fn settings(shard: &Shard, group: &str) -> Settings {
+    let g = &shard.config.groups;
+    let own = shard.group_settings(group);
     Settings {
-        session_timeout_ms: g.consumer_session_timeout_ms,
-        heartbeat_interval_ms: g.consumer_heartbeat_interval_ms,
+        session_timeout_ms: own.consumer_session_timeout_ms,
+        heartbeat_interval_ms: own.consumer_heartbeat_interval_ms,
         assignors: g.consumer_assignors.clone(),
         max_size: g.consumer_max_size.max(1) as usize,
     }
@@ -116,7 +118,7 @@ pub async fn heartbeat(
     }
     let now = shard.now_ms();
     let view = SnapshotView(shard.snapshot());
-    let s = settings(&shard.config);
+    let s = settings(&shard, &group_id);
     let (result, kvs) = {
         let c = coordinator(&shard);
         let mut c = c.borrow_mut();
@@ -195,7 +197,7 @@ pub fn describe(shard: &Shard, group_id: &str) -> Result<DescribedConsumerGroup,
     Ok(DescribedConsumerGroup {
         group: g.clone(),
         state: crate::group::consumer::state_name(g),
-        assignor: g.assignor_name(&settings(&shard.config)),
+        assignor: g.assignor_name(&settings(shard, group_id)),
     })
 }
 
@@ -253,13 +255,12 @@ pub(super) fn replay(shard: &Shard, group: String, record: Record) {
 /// After loading partition `p`: every member of its consumer groups gets a full session.
 pub(super) fn start_timers(shard: &Shard, p: i32) {
     let now = shard.now_ms();
-    let s = settings(&shard.config);
     let n = shard.config.groups.offsets_topic_num_partitions;
     let c = coordinator(shard);
     let mut c = c.borrow_mut();
     for g in c.consumer_groups.values_mut() {
         if store::partition_for(&g.id, n) == p {
-            g.start_timers(&s, now);
+            g.start_timers(&settings(shard, &g.id), now);
         }
     }
 }
@@ -384,7 +385,7 @@ pub(super) fn upgrade(
 pub async fn classic_join(shard: Rc<Shard>, group_id: String, req: JoinRequest) -> JoinResult {
     let now = shard.now_ms();
     let view = SnapshotView(shard.snapshot());
-    let s = settings(&shard.config);
+    let s = settings(&shard, &group_id);
     let join = ClassicJoin {
         member_id: req.member_id.clone(),
         new_member_id: format!(
@@ -445,7 +446,7 @@ pub fn classic_sync(
 ) -> SyncResult {
     let now = shard.now_ms();
     let view = SnapshotView(shard.snapshot());
-    let s = settings(&shard.config);
+    let s = settings(shard, group_id);
     let c = coordinator(shard);
     let mut c = c.borrow_mut();
     let Some(g) = c.consumer_groups.get_mut(group_id) else {
@@ -471,7 +472,7 @@ pub fn classic_heartbeat(
     generation: i32,
 ) -> Option<ResponseError> {
     let now = shard.now_ms();
-    let s = settings(&shard.config);
+    let s = settings(shard, group_id);
     let c = coordinator(shard);
     let mut c = c.borrow_mut();
     let g = c.consumer_groups.get_mut(group_id)?;

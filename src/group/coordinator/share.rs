@@ -14,7 +14,6 @@ use kafka_protocol::error::ResponseError;
 
 use super::consumer::SnapshotView;
 use super::{append, coordinator, offsets_partition, unavailable};
-use crate::config::Config;
 use crate::group::share::{Error, Heartbeat, Reply, Settings, ShareGroup};
 use crate::group::store;
 use crate::shard::Shard;
@@ -27,10 +26,11 @@ pub enum ShareError {
     Coordinator(ResponseError),
 }
 
-pub fn settings(config: &Config) -> Settings {
+/// The share group settings of `group` (its session timeout may be a group config).
+pub fn settings(shard: &Shard, group: &str) -> Settings {
     Settings {
-        session_timeout_ms: config.groups.share_session_timeout_ms as i64,
-        max_size: config.groups.share_max_size.max(1) as usize,
+        session_timeout_ms: shard.group_settings(group).share_session_timeout_ms as i64,
+        max_size: shard.config.groups.share_max_size.max(1) as usize,
     }
 }
 
@@ -55,7 +55,7 @@ pub fn heartbeat(shard: &Shard, group_id: String, hb: Heartbeat) -> Result<Reply
         return Err(ShareError::Coordinator(e));
     }
     let view = SnapshotView(shard.snapshot());
-    let s = settings(&shard.config);
+    let s = settings(shard, &group_id);
     let now = shard.now_ms();
     let c = coordinator(shard);
     let mut c = c.borrow_mut();

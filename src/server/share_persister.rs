@@ -11,7 +11,6 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use uuid::Uuid;
 
 use futures::future::LocalBoxFuture;
 
@@ -20,7 +19,7 @@ use crate::group::coordinator::share as coordinator;
 use crate::replication::link::Link;
 use crate::shard::Shard;
 use crate::share::partition::Persisted;
-use crate::share::Failure;
+use crate::share::{Failure, StateKey};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -111,13 +110,14 @@ fn to_batches(p: &Persisted) -> Vec<write_share_group_state_request::StateBatch>
 }
 
 /// The stored state of a share-partition; None when it has none.
-async fn read(
-    shard: &Rc<Shard>,
-    group: &str,
-    topic_id: Uuid,
-    partition: i32,
-    leader_epoch: i32,
-) -> Result<Option<Persisted>, Failure> {
+async fn read(shard: &Rc<Shard>, key: StateKey) -> Result<Option<Persisted>, Failure> {
+    let StateKey {
+        group,
+        topic_id,
+        partition,
+        leader_epoch,
+    } = key;
+    let group = group.as_str();
     match place(shard, group)? {
         Place::Here => {
             let tp = offsets_partition(&shard.config, group);
@@ -174,14 +174,14 @@ async fn read(
 }
 
 /// Stores a share-partition's state (None deletes it); returns once the coordinator wrote it.
-async fn write(
-    shard: &Rc<Shard>,
-    group: &str,
-    topic_id: Uuid,
-    partition: i32,
-    leader_epoch: i32,
-    state: Option<Persisted>,
-) -> Result<(), Failure> {
+async fn write(shard: &Rc<Shard>, key: StateKey, state: Option<Persisted>) -> Result<(), Failure> {
+    let StateKey {
+        group,
+        topic_id,
+        partition,
+        leader_epoch,
+    } = key;
+    let group = group.as_str();
     match place(shard, group)? {
         Place::Here => {
             let tp = offsets_partition(&shard.config, group);
@@ -255,25 +255,17 @@ impl crate::share::Persister for CoordinatorPersister {
     fn read(
         &self,
         shard: Rc<Shard>,
-        group: String,
-        topic_id: Uuid,
-        partition: i32,
-        leader_epoch: i32,
+        key: StateKey,
     ) -> LocalBoxFuture<'static, Result<Option<Persisted>, Failure>> {
-        Box::pin(async move { read(&shard, &group, topic_id, partition, leader_epoch).await })
+        Box::pin(async move { read(&shard, key).await })
     }
 
     fn write(
         &self,
         shard: Rc<Shard>,
-        group: String,
-        topic_id: Uuid,
-        partition: i32,
-        leader_epoch: i32,
+        key: StateKey,
         state: Option<Persisted>,
     ) -> LocalBoxFuture<'static, Result<(), Failure>> {
-        Box::pin(
-            async move { write(&shard, &group, topic_id, partition, leader_epoch, state).await },
-        )
+        Box::pin(async move { write(&shard, key, state).await })
     }
 }

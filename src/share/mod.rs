@@ -73,25 +73,29 @@ pub struct Shares {
     persister: RefCell<Option<Rc<dyn Persister>>>,
 }
 
+/// The share-partition state a persister call is about, and the leader epoch of the leader
+/// reading or storing it (the coordinator fences older ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateKey {
+    pub group: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+}
+
 /// How a share-partition leader reads and stores state through the group's coordinator
 /// (Kafka's persister). Deleting is storing None.
 pub trait Persister {
     fn read(
         &self,
         shard: Rc<Shard>,
-        group: String,
-        topic_id: Uuid,
-        partition: i32,
-        leader_epoch: i32,
+        key: StateKey,
     ) -> LocalBoxFuture<'static, Result<Option<Persisted>, Failure>>;
 
     fn write(
         &self,
         shard: Rc<Shard>,
-        group: String,
-        topic_id: Uuid,
-        partition: i32,
-        leader_epoch: i32,
+        key: StateKey,
         state: Option<Persisted>,
     ) -> LocalBoxFuture<'static, Result<(), Failure>>;
 }
@@ -99,6 +103,15 @@ pub trait Persister {
 /// Installs this shard's persister.
 pub fn set_persister(shard: &Shard, p: Rc<dyn Persister>) {
     *shares(shard).persister.borrow_mut() = Some(p);
+}
+
+fn state_key(group: &str, tp: &TopicPartition, topic_id: Uuid, leader_epoch: i32) -> StateKey {
+    StateKey {
+        group: group.to_string(),
+        topic_id,
+        partition: tp.partition,
+        leader_epoch,
+    }
 }
 
 fn persister(shard: &Shard) -> Result<Rc<dyn Persister>, Failure> {
@@ -138,13 +151,7 @@ async fn load(
         return Ok(());
     }
     let stored = persister(shard)?
-        .read(
-            shard.clone(),
-            group.to_string(),
-            topic_id,
-            tp.partition,
-            epoch,
-        )
+        .read(shard.clone(), state_key(group, tp, topic_id, epoch))
         .await?;
     let Some(log) = shard
         .log(tp)
@@ -250,10 +257,7 @@ async fn store(
     let r = persister(shard)?
         .write(
             shard.clone(),
-            group.to_string(),
-            topic_id,
-            tp.partition,
-            epoch,
+            state_key(group, tp, topic_id, epoch),
             Some(newest.clone()),
         )
         .await;
